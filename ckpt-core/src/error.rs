@@ -1,0 +1,172 @@
+//! The one error type of ckpt.
+
+use crate::Step;
+use std::fmt;
+
+/// What kind of failure an [`Error`] is. Match on this, not on messages.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum ErrorKind {
+    /// A step, item, file or root that was asked for does not exist (Orbax `FileNotFoundError`).
+    NotFound,
+    /// The step already exists (Orbax `StepAlreadyExistsError`), or a conditional create lost.
+    AlreadyExists,
+    /// A call got an argument it cannot use (Orbax `ValueError` from a call).
+    InvalidArgument,
+    /// Options that cannot work together or a bad value, found when a manager or policy is built.
+    InvalidConfig,
+    /// A write or delete was asked of a read-only manager (deviation D3).
+    ReadOnly,
+    /// Data on disk is broken: unparsable metadata, a truncated file, a checksum mismatch.
+    Corrupt,
+    /// The operation or format is not supported, e.g. restoring an Orbax tensorstore item.
+    Unsupported,
+    /// The storage backend failed (I/O, network, permissions).
+    Storage,
+    /// A handler failed to save or restore an item.
+    Handler,
+    /// A bounded wait ran out of time.
+    Timeout,
+}
+
+impl ErrorKind {
+    /// The kind's name as written in error strings, e.g. `"NotFound"`.
+    pub fn name(self) -> &'static str {
+        match self {
+            ErrorKind::NotFound => "NotFound",
+            ErrorKind::AlreadyExists => "AlreadyExists",
+            ErrorKind::InvalidArgument => "InvalidArgument",
+            ErrorKind::InvalidConfig => "InvalidConfig",
+            ErrorKind::ReadOnly => "ReadOnly",
+            ErrorKind::Corrupt => "Corrupt",
+            ErrorKind::Unsupported => "Unsupported",
+            ErrorKind::Storage => "Storage",
+            ErrorKind::Handler => "Handler",
+            ErrorKind::Timeout => "Timeout",
+        }
+    }
+}
+
+impl fmt::Display for ErrorKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// The error of every fallible ckpt call: a [`ErrorKind`], a message, and where it happened
+/// (the step and the path, when known), with the underlying cause as its `source()`.
+///
+/// Displays as `Kind: message (step N, path P): cause`, on one line.
+#[derive(Debug, thiserror::Error)]
+pub struct Error {
+    kind: ErrorKind,
+    message: String,
+    step: Option<Step>,
+    path: Option<String>,
+    #[source]
+    source: Option<Box<dyn std::error::Error + Send + Sync + 'static>>,
+}
+
+/// `Result` with ckpt's [`Error`].
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+impl Error {
+    /// A new error of `kind` with a message saying what went wrong.
+    pub fn new(kind: ErrorKind, message: impl Into<String>) -> Self {
+        Error { kind, message: message.into(), step: None, path: None, source: None }
+    }
+
+    /// Attaches the step the error concerns.
+    pub fn with_step(mut self, step: Step) -> Self {
+        self.step = Some(step);
+        self
+    }
+
+    /// Attaches the path (relative to the root, or a full path/URI) the error concerns.
+    pub fn with_path(mut self, path: impl Into<String>) -> Self {
+        self.path = Some(path.into());
+        self
+    }
+
+    /// Attaches the underlying cause.
+    pub fn with_source(mut self, source: impl std::error::Error + Send + Sync + 'static) -> Self {
+        self.source = Some(Box::new(source));
+        self
+    }
+
+    /// The kind of failure.
+    pub fn kind(&self) -> ErrorKind {
+        self.kind
+    }
+
+    /// The message, without kind, step or path.
+    pub fn message(&self) -> &str {
+        &self.message
+    }
+
+    /// The step the error concerns, if known.
+    pub fn step(&self) -> Option<Step> {
+        self.step
+    }
+
+    /// The path the error concerns, if known.
+    pub fn path(&self) -> Option<&str> {
+        self.path.as_deref()
+    }
+
+    /// Shorthand for `Error::new(ErrorKind::NotFound, message)`.
+    pub fn not_found(message: impl Into<String>) -> Self {
+        Self::new(ErrorKind::NotFound, message)
+    }
+
+    /// Shorthand for `Error::new(ErrorKind::InvalidArgument, message)`.
+    pub fn invalid_argument(message: impl Into<String>) -> Self {
+        Self::new(ErrorKind::InvalidArgument, message)
+    }
+
+    /// Shorthand for `Error::new(ErrorKind::InvalidConfig, message)`.
+    pub fn invalid_config(message: impl Into<String>) -> Self {
+        Self::new(ErrorKind::InvalidConfig, message)
+    }
+
+    /// Shorthand for `Error::new(ErrorKind::Corrupt, message)`.
+    pub fn corrupt(message: impl Into<String>) -> Self {
+        Self::new(ErrorKind::Corrupt, message)
+    }
+
+    /// Shorthand for `Error::new(ErrorKind::Storage, message)`.
+    pub fn storage(message: impl Into<String>) -> Self {
+        Self::new(ErrorKind::Storage, message)
+    }
+}
+
+impl fmt::Display for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: {}", self.kind, self.message)?;
+        match (&self.step, &self.path) {
+            (Some(s), Some(p)) => write!(f, " (step {s}, path {p})")?,
+            (Some(s), None) => write!(f, " (step {s})")?,
+            (None, Some(p)) => write!(f, " (path {p})")?,
+            (None, None) => {}
+        }
+        if let Some(src) = &self.source {
+            write!(f, ": {src}")?;
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn display_has_kind_step_path_and_cause() {
+        let io = std::io::Error::other("disk on fire");
+        let e = Error::not_found("no such step").with_step(7).with_path("/r/7").with_source(io);
+        assert_eq!(e.to_string(), "NotFound: no such step (step 7, path /r/7): disk on fire");
+        assert_eq!(e.kind(), ErrorKind::NotFound);
+        assert_eq!(e.step(), Some(7));
+        assert!(std::error::Error::source(&e).is_some());
+    }
+}

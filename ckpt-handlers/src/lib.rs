@@ -1,0 +1,170 @@
+//! Item handlers: how one item of a step is written into its item directory and read back.
+//!
+//! A [`CheckpointHandler`] is registered with typetag under its *type string*, the string recorded
+//! for the item in the step metadata's `item_handlers` (spec §1.5). A fresh process therefore
+//! restores any item whose type string names a linked handler, without being told its type
+//! ([`handler_for_type_string`]). Built in:
+//! - [`JsonHandler`]: Orbax `JsonCheckpointHandler`'s format and type string (spec §2.1);
+//! - [`TensorHandler`]: named n-d arrays in one safetensors file (`ckpt.tensors`);
+//! - [`BytesHandler`]: one opaque byte string (`ckpt.bytes`).
+//!
+//! Orbax's tensorstore handlers (Standard, PyTree, Array) are recognised by type string and
+//! restoring them fails with [`ckpt_core::ErrorKind::Unsupported`] naming the item and the handler.
+#![deny(missing_docs)]
+
+use ckpt_core::{Error, Result};
+use ckpt_storage::Store;
+use std::borrow::Cow;
+use std::fmt::Debug;
+
+/// The directory of one item inside a step directory (or inside its tmp directory while saving).
+/// Handlers read and write only through it, so they cannot reach outside their item.
+#[derive(Debug, Clone, Copy)]
+pub struct ItemDir<'a> {
+    store: &'a dyn Store,
+    path: &'a str,
+}
+
+impl<'a> ItemDir<'a> {
+    /// The item directory at `path` (relative to the store's root) of `store`.
+    pub fn new(store: &'a dyn Store, path: &'a str) -> Self {
+        ItemDir { store, path }
+    }
+
+    /// The directory's path relative to the store's root.
+    pub fn path(&self) -> &str {
+        self.path
+    }
+
+    /// The store holding the directory.
+    pub fn store(&self) -> &'a dyn Store {
+        self.store
+    }
+
+    /// The path of file `name` in this directory.
+    ///
+    /// # Errors
+    /// `InvalidArgument` when `name` is not a single path component (no `/`, `.`, `..`, empty).
+    pub fn file_path(&self, name: &str) -> Result<String> {
+        if name.is_empty() || name == "." || name == ".." || name.contains('/') || name.contains('\\') || name.contains('\0') {
+            return Err(Error::invalid_argument(format!("invalid file name {name:?} in item directory {}", self.path)));
+        }
+        Ok(if self.path.is_empty() { name.to_string() } else { format!("{}/{}", self.path, name) })
+    }
+
+    /// The full location of file `name` (for messages).
+    pub fn location(&self, name: &str) -> String {
+        self.store.location(&self.file_path(name).unwrap_or_else(|_| self.path.to_string()))
+    }
+
+    /// Writes file `name` durably.
+    ///
+    /// # Errors
+    /// As [`ItemDir::file_path`] and [`Store::write`].
+    pub fn write(&self, name: &str, data: &[u8]) -> Result<()> {
+        self.store.write(&self.file_path(name)?, data)
+    }
+
+    /// Reads file `name`.
+    ///
+    /// # Errors
+    /// `NotFound` when it is missing; as [`ItemDir::file_path`] and [`Store::read`].
+    pub fn read(&self, name: &str) -> Result<Vec<u8>> {
+        self.store.read(&self.file_path(name)?)
+    }
+
+    /// Whether file `name` exists.
+    ///
+    /// # Errors
+    /// As [`ItemDir::file_path`] and [`Store::stat`].
+    pub fn exists(&self, name: &str) -> Result<bool> {
+        Ok(self.store.stat(&self.file_path(name)?)?.is_some())
+    }
+}
+
+/// An item given to `save`. Borrowed variants are written from the caller's memory; owned ones
+/// are moved in.
+pub enum SaveItem<'a> {
+    /// Any `serde::Serialize` value, written as JSON by [`JsonHandler`].
+    Json(&'a (dyn erased_serde::Serialize + Sync)),
+    /// A JSON value, written by [`JsonHandler`].
+    JsonValue(Cow<'a, serde_json::Value>),
+    /// Named tensors, written by [`TensorHandler`].
+    Tensors(Cow<'a, TensorMap>),
+    /// Opaque bytes, written by [`BytesHandler`].
+    Bytes(Cow<'a, [u8]>),
+    /// Anything else, for third-party handlers, which downcast it.
+    Custom(&'a (dyn std::any::Any + Sync)),
+}
+
+impl Debug for SaveItem<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            SaveItem::Json(_) => f.write_str("SaveItem::Json(..)"),
+            SaveItem::JsonValue(v) => write!(f, "SaveItem::JsonValue({v})"),
+            SaveItem::Tensors(t) => write!(f, "SaveItem::Tensors({} tensors)", t.len()),
+            SaveItem::Bytes(b) => write!(f, "SaveItem::Bytes({} bytes)", b.len()),
+            SaveItem::Custom(_) => f.write_str("SaveItem::Custom(..)"),
+        }
+    }
+}
+
+/// An item as a handler restored it.
+#[derive(Debug)]
+pub enum RestoredItem {
+    /// A JSON value (from [`JsonHandler`]).
+    Json(serde_json::Value),
+    /// Named tensors (from [`TensorHandler`]).
+    Tensors(TensorMap),
+    /// Opaque bytes (from [`BytesHandler`]).
+    Bytes(Vec<u8>),
+    /// Anything else, from third-party handlers.
+    Custom(Box<dyn std::any::Any + Send + Sync>),
+}
+
+/// Writes one item into its item directory and reads it back (Orbax `CheckpointHandler`).
+///
+/// Implementations are registered with `#[typetag::serde(name = "<type string>")]`, the name being
+/// exactly what [`CheckpointHandler::type_string`] returns, so that [`handler_for_type_string`]
+/// finds them. Handlers write only inside the [`ItemDir`] they are given and never commit.
+#[typetag::serde(tag = "type")]
+pub trait CheckpointHandler: Debug + Send + Sync {
+    /// The type string recorded in `_CHECKPOINT_METADATA.item_handlers`, e.g. Orbax's
+    /// `orbax.checkpoint._src.handlers.json_checkpoint_handler.JsonCheckpointHandler`.
+    fn type_string(&self) -> String;
+
+    /// Writes `item` into `dir`.
+    ///
+    /// # Errors
+    /// `InvalidArgument` when `item` is a variant this handler does not write; `Handler` or
+    /// `Storage` when writing fails.
+    fn save(&self, dir: &ItemDir<'_>, item: &SaveItem<'_>) -> Result<()>;
+
+    /// Reads the item back from `dir`.
+    ///
+    /// # Errors
+    /// `NotFound` when the item's files are missing; `Corrupt` when they cannot be parsed;
+    /// `Unsupported` when the format cannot be read by ckpt.
+    fn restore(&self, dir: &ItemDir<'_>) -> Result<RestoredItem>;
+
+    /// What the handler can tell about the item without restoring it (Orbax `metadata()`), or
+    /// `None` (as Orbax's JSON handler).
+    ///
+    /// # Errors
+    /// As [`CheckpointHandler::restore`].
+    fn metadata(&self, dir: &ItemDir<'_>) -> Result<Option<serde_json::Value>>;
+}
+
+mod bytes;
+mod json;
+mod orbax;
+mod registry;
+mod tensor;
+mod tensor_handler;
+
+pub use bytes::BytesHandler;
+pub use json::JsonHandler;
+pub use orbax::{is_orbax_tensorstore_handler, ORBAX_JSON_HANDLER};
+pub use registry::{default_handler_for, handler_for_type_string, HandlerRegistry};
+pub use tensor::{DType, Element, Tensor, TensorMap};
+pub use tensor_handler::TensorHandler;

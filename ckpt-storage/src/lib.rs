@@ -1,0 +1,141 @@
+//! Storage for ckpt: the [`Store`] trait, its implementation over `opendal::Operator`, and the two
+//! commit protocols that make a step directory visible atomically (spec §1.3).
+//!
+//! Paths given to a [`Store`] are relative to the store's root, `/`-separated, with no leading
+//! `/`, no `.` or `..` component and no trailing `/` (the empty path is the root itself). A store
+//! rejects any other path with [`ckpt_core::ErrorKind::InvalidArgument`], so nothing outside the
+//! root can be named.
+#![deny(missing_docs)]
+
+use ckpt_core::Result;
+use chrono::{DateTime, Utc};
+use std::fmt::Debug;
+use std::ops::Range;
+
+/// What a store can do; the commit protocol is chosen from this (DESIGN.md, "ckpt-storage").
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Capabilities {
+    /// `rename` of a directory is atomic (local file systems). Object stores: false.
+    pub rename: bool,
+    /// `write_if_absent` is honoured (a second writer gets `AlreadyExists`).
+    pub write_if_absent: bool,
+    /// Directories exist on their own (an empty directory can be listed); false on object stores.
+    pub directories: bool,
+    /// `sync_dir` and writes reach durable storage (fsync); false for memory.
+    pub durable: bool,
+}
+
+/// What kind of entry a listing returned.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EntryKind {
+    /// A file (an object on object stores).
+    File,
+    /// A directory (a common prefix on object stores).
+    Dir,
+}
+
+/// One immediate child of a listed directory.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Entry {
+    /// The child's name: one path component, never empty, no `/`.
+    pub name: String,
+    /// File or directory.
+    pub kind: EntryKind,
+}
+
+/// What `stat` knows of a path.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EntryMeta {
+    /// File or directory.
+    pub kind: EntryKind,
+    /// Size in bytes (0 for directories).
+    pub size: u64,
+    /// Last modification time, where the store keeps one.
+    pub modified: Option<DateTime<Utc>>,
+}
+
+/// A place to keep checkpoints: a local directory, memory, or an object store bucket prefix.
+///
+/// Small and object-safe on purpose (as object_store's `ObjectStore`): the manager, the handlers
+/// and the commit protocols need nothing else. Every method is blocking and may be called from
+/// any non-async thread.
+pub trait Store: Debug + Send + Sync {
+    /// What this store can do.
+    fn capabilities(&self) -> Capabilities;
+
+    /// The full location of `path` for messages and for `commit_success.txt`: an absolute local
+    /// path (`/data/run/3`) or a URI (`memory:///3`, `s3://bucket/prefix/3`).
+    fn location(&self, path: &str) -> String;
+
+    /// Writes a whole file, creating parent directories, replacing any file already there. On a
+    /// durable store the data is on stable storage (fsync) when this returns.
+    ///
+    /// # Errors
+    /// `InvalidArgument` for a bad path, `Storage` when the backend fails.
+    fn write(&self, path: &str, data: &[u8]) -> Result<()>;
+
+    /// As [`Store::write`], but only if nothing exists at `path` (conditional create where the
+    /// backend has it; check-then-write otherwise).
+    ///
+    /// # Errors
+    /// `AlreadyExists` when `path` exists; else as [`Store::write`].
+    fn write_if_absent(&self, path: &str, data: &[u8]) -> Result<()>;
+
+    /// Reads a whole file.
+    ///
+    /// # Errors
+    /// `NotFound` when there is no file at `path`; `InvalidArgument`, `Storage` as above.
+    fn read(&self, path: &str) -> Result<Vec<u8>>;
+
+    /// Reads the bytes `range` (byte offsets, end exclusive) of a file.
+    ///
+    /// # Errors
+    /// As [`Store::read`]; `InvalidArgument` when the range lies beyond the end of the file.
+    fn read_range(&self, path: &str, range: Range<u64>) -> Result<Vec<u8>>;
+
+    /// Metadata of `path`, or `None` when nothing is there.
+    ///
+    /// # Errors
+    /// `InvalidArgument`, `Storage`.
+    fn stat(&self, path: &str) -> Result<Option<EntryMeta>>;
+
+    /// The immediate children of directory `path` (`""` for the root), in no particular order.
+    /// A directory that does not exist lists as empty.
+    ///
+    /// # Errors
+    /// `InvalidArgument`, `Storage` (e.g. `path` is a file on a local file system).
+    fn list_dir(&self, path: &str) -> Result<Vec<Entry>>;
+
+    /// Creates directory `path` and its parents; succeeds if it exists. A no-op where directories
+    /// do not exist on their own.
+    ///
+    /// # Errors
+    /// `InvalidArgument`, `Storage`.
+    fn create_dir(&self, path: &str) -> Result<()>;
+
+    /// Deletes one file; succeeds if it does not exist.
+    ///
+    /// # Errors
+    /// `InvalidArgument`, `Storage`.
+    fn delete(&self, path: &str) -> Result<()>;
+
+    /// Deletes directory `path` and everything below it; succeeds if it does not exist.
+    ///
+    /// # Errors
+    /// `InvalidArgument` (also for the root itself, `""`), `Storage`.
+    fn delete_prefix(&self, path: &str) -> Result<()>;
+
+    /// Renames the file or directory `from` to `to` atomically; `to` must not exist.
+    ///
+    /// # Errors
+    /// `Unsupported` when [`Capabilities::rename`] is false; `NotFound` when `from` is missing;
+    /// `AlreadyExists` when `to` exists; `InvalidArgument`, `Storage`.
+    fn rename(&self, from: &str, to: &str) -> Result<()>;
+
+    /// Makes the entries of directory `path` durable (fsync of the directory). A no-op on stores
+    /// that are not [`Capabilities::durable`] or have no directories.
+    ///
+    /// # Errors
+    /// `InvalidArgument`, `Storage`.
+    fn sync_dir(&self, path: &str) -> Result<()>;
+}
