@@ -1,0 +1,42 @@
+//! ckpt's `CheckpointManager`: an Orbax-compatible checkpoint manager for Rust training loops.
+//!
+//! ```no_run
+//! use ckpt_manager::{BestMode, CheckpointManager, Composite, SaveOptions};
+//! # fn main() -> ckpt_core::Result<()> {
+//! # let params = ckpt_handlers::TensorMap::new();
+//! # #[derive(serde::Serialize, serde::Deserialize)] struct State { epoch: u32 }
+//! # let state = State { epoch: 0 };
+//! let mut mngr = CheckpointManager::builder("runs/exp1")
+//!     .max_to_keep(3)
+//!     .keep_period(1000)
+//!     .best_metric("val_loss", BestMode::Min)
+//!     .build()?;
+//! let mut metrics = serde_json::Map::new();
+//! metrics.insert("val_loss".into(), 0.25.into());
+//! mngr.save(100, &Composite::new().tensors("params", &params).json("state", &state),
+//!           SaveOptions::default().metrics(metrics))?;
+//! let restored = mngr.restore(None)?;            // the latest committed step
+//! let state: State = restored.json("state")?;
+//! # Ok(()) }
+//! ```
+//!
+//! The crates underneath are re-exported: [`core`], [`policy`], [`storage`], [`handlers`].
+#![deny(missing_docs)]
+
+mod composite;
+mod listing;
+mod manager;
+mod options;
+mod restored;
+
+pub use ckpt_core as core;
+pub use ckpt_handlers as handlers;
+pub use ckpt_policy as policy;
+pub use ckpt_storage as storage;
+
+pub use ckpt_core::{CheckpointInfo, Error, ErrorKind, Metrics, Result, Step};
+pub use ckpt_policy::BestMode;
+pub use composite::{Composite, SaveOptions};
+pub use manager::CheckpointManager;
+pub use options::{CheckpointManagerBuilder, CheckpointManagerOptions};
+pub use restored::Restored;

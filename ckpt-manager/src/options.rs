@@ -1,0 +1,350 @@
+//! `CheckpointManagerOptions` and its builder.
+
+use ckpt_core::{Clock, Error, Metrics, NameFormat, Result, StandardNameFormat, SystemClock};
+use ckpt_handlers::CheckpointHandler;
+use ckpt_policy::{BestMode, PreservationPolicy, SaveDecisionPolicy};
+use ckpt_storage::{AtomicityMode, Store};
+use std::sync::Arc;
+
+/// How a manager behaves: when it saves, what it keeps, how it names and commits steps.
+///
+/// Field names and defaults are Orbax `CheckpointManagerOptions`' (spec §5.1), restricted to what
+/// ckpt implements; deviations are noted per field. Build it with [`CheckpointManagerOptions::default`]
+/// and struct update syntax, or through [`crate::CheckpointManager::builder`].
+#[derive(Debug, Clone)]
+pub struct CheckpointManagerOptions {
+    /// Save when `step % save_interval_steps == 0` (default 1, every step). `None` turns the
+    /// interval off. `Some(0)` is rejected when the manager is built unless `read_only`
+    /// (deviation D4). Ignored when `save_decision_policy` is set.
+    pub save_interval_steps: Option<u64>,
+    /// Also save at these steps. Ignored when `save_decision_policy` is set.
+    pub save_on_steps: Vec<u64>,
+    /// Keep at most this many checkpoints (the newest, or the best by `best_metric`). `None` keeps
+    /// all; `0` deletes every checkpoint nothing else keeps, including the one just saved.
+    pub max_to_keep: Option<u64>,
+    /// Also keep every step that is a multiple of this (steps). `Some(0)` is rejected (D4).
+    pub keep_period: Option<u64>,
+    /// Also keep one checkpoint per this many seconds (anchored at the oldest kept).
+    pub keep_time_interval_secs: Option<u64>,
+    /// Rank checkpoints by this metric key (Orbax `best_fn = lambda m: m[key]`): retention keeps
+    /// the best `max_to_keep` and [`crate::CheckpointManager::best_step`] returns the best. A save
+    /// whose metrics lack the key is refused before anything is written (deviation D5).
+    pub best_metric: Option<String>,
+    /// Whether lower (`Min`) or higher (`Max`, Orbax's default) values of `best_metric` are better.
+    pub best_mode: BestMode,
+    /// With `best_metric`: keep checkpoints that have no metrics (default true).
+    pub keep_checkpoints_without_metrics: bool,
+    /// Step directories are named `<step_prefix>_<step>` (prefix matched literally, deviation D7).
+    pub step_prefix: Option<String>,
+    /// Zero-pad the step in directory names to this many digits.
+    pub step_format_fixed_length: Option<usize>,
+    /// A custom name format; overrides `step_prefix` and `step_format_fixed_length`.
+    pub step_name_format: Option<Arc<dyn NameFormat>>,
+    /// Create the root when opening it (default true; never when `read_only`).
+    pub create: bool,
+    /// Never write: `should_save` is false, a non-forced `save` returns `false`, a forced `save`
+    /// and `delete` are `ReadOnly` errors (deviation D3). Disables the retention options, as Orbax.
+    pub read_only: bool,
+    /// On open, remove tmp directories left by saves that died (default false).
+    pub cleanup_tmp_directories: bool,
+    /// Move deleted steps into `<root>/<todelete_subdir>/` instead of removing them.
+    pub todelete_subdir: Option<String>,
+    /// Write `root_metadata` once, when the root has none yet (default true).
+    pub save_root_metadata: bool,
+    /// The root metadata's `custom_metadata` (Orbax's `metadata=` constructor argument). Written
+    /// once and never overwritten.
+    pub root_metadata: Option<Metrics>,
+    /// Never write a step's metrics file (they still count in memory until a reopen).
+    pub prevent_write_metrics: bool,
+    /// Replaces the save decision built from `save_interval_steps` and `save_on_steps`.
+    pub save_decision_policy: Option<Arc<dyn SaveDecisionPolicy>>,
+    /// Replaces the preservation built from `max_to_keep`, `keep_period`, `keep_time_interval_secs`
+    /// and `best_metric`; exclusive with those (InvalidConfig).
+    pub preservation_policy: Option<Arc<dyn PreservationPolicy>>,
+    /// How steps are committed: atomic rename of a tmp directory, or a commit file written last
+    /// (Orbax `AtomicityOptions.mode`; `Auto` picks by the store's capabilities).
+    pub atomicity: AtomicityMode,
+    /// On open, list steps without reading their metadata or metrics (times are unknown and
+    /// metrics absent until `reload`).
+    pub lightweight_initialize: bool,
+    /// The clock for save times and time-based policies.
+    pub clock: Arc<dyn Clock>,
+    /// Handlers for named items, overriding the default handler chosen from the item's kind and,
+    /// on restore, the handler named in the step metadata.
+    pub handlers: Vec<(String, Arc<dyn CheckpointHandler>)>,
+}
+
+impl Default for CheckpointManagerOptions {
+    fn default() -> Self {
+        CheckpointManagerOptions {
+            save_interval_steps: Some(1),
+            save_on_steps: Vec::new(),
+            max_to_keep: None,
+            keep_period: None,
+            keep_time_interval_secs: None,
+            best_metric: None,
+            best_mode: BestMode::Max,
+            keep_checkpoints_without_metrics: true,
+            step_prefix: None,
+            step_format_fixed_length: None,
+            step_name_format: None,
+            create: true,
+            read_only: false,
+            cleanup_tmp_directories: false,
+            todelete_subdir: None,
+            save_root_metadata: true,
+            root_metadata: None,
+            prevent_write_metrics: false,
+            save_decision_policy: None,
+            preservation_policy: None,
+            atomicity: AtomicityMode::Auto,
+            lightweight_initialize: false,
+            clock: Arc::new(SystemClock),
+            handlers: Vec::new(),
+        }
+    }
+}
+
+impl CheckpointManagerOptions {
+    /// The name format these options describe.
+    ///
+    /// # Errors
+    /// `InvalidConfig` for a step prefix that cannot be part of a directory name.
+    pub fn name_format(&self) -> Result<Arc<dyn NameFormat>> {
+        if let Some(f) = &self.step_name_format {
+            return Ok(f.clone());
+        }
+        Ok(Arc::new(StandardNameFormat::new(self.step_prefix.as_deref(), self.step_format_fixed_length)?))
+    }
+
+    /// The options a read-only manager really uses: Orbax's `__post_init__` rewrites (spec §5.1)
+    /// clear the interval, retention, creation, cleanup and todelete options.
+    pub(crate) fn effective(&self) -> CheckpointManagerOptions {
+        let mut o = self.clone();
+        if o.read_only {
+            o.save_interval_steps = Some(0);
+            o.max_to_keep = None;
+            o.keep_time_interval_secs = None;
+            o.keep_period = None;
+            o.create = false;
+            o.cleanup_tmp_directories = false;
+            o.save_on_steps.clear();
+            o.todelete_subdir = None;
+        }
+        o
+    }
+
+    /// Checks the options (spec §4.3 validation, deviation D4).
+    ///
+    /// # Errors
+    /// `InvalidConfig` naming the option: `save_interval_steps` 0 (not read-only), `keep_period` 0,
+    /// a policy whose own validation fails, `preservation_policy` together with `max_to_keep`,
+    /// `keep_period` or `keep_time_interval_secs`, a `todelete_subdir` that is not one path
+    /// component or parses as a step name.
+    pub fn validate(&self) -> Result<()> {
+        if !self.read_only && self.save_interval_steps == Some(0) && self.save_decision_policy.is_none() {
+            return Err(Error::invalid_config("save_interval_steps must not be 0"));
+        }
+        if self.keep_period == Some(0) {
+            return Err(Error::invalid_config("keep_period must not be 0"));
+        }
+        if let Some(p) = &self.preservation_policy {
+            p.validate()?;
+            let conflicting = !self.read_only
+                && (self.max_to_keep.is_some_and(|n| n > 0)
+                    || self.keep_period.is_some_and(|n| n > 0)
+                    || self.keep_time_interval_secs.is_some_and(|n| n > 0));
+            if conflicting {
+                return Err(Error::invalid_config(
+                    "preservation_policy and max_to_keep / keep_period / keep_time_interval_secs are mutually exclusive",
+                ));
+            }
+        }
+        if let Some(p) = &self.save_decision_policy {
+            p.validate()?;
+        }
+        if let Some(d) = &self.todelete_subdir {
+            ckpt_core::validate_item_name(d)
+                .map_err(|_| Error::invalid_config(format!("todelete_subdir {d:?} must be one directory name")))?;
+            if self.name_format()?.parse_name(d).is_some() {
+                return Err(Error::invalid_config(format!("todelete_subdir {d:?} would be read as a step")));
+            }
+        }
+        if let Some(m) = &self.best_metric {
+            if m.is_empty() {
+                return Err(Error::invalid_config("best_metric must not be empty"));
+            }
+        }
+        self.name_format()?;
+        Ok(())
+    }
+}
+
+/// Builds a [`crate::CheckpointManager`]: `CheckpointManager::builder("runs/exp1").max_to_keep(3).build()?`.
+#[derive(Debug)]
+pub struct CheckpointManagerBuilder {
+    root: RootSpec,
+    options: CheckpointManagerOptions,
+}
+
+#[derive(Debug)]
+pub(crate) enum RootSpec {
+    Uri(String),
+    Store(Arc<dyn Store>),
+}
+
+impl CheckpointManagerBuilder {
+    pub(crate) fn new(root: RootSpec) -> Self {
+        CheckpointManagerBuilder { root, options: CheckpointManagerOptions::default() }
+    }
+
+    /// Replaces all options at once.
+    pub fn options(mut self, options: CheckpointManagerOptions) -> Self {
+        self.options = options;
+        self
+    }
+
+    /// See [`CheckpointManagerOptions::save_interval_steps`] (steps).
+    pub fn save_interval_steps(mut self, steps: u64) -> Self {
+        self.options.save_interval_steps = Some(steps);
+        self
+    }
+
+    /// See [`CheckpointManagerOptions::save_on_steps`].
+    pub fn save_on_steps(mut self, steps: impl IntoIterator<Item = u64>) -> Self {
+        self.options.save_on_steps = steps.into_iter().collect();
+        self
+    }
+
+    /// See [`CheckpointManagerOptions::max_to_keep`] (checkpoints).
+    pub fn max_to_keep(mut self, n: u64) -> Self {
+        self.options.max_to_keep = Some(n);
+        self
+    }
+
+    /// See [`CheckpointManagerOptions::keep_period`] (steps).
+    pub fn keep_period(mut self, steps: u64) -> Self {
+        self.options.keep_period = Some(steps);
+        self
+    }
+
+    /// See [`CheckpointManagerOptions::keep_time_interval_secs`] (seconds).
+    pub fn keep_time_interval_secs(mut self, secs: u64) -> Self {
+        self.options.keep_time_interval_secs = Some(secs);
+        self
+    }
+
+    /// Ranks checkpoints by `metric`; see [`CheckpointManagerOptions::best_metric`].
+    pub fn best_metric(mut self, metric: impl Into<String>, mode: BestMode) -> Self {
+        self.options.best_metric = Some(metric.into());
+        self.options.best_mode = mode;
+        self
+    }
+
+    /// See [`CheckpointManagerOptions::keep_checkpoints_without_metrics`].
+    pub fn keep_checkpoints_without_metrics(mut self, keep: bool) -> Self {
+        self.options.keep_checkpoints_without_metrics = keep;
+        self
+    }
+
+    /// See [`CheckpointManagerOptions::step_prefix`].
+    pub fn step_prefix(mut self, prefix: impl Into<String>) -> Self {
+        self.options.step_prefix = Some(prefix.into());
+        self
+    }
+
+    /// See [`CheckpointManagerOptions::step_format_fixed_length`] (digits).
+    pub fn step_format_fixed_length(mut self, digits: usize) -> Self {
+        self.options.step_format_fixed_length = Some(digits);
+        self
+    }
+
+    /// See [`CheckpointManagerOptions::create`].
+    pub fn create(mut self, create: bool) -> Self {
+        self.options.create = create;
+        self
+    }
+
+    /// See [`CheckpointManagerOptions::read_only`].
+    pub fn read_only(mut self, read_only: bool) -> Self {
+        self.options.read_only = read_only;
+        self
+    }
+
+    /// See [`CheckpointManagerOptions::cleanup_tmp_directories`].
+    pub fn cleanup_tmp_directories(mut self, cleanup: bool) -> Self {
+        self.options.cleanup_tmp_directories = cleanup;
+        self
+    }
+
+    /// See [`CheckpointManagerOptions::todelete_subdir`].
+    pub fn todelete_subdir(mut self, subdir: impl Into<String>) -> Self {
+        self.options.todelete_subdir = Some(subdir.into());
+        self
+    }
+
+    /// Root metadata written once (Orbax's `metadata=`); see [`CheckpointManagerOptions::root_metadata`].
+    pub fn root_metadata(mut self, custom: Metrics) -> Self {
+        self.options.root_metadata = Some(custom);
+        self
+    }
+
+    /// See [`CheckpointManagerOptions::save_root_metadata`].
+    pub fn save_root_metadata(mut self, save: bool) -> Self {
+        self.options.save_root_metadata = save;
+        self
+    }
+
+    /// See [`CheckpointManagerOptions::prevent_write_metrics`].
+    pub fn prevent_write_metrics(mut self, prevent: bool) -> Self {
+        self.options.prevent_write_metrics = prevent;
+        self
+    }
+
+    /// See [`CheckpointManagerOptions::save_decision_policy`].
+    pub fn save_decision_policy(mut self, policy: Arc<dyn SaveDecisionPolicy>) -> Self {
+        self.options.save_decision_policy = Some(policy);
+        self
+    }
+
+    /// See [`CheckpointManagerOptions::preservation_policy`].
+    pub fn preservation_policy(mut self, policy: Arc<dyn PreservationPolicy>) -> Self {
+        self.options.preservation_policy = Some(policy);
+        self
+    }
+
+    /// See [`CheckpointManagerOptions::atomicity`].
+    pub fn atomicity(mut self, mode: AtomicityMode) -> Self {
+        self.options.atomicity = mode;
+        self
+    }
+
+    /// See [`CheckpointManagerOptions::lightweight_initialize`].
+    pub fn lightweight_initialize(mut self, light: bool) -> Self {
+        self.options.lightweight_initialize = light;
+        self
+    }
+
+    /// See [`CheckpointManagerOptions::clock`].
+    pub fn clock(mut self, clock: Arc<dyn Clock>) -> Self {
+        self.options.clock = clock;
+        self
+    }
+
+    /// Uses `handler` for item `item`; see [`CheckpointManagerOptions::handlers`].
+    pub fn handler(mut self, item: impl Into<String>, handler: Arc<dyn CheckpointHandler>) -> Self {
+        self.options.handlers.push((item.into(), handler));
+        self
+    }
+
+    /// Opens the root and builds the manager.
+    ///
+    /// # Errors
+    /// As [`crate::CheckpointManager::open`].
+    pub fn build(self) -> Result<crate::CheckpointManager> {
+        match self.root {
+            RootSpec::Uri(uri) => crate::CheckpointManager::open(&uri, self.options),
+            RootSpec::Store(store) => crate::CheckpointManager::with_store(store, self.options),
+        }
+    }
+}
