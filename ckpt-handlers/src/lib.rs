@@ -46,15 +46,32 @@ impl<'a> ItemDir<'a> {
     /// # Errors
     /// `InvalidArgument` when `name` is not a single path component (no `/`, `.`, `..`, empty).
     pub fn file_path(&self, name: &str) -> Result<String> {
-        if name.is_empty() || name == "." || name == ".." || name.contains('/') || name.contains('\\') || name.contains('\0') {
-            return Err(Error::invalid_argument(format!("invalid file name {name:?} in item directory {}", self.path)));
+        if name.is_empty()
+            || name == "."
+            || name == ".."
+            || name.contains('/')
+            || name.contains('\\')
+            || name.contains('\0')
+        {
+            return Err(Error::invalid_argument(format!(
+                "invalid file name {name:?} in item directory {}",
+                self.path
+            )));
         }
-        Ok(if self.path.is_empty() { name.to_string() } else { format!("{}/{}", self.path, name) })
+        Ok(if self.path.is_empty() {
+            name.to_string()
+        } else {
+            format!("{}/{}", self.path, name)
+        })
     }
 
     /// The full location of file `name` (for messages).
     pub fn location(&self, name: &str) -> String {
-        self.store.location(&self.file_path(name).unwrap_or_else(|_| self.path.to_string()))
+        self.store.location(
+            &self
+                .file_path(name)
+                .unwrap_or_else(|_| self.path.to_string()),
+        )
     }
 
     /// Writes file `name` durably.
@@ -95,6 +112,20 @@ pub enum SaveItem<'a> {
     Bytes(Cow<'a, [u8]>),
     /// Anything else, for third-party handlers, which downcast it.
     Custom(&'a (dyn std::any::Any + Sync)),
+}
+
+impl SaveItem<'_> {
+    /// The value of a [`SaveItem::Custom`] item if it is a `T`, else `None` (also for the other
+    /// variants). For third-party handlers: `dyn Any + Sync` has no `downcast_ref` of its own.
+    pub fn downcast_custom<T: std::any::Any>(&self) -> Option<&T> {
+        match self {
+            SaveItem::Custom(any) => {
+                let any: &dyn std::any::Any = *any;
+                any.downcast_ref::<T>()
+            }
+            _ => None,
+        }
+    }
 }
 
 impl Debug for SaveItem<'_> {
@@ -156,6 +187,7 @@ pub trait CheckpointHandler: Debug + Send + Sync {
 }
 
 mod bytes;
+mod common;
 mod json;
 mod orbax;
 mod registry;
@@ -164,7 +196,13 @@ mod tensor_handler;
 
 pub use bytes::BytesHandler;
 pub use json::JsonHandler;
-pub use orbax::{is_orbax_tensorstore_handler, ORBAX_JSON_HANDLER};
+pub use orbax::{is_orbax_tensorstore_handler, ORBAX_JSON_HANDLER, ORBAX_TENSORSTORE_HANDLERS};
 pub use registry::{default_handler_for, handler_for_type_string, HandlerRegistry};
 pub use tensor::{DType, Element, Tensor, TensorMap};
 pub use tensor_handler::TensorHandler;
+
+/// The `half` crate, whose [`half::f16`] and [`half::bf16`] are the element types of
+/// [`DType::F16`] and [`DType::BF16`] tensors.
+pub use half;
+/// The `safetensors` crate, whose `Dtype` converts to and from [`DType`].
+pub use safetensors;
