@@ -1,14 +1,34 @@
 //! Storage for ckpt: the [`Store`] trait, its implementation over `opendal::Operator`, and the two
 //! commit protocols that make a step directory visible atomically (spec §1.3).
 //!
+//! * [`Store`], [`Capabilities`], [`Entry`], [`EntryMeta`]: what the rest of ckpt sees of storage;
+//! * [`OpendalStore`] and [`open`]: the implementation (local file system, memory);
+//! * [`CommitProtocol`], [`AtomicityMode`], [`protocol_for`]: atomic rename and commit file;
+//! * [`validate_path`], [`join_path`], [`parent_path`], [`file_name`]: store paths;
+//! * `testkit` (feature `testkit`): the conformance functions every store must pass.
+//!
 //! Paths given to a [`Store`] are relative to the store's root, `/`-separated, with no leading
-//! `/`, no `.` or `..` component and no trailing `/` (the empty path is the root itself). A store
-//! rejects any other path with [`ckpt_core::ErrorKind::InvalidArgument`], so nothing outside the
-//! root can be named.
+//! `/`, no `.` or `..` component, no empty component and no trailing `/` (the empty path is the
+//! root itself); no component may begin or end with whitespace, and NUL and `\` are refused. A
+//! store rejects any other path with [`ckpt_core::ErrorKind::InvalidArgument`], so nothing
+//! outside the root can be named.
 #![deny(missing_docs)]
 
-use ckpt_core::Result;
+mod commit;
+mod opendal_store;
+mod path;
+mod runtime;
+#[cfg(feature = "testkit")]
+pub mod testkit;
+
+pub use commit::{
+    protocol_for, AtomicRenameProtocol, AtomicityMode, CommitFileProtocol, CommitProtocol,
+};
+pub use opendal_store::{open, OpendalStore};
+pub use path::{file_name, join_path, parent_path, validate_path};
+
 use chrono::{DateTime, Utc};
+use ckpt_core::Result;
 use std::fmt::Debug;
 use std::ops::Range;
 
@@ -32,6 +52,9 @@ pub enum EntryKind {
     File,
     /// A directory (a common prefix on object stores).
     Dir,
+    /// A symbolic link (local file systems only), whatever it points to. Stores never follow
+    /// one when listing, stat-ing or deleting; the commit protocols and cleanup leave it alone.
+    Symlink,
 }
 
 /// One immediate child of a listed directory.
@@ -48,7 +71,7 @@ pub struct Entry {
 pub struct EntryMeta {
     /// File or directory.
     pub kind: EntryKind,
-    /// Size in bytes (0 for directories).
+    /// Size in bytes (0 for directories and symbolic links).
     pub size: u64,
     /// Last modification time, where the store keeps one.
     pub modified: Option<DateTime<Utc>>,

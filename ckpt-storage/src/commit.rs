@@ -1,0 +1,414 @@
+//! The two commit protocols that make a step (or item) directory visible atomically, as Orbax's
+//! `AtomicRenameTemporaryPath` and `CommitFileTemporaryPath` (spec §1.3), and the choice between
+//! them (Orbax's `AtomicityMode`).
+//!
+//! A save goes `prepare` → write into the returned working directory → `commit`. Items use the
+//! same protocol one level down, inside the step's working directory: with atomic rename the
+//! manager prepares `3.orbax-checkpoint-tmp/state` (working dir
+//! `3.orbax-checkpoint-tmp/state.orbax-checkpoint-tmp`), commits it to
+//! `3.orbax-checkpoint-tmp/state`, and only then commits the step.
+
+use crate::path::{file_name, join_path, parent_path, validate_path};
+use crate::{Capabilities, EntryKind, Store};
+use ckpt_core::{
+    commit_success_text, is_tmp_name, Error, ErrorKind, Result, COMMIT_SUCCESS_FILE, TMP_DIR_SUFFIX,
+};
+use std::fmt::{self, Debug};
+use std::str::FromStr;
+use std::sync::Arc;
+
+/// How a step becomes visible, as Orbax's `AtomicityMode` (spec §1.3); written and parsed as
+/// `"auto"`, `"atomic_rename"`, `"commit_file"`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub enum AtomicityMode {
+    /// Atomic rename where the store can rename (local file systems), commit file elsewhere.
+    /// Orbax's AUTO picks by URI (commit file for `gs://` only); ckpt picks by
+    /// [`Capabilities::rename`], which gives the same answer for local paths and GCS and the only
+    /// workable one for S3 and Azure.
+    #[default]
+    Auto,
+    /// Write `<name>.orbax-checkpoint-tmp/`, then `commit_success.txt`, then rename it to `<name>`
+    /// (Orbax `AtomicRenameTemporaryPath`).
+    AtomicRename,
+    /// Write `<name>/` in place, `commit_success.txt` last (Orbax `CommitFileTemporaryPath`).
+    CommitFile,
+}
+
+impl AtomicityMode {
+    /// The mode's name as Orbax writes it: `"auto"`, `"atomic_rename"` or `"commit_file"`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AtomicityMode::Auto => "auto",
+            AtomicityMode::AtomicRename => "atomic_rename",
+            AtomicityMode::CommitFile => "commit_file",
+        }
+    }
+}
+
+impl fmt::Display for AtomicityMode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl FromStr for AtomicityMode {
+    type Err = Error;
+
+    /// Parses `"auto"`, `"atomic_rename"` or `"commit_file"` (exactly, as Orbax's enum values).
+    ///
+    /// # Errors
+    /// `InvalidArgument` naming the string for anything else.
+    fn from_str(s: &str) -> Result<Self> {
+        match s {
+            "auto" => Ok(AtomicityMode::Auto),
+            "atomic_rename" => Ok(AtomicityMode::AtomicRename),
+            "commit_file" => Ok(AtomicityMode::CommitFile),
+            other => Err(Error::invalid_argument(format!(
+                "unknown atomicity mode {other:?} (expected \"auto\", \"atomic_rename\" or \"commit_file\")"
+            ))),
+        }
+    }
+}
+
+/// The commit protocol for `mode` on a store with `caps`: [`AtomicityMode::Auto`] gives
+/// [`AtomicRenameProtocol`] when `caps.rename`, else [`CommitFileProtocol`].
+///
+/// # Errors
+/// `InvalidConfig` when [`AtomicityMode::AtomicRename`] is asked of a store that cannot rename.
+pub fn protocol_for(mode: AtomicityMode, caps: Capabilities) -> Result<Arc<dyn CommitProtocol>> {
+    match mode {
+        AtomicityMode::Auto if caps.rename => Ok(Arc::new(AtomicRenameProtocol)),
+        AtomicityMode::Auto | AtomicityMode::CommitFile => Ok(Arc::new(CommitFileProtocol)),
+        AtomicityMode::AtomicRename if caps.rename => Ok(Arc::new(AtomicRenameProtocol)),
+        AtomicityMode::AtomicRename => Err(Error::invalid_config(
+            "atomicity mode atomic_rename needs a store that can rename directories; \
+             use commit_file (or auto) on this store",
+        )),
+    }
+}
+
+/// How a directory is written and made visible (spec §1.3). Object-safe; the manager keeps an
+/// `Arc<dyn CommitProtocol>` from [`protocol_for`].
+///
+/// Paths are store paths (see [`crate::validate_path`]); the final path is never the root.
+pub trait CommitProtocol: Debug + Send + Sync {
+    /// The resolved mode: [`AtomicityMode::AtomicRename`] or [`AtomicityMode::CommitFile`],
+    /// never `Auto`.
+    fn mode(&self) -> AtomicityMode;
+
+    /// Where the data for `final_path` is written before the commit: `<final>.orbax-checkpoint-tmp`
+    /// for atomic rename, `final_path` itself for commit file. Pure; no I/O.
+    fn working_path(&self, final_path: &str) -> String;
+
+    /// Makes a fresh, empty working directory for `final_path` and returns its path. A leftover
+    /// working directory (a save that died) is removed first, with a `tracing` warning.
+    ///
+    /// # Errors
+    /// `AlreadyExists` when `final_path` is already committed (atomic rename: it exists at all;
+    /// commit file: it holds `commit_success.txt`); `InvalidArgument` for a bad or empty path or
+    /// a final name that is itself a tmp name; `Unsupported` (atomic rename) on a store that
+    /// cannot rename; store errors.
+    fn prepare(&self, store: &dyn Store, final_path: &str) -> Result<String>;
+
+    /// Commits `working` (from [`CommitProtocol::prepare`]) as `final_path`, making everything
+    /// written below it durable first on a durable store.
+    ///
+    /// # Errors
+    /// `InvalidArgument` when `working` is not `working_path(final_path)`; `AlreadyExists` when
+    /// `final_path` exists (atomic rename) or was committed by someone else (commit file); store
+    /// errors, after which nothing is committed.
+    fn commit(&self, store: &dyn Store, working: &str, final_path: &str) -> Result<()>;
+
+    /// Whether the directory entry `name` of directory `dir` (`""` for the root) is committed.
+    /// Callers pass only entries listed as [`EntryKind::Dir`].
+    ///
+    /// # Errors
+    /// Store errors (commit file looks for `commit_success.txt`).
+    fn is_committed(&self, store: &dyn Store, dir: &str, name: &str) -> Result<bool>;
+
+    /// Whether the directory entry `name` of `dir` is a tmp directory that a cleanup may remove
+    /// (spec §1.3, "counts as temporary"). Callers pass only entries listed as
+    /// [`EntryKind::Dir`] (never symbolic links), and must not pass directories that are not
+    /// theirs: with commit file every uncommitted directory counts, which in Orbax includes the
+    /// root's `metadata/` (spec §1.3, "Caution").
+    ///
+    /// # Errors
+    /// Store errors.
+    fn is_tmp(&self, store: &dyn Store, dir: &str, name: &str) -> Result<bool>;
+}
+
+/// Write into `<final>.orbax-checkpoint-tmp/`, then `commit_success.txt`, fsync, rename to
+/// `<final>`: as Orbax `AtomicRenameTemporaryPath` (spec §1.3), plus the directory fsyncs Orbax
+/// leaves to the file system. Needs [`Capabilities::rename`].
+///
+/// A directory is committed when its name has no tmp suffix (`commit_success.txt` is not
+/// required, so older Orbax checkpoints stay valid); it is tmp when its name contains
+/// `.orbax-checkpoint-tmp` anywhere (also the legacy `-<number>` form).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct AtomicRenameProtocol;
+
+/// Write `<final>/` in place, then `commit_success.txt` last, with a conditional create so that
+/// a second committer loses: as Orbax `CommitFileTemporaryPath` (spec §1.3). Works on any store.
+///
+/// A directory is committed when it holds `commit_success.txt`, and tmp otherwise.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct CommitFileProtocol;
+
+/// Validates a final path: valid, not the root, and not itself a tmp name.
+fn check_final(final_path: &str) -> Result<()> {
+    validate_path(final_path)?;
+    if final_path.is_empty() {
+        return Err(Error::invalid_argument(
+            "the store root cannot be committed as a checkpoint directory",
+        )
+        .with_path(final_path.to_string()));
+    }
+    if is_tmp_name(file_name(final_path)) {
+        return Err(Error::invalid_argument(format!(
+            "final path {final_path:?} has a tmp name (contains {TMP_DIR_SUFFIX:?})"
+        ))
+        .with_path(final_path.to_string()));
+    }
+    Ok(())
+}
+
+/// Every directory below `dir`, and `dir` itself, each after all of its subdirectories (so
+/// deepest first). Symbolic links are not followed.
+fn dirs_deepest_first(store: &dyn Store, dir: &str) -> Result<Vec<String>> {
+    let mut preorder = Vec::new();
+    let mut stack = vec![dir.to_string()];
+    while let Some(d) = stack.pop() {
+        for entry in store.list_dir(&d)? {
+            if entry.kind == EntryKind::Dir {
+                stack.push(join_path(&d, &entry.name));
+            }
+        }
+        preorder.push(d);
+    }
+    // In pre-order a directory comes before all of its descendants; reversed, after them.
+    preorder.reverse();
+    Ok(preorder)
+}
+
+/// fsyncs every directory of the tree at `dir`, deepest first, on a durable store with
+/// directories (files are already durable: [`Store::write`] syncs them).
+fn sync_tree(store: &dyn Store, dir: &str) -> Result<()> {
+    let caps = store.capabilities();
+    if !(caps.durable && caps.directories) {
+        return Ok(());
+    }
+    for d in dirs_deepest_first(store, dir)? {
+        store.sync_dir(&d)?;
+    }
+    Ok(())
+}
+
+/// fsyncs the parent directory of `path`, where the store is durable.
+fn sync_parent(store: &dyn Store, path: &str) -> Result<()> {
+    let caps = store.capabilities();
+    if !(caps.durable && caps.directories) {
+        return Ok(());
+    }
+    store.sync_dir(parent_path(path).unwrap_or(""))
+}
+
+/// Removes a leftover at `path` (a dead save's working directory), with a warning.
+fn remove_leftover(store: &dyn Store, path: &str, what: &str) -> Result<()> {
+    if store.stat(path)?.is_some() {
+        tracing::warn!(path = %store.location(path), "removing {what} left by an earlier save that did not finish");
+        store.delete_prefix(path)?;
+    }
+    Ok(())
+}
+
+impl CommitProtocol for AtomicRenameProtocol {
+    fn mode(&self) -> AtomicityMode {
+        AtomicityMode::AtomicRename
+    }
+
+    fn working_path(&self, final_path: &str) -> String {
+        format!("{final_path}{TMP_DIR_SUFFIX}")
+    }
+
+    fn prepare(&self, store: &dyn Store, final_path: &str) -> Result<String> {
+        check_final(final_path)?;
+        if !store.capabilities().rename {
+            return Err(Error::new(
+                ErrorKind::Unsupported,
+                "atomic rename needs a store that can rename directories",
+            )
+            .with_path(store.location(final_path)));
+        }
+        if store.stat(final_path)?.is_some() {
+            return Err(Error::new(
+                ErrorKind::AlreadyExists,
+                "the final directory already exists",
+            )
+            .with_path(store.location(final_path)));
+        }
+        let working = self.working_path(final_path);
+        remove_leftover(store, &working, "a tmp directory")?;
+        store.create_dir(&working)?;
+        Ok(working)
+    }
+
+    fn commit(&self, store: &dyn Store, working: &str, final_path: &str) -> Result<()> {
+        check_final(final_path)?;
+        if working != self.working_path(final_path) {
+            return Err(Error::invalid_argument(format!(
+                "{working:?} is not the working directory of {final_path:?}"
+            ))
+            .with_path(working.to_string()));
+        }
+        let marker = join_path(working, COMMIT_SUCCESS_FILE);
+        store.write(
+            &marker,
+            commit_success_text(&store.location(final_path)).as_bytes(),
+        )?;
+        sync_tree(store, working)?;
+        store.rename(working, final_path)?;
+        sync_parent(store, final_path)
+    }
+
+    fn is_committed(&self, _store: &dyn Store, _dir: &str, name: &str) -> Result<bool> {
+        Ok(!is_tmp_name(name))
+    }
+
+    fn is_tmp(&self, _store: &dyn Store, _dir: &str, name: &str) -> Result<bool> {
+        Ok(is_tmp_name(name))
+    }
+}
+
+impl CommitProtocol for CommitFileProtocol {
+    fn mode(&self) -> AtomicityMode {
+        AtomicityMode::CommitFile
+    }
+
+    fn working_path(&self, final_path: &str) -> String {
+        final_path.to_string()
+    }
+
+    fn prepare(&self, store: &dyn Store, final_path: &str) -> Result<String> {
+        check_final(final_path)?;
+        if store
+            .stat(&join_path(final_path, COMMIT_SUCCESS_FILE))?
+            .is_some()
+        {
+            return Err(Error::new(
+                ErrorKind::AlreadyExists,
+                "the directory is already committed",
+            )
+            .with_path(store.location(final_path)));
+        }
+        remove_leftover(store, final_path, "an uncommitted directory")?;
+        store.create_dir(final_path)?;
+        Ok(final_path.to_string())
+    }
+
+    fn commit(&self, store: &dyn Store, working: &str, final_path: &str) -> Result<()> {
+        check_final(final_path)?;
+        if working != final_path {
+            return Err(Error::invalid_argument(format!(
+                "{working:?} is not the working directory of {final_path:?} (commit file writes in place)"
+            ))
+            .with_path(working.to_string()));
+        }
+        // Everything below and the directory's own entry first, the commit file last.
+        sync_tree(store, final_path)?;
+        sync_parent(store, final_path)?;
+        let marker = join_path(final_path, COMMIT_SUCCESS_FILE);
+        let text = commit_success_text(&store.location(final_path));
+        store
+            .write_if_absent(&marker, text.as_bytes())
+            .map_err(|e| {
+                if e.kind() == ErrorKind::AlreadyExists {
+                    Error::new(
+                        ErrorKind::AlreadyExists,
+                        "the directory was already committed",
+                    )
+                    .with_path(store.location(final_path))
+                    .with_source(e)
+                } else {
+                    e
+                }
+            })?;
+        let caps = store.capabilities();
+        if caps.durable && caps.directories {
+            store.sync_dir(final_path)?;
+        }
+        Ok(())
+    }
+
+    fn is_committed(&self, store: &dyn Store, dir: &str, name: &str) -> Result<bool> {
+        let marker = join_path(&join_path(dir, name), COMMIT_SUCCESS_FILE);
+        Ok(store.stat(&marker)?.is_some())
+    }
+
+    fn is_tmp(&self, store: &dyn Store, dir: &str, name: &str) -> Result<bool> {
+        Ok(!self.is_committed(store, dir, name)?)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn mode_names_round_trip() {
+        for m in [
+            AtomicityMode::Auto,
+            AtomicityMode::AtomicRename,
+            AtomicityMode::CommitFile,
+        ] {
+            assert_eq!(m.to_string().parse::<AtomicityMode>().unwrap(), m);
+        }
+        let e = "Atomic".parse::<AtomicityMode>().unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::InvalidArgument);
+        assert!(e.to_string().contains("\"Atomic\""));
+    }
+
+    #[test]
+    fn auto_follows_rename_capability() {
+        let fs = Capabilities {
+            rename: true,
+            write_if_absent: true,
+            directories: true,
+            durable: true,
+        };
+        let mem = Capabilities {
+            write_if_absent: true,
+            ..Default::default()
+        };
+        assert_eq!(
+            protocol_for(AtomicityMode::Auto, fs).unwrap().mode(),
+            AtomicityMode::AtomicRename
+        );
+        assert_eq!(
+            protocol_for(AtomicityMode::Auto, mem).unwrap().mode(),
+            AtomicityMode::CommitFile
+        );
+        assert_eq!(
+            protocol_for(AtomicityMode::CommitFile, fs).unwrap().mode(),
+            AtomicityMode::CommitFile
+        );
+        assert_eq!(
+            protocol_for(AtomicityMode::AtomicRename, mem)
+                .unwrap_err()
+                .kind(),
+            ErrorKind::InvalidConfig
+        );
+    }
+
+    #[test]
+    fn working_paths() {
+        assert_eq!(
+            AtomicRenameProtocol.working_path("3"),
+            "3.orbax-checkpoint-tmp"
+        );
+        assert_eq!(
+            AtomicRenameProtocol.working_path("3.orbax-checkpoint-tmp/state"),
+            "3.orbax-checkpoint-tmp/state.orbax-checkpoint-tmp"
+        );
+        assert_eq!(CommitFileProtocol.working_path("3"), "3");
+    }
+}

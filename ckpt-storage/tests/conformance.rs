@@ -1,0 +1,62 @@
+//! The storage conformance suite (`ckpt_storage::testkit`) against the memory and local stores.
+
+use ckpt_storage::testkit;
+use ckpt_storage::{AtomicityMode, OpendalStore, Store};
+
+fn memory() -> OpendalStore {
+    OpendalStore::memory().expect("memory store")
+}
+
+/// A local store in a fresh temporary directory (kept alive by the returned guard).
+fn local() -> (tempfile::TempDir, OpendalStore) {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = OpendalStore::local(dir.path().join("root")).expect("local store");
+    (dir, store)
+}
+
+macro_rules! conformance {
+    ($($name:ident => $check:expr;)*) => {
+        mod memory {
+            use super::*;
+            $(#[test] fn $name() { let store = memory(); ($check)(&store as &dyn Store); })*
+        }
+        mod local {
+            use super::*;
+            $(#[test] fn $name() { let (_dir, store) = local(); ($check)(&store as &dyn Store); })*
+        }
+    };
+}
+
+conformance! {
+    put_get => testkit::put_get;
+    put_if_absent => testkit::put_if_absent;
+    range_get => testkit::range_get;
+    stat => testkit::stat;
+    list_dir => testkit::list_dir;
+    delete => testkit::delete;
+    delete_prefix => testkit::delete_prefix;
+    rename => testkit::rename;
+    odd_names => testkit::odd_names;
+    empty_files => testkit::empty_files;
+    large_file => testkit::large_file;
+    bad_paths => testkit::bad_paths;
+    sync_dir => testkit::sync_dir;
+    commit_file => |s: &dyn Store| testkit::commit_protocol(s, AtomicityMode::CommitFile);
+    run_all => testkit::run_all;
+}
+
+#[test]
+fn local_atomic_rename() {
+    let (_dir, store) = local();
+    testkit::commit_protocol(&store, AtomicityMode::AtomicRename);
+}
+
+#[test]
+fn stores_from_open_pass_too() {
+    let mem = ckpt_storage::open("memory://").expect("open memory://");
+    testkit::run_all(mem.as_ref());
+    let dir = tempfile::tempdir().expect("tempdir");
+    let uri = format!("file://{}", dir.path().join("via-uri").display());
+    let fs = ckpt_storage::open(&uri).expect("open file://");
+    testkit::run_all(fs.as_ref());
+}
