@@ -195,14 +195,14 @@ impl Formatter for PythonFormatter {
             if (' '..='~').contains(&c) {
                 continue;
             }
-            w.write_all(fragment[start..i].as_bytes())?;
+            w.write_all(&fragment.as_bytes()[start..i])?;
             let mut buf = [0u16; 2];
             for unit in c.encode_utf16(&mut buf) {
                 write!(w, "\\u{:04x}", unit)?;
             }
             start = i + c.len_utf8();
         }
-        w.write_all(fragment[start..].as_bytes())
+        w.write_all(&fragment.as_bytes()[start..])
     }
 
     fn write_char_escape<W: ?Sized + Write>(&mut self, w: &mut W, escape: CharEscape) -> io::Result<()> {

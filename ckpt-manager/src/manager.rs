@@ -8,7 +8,7 @@ use ckpt_core::{
     RootMetadata, Step, StepMetadata, COMMIT_SUCCESS_FILE, LEGACY_ROOT_METADATA_FILE, METRICS_ITEM_NAME,
     ROOT_METADATA_DIR, ROOT_METADATA_FILE, STEP_METADATA_FILE,
 };
-use ckpt_handlers::{CheckpointHandler, HandlerRegistry, ItemDir, JsonHandler, RestoredItem, SaveItem};
+use ckpt_handlers::{CheckpointHandler, HandlerRegistry, ItemDir, JsonHandler, SaveItem};
 use ckpt_policy::{
     legacy_preservation, legacy_save_decision, DecisionContext, LegacyRetention, PreservationContext,
     PreservationPolicy, SaveDecisionPolicy, Verdict,

@@ -122,7 +122,7 @@ impl CheckpointManagerOptions {
     pub(crate) fn effective(&self) -> CheckpointManagerOptions {
         let mut o = self.clone();
         if o.read_only {
-            o.save_interval_steps = Some(0);
+            o.save_interval_steps = None; // Orbax sets 0; a read-only manager never asks the policy
             o.max_to_keep = None;
             o.keep_time_interval_secs = None;
             o.keep_period = None;
