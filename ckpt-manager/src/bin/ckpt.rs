@@ -31,6 +31,7 @@ enum Command {
         #[command(flatten)]
         root: RootArgs,
         /// The step to show.
+        #[arg(allow_hyphen_values = true)]
         step: String,
     },
 }

@@ -1,0 +1,113 @@
+//! `ckpt ls/show` on bad input: a one-line error on stderr, nothing on stdout, exit status 1,
+//! and nothing in the root changed.
+
+use std::path::Path;
+use std::process::Command;
+
+fn ckpt(args: &[&str]) -> (Option<i32>, String, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_ckpt")).args(args).output().unwrap();
+    (out.status.code(), String::from_utf8_lossy(&out.stdout).into_owned(), String::from_utf8_lossy(&out.stderr).into_owned())
+}
+
+fn assert_one_line_error(args: &[&str], needle: &str) {
+    let (code, out, err) = ckpt(args);
+    assert_eq!(code, Some(1), "{args:?}: exit status; stderr {err}");
+    assert!(out.is_empty(), "{args:?}: nothing on stdout, got {out}");
+    assert_eq!(err.trim_end().lines().count(), 1, "{args:?}: one line, got {err:?}");
+    assert!(err.starts_with("ckpt: "), "{args:?}: {err}");
+    assert!(err.contains(needle), "{args:?}: {err:?} should mention {needle:?}");
+}
+
+/// A root with one good step written by ckpt.
+fn good_root(dir: &Path) -> String {
+    let root = dir.join("root");
+    let mut m = ckpt_manager::CheckpointManager::builder(root.to_str().unwrap()).build().unwrap();
+    m.save(1, &ckpt_manager::Composite::new().json_value("state", serde_json::json!({"a": 1})), Default::default()).unwrap();
+    root.to_str().unwrap().to_string()
+}
+
+#[test]
+fn no_such_root() {
+    let d = tempfile::tempdir().unwrap();
+    let missing = d.path().join("missing");
+    let m = missing.to_str().unwrap();
+    assert_one_line_error(&["ls", m], "NotFound");
+    assert_one_line_error(&["show", m, "1"], "NotFound");
+    assert!(!missing.exists(), "nothing created");
+}
+
+#[test]
+fn root_is_a_file() {
+    let d = tempfile::tempdir().unwrap();
+    let f = d.path().join("file");
+    std::fs::write(&f, b"not a root").unwrap();
+    assert_one_line_error(&["ls", f.to_str().unwrap()], "not a directory");
+    assert_one_line_error(&["show", f.to_str().unwrap(), "0"], "not a directory");
+    assert_eq!(std::fs::read(&f).unwrap(), b"not a root");
+}
+
+#[test]
+fn junk_step_arguments() {
+    let d = tempfile::tempdir().unwrap();
+    let root = good_root(d.path());
+    for junk in ["abc", "-1", "1e3", "", "01x", "18446744073709551616"] {
+        assert_one_line_error(&["show", &root, junk], "InvalidArgument");
+    }
+    assert_one_line_error(&["show", &root, "7"], "NotFound");
+}
+
+#[test]
+fn junk_directory_names_are_not_steps() {
+    let d = tempfile::tempdir().unwrap();
+    let root = good_root(d.path());
+    for junk in ["abc", "007", "-1", "1e3", "5.orbax-checkpoint-tmp", "10a"] {
+        std::fs::create_dir(Path::new(&root).join(junk)).unwrap();
+    }
+    let (code, out, _) = ckpt(&["ls", "--json", &root]);
+    assert_eq!(code, Some(0));
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    let steps: Vec<u64> = v["steps"].as_array().unwrap().iter().map(|s| s["step"].as_u64().unwrap()).collect();
+    assert_eq!(steps, vec![1]);
+    assert_one_line_error(&["show", &root, "7"], "NotFound");
+}
+
+#[test]
+fn broken_metadata() {
+    let d = tempfile::tempdir().unwrap();
+    let root = good_root(d.path());
+    let meta = Path::new(&root).join("1/_CHECKPOINT_METADATA");
+    let good = std::fs::read(&meta).unwrap();
+    for broken in [&b"{\"item_handlers\": "[..], b"[1, 2]", b"{\"init_timestamp_nsecs\": \"soon\"}", b"\xff\xfe"] {
+        std::fs::write(&meta, broken).unwrap();
+        assert_one_line_error(&["show", &root, "1"], "Corrupt");
+        // Listing still works: a broken metadata file is treated as no metadata (spec §1.5).
+        let (code, _, err) = ckpt(&["ls", &root]);
+        assert_eq!(code, Some(0), "{err}");
+        assert_eq!(std::fs::read(&meta).unwrap(), broken, "unchanged");
+    }
+    std::fs::write(Path::new(&root).join("1/state/metadata"), b"{not json").unwrap();
+    std::fs::write(&meta, &good).unwrap();
+    assert_one_line_error(&["show", &root, "1"], "Corrupt");
+}
+
+#[test]
+fn broken_metrics_file() {
+    let d = tempfile::tempdir().unwrap();
+    let root = good_root(d.path());
+    std::fs::create_dir_all(Path::new(&root).join("1/metrics")).unwrap();
+    std::fs::write(Path::new(&root).join("1/metrics/metrics"), b"[\"not an object\"]").unwrap();
+    assert_one_line_error(&["show", &root, "1"], "Corrupt");
+}
+
+#[test]
+fn human_output_marks_latest() {
+    let d = tempfile::tempdir().unwrap();
+    let root = good_root(d.path());
+    let (code, out, err) = ckpt(&["ls", &root]);
+    assert_eq!(code, Some(0), "{err}");
+    assert!(out.contains("1 (latest)"), "{out}");
+    assert!(out.contains("state"), "{out}");
+    let (code, out, _) = ckpt(&["show", &root, "1"]);
+    assert_eq!(code, Some(0));
+    assert!(out.contains("{\"a\":1}"), "{out}");
+}
