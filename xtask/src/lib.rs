@@ -1,0 +1,3 @@
+//! Library part of the ckpt developer tasks (`cargo xtask …`), so integration tests can use them.
+
+pub mod scenario;

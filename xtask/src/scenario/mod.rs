@@ -1,0 +1,196 @@
+//! The scenario runner for the differential cases of `testdata/orbax/cases/` (contract: that
+//! folder's README.md): replays a case's calls against the real `CheckpointManager` on a fresh
+//! root in a temporary directory and reports what happened, in the README's output schema.
+
+mod compare;
+mod options;
+
+pub use compare::compare;
+
+use ckpt_manager::core::{Error, NameFormat, Step};
+use ckpt_manager::{CheckpointManager, Composite, SaveOptions};
+use serde_json::{json, Map, Value};
+use std::path::Path;
+
+/// Runs `case` (a whole case file, or just its `scenario`) and returns the output object.
+///
+/// # Errors
+/// A message when the case does not follow the schema (a malformed event, an unknown option);
+/// errors of the manager are part of the output, not failures.
+pub fn run_case(case: &Value) -> Result<Value, String> {
+    let scenario = case.get("scenario").unwrap_or(case);
+    let dir = tempfile::tempdir().map_err(|e| format!("cannot make a temporary directory: {e}"))?;
+    let root = dir.path().join("root");
+    run_scenario(scenario, &root)
+}
+
+fn run_scenario(scenario: &Value, root: &Path) -> Result<Value, String> {
+    let options_json = scenario.get("options").cloned().unwrap_or(json!({}));
+    let pre_existing: Vec<String> = match scenario.get("pre_existing") {
+        None | Some(Value::Null) => Vec::new(),
+        Some(Value::Array(a)) => a.iter().map(|v| v.as_str().map(str::to_string).ok_or("pre_existing holds a non-string")).collect::<Result<_, _>>()?,
+        Some(_) => return Err("pre_existing must be a list".into()),
+    };
+    let events = scenario.get("events").and_then(Value::as_array).ok_or("scenario has no events list")?;
+    if !pre_existing.is_empty() {
+        for name in &pre_existing {
+            std::fs::create_dir_all(root.join(name)).map_err(|e| format!("cannot create {name}: {e}"))?;
+        }
+    }
+    let root_str = root.to_str().ok_or("temporary path is not UTF-8")?.to_string();
+    let built = options::from_json(&options_json);
+    let mut mngr = match built.and_then(|o| CheckpointManager::open(&root_str, o)) {
+        Ok(m) => m,
+        Err(e) => {
+            return Ok(json!({
+                "init_error": error_string(&e), "results": [], "steps_after_each_event": [],
+                "disk_steps_after_each_event": [], "latest_after_each_event": [], "best_after_each_event": []
+            }))
+        }
+    };
+    let format = mngr.options().name_format().map_err(|e| e.to_string())?;
+    let mut out = Output::default();
+    for event in events {
+        let result = run_event(&mut mngr, event, &root_str, &options_json)?;
+        out.results.push(result);
+        out.steps.push(json!(mngr.all_steps()));
+        out.disk.push(json!(disk_steps(root, format.as_ref())));
+        out.latest.push(json!(mngr.latest_step()));
+        out.best.push(json!(mngr.best_step()));
+    }
+    let final_steps = mngr.all_steps();
+    let mut metrics = Map::new();
+    for step in &final_steps {
+        let m = match mngr.metrics(*step) {
+            Ok(Some(m)) => Value::Object(m),
+            Ok(None) => Value::Null,
+            Err(e) => json!({"error": error_string(&e)}),
+        };
+        metrics.insert(step.to_string(), m);
+    }
+    let latest = mngr.latest_step();
+    let best = mngr.best_step();
+    mngr.close().map_err(|e| e.to_string())?;
+    let reopened = options::from_json(&options_json).and_then(|o| CheckpointManager::open(&root_str, o));
+    let after = match reopened {
+        Ok(m) => {
+            let v = json!({"all_steps": m.all_steps(), "latest_step": m.latest_step(), "best_step": m.best_step()});
+            m.close().map_err(|e| e.to_string())?;
+            v
+        }
+        Err(e) => json!({"error": error_string(&e)}),
+    };
+    Ok(json!({
+        "results": out.results,
+        "steps_after_each_event": out.steps,
+        "disk_steps_after_each_event": out.disk,
+        "latest_after_each_event": out.latest,
+        "best_after_each_event": out.best,
+        "final_steps": final_steps,
+        "final_disk_steps": disk_steps(root, format.as_ref()),
+        "latest_step": latest,
+        "best_step": best,
+        "metrics": metrics,
+        "after_final_reopen": after,
+        "root_entries": root_entries(root),
+    }))
+}
+
+#[derive(Default)]
+struct Output {
+    results: Vec<Value>,
+    steps: Vec<Value>,
+    disk: Vec<Value>,
+    latest: Vec<Value>,
+    best: Vec<Value>,
+}
+
+fn run_event(mngr: &mut CheckpointManager, event: &Value, root: &str, options: &Value) -> Result<Value, String> {
+    let obj = event.as_object().ok_or("an event is not an object")?;
+    if let Some(step) = obj.get("save") {
+        let step = as_step(step)?;
+        let mut o = SaveOptions::default();
+        o.metrics = match obj.get("metrics") {
+            None | Some(Value::Null) => None,
+            Some(Value::Object(m)) => Some(m.clone()),
+            Some(_) => return Err("save metrics must be an object or null".into()),
+        };
+        o.custom_metadata = match obj.get("custom_metadata") {
+            None | Some(Value::Null) => None,
+            Some(Value::Object(m)) => Some(m.clone()),
+            Some(_) => return Err("save custom_metadata must be an object or null".into()),
+        };
+        o.force = obj.get("force").and_then(Value::as_bool).unwrap_or(false);
+        let items = Composite::new().json_value(ckpt_manager::core::DEFAULT_ITEM_NAME, json!({ "step": step }));
+        return Ok(match mngr.save(step, &items, o) {
+            Ok(saved) => json!({"saved": saved}),
+            Err(e) => json!({"error": error_string(&e)}),
+        });
+    }
+    if let Some(step) = obj.get("delete") {
+        return Ok(match mngr.delete(as_step(step)?) {
+            Ok(()) => json!({"deleted": true}),
+            Err(e) => json!({"error": error_string(&e)}),
+        });
+    }
+    if obj.contains_key("reopen") {
+        let fresh = options::from_json(options).and_then(|o| CheckpointManager::open(root, o));
+        return Ok(match fresh {
+            Ok(m) => {
+                let old = std::mem::replace(mngr, m);
+                old.close().map_err(|e| e.to_string())?;
+                json!({"reopened": true})
+            }
+            Err(e) => json!({"error": error_string(&e)}),
+        });
+    }
+    if obj.contains_key("reload") {
+        return Ok(match mngr.reload() {
+            Ok(()) => json!({"reloaded": true}),
+            Err(e) => json!({"error": error_string(&e)}),
+        });
+    }
+    if let Some(step) = obj.get("should_save") {
+        return Ok(json!({"should_save": mngr.should_save(as_step(step)?)}));
+    }
+    if let Some(step) = obj.get("restore") {
+        let step = match step {
+            Value::Null => None,
+            s => Some(as_step(s)?),
+        };
+        let item = ckpt_manager::core::DEFAULT_ITEM_NAME;
+        return Ok(match mngr.restore_items(step, &[item]).and_then(|r| r.json_value(item).cloned()) {
+            Ok(v) => json!({"restored": v}),
+            Err(e) => json!({"error": error_string(&e)}),
+        });
+    }
+    Err(format!("unknown event {event}"))
+}
+
+fn as_step(v: &Value) -> Result<Step, String> {
+    v.as_u64().ok_or_else(|| format!("a step must be a non-negative integer, got {v}"))
+}
+
+/// `"<Kind>: <message>"`, as the cases write errors.
+fn error_string(e: &Error) -> String {
+    e.to_string()
+}
+
+/// Committed step directories on disk, read from the root itself (not through the manager).
+fn disk_steps(root: &Path, format: &dyn NameFormat) -> Vec<Step> {
+    let Ok(rd) = std::fs::read_dir(root) else { return Vec::new() };
+    let mut steps: Vec<Step> = rd
+        .filter_map(Result::ok)
+        .filter(|e| e.file_type().map(|t| t.is_dir()).unwrap_or(false))
+        .filter_map(|e| e.file_name().to_str().and_then(|n| format.parse_name(n)))
+        .collect();
+    steps.sort_unstable();
+    steps
+}
+
+fn root_entries(root: &Path) -> Value {
+    let Ok(rd) = std::fs::read_dir(root) else { return Value::Null };
+    let mut names: Vec<String> = rd.filter_map(Result::ok).map(|e| e.file_name().to_string_lossy().into_owned()).collect();
+    names.sort();
+    json!(names)
+}
