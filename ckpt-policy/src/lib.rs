@@ -6,10 +6,69 @@
 //! Every policy is registered with typetag under its Orbax class name, so a JSON or TOML file
 //! such as `{"type": "LatestN", "n": 3}` builds it, and a third-party crate registers its own with
 //! one attribute.
+//!
+//! # What is here
+//! - Save decisions (always built; spec §3.2): [`FixedIntervalPolicy`], [`SpecificStepsPolicy`],
+//!   [`ContinuousCheckpointingPolicy`], [`PreemptionCheckpointingPolicy`], [`InitialSavePolicy`],
+//!   [`AnySavePolicy`], and [`ShouldSaveFnPolicy`] (a closure; built in code only).
+//! - Preservation (spec §4.1–§4.2), by Cargo feature: [`PreserveAll`] and
+//!   [`AnyPreservationPolicy`] (always); `latest`: `LatestN`; `interval`: `EveryNSteps`,
+//!   `EveryNStepsClosest`; `best`: `BestN`; `time`: `EveryNSeconds`, `LatestDuration`; `custom`:
+//!   `CustomSteps`. The default features turn on every family.
+//! - [`BestMode`] and [`best_step`] (always): the ranking `BestN` uses, for a manager's
+//!   `best_step()`.
+//! - [`decide`] (always): sort a listing read in any order and apply a preservation policy.
+//! - [`legacy_save_decision`], [`legacy_should_save_fn_decision`] and [`legacy_preservation`]
+//!   (always): the mapping of Orbax's legacy
+//!   options onto policies (spec §3.3, §4.3).
+//! - [`save_decision_policy_from_json`] and [`preservation_policy_from_json`]: read and validate
+//!   a policy from a config text.
+//!
+//! Every verdict carries a short reason (e.g. `"newest 3"`, `"step % 1000 == 0"`,
+//! `"best 2 by loss (min): rank 1"`) that the manager logs and the CLI prints.
+//!
+//! # Linking
+//! typetag finds implementations through link-time registration: a binary or test that reads
+//! policies from a config must link this crate (`use ckpt_policy as _;` is enough).
 #![deny(missing_docs)]
 
+mod any;
+#[cfg(feature = "best")]
+mod best;
+#[cfg(feature = "custom")]
+mod custom;
+mod decision;
+#[cfg(feature = "interval")]
+mod interval;
+#[cfg(feature = "latest")]
+mod latest;
+mod legacy;
+mod rank;
+#[cfg(feature = "time")]
+mod time;
+
+pub use any::{AnyPreservationPolicy, PreserveAll};
+#[cfg(feature = "best")]
+pub use best::BestN;
+#[cfg(feature = "custom")]
+pub use custom::CustomSteps;
+pub use decision::{
+    AnySavePolicy, ContinuousCheckpointingPolicy, FixedIntervalPolicy, InitialSavePolicy,
+    PreemptionCheckpointingPolicy, ShouldSaveFn, ShouldSaveFnPolicy, SpecificStepsPolicy,
+};
+#[cfg(feature = "interval")]
+pub use interval::{EveryNSteps, EveryNStepsClosest};
+#[cfg(feature = "latest")]
+pub use latest::LatestN;
+pub use legacy::{
+    legacy_preservation, legacy_save_decision, legacy_should_save_fn_decision, LegacyRetention,
+};
+pub use rank::{best_step, metric_value, BestMode};
+#[cfg(feature = "time")]
+pub use time::{EveryNSeconds, LatestDuration};
+
 use chrono::{DateTime, Utc};
-use ckpt_core::{CheckpointInfo, Result};
+use ckpt_core::{CheckpointInfo, Error, Result, Step};
 use std::fmt::Debug;
 
 /// What a save decision may look at besides the listing (Orbax `DecisionContext`, spec §3.1).
@@ -24,11 +83,20 @@ pub struct DecisionContext {
 }
 
 /// Decides whether a step should be saved (Orbax `SaveDecisionPolicy`, spec §3.2).
+///
+/// Asked only for a non-forced save, after the manager's read-only and `step <= latest_step()`
+/// checks (spec §3.4). Another crate adds a policy by implementing this trait under
+/// `#[typetag::serde]`.
 #[typetag::serde(tag = "type")]
 pub trait SaveDecisionPolicy: Debug + Send + Sync {
     /// Whether to save `step` given the committed (and in-flight) checkpoints `previous`,
     /// ascending by step.
-    fn should_save(&self, step: &CheckpointInfo, previous: &[CheckpointInfo], cx: &DecisionContext) -> bool;
+    fn should_save(
+        &self,
+        step: &CheckpointInfo,
+        previous: &[CheckpointInfo],
+        cx: &DecisionContext,
+    ) -> bool;
 
     /// Checks the policy's parameters, so a manager can reject it before anything is written
     /// (deviation D4).
@@ -40,7 +108,9 @@ pub trait SaveDecisionPolicy: Debug + Send + Sync {
     }
 }
 
-/// What a preservation policy may look at besides the listing.
+/// What a preservation policy may look at besides the listing (Orbax `PreservationContext`,
+/// spec §4.1, which is empty). Deviation: ckpt adds `now`, so `LatestDuration` reads the
+/// manager's injectable clock instead of the wall clock.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PreservationContext {
     /// The current time (from the manager's clock).
@@ -48,7 +118,8 @@ pub struct PreservationContext {
 }
 
 /// A policy's verdict on one checkpoint: keep it or not, and a short reason the manager logs and
-/// the CLI prints (e.g. `"among the newest 3"`, `"not among the best 2 by loss (min)"`).
+/// the CLI prints (e.g. `"newest 3"`, `"not among the best 2 by loss (min): rank 3"`).
+/// Deviation: Orbax's policies return bare booleans (spec §4.1); the flag here is the same.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Verdict {
     /// Keep the checkpoint.
@@ -60,20 +131,36 @@ pub struct Verdict {
 impl Verdict {
     /// A verdict to keep, with a reason.
     pub fn keep(reason: impl Into<String>) -> Self {
-        Verdict { keep: true, reason: reason.into() }
+        Verdict {
+            keep: true,
+            reason: reason.into(),
+        }
     }
 
     /// A verdict not to keep, with a reason.
     pub fn drop(reason: impl Into<String>) -> Self {
-        Verdict { keep: false, reason: reason.into() }
+        Verdict {
+            keep: false,
+            reason: reason.into(),
+        }
     }
 }
 
 /// Decides which checkpoints to keep (Orbax `PreservationPolicy`, spec §4.1).
+///
+/// A checkpoint that the top-level policy does not keep is deleted. Another crate adds a policy
+/// by implementing this trait under `#[typetag::serde]` (its type name is then its `"type"` in a
+/// config); the type must be `Serialize + Deserialize`.
 #[typetag::serde(tag = "type")]
 pub trait PreservationPolicy: Debug + Send + Sync {
-    /// One verdict per checkpoint, in the same order. `checkpoints` is ascending by step.
-    fn should_preserve(&self, checkpoints: &[CheckpointInfo], cx: &PreservationContext) -> Vec<Verdict>;
+    /// One verdict per checkpoint, in the same order. `checkpoints` is ascending by step
+    /// (deviation D1; [`decide`] sorts a listing read in any order). Must not panic on any
+    /// listing, including an empty one (which gets an empty result).
+    fn should_preserve(
+        &self,
+        checkpoints: &[CheckpointInfo],
+        cx: &PreservationContext,
+    ) -> Vec<Verdict>;
 
     /// Checks the policy's parameters (deviation D4: rejected before anything is written).
     ///
@@ -82,4 +169,63 @@ pub trait PreservationPolicy: Debug + Send + Sync {
     fn validate(&self) -> Result<()> {
         Ok(())
     }
+}
+
+/// Applies `policy` to `checkpoints` given in any order: sorts a copy ascending by step (then by
+/// time), as the manager always passes them (deviation D1), asks the policy, and returns one
+/// `(step, verdict)` per checkpoint, ascending by step.
+///
+/// The result therefore does not depend on the order in which the listing was read. A policy that
+/// returns too few verdicts (a faulty third-party policy) has the missing ones filled with "keep"
+/// (reason `"no verdict from the policy; kept"`), and extra verdicts are ignored: a broken policy
+/// never causes a deletion by itself.
+pub fn decide<P>(
+    policy: &P,
+    checkpoints: &[CheckpointInfo],
+    cx: &PreservationContext,
+) -> Vec<(Step, Verdict)>
+where
+    P: PreservationPolicy + ?Sized,
+{
+    let mut sorted = checkpoints.to_vec();
+    sorted.sort_by(|a, b| a.step.cmp(&b.step).then(a.time.cmp(&b.time)));
+    let mut verdicts = policy.should_preserve(&sorted, cx).into_iter();
+    sorted
+        .iter()
+        .map(|c| {
+            let v = verdicts
+                .next()
+                .unwrap_or_else(|| Verdict::keep("no verdict from the policy; kept"));
+            (c.step, v)
+        })
+        .collect()
+}
+
+/// Reads a save-decision policy from JSON such as
+/// `{"type": "FixedIntervalPolicy", "interval": 1000}` (names and fields as
+/// `orbax/cases/README.md` "DECISION") and validates it.
+///
+/// # Errors
+/// `InvalidConfig` when the text is not such JSON (unknown `type`, unknown or missing field, wrong
+/// type, `ShouldSaveFnPolicy`), or when [`SaveDecisionPolicy::validate`] rejects it (deviation D4).
+pub fn save_decision_policy_from_json(text: &str) -> Result<Box<dyn SaveDecisionPolicy>> {
+    let policy: Box<dyn SaveDecisionPolicy> = serde_json::from_str(text)
+        .map_err(|e| Error::invalid_config(format!("cannot read the save decision policy: {e}")))?;
+    policy.validate()?;
+    Ok(policy)
+}
+
+/// Reads a preservation policy from JSON such as
+/// `{"type": "AnyPreservationPolicy", "policies": [{"type": "LatestN", "n": 3}]}` (names and
+/// fields as `orbax/cases/README.md` "POLICY") and validates it.
+///
+/// # Errors
+/// `InvalidConfig` when the text is not such JSON (unknown `type`, e.g. a family whose Cargo
+/// feature is off; unknown or missing field; wrong type; BestN with disagreeing `mode` and
+/// `reverse`), or when [`PreservationPolicy::validate`] rejects it (deviation D4).
+pub fn preservation_policy_from_json(text: &str) -> Result<Box<dyn PreservationPolicy>> {
+    let policy: Box<dyn PreservationPolicy> = serde_json::from_str(text)
+        .map_err(|e| Error::invalid_config(format!("cannot read the preservation policy: {e}")))?;
+    policy.validate()?;
+    Ok(policy)
 }
