@@ -1,0 +1,347 @@
+//! The training run as checkpoints: what goes into a step, how a run resumes from one, and the
+//! loop that trains and saves through [`CheckpointManager`].
+//!
+//! Each saved step is a `Composite` of three items:
+//! - `params` (tensors): the network's `w1`, `b1`, `w2`, `b2`, `f32`;
+//! - `opt_state` (tensors): Adam's moments as `mu.<name>` and `nu.<name>` (optax's names);
+//! - `train_state` (JSON): [`TrainState`] — step, epoch, position in the epoch's order, the
+//!   data-order RNG state and the seed;
+//!
+//! and carries the validation metrics (`val_loss`, `val_accuracy`, `train_loss`) as the step's
+//! metrics, which the manager ranks by `val_loss` for retention and [`CheckpointManager::best_step`].
+
+use crate::data::Data;
+use crate::model::Params;
+use crate::trainer::{TrainState, Trainer};
+use ckpt_handlers::{Tensor, TensorMap};
+use ckpt_manager::{BestMode, CheckpointManager, Composite, Metrics, SaveOptions, Step};
+use std::io::Write;
+
+/// Any error of a run: manager errors and messages, shown as one line.
+pub type AnyError = Box<dyn std::error::Error + Send + Sync>;
+
+/// Name of the parameters item.
+pub const PARAMS: &str = "params";
+/// Name of the optimizer-state item.
+pub const OPT_STATE: &str = "opt_state";
+/// Name of the training-state item.
+pub const TRAIN_STATE: &str = "train_state";
+/// The metric retention ranks by (lower is better).
+pub const BEST_METRIC: &str = "val_loss";
+
+/// How a run checkpoints and how far it trains (the command line, parsed).
+#[derive(Debug, Clone)]
+pub struct RunConfig {
+    /// The checkpoint root: a local path (or any root URI the manager accepts).
+    pub dir: String,
+    /// Train up to this step.
+    pub steps: Step,
+    /// Save every this many steps (the final step is always saved).
+    pub save_every: u64,
+    /// Keep the best this many checkpoints by validation loss.
+    pub max_to_keep: u64,
+    /// Also keep every step that is a multiple of this; `None` keeps no such steps.
+    pub keep_period: Option<u64>,
+    /// Seed of a fresh run (initial parameters, data order). A resumed run keeps its own.
+    pub seed: u64,
+}
+
+/// What a run did, for the caller to report or check.
+#[derive(Debug)]
+pub struct RunOutcome<'d> {
+    /// The step the run resumed from, if it found a checkpoint.
+    pub resumed_from: Option<Step>,
+    /// The model as the run left it.
+    pub trainer: Trainer<'d>,
+}
+
+/// Opens (creating if needed) the checkpoint root `cfg.dir` with the run's retention options.
+///
+/// # Errors
+/// From the manager: a root that cannot be created or read, invalid options.
+pub fn open_manager(cfg: &RunConfig) -> Result<CheckpointManager, AnyError> {
+    let mut root_metadata = Metrics::new();
+    root_metadata.insert("program".into(), "ckpt-manager example `train`".into());
+    root_metadata.insert(
+        "dataset".into(),
+        "Wine Quality (red), linfa-datasets".into(),
+    );
+    root_metadata.insert(
+        "model".into(),
+        "MLP, one tanh hidden layer, softmax output; Adam".into(),
+    );
+    let mut builder = CheckpointManager::builder(cfg.dir.clone())
+        .save_interval_steps(cfg.save_every)
+        .max_to_keep(cfg.max_to_keep)
+        .best_metric(BEST_METRIC, BestMode::Min)
+        .cleanup_tmp_directories(true)
+        .root_metadata(root_metadata);
+    if let Some(period) = cfg.keep_period {
+        builder = builder.keep_period(period);
+    }
+    Ok(builder.build()?)
+}
+
+/// The model of the latest checkpoint in `mngr`, or a fresh one from `seed` when there is none.
+/// Returns the step resumed from as well.
+///
+/// # Errors
+/// When the latest checkpoint cannot be restored or does not hold this program's items (a
+/// message naming the item).
+pub fn resume_or_init<'d>(
+    mngr: &CheckpointManager,
+    data: &'d Data,
+    seed: u64,
+) -> Result<(Trainer<'d>, Option<Step>), AnyError> {
+    let Some(latest) = mngr.latest_step() else {
+        return Ok((Trainer::new(data, seed), None));
+    };
+    let restored = mngr.restore(Some(latest))?;
+    let state: TrainState = restored.json(TRAIN_STATE)?;
+    if state.step != latest {
+        return Err(format!(
+            "checkpoint {latest} holds a training state for step {}",
+            state.step
+        )
+        .into());
+    }
+    // A template of the right shapes to read the tensors into.
+    let like = Trainer::new(data, seed).params;
+    let params = params_from_tensors(restored.tensors(PARAMS)?, &like, PARAMS, "")?;
+    let opt = restored.tensors(OPT_STATE)?;
+    let m = params_from_tensors(opt, &like, OPT_STATE, "mu.")?;
+    let v = params_from_tensors(opt, &like, OPT_STATE, "nu.")?;
+    let trainer = Trainer::from_parts(data, params, m, v, state)
+        .map_err(|e| format!("checkpoint {latest}: {e}"))?;
+    Ok((trainer, Some(latest)))
+}
+
+/// The tensors of `params`, each under `prefix` + its name.
+///
+/// # Errors
+/// None in practice (a tensor's size always matches its shape here).
+pub fn params_to_tensors(
+    params: &Params,
+    prefix: &str,
+    into: &mut TensorMap,
+) -> Result<(), AnyError> {
+    for (name, view) in params.tensors() {
+        let values: Vec<f32> = view.iter().copied().collect(); // C order
+        into.insert(
+            format!("{prefix}{name}"),
+            Tensor::from_slice::<f32>(view.shape().to_vec(), &values)?,
+        );
+    }
+    Ok(())
+}
+
+/// Parameters read from the tensors `prefix` + name of `map` (item `item`), shaped like `like`.
+///
+/// # Errors
+/// A message naming the item and tensor when one is missing, is not `f32`, or has another shape.
+pub fn params_from_tensors(
+    map: &TensorMap,
+    like: &Params,
+    item: &str,
+    prefix: &str,
+) -> Result<Params, AnyError> {
+    let mut out = like.clone();
+    for (name, mut dst) in out.tensors_mut() {
+        let key = format!("{prefix}{name}");
+        let t = map
+            .get(&key)
+            .ok_or_else(|| format!("item {item:?} has no tensor {key:?}"))?;
+        if t.shape() != dst.shape() {
+            return Err(format!(
+                "item {item:?}: tensor {key:?} has shape {:?}, this model needs {:?}",
+                t.shape(),
+                dst.shape()
+            )
+            .into());
+        }
+        let values = t
+            .to_vec::<f32>()
+            .map_err(|e| format!("item {item:?}: tensor {key:?}: {e}"))?;
+        for (d, v) in dst.iter_mut().zip(values) {
+            *d = v;
+        }
+    }
+    Ok(out)
+}
+
+/// Saves the trainer's current step through `mngr` if the save interval says so or `force`,
+/// with the validation metrics; prints one progress line to `out`. Returns whether it saved.
+///
+/// # Errors
+/// From the manager (writing the step), or writing to `out`.
+pub fn save_step(
+    mngr: &mut CheckpointManager,
+    trainer: &Trainer<'_>,
+    train_loss: f32,
+    force: bool,
+    out: &mut dyn Write,
+) -> Result<bool, AnyError> {
+    let step = trainer.state.step;
+    if !force && !mngr.should_save(step) {
+        return Ok(false);
+    }
+    let (val_loss, val_acc) = trainer.validate();
+    let mut metrics = Metrics::new();
+    metrics.insert(BEST_METRIC.into(), f64::from(val_loss).into());
+    metrics.insert("val_accuracy".into(), f64::from(val_acc).into());
+    metrics.insert("train_loss".into(), f64::from(train_loss).into());
+
+    let mut params = TensorMap::new();
+    params_to_tensors(&trainer.params, "", &mut params)?;
+    let mut opt_state = TensorMap::new();
+    params_to_tensors(&trainer.adam.m, "mu.", &mut opt_state)?;
+    params_to_tensors(&trainer.adam.v, "nu.", &mut opt_state)?;
+    let items = Composite::new()
+        .tensors(PARAMS, &params)
+        .tensors(OPT_STATE, &opt_state)
+        .json(TRAIN_STATE, &trainer.state);
+
+    let before = mngr.all_steps();
+    let saved = mngr.save(
+        step,
+        &items,
+        SaveOptions::default().metrics(metrics).force(force),
+    )?;
+    let after = mngr.all_steps();
+    let deleted: Vec<Step> = before
+        .iter()
+        .chain(saved.then_some(&step))
+        .copied()
+        .filter(|s| !after.contains(s))
+        .collect();
+
+    write!(
+        out,
+        "step {step:>6}  epoch {:>4}  train_loss {train_loss:.4}  val_loss {val_loss:.4}  val_acc {val_acc:.3}",
+        trainer.state.epoch
+    )?;
+    if saved {
+        write!(out, "  saved step {step}")?;
+    }
+    if !deleted.is_empty() {
+        write!(out, "  deleted steps {deleted:?}")?;
+    }
+    writeln!(out, "  kept {after:?}")?;
+    Ok(saved)
+}
+
+/// Trains until step `until`, saving at the manager's interval and — when `final_save` — at
+/// `until` itself. Progress goes to `out`.
+///
+/// # Errors
+/// As [`save_step`].
+pub fn train_until(
+    mngr: &mut CheckpointManager,
+    trainer: &mut Trainer<'_>,
+    until: Step,
+    final_save: bool,
+    out: &mut dyn Write,
+) -> Result<(), AnyError> {
+    let (mut loss_sum, mut loss_count) = (0.0_f64, 0_u32);
+    while trainer.state.step < until {
+        loss_sum += f64::from(trainer.train_step());
+        loss_count += 1;
+        let step = trainer.state.step;
+        let mean = (loss_sum / f64::from(loss_count)) as f32;
+        if save_step(mngr, trainer, mean, final_save && step == until, out)? {
+            (loss_sum, loss_count) = (0.0, 0);
+        }
+    }
+    Ok(())
+}
+
+/// The whole program: open the root, resume from its latest step or start afresh, train to
+/// `cfg.steps`, report the best step by validation loss.
+///
+/// # Errors
+/// As [`open_manager`], [`resume_or_init`], [`train_until`]; closing the manager.
+pub fn run<'d>(
+    cfg: &RunConfig,
+    data: &'d Data,
+    out: &mut dyn Write,
+) -> Result<RunOutcome<'d>, AnyError> {
+    let mut mngr = open_manager(cfg)?;
+    let (mut trainer, resumed_from) = resume_or_init(&mngr, data, cfg.seed)?;
+    match resumed_from {
+        Some(step) => {
+            let s = &trainer.state;
+            writeln!(
+                out,
+                "resumed from step {step} (epoch {}, position {} of {}, seed {})",
+                s.epoch,
+                s.position,
+                data.n_train(),
+                s.data_seed
+            )?;
+            if s.data_seed != cfg.seed {
+                writeln!(
+                    out,
+                    "note: the checkpoint's seed {} is kept; --seed {} applies to fresh runs only",
+                    s.data_seed, cfg.seed
+                )?;
+            }
+        }
+        None => writeln!(
+            out,
+            "no checkpoint in {}: starting from scratch (seed {})",
+            mngr.directory(),
+            cfg.seed
+        )?,
+    }
+
+    if trainer.state.step >= cfg.steps {
+        match resumed_from {
+            Some(latest) => writeln!(
+                out,
+                "nothing to do: the latest checkpoint is step {latest}, at or past --steps {}",
+                cfg.steps
+            )?,
+            None => writeln!(out, "nothing to do: --steps {}", cfg.steps)?,
+        }
+    } else {
+        train_until(&mut mngr, &mut trainer, cfg.steps, true, out)?;
+        if let Some(latest) = mngr.latest_step().filter(|&l| l < cfg.steps) {
+            // Best-N retention ranks by the metric only, so it may drop the newest step (as
+            // Orbax does); the next run then resumes from an earlier step and redoes the rest.
+            writeln!(
+                out,
+                "note: step {} was not kept (not among the best {} by {BEST_METRIC}); \
+                 a later run resumes from step {latest}",
+                cfg.steps, cfg.max_to_keep
+            )?;
+        }
+    }
+
+    match mngr.best_step() {
+        Some(best) => {
+            let loss = mngr
+                .metrics(best)?
+                .and_then(|m| m.get(BEST_METRIC).and_then(serde_json::Value::as_f64));
+            match loss {
+                Some(loss) => writeln!(
+                    out,
+                    "best step by {BEST_METRIC}: {best} ({BEST_METRIC} {loss:.4})"
+                )?,
+                None => writeln!(out, "best step by {BEST_METRIC}: {best}")?,
+            }
+        }
+        None => writeln!(out, "no checkpoint has a {BEST_METRIC}")?,
+    }
+    let (val_loss, val_acc) = trainer.validate();
+    writeln!(
+        out,
+        "final step {}: val_loss {val_loss:.4}  val_acc {val_acc:.3}  checkpoints {:?}",
+        trainer.state.step,
+        mngr.all_steps()
+    )?;
+    mngr.close()?;
+    Ok(RunOutcome {
+        resumed_from,
+        trainer,
+    })
+}
