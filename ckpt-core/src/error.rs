@@ -73,7 +73,13 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 impl Error {
     /// A new error of `kind` with a message saying what went wrong.
     pub fn new(kind: ErrorKind, message: impl Into<String>) -> Self {
-        Error { kind, message: message.into(), step: None, path: None, source: None }
+        Error {
+            kind,
+            message: message.into(),
+            step: None,
+            path: None,
+            source: None,
+        }
     }
 
     /// Attaches the step the error concerns.
@@ -163,8 +169,14 @@ mod tests {
     #[test]
     fn display_has_kind_step_path_and_cause() {
         let io = std::io::Error::other("disk on fire");
-        let e = Error::not_found("no such step").with_step(7).with_path("/r/7").with_source(io);
-        assert_eq!(e.to_string(), "NotFound: no such step (step 7, path /r/7): disk on fire");
+        let e = Error::not_found("no such step")
+            .with_step(7)
+            .with_path("/r/7")
+            .with_source(io);
+        assert_eq!(
+            e.to_string(),
+            "NotFound: no such step (step 7, path /r/7): disk on fire"
+        );
         assert_eq!(e.kind(), ErrorKind::NotFound);
         assert_eq!(e.step(), Some(7));
         assert!(std::error::Error::source(&e).is_some());

@@ -29,6 +29,10 @@ pub struct CheckpointInfo {
 impl CheckpointInfo {
     /// A checkpoint at `step`, committed at `time`, with `metrics`.
     pub fn new(step: Step, time: DateTime<Utc>, metrics: Option<Metrics>) -> Self {
-        CheckpointInfo { step, time, metrics }
+        CheckpointInfo {
+            step,
+            time,
+            metrics,
+        }
     }
 }

@@ -54,12 +54,16 @@ const STEP_KEYS: [&str; 6] = [
 impl StepMetadata {
     /// Metadata of a step whose tmp directory was just created at `init`.
     pub fn started_at(init: DateTime<Utc>) -> Self {
-        StepMetadata { init_timestamp_nsecs: nanos(init), ..Default::default() }
+        StepMetadata {
+            init_timestamp_nsecs: nanos(init),
+            ..Default::default()
+        }
     }
 
     /// The commit time, from `commit_timestamp_nsecs`, if present.
     pub fn commit_time(&self) -> Option<DateTime<Utc>> {
-        self.commit_timestamp_nsecs.map(DateTime::from_timestamp_nanos)
+        self.commit_timestamp_nsecs
+            .map(DateTime::from_timestamp_nanos)
     }
 
     /// The item names and handler type strings, as a map; a [`ItemHandlers::Single`] string is
@@ -83,15 +87,29 @@ impl StepMetadata {
                 None => Value::Null,
                 Some(ItemHandlers::Single(s)) => Value::String(s.clone()),
                 Some(ItemHandlers::Map(h)) => Value::Object(
-                    h.iter().map(|(k, v)| (k.clone(), Value::String(v.clone()))).collect(),
+                    h.iter()
+                        .map(|(k, v)| (k.clone(), Value::String(v.clone())))
+                        .collect(),
                 ),
             },
         );
         m.insert("metrics".into(), Value::Object(self.metrics.clone()));
-        m.insert("performance_metrics".into(), Value::Object(self.performance_metrics.clone()));
-        m.insert("init_timestamp_nsecs".into(), self.init_timestamp_nsecs.map_or(Value::Null, Value::from));
-        m.insert("commit_timestamp_nsecs".into(), self.commit_timestamp_nsecs.map_or(Value::Null, Value::from));
-        m.insert("custom_metadata".into(), Value::Object(self.custom_metadata.clone()));
+        m.insert(
+            "performance_metrics".into(),
+            Value::Object(self.performance_metrics.clone()),
+        );
+        m.insert(
+            "init_timestamp_nsecs".into(),
+            self.init_timestamp_nsecs.map_or(Value::Null, Value::from),
+        );
+        m.insert(
+            "commit_timestamp_nsecs".into(),
+            self.commit_timestamp_nsecs.map_or(Value::Null, Value::from),
+        );
+        m.insert(
+            "custom_metadata".into(),
+            Value::Object(self.custom_metadata.clone()),
+        );
         Value::Object(m)
     }
 
@@ -169,7 +187,10 @@ impl StepMetadata {
 impl RootMetadata {
     /// Root metadata holding the user's `custom_metadata`.
     pub fn with_custom(custom_metadata: Metrics) -> Self {
-        RootMetadata { internal_metadata: Map::new(), custom_metadata }
+        RootMetadata {
+            internal_metadata: Map::new(),
+            custom_metadata,
+        }
     }
 
     /// The file's bytes, as Orbax writes them: `{"internal_metadata": {}, "custom_metadata": {...}}`.
@@ -178,8 +199,14 @@ impl RootMetadata {
     /// [`crate::ErrorKind::InvalidArgument`] if a value cannot be written.
     pub fn to_json_bytes(&self) -> Result<Vec<u8>> {
         let mut m = Map::new();
-        m.insert("internal_metadata".into(), Value::Object(self.internal_metadata.clone()));
-        m.insert("custom_metadata".into(), Value::Object(self.custom_metadata.clone()));
+        m.insert(
+            "internal_metadata".into(),
+            Value::Object(self.internal_metadata.clone()),
+        );
+        m.insert(
+            "custom_metadata".into(),
+            Value::Object(self.custom_metadata.clone()),
+        );
         pyjson::to_vec(&Value::Object(m))
     }
 
@@ -195,7 +222,10 @@ impl RootMetadata {
         let internal_metadata = take_object(&mut obj, "internal_metadata", "root metadata")?;
         let custom_metadata = take_object(&mut obj, "custom_metadata", "root metadata")?;
         let custom_metadata = merge_unknown(custom_metadata, obj, "root metadata")?;
-        Ok(RootMetadata { internal_metadata, custom_metadata })
+        Ok(RootMetadata {
+            internal_metadata,
+            custom_metadata,
+        })
     }
 }
 
@@ -260,12 +290,18 @@ mod tests {
         let m = StepMetadata::from_json_bytes(COMPOSITE.as_bytes()).unwrap_or_default();
         assert_eq!(m.commit_timestamp_nsecs, Some(1795973802542347974));
         assert_eq!(m.item_handler_map().len(), 2);
-        assert_eq!(String::from_utf8(m.to_json_bytes().unwrap_or_default()).unwrap_or_default(), COMPOSITE);
+        assert_eq!(
+            String::from_utf8(m.to_json_bytes().unwrap_or_default()).unwrap_or_default(),
+            COMPOSITE
+        );
     }
 
     #[test]
     fn fresh_metadata_is_written_as_orbax_does() {
-        let m = StepMetadata { init_timestamp_nsecs: Some(1795973162937459942), ..Default::default() };
+        let m = StepMetadata {
+            init_timestamp_nsecs: Some(1795973162937459942),
+            ..Default::default()
+        };
         assert_eq!(
             String::from_utf8(m.to_json_bytes().unwrap_or_default()).unwrap_or_default(),
             r#"{"item_handlers": null, "metrics": {}, "performance_metrics": {}, "init_timestamp_nsecs": 1795973162937459942, "commit_timestamp_nsecs": null, "custom_metadata": {}}"#
@@ -274,7 +310,8 @@ mod tests {
 
     #[test]
     fn unknown_keys_move_into_custom_metadata() {
-        let m = StepMetadata::from_json_bytes(br#"{"extra": 1, "metrics": null}"#).unwrap_or_default();
+        let m =
+            StepMetadata::from_json_bytes(br#"{"extra": 1, "metrics": null}"#).unwrap_or_default();
         assert_eq!(m.custom_metadata.get("extra"), Some(&Value::from(1)));
         let e = StepMetadata::from_json_bytes(br#"{"extra": 1, "custom_metadata": {"a": 2}}"#);
         assert_eq!(e.err().map(|e| e.kind()), Some(ErrorKind::Corrupt));
@@ -292,7 +329,12 @@ mod tests {
             br#"{"custom_metadata": "x"}"#,
         ] {
             let e = StepMetadata::from_json_bytes(bad).err().map(|e| e.kind());
-            assert_eq!(e, Some(ErrorKind::Corrupt), "{}", String::from_utf8_lossy(bad));
+            assert_eq!(
+                e,
+                Some(ErrorKind::Corrupt),
+                "{}",
+                String::from_utf8_lossy(bad)
+            );
         }
     }
 
@@ -300,8 +342,14 @@ mod tests {
     fn root_metadata_and_legacy_file() {
         let raw = r#"{"internal_metadata": {}, "custom_metadata": {"version": 1.1, "lang": "en"}}"#;
         let r = RootMetadata::from_json_bytes(raw.as_bytes()).unwrap_or_default();
-        assert_eq!(String::from_utf8(r.to_json_bytes().unwrap_or_default()).unwrap_or_default(), raw);
+        assert_eq!(
+            String::from_utf8(r.to_json_bytes().unwrap_or_default()).unwrap_or_default(),
+            raw
+        );
         let legacy = RootMetadata::from_json_bytes(br#"{"blah": "hello"}"#).unwrap_or_default();
-        assert_eq!(legacy.custom_metadata.get("blah"), Some(&Value::from("hello")));
+        assert_eq!(
+            legacy.custom_metadata.get("blah"),
+            Some(&Value::from("hello"))
+        );
     }
 }

@@ -164,13 +164,32 @@ mod tests {
             assert_eq!(fmt(p, n).build_name(s), want);
             assert_eq!(fmt(p, n).parse_name(want), Some(s), "{want}");
         }
-        assert_eq!(fmt(Some("step"), None).describe(), "StandardNameFormat(\"step_1234\")");
+        assert_eq!(
+            fmt(Some("step"), None).describe(),
+            "StandardNameFormat(\"step_1234\")"
+        );
     }
 
     #[test]
     fn parse_example_root_of_the_spec() {
-        let names = ["abc", "007", "5.orbax-checkpoint-tmp", "6.orbax-checkpoint-tmp-12345", "9", "step_3", "10a", "metadata", "-1", "1e3", "+5", " 9", "9 "];
-        let found = |f: &StandardNameFormat| -> Vec<Step> { names.iter().filter_map(|n| f.parse_name(n)).collect() };
+        let names = [
+            "abc",
+            "007",
+            "5.orbax-checkpoint-tmp",
+            "6.orbax-checkpoint-tmp-12345",
+            "9",
+            "step_3",
+            "10a",
+            "metadata",
+            "-1",
+            "1e3",
+            "+5",
+            " 9",
+            "9 ",
+        ];
+        let found = |f: &StandardNameFormat| -> Vec<Step> {
+            names.iter().filter_map(|n| f.parse_name(n)).collect()
+        };
         assert_eq!(found(&fmt(None, None)), vec![9]);
         assert_eq!(found(&fmt(None, Some(3))), vec![7]);
         assert_eq!(found(&fmt(Some("step"), None)), vec![3]);
@@ -179,12 +198,23 @@ mod tests {
     #[test]
     fn fixed_length_rules() {
         let f = fmt(None, Some(2));
-        for (name, want) in [("00", Some(0)), ("01", Some(1)), ("10", Some(10)), ("100", Some(100)), ("000", None), ("001", None), ("5", None)] {
+        for (name, want) in [
+            ("00", Some(0)),
+            ("01", Some(1)),
+            ("10", Some(10)),
+            ("100", Some(100)),
+            ("000", None),
+            ("001", None),
+            ("5", None),
+        ] {
             assert_eq!(f.parse_name(name), want, "{name}");
         }
         assert_eq!(fmt(None, None).parse_name("0"), Some(0));
         assert_eq!(fmt(None, None).parse_name("18446744073709551616"), None);
-        assert_eq!(fmt(None, None).parse_name("9007199254740993"), Some(9007199254740993));
+        assert_eq!(
+            fmt(None, None).parse_name("9007199254740993"),
+            Some(9007199254740993)
+        );
     }
 
     #[test]
@@ -201,13 +231,21 @@ mod tests {
     fn composite_reads_all_writes_one() {
         let c = CompositeNameFormat::new(
             Box::new(fmt(Some("ckpt"), Some(8))),
-            vec![Box::new(fmt(None, None)), Box::new(fmt(Some("ckpt"), Some(8)))],
+            vec![
+                Box::new(fmt(None, None)),
+                Box::new(fmt(Some("ckpt"), Some(8))),
+            ],
         );
-        let Ok(c) = c else { panic!("composite rejected") };
+        let Ok(c) = c else {
+            panic!("composite rejected")
+        };
         assert_eq!(c.build_name(5), "ckpt_00000005");
         assert_eq!(c.parse_name("7"), Some(7));
         assert_eq!(c.parse_name("ckpt_00000009"), Some(9));
-        let bad = CompositeNameFormat::new(Box::new(fmt(Some("x"), None)), vec![Box::new(fmt(None, None))]);
+        let bad = CompositeNameFormat::new(
+            Box::new(fmt(Some("x"), None)),
+            vec![Box::new(fmt(None, None))],
+        );
         assert!(bad.is_err());
     }
 }

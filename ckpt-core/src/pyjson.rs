@@ -35,7 +35,11 @@ pub fn to_vec<T: Serialize + ?Sized>(value: &T) -> Result<Vec<u8>> {
     let mut out = Vec::with_capacity(128);
     let mut ser = serde_json::Serializer::with_formatter(&mut out, PythonFormatter);
     value.serialize(&mut ser).map_err(|e| {
-        Error::new(ErrorKind::InvalidArgument, "value cannot be written as JSON").with_source(e)
+        Error::new(
+            ErrorKind::InvalidArgument,
+            "value cannot be written as JSON",
+        )
+        .with_source(e)
     })?;
     Ok(out)
 }
@@ -74,7 +78,9 @@ fn replace_non_finite(text: &str) -> std::borrow::Cow<'_, str> {
         } else if c == '"' {
             in_string = true;
         } else {
-            let token = ["-Infinity", "Infinity", "NaN"].into_iter().find(|t| rest.starts_with(t));
+            let token = ["-Infinity", "Infinity", "NaN"]
+                .into_iter()
+                .find(|t| rest.starts_with(t));
             if let Some(t) = token {
                 out.push_str("null");
                 rest = &rest[t.len()..];
@@ -94,7 +100,11 @@ pub fn python_float_repr(x: f64) -> String {
         return "NaN".to_string();
     }
     if x.is_infinite() {
-        return if x > 0.0 { "Infinity".to_string() } else { "-Infinity".to_string() };
+        return if x > 0.0 {
+            "Infinity".to_string()
+        } else {
+            "-Infinity".to_string()
+        };
     }
     format_shortest(&format!("{:e}", x))
 }
@@ -187,7 +197,11 @@ impl Formatter for PythonFormatter {
         w.write_all(b": ")
     }
 
-    fn write_string_fragment<W: ?Sized + Write>(&mut self, w: &mut W, fragment: &str) -> io::Result<()> {
+    fn write_string_fragment<W: ?Sized + Write>(
+        &mut self,
+        w: &mut W,
+        fragment: &str,
+    ) -> io::Result<()> {
         // serde_json hands over runs without `"`, `\\` and C0 controls; escape the rest as
         // Python's ensure_ascii does: DEL and everything outside ASCII as \uXXXX.
         let mut start = 0;
@@ -205,7 +219,11 @@ impl Formatter for PythonFormatter {
         w.write_all(&fragment.as_bytes()[start..])
     }
 
-    fn write_char_escape<W: ?Sized + Write>(&mut self, w: &mut W, escape: CharEscape) -> io::Result<()> {
+    fn write_char_escape<W: ?Sized + Write>(
+        &mut self,
+        w: &mut W,
+        escape: CharEscape,
+    ) -> io::Result<()> {
         let s: String = match escape {
             CharEscape::Quote => "\\\"".into(),
             CharEscape::ReverseSolidus => "\\\\".into(),
@@ -264,9 +282,14 @@ mod tests {
 
     #[test]
     fn reads_python_non_finite_tokens_outside_strings_only() {
-        let v = from_slice(br#"{"a": NaN, "b": [Infinity, -Infinity], "s": "NaN Infinity", "t": "\"NaN"}"#)
-            .unwrap_or_default();
-        assert_eq!(v, json!({"a": null, "b": [null, null], "s": "NaN Infinity", "t": "\"NaN"}));
+        let v = from_slice(
+            br#"{"a": NaN, "b": [Infinity, -Infinity], "s": "NaN Infinity", "t": "\"NaN"}"#,
+        )
+        .unwrap_or_default();
+        assert_eq!(
+            v,
+            json!({"a": null, "b": [null, null], "s": "NaN Infinity", "t": "\"NaN"})
+        );
     }
 
     #[test]

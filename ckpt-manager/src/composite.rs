@@ -83,7 +83,8 @@ impl<'a> Composite<'a> {
 
     /// The items, sorted by name (Orbax processes items in sorted name order, spec §6.4).
     pub(crate) fn sorted(&self) -> Vec<(&str, &SaveItem<'a>)> {
-        let mut v: Vec<(&str, &SaveItem<'a>)> = self.items.iter().map(|(n, i)| (n.as_str(), i)).collect();
+        let mut v: Vec<(&str, &SaveItem<'a>)> =
+            self.items.iter().map(|(n, i)| (n.as_str(), i)).collect();
         v.sort_by(|a, b| a.0.cmp(b.0));
         v
     }

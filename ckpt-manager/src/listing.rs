@@ -24,7 +24,9 @@ pub(crate) fn committed_steps(
         if e.kind != EntryKind::Dir || is_tmp_name(&e.name) {
             continue;
         }
-        let Some(step) = format.parse_name(&e.name) else { continue };
+        let Some(step) = format.parse_name(&e.name) else {
+            continue;
+        };
         if out.contains_key(&step) || !protocol.is_committed(store, "", &e.name)? {
             continue;
         }
@@ -42,7 +44,10 @@ pub(crate) fn read_step_metadata(store: &dyn Store, dir: &str) -> Result<Option<
     match store.read(&path) {
         Ok(bytes) => StepMetadata::from_json_bytes(&bytes)
             .map(Some)
-            .map_err(|e| Error::corrupt(format!("cannot read step metadata: {}", e.message())).with_path(store.location(&path))),
+            .map_err(|e| {
+                Error::corrupt(format!("cannot read step metadata: {}", e.message()))
+                    .with_path(store.location(&path))
+            }),
         Err(e) if e.kind() == ErrorKind::NotFound => Ok(None),
         Err(e) => Err(e),
     }
@@ -57,8 +62,12 @@ pub(crate) fn read_metrics(store: &dyn Store, dir: &str) -> Result<Option<Metric
     match store.read(&path) {
         Ok(bytes) => match ckpt_core::pyjson::from_slice(&bytes) {
             Ok(serde_json::Value::Object(m)) => Ok(Some(m)),
-            Ok(_) => Err(Error::corrupt("metrics file is not a JSON object").with_path(store.location(&path))),
-            Err(e) => Err(Error::corrupt(format!("cannot read metrics: {}", e.message())).with_path(store.location(&path))),
+            Ok(_) => Err(Error::corrupt("metrics file is not a JSON object")
+                .with_path(store.location(&path))),
+            Err(e) => Err(
+                Error::corrupt(format!("cannot read metrics: {}", e.message()))
+                    .with_path(store.location(&path)),
+            ),
         },
         Err(e) if e.kind() == ErrorKind::NotFound => Ok(None),
         Err(e) => Err(e),
@@ -69,7 +78,12 @@ pub(crate) fn read_metrics(store: &dyn Store, dir: &str) -> Result<Option<Metric
 /// the directory's modification time, else the Unix epoch; metrics from its metrics file. A
 /// broken metadata or metrics file is logged and treated as absent (spec §1.5: "treated as no
 /// metadata"), so one bad step never stops a root from opening.
-pub(crate) fn load_info(store: &dyn Store, step: Step, dir: &str, lightweight: bool) -> CheckpointInfo {
+pub(crate) fn load_info(
+    store: &dyn Store,
+    step: Step,
+    dir: &str,
+    lightweight: bool,
+) -> CheckpointInfo {
     if lightweight {
         return CheckpointInfo::new(step, DateTime::<Utc>::UNIX_EPOCH, None);
     }

@@ -4,14 +4,15 @@ use crate::listing::{committed_steps, load_info, read_metrics, read_step_metadat
 use crate::options::{CheckpointManagerBuilder, CheckpointManagerOptions, RootSpec};
 use crate::{Composite, Restored, SaveOptions};
 use ckpt_core::{
-    is_tmp_name, validate_item_name, CheckpointInfo, Error, ErrorKind, ItemHandlers, Metrics, NameFormat, Result,
-    RootMetadata, Step, StepMetadata, COMMIT_SUCCESS_FILE, LEGACY_ROOT_METADATA_FILE, METRICS_ITEM_NAME,
-    ROOT_METADATA_DIR, ROOT_METADATA_FILE, STEP_METADATA_FILE,
+    is_tmp_name, validate_item_name, CheckpointInfo, Error, ErrorKind, ItemHandlers, Metrics,
+    NameFormat, Result, RootMetadata, Step, StepMetadata, COMMIT_SUCCESS_FILE,
+    LEGACY_ROOT_METADATA_FILE, METRICS_ITEM_NAME, ROOT_METADATA_DIR, ROOT_METADATA_FILE,
+    STEP_METADATA_FILE,
 };
 use ckpt_handlers::{CheckpointHandler, HandlerRegistry, ItemDir, JsonHandler, SaveItem};
 use ckpt_policy::{
-    legacy_preservation, legacy_save_decision, DecisionContext, LegacyRetention, PreservationContext,
-    PreservationPolicy, SaveDecisionPolicy, Verdict,
+    legacy_preservation, legacy_save_decision, DecisionContext, LegacyRetention,
+    PreservationContext, PreservationPolicy, SaveDecisionPolicy, Verdict,
 };
 use ckpt_storage::{protocol_for, CommitProtocol, EntryKind, Store};
 use std::borrow::Cow;
@@ -80,7 +81,10 @@ impl CheckpointManager {
         let protocol = protocol_for(options.atomicity, store.capabilities())?;
         let save_policy: Arc<dyn SaveDecisionPolicy> = match &options.save_decision_policy {
             Some(p) => p.clone(),
-            None => Arc::from(legacy_save_decision(options.save_interval_steps, &options.save_on_steps)),
+            None => Arc::from(legacy_save_decision(
+                options.save_interval_steps,
+                &options.save_on_steps,
+            )),
         };
         let preservation: Arc<dyn PreservationPolicy> = match &options.preservation_policy {
             Some(p) => p.clone(),
@@ -101,8 +105,10 @@ impl CheckpointManager {
         }
         if let Some(meta) = store.stat("")? {
             if meta.kind == EntryKind::File {
-                return Err(Error::invalid_argument("the checkpoint root is a file, not a directory")
-                    .with_path(store.location("")));
+                return Err(Error::invalid_argument(
+                    "the checkpoint root is a file, not a directory",
+                )
+                .with_path(store.location("")));
             }
         }
         let mut mngr = CheckpointManager {
@@ -130,9 +136,15 @@ impl CheckpointManager {
     }
 
     fn load(&mut self, lightweight: bool) -> Result<()> {
-        let names = committed_steps(self.store.as_ref(), self.protocol.as_ref(), self.format.as_ref())?;
-        self.checkpoints =
-            names.iter().map(|(step, name)| load_info(self.store.as_ref(), *step, name, lightweight)).collect();
+        let names = committed_steps(
+            self.store.as_ref(),
+            self.protocol.as_ref(),
+            self.format.as_ref(),
+        )?;
+        self.checkpoints = names
+            .iter()
+            .map(|(step, name)| load_info(self.store.as_ref(), *step, name, lightweight))
+            .collect();
         self.dir_names = names;
         Ok(())
     }
@@ -154,7 +166,9 @@ impl CheckpointManager {
 
     fn write_root_metadata_once(&self) -> Result<()> {
         let o = &self.options;
-        let Some(custom) = &o.root_metadata else { return Ok(()) };
+        let Some(custom) = &o.root_metadata else {
+            return Ok(());
+        };
         if o.read_only || !o.save_root_metadata {
             return Ok(());
         }
@@ -192,7 +206,9 @@ impl CheckpointManager {
     pub fn best_step(&self) -> Option<Step> {
         match &self.options.best_metric {
             None => self.latest_step(),
-            Some(metric) => ckpt_policy::best_step(&self.checkpoints, metric, self.options.best_mode),
+            Some(metric) => {
+                ckpt_policy::best_step(&self.checkpoints, metric, self.options.best_mode)
+            }
         }
     }
 
@@ -222,14 +238,25 @@ impl CheckpointManager {
             return false;
         }
         let now = self.options.clock.now();
-        let cx = DecisionContext { is_saving_in_progress: false, reached_preemption: false, now };
-        self.save_policy.should_save(&CheckpointInfo::new(step, now, None), &self.checkpoints, &cx)
+        let cx = DecisionContext {
+            is_saving_in_progress: false,
+            reached_preemption: false,
+            now,
+        };
+        self.save_policy.should_save(
+            &CheckpointInfo::new(step, now, None),
+            &self.checkpoints,
+            &cx,
+        )
     }
 
     /// The directory name of `step` in this root: the name it was listed under, else the name the
     /// format builds.
     pub fn step_dir_name(&self, step: Step) -> String {
-        self.dir_names.get(&step).cloned().unwrap_or_else(|| self.format.build_name(step))
+        self.dir_names
+            .get(&step)
+            .cloned()
+            .unwrap_or_else(|| self.format.build_name(step))
     }
 
     /// Re-reads the steps, their times and metrics from the root (Orbax `reload`, always a full
@@ -275,10 +302,16 @@ impl CheckpointManager {
             None => !self.store.list_dir(ROOT_METADATA_DIR)?.is_empty(),
         };
         if dir_exists {
-            return Err(Error::not_found("failed to read root metadata: the metadata directory holds no metadata file")
-                .with_path(self.store.location(ROOT_METADATA_DIR)));
+            return Err(Error::not_found(
+                "failed to read root metadata: the metadata directory holds no metadata file",
+            )
+            .with_path(self.store.location(ROOT_METADATA_DIR)));
         }
-        let custom = if self.options.read_only { self.options.root_metadata.clone() } else { None };
+        let custom = if self.options.read_only {
+            self.options.root_metadata.clone()
+        } else {
+            None
+        };
         Ok(RootMetadata::with_custom(custom.unwrap_or_default()))
     }
 
@@ -289,7 +322,9 @@ impl CheckpointManager {
     /// `NotFound` when there is no such step directory; `Corrupt` when a file is broken.
     pub fn step_metadata(&self, step: Step) -> Result<StepMetadata> {
         let dir = self.existing_step_dir(step)?;
-        let mut meta = read_step_metadata(self.store.as_ref(), &dir).map_err(|e| e.with_step(step))?.unwrap_or_default();
+        let mut meta = read_step_metadata(self.store.as_ref(), &dir)
+            .map_err(|e| e.with_step(step))?
+            .unwrap_or_default();
         if let Some(m) = read_metrics(self.store.as_ref(), &dir).map_err(|e| e.with_step(step))? {
             meta.metrics = m;
         }
@@ -308,7 +343,9 @@ impl CheckpointManager {
         for item in self.item_dirs(&dir)? {
             let path = format!("{dir}/{item}");
             let value = match self.handler_for(&item, handlers.get(&item).map(String::as_str)) {
-                Ok(h) => h.metadata(&ItemDir::new(self.store.as_ref(), &path)).map_err(|e| e.with_step(step))?,
+                Ok(h) => h
+                    .metadata(&ItemDir::new(self.store.as_ref(), &path))
+                    .map_err(|e| e.with_step(step))?,
                 Err(_) => None,
             };
             out.insert(item, value);
@@ -337,10 +374,16 @@ impl CheckpointManager {
         let name = self.step_dir_name(step);
         match self.store.stat(&name)? {
             Some(m) if m.kind == EntryKind::Dir => Ok(name),
-            _ if !self.store.capabilities().directories && !self.store.list_dir(&name)?.is_empty() => Ok(name),
-            _ => Err(Error::not_found(format!("there is no checkpoint for step {step}"))
-                .with_step(step)
-                .with_path(self.store.location(&name))),
+            _ if !self.store.capabilities().directories
+                && !self.store.list_dir(&name)?.is_empty() =>
+            {
+                Ok(name)
+            }
+            _ => Err(
+                Error::not_found(format!("there is no checkpoint for step {step}"))
+                    .with_step(step)
+                    .with_path(self.store.location(&name)),
+            ),
         }
     }
 
@@ -356,7 +399,11 @@ impl CheckpointManager {
         Ok(items)
     }
 
-    fn handler_for(&self, item: &str, type_string: Option<&str>) -> Result<Arc<dyn CheckpointHandler>> {
+    fn handler_for(
+        &self,
+        item: &str,
+        type_string: Option<&str>,
+    ) -> Result<Arc<dyn CheckpointHandler>> {
         if self.registry.get(item).is_none() && item == METRICS_ITEM_NAME {
             let json = ckpt_handlers::ORBAX_JSON_HANDLER;
             if type_string.is_none() || type_string == Some(json) {
@@ -399,9 +446,11 @@ impl CheckpointManager {
         };
         let dir = self.existing_step_dir(step)?;
         if !self.protocol.is_committed(self.store.as_ref(), "", &dir)? || is_tmp_name(&dir) {
-            return Err(Error::invalid_argument(format!("found an incomplete checkpoint for step {step}"))
-                .with_step(step)
-                .with_path(self.store.location(&dir)));
+            return Err(Error::invalid_argument(format!(
+                "found an incomplete checkpoint for step {step}"
+            ))
+            .with_step(step)
+            .with_path(self.store.location(&dir)));
         }
         let handlers = self.recorded_handlers(&dir);
         let available = self.item_dirs(&dir)?;
@@ -423,16 +472,21 @@ impl CheckpointManager {
             }
         };
         if wanted.is_empty() {
-            return Err(Error::invalid_argument(format!("step {step} holds no items to restore"))
-                .with_step(step)
-                .with_path(self.store.location(&dir)));
+            return Err(
+                Error::invalid_argument(format!("step {step} holds no items to restore"))
+                    .with_step(step)
+                    .with_path(self.store.location(&dir)),
+            );
         }
         let mut items = BTreeMap::new();
         for item in wanted {
-            let handler =
-                self.handler_for(&item, handlers.get(&item).map(String::as_str)).map_err(|e| e.with_step(step))?;
+            let handler = self
+                .handler_for(&item, handlers.get(&item).map(String::as_str))
+                .map_err(|e| e.with_step(step))?;
             let path = format!("{dir}/{item}");
-            let value = handler.restore(&ItemDir::new(self.store.as_ref(), &path)).map_err(|e| e.with_step(step))?;
+            let value = handler
+                .restore(&ItemDir::new(self.store.as_ref(), &path))
+                .map_err(|e| e.with_step(step))?;
             items.insert(item, value);
         }
         Ok(Restored::new(step, items))
@@ -456,10 +510,18 @@ impl CheckpointManager {
     ///   written), or the metrics lack `best_metric` (D5) — nothing is written;
     /// - `Handler`/`Storage`/… from writing, naming the step; the tmp directory is removed and no
     ///   step becomes visible.
-    pub fn save(&mut self, step: Step, items: &Composite<'_>, options: SaveOptions) -> Result<bool> {
+    pub fn save(
+        &mut self,
+        step: Step,
+        items: &Composite<'_>,
+        options: SaveOptions,
+    ) -> Result<bool> {
         if self.options.read_only {
             if options.force {
-                return Err(Error::new(ErrorKind::ReadOnly, "cannot save on a read-only manager").with_step(step));
+                return Err(
+                    Error::new(ErrorKind::ReadOnly, "cannot save on a read-only manager")
+                        .with_step(step),
+                );
             }
             return Ok(false);
         }
@@ -467,8 +529,11 @@ impl CheckpointManager {
             return Ok(false);
         }
         if self.dir_names.contains_key(&step) {
-            return Err(Error::new(ErrorKind::AlreadyExists, format!("checkpoint for step {step} already exists"))
-                .with_step(step));
+            return Err(Error::new(
+                ErrorKind::AlreadyExists,
+                format!("checkpoint for step {step} already exists"),
+            )
+            .with_step(step));
         }
         let write_metrics = options.metrics.is_some() && !self.options.prevent_write_metrics;
         self.check_items(step, items, write_metrics)?;
@@ -482,7 +547,9 @@ impl CheckpointManager {
         }
         let name = self.format.build_name(step);
         if let Some(meta) = self.store.stat(&name)? {
-            if meta.kind == EntryKind::Dir && self.protocol.is_committed(self.store.as_ref(), "", &name)? {
+            if meta.kind == EntryKind::Dir
+                && self.protocol.is_committed(self.store.as_ref(), "", &name)?
+            {
                 return Err(Error::new(
                     ErrorKind::AlreadyExists,
                     format!("a committed directory for step {step} exists but was not listed; reload first"),
@@ -491,14 +558,21 @@ impl CheckpointManager {
                 .with_path(self.store.location(&name)));
             }
         }
-        let working = self.protocol.prepare(self.store.as_ref(), &name).map_err(|e| e.with_step(step))?;
+        let working = self
+            .protocol
+            .prepare(self.store.as_ref(), &name)
+            .map_err(|e| e.with_step(step))?;
         match self.write_step(step, &name, &working, items, &options, write_metrics) {
             Ok(()) => {}
             Err(e) => {
                 if let Err(cleanup) = self.store.delete_prefix(&working) {
                     tracing::warn!(step, error = %cleanup, "could not remove the tmp directory of a failed save");
                 }
-                return Err(if e.step().is_some() { e } else { e.with_step(step) });
+                return Err(if e.step().is_some() {
+                    e
+                } else {
+                    e.with_step(step)
+                });
             }
         }
         let now = self.options.clock.now();
@@ -512,13 +586,18 @@ impl CheckpointManager {
 
     fn check_items(&self, step: Step, items: &Composite<'_>, write_metrics: bool) -> Result<()> {
         if items.is_empty() {
-            return Err(Error::invalid_argument(format!("nothing to save for step {step}: the item set is empty"))
-                .with_step(step));
+            return Err(Error::invalid_argument(format!(
+                "nothing to save for step {step}: the item set is empty"
+            ))
+            .with_step(step));
         }
         for name in items.names() {
             validate_item_name(name).map_err(|e| e.with_step(step))?;
             if name == STEP_METADATA_FILE || name == COMMIT_SUCCESS_FILE {
-                return Err(Error::invalid_argument(format!("item name {name:?} is reserved")).with_step(step));
+                return Err(
+                    Error::invalid_argument(format!("item name {name:?} is reserved"))
+                        .with_step(step),
+                );
             }
             if write_metrics && name == METRICS_ITEM_NAME {
                 return Err(Error::invalid_argument(
@@ -556,7 +635,8 @@ impl CheckpointManager {
         if write_metrics {
             let m = options.metrics.clone().unwrap_or_default();
             metrics_value = SaveItem::JsonValue(Cow::Owned(serde_json::Value::Object(m)));
-            let handler: Arc<dyn CheckpointHandler> = Arc::new(JsonHandler::with_filename(METRICS_ITEM_NAME));
+            let handler: Arc<dyn CheckpointHandler> =
+                Arc::new(JsonHandler::with_filename(METRICS_ITEM_NAME));
             all.push((METRICS_ITEM_NAME, &metrics_value, handler));
             all.sort_by(|a, b| a.0.cmp(b.0));
         }
@@ -566,7 +646,9 @@ impl CheckpointManager {
         for (item, value, handler) in &all {
             let final_item = format!("{working}/{item}");
             let w = self.protocol.prepare(store, &final_item)?;
-            handler.save(&ItemDir::new(store, &w), value).map_err(|e| e.with_step(step))?;
+            handler
+                .save(&ItemDir::new(store, &w), value)
+                .map_err(|e| e.with_step(step))?;
             handler_strings.insert((*item).to_string(), handler.type_string());
             item_working.push((w, final_item));
         }
@@ -582,10 +664,16 @@ impl CheckpointManager {
     }
 
     fn apply_retention(&mut self) {
-        let cx = PreservationContext { now: self.options.clock.now() };
+        let cx = PreservationContext {
+            now: self.options.clock.now(),
+        };
         let verdicts = self.preservation.should_preserve(&self.checkpoints, &cx);
-        let decided: Vec<(Step, Verdict)> =
-            self.checkpoints.iter().map(|c| c.step).zip(verdicts).collect();
+        let decided: Vec<(Step, Verdict)> = self
+            .checkpoints
+            .iter()
+            .map(|c| c.step)
+            .zip(verdicts)
+            .collect();
         for (step, verdict) in &decided {
             if verdict.keep {
                 tracing::debug!(step, reason = %verdict.reason, "keeping step");
@@ -613,10 +701,15 @@ impl CheckpointManager {
                 self.store.create_dir(sub)?;
                 let target = format!("{sub}/{name}");
                 self.store.delete_prefix(&target)?;
-                return self.store.rename(&name, &target).map_err(|e| e.with_step(step));
+                return self
+                    .store
+                    .rename(&name, &target)
+                    .map_err(|e| e.with_step(step));
             }
         }
-        self.store.delete_prefix(&name).map_err(|e| e.with_step(step))
+        self.store
+            .delete_prefix(&name)
+            .map_err(|e| e.with_step(step))
     }
 
     /// Deletes `step` (spec §4.5): removes its directory (or moves it into `todelete_subdir`) and
@@ -627,10 +720,16 @@ impl CheckpointManager {
     /// when `step` is not listed; `Storage` when the store fails (the step then stays listed).
     pub fn delete(&mut self, step: Step) -> Result<()> {
         if self.options.read_only {
-            return Err(Error::new(ErrorKind::ReadOnly, "cannot delete on a read-only manager").with_step(step));
+            return Err(
+                Error::new(ErrorKind::ReadOnly, "cannot delete on a read-only manager")
+                    .with_step(step),
+            );
         }
         if !self.dir_names.contains_key(&step) {
-            return Err(Error::not_found(format!("requested deleting a non-existent step: {step}")).with_step(step));
+            return Err(Error::not_found(format!(
+                "requested deleting a non-existent step: {step}"
+            ))
+            .with_step(step));
         }
         self.remove_step_dir(step)?;
         self.forget(step);

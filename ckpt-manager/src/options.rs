@@ -114,7 +114,10 @@ impl CheckpointManagerOptions {
         if let Some(f) = &self.step_name_format {
             return Ok(f.clone());
         }
-        Ok(Arc::new(StandardNameFormat::new(self.step_prefix.as_deref(), self.step_format_fixed_length)?))
+        Ok(Arc::new(StandardNameFormat::new(
+            self.step_prefix.as_deref(),
+            self.step_format_fixed_length,
+        )?))
     }
 
     /// The options a read-only manager really uses: Orbax's `__post_init__` rewrites (spec §5.1)
@@ -142,7 +145,10 @@ impl CheckpointManagerOptions {
     /// `keep_period` or `keep_time_interval_secs`, a `todelete_subdir` that is not one path
     /// component or parses as a step name.
     pub fn validate(&self) -> Result<()> {
-        if !self.read_only && self.save_interval_steps == Some(0) && self.save_decision_policy.is_none() {
+        if !self.read_only
+            && self.save_interval_steps == Some(0)
+            && self.save_decision_policy.is_none()
+        {
             return Err(Error::invalid_config("save_interval_steps must not be 0"));
         }
         if self.keep_period == Some(0) {
@@ -164,10 +170,13 @@ impl CheckpointManagerOptions {
             p.validate()?;
         }
         if let Some(d) = &self.todelete_subdir {
-            ckpt_core::validate_item_name(d)
-                .map_err(|_| Error::invalid_config(format!("todelete_subdir {d:?} must be one directory name")))?;
+            ckpt_core::validate_item_name(d).map_err(|_| {
+                Error::invalid_config(format!("todelete_subdir {d:?} must be one directory name"))
+            })?;
             if self.name_format()?.parse_name(d).is_some() {
-                return Err(Error::invalid_config(format!("todelete_subdir {d:?} would be read as a step")));
+                return Err(Error::invalid_config(format!(
+                    "todelete_subdir {d:?} would be read as a step"
+                )));
             }
         }
         if let Some(m) = &self.best_metric {
@@ -195,7 +204,10 @@ pub(crate) enum RootSpec {
 
 impl CheckpointManagerBuilder {
     pub(crate) fn new(root: RootSpec) -> Self {
-        CheckpointManagerBuilder { root, options: CheckpointManagerOptions::default() }
+        CheckpointManagerBuilder {
+            root,
+            options: CheckpointManagerOptions::default(),
+        }
     }
 
     /// Replaces all options at once.

@@ -44,9 +44,12 @@ impl Restored {
     pub fn json<T: serde::de::DeserializeOwned>(&self, name: &str) -> Result<T> {
         let v = self.json_value(name)?;
         T::deserialize(v).map_err(|e| {
-            Error::invalid_argument(format!("item {name:?} of step {} does not have the asked type", self.step))
-                .with_step(self.step)
-                .with_source(e)
+            Error::invalid_argument(format!(
+                "item {name:?} of step {} does not have the asked type",
+                self.step
+            ))
+            .with_step(self.step)
+            .with_source(e)
         })
     }
 
@@ -95,6 +98,10 @@ impl Restored {
     }
 
     fn wrong_kind(&self, name: &str, want: &str) -> Error {
-        Error::invalid_argument(format!("item {name:?} of step {} is not a {want} item", self.step)).with_step(self.step)
+        Error::invalid_argument(format!(
+            "item {name:?} of step {} is not a {want} item",
+            self.step
+        ))
+        .with_step(self.step)
     }
 }

@@ -5,24 +5,45 @@ use std::path::Path;
 use std::process::Command;
 
 fn ckpt(args: &[&str]) -> (Option<i32>, String, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_ckpt")).args(args).output().unwrap();
-    (out.status.code(), String::from_utf8_lossy(&out.stdout).into_owned(), String::from_utf8_lossy(&out.stderr).into_owned())
+    let out = Command::new(env!("CARGO_BIN_EXE_ckpt"))
+        .args(args)
+        .output()
+        .unwrap();
+    (
+        out.status.code(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
 }
 
 fn assert_one_line_error(args: &[&str], needle: &str) {
     let (code, out, err) = ckpt(args);
     assert_eq!(code, Some(1), "{args:?}: exit status; stderr {err}");
     assert!(out.is_empty(), "{args:?}: nothing on stdout, got {out}");
-    assert_eq!(err.trim_end().lines().count(), 1, "{args:?}: one line, got {err:?}");
+    assert_eq!(
+        err.trim_end().lines().count(),
+        1,
+        "{args:?}: one line, got {err:?}"
+    );
     assert!(err.starts_with("ckpt: "), "{args:?}: {err}");
-    assert!(err.contains(needle), "{args:?}: {err:?} should mention {needle:?}");
+    assert!(
+        err.contains(needle),
+        "{args:?}: {err:?} should mention {needle:?}"
+    );
 }
 
 /// A root with one good step written by ckpt.
 fn good_root(dir: &Path) -> String {
     let root = dir.join("root");
-    let mut m = ckpt_manager::CheckpointManager::builder(root.to_str().unwrap()).build().unwrap();
-    m.save(1, &ckpt_manager::Composite::new().json_value("state", serde_json::json!({"a": 1})), Default::default()).unwrap();
+    let mut m = ckpt_manager::CheckpointManager::builder(root.to_str().unwrap())
+        .build()
+        .unwrap();
+    m.save(
+        1,
+        &ckpt_manager::Composite::new().json_value("state", serde_json::json!({"a": 1})),
+        Default::default(),
+    )
+    .unwrap();
     root.to_str().unwrap().to_string()
 }
 
@@ -66,7 +87,12 @@ fn junk_directory_names_are_not_steps() {
     let (code, out, _) = ckpt(&["ls", "--json", &root]);
     assert_eq!(code, Some(0));
     let v: serde_json::Value = serde_json::from_str(&out).unwrap();
-    let steps: Vec<u64> = v["steps"].as_array().unwrap().iter().map(|s| s["step"].as_u64().unwrap()).collect();
+    let steps: Vec<u64> = v["steps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["step"].as_u64().unwrap())
+        .collect();
     assert_eq!(steps, vec![1]);
     assert_one_line_error(&["show", &root, "7"], "NotFound");
 }
@@ -77,7 +103,12 @@ fn broken_metadata() {
     let root = good_root(d.path());
     let meta = Path::new(&root).join("1/_CHECKPOINT_METADATA");
     let good = std::fs::read(&meta).unwrap();
-    for broken in [&b"{\"item_handlers\": "[..], b"[1, 2]", b"{\"init_timestamp_nsecs\": \"soon\"}", b"\xff\xfe"] {
+    for broken in [
+        &b"{\"item_handlers\": "[..],
+        b"[1, 2]",
+        b"{\"init_timestamp_nsecs\": \"soon\"}",
+        b"\xff\xfe",
+    ] {
         std::fs::write(&meta, broken).unwrap();
         assert_one_line_error(&["show", &root, "1"], "Corrupt");
         // Listing still works: a broken metadata file is treated as no metadata (spec §1.5).
@@ -95,7 +126,11 @@ fn broken_metrics_file() {
     let d = tempfile::tempdir().unwrap();
     let root = good_root(d.path());
     std::fs::create_dir_all(Path::new(&root).join("1/metrics")).unwrap();
-    std::fs::write(Path::new(&root).join("1/metrics/metrics"), b"[\"not an object\"]").unwrap();
+    std::fs::write(
+        Path::new(&root).join("1/metrics/metrics"),
+        b"[\"not an object\"]",
+    )
+    .unwrap();
     assert_one_line_error(&["show", &root, "1"], "Corrupt");
 }
 

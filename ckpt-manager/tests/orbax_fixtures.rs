@@ -9,9 +9,19 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-const FIXTURES: [&str; 9] =
-    ["composite", "default_async", "default_sync", "json_only", "metrics", "no_ocdbt", "no_ocdbt_zarr3", "prefix", "tmp_left"];
-const JSON_HANDLER: &str = "orbax.checkpoint._src.handlers.json_checkpoint_handler.JsonCheckpointHandler";
+const FIXTURES: [&str; 9] = [
+    "composite",
+    "default_async",
+    "default_sync",
+    "json_only",
+    "metrics",
+    "no_ocdbt",
+    "no_ocdbt_zarr3",
+    "prefix",
+    "tmp_left",
+];
+const JSON_HANDLER: &str =
+    "orbax.checkpoint._src.handlers.json_checkpoint_handler.JsonCheckpointHandler";
 
 fn fixtures_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../testdata/orbax/fixtures")
@@ -43,7 +53,10 @@ fn snapshot(root: &Path) -> BTreeMap<String, (Vec<u8>, std::time::SystemTime)> {
                 stack.push(e.path());
                 out.insert(rel + "/", (Vec::new(), meta.modified().unwrap()));
             } else {
-                out.insert(rel, (std::fs::read(e.path()).unwrap(), meta.modified().unwrap()));
+                out.insert(
+                    rel,
+                    (std::fs::read(e.path()).unwrap(), meta.modified().unwrap()),
+                );
             }
         }
     }
@@ -51,27 +64,38 @@ fn snapshot(root: &Path) -> BTreeMap<String, (Vec<u8>, std::time::SystemTime)> {
 }
 
 fn expected(name: &str) -> Value {
-    let text = std::fs::read_to_string(fixtures_dir().join(format!("{name}.expected.json"))).unwrap();
+    let text =
+        std::fs::read_to_string(fixtures_dir().join(format!("{name}.expected.json"))).unwrap();
     serde_json::from_str(&text).unwrap()
 }
 
 /// The manager options the fixture was written with, as far as reading it matters.
 fn options_of(exp: &Value) -> CheckpointManagerOptions {
     let o = &exp["written_with"]["options"];
-    let mut options = CheckpointManagerOptions::default();
-    options.step_prefix = o["step_prefix"].as_str().map(str::to_string);
-    options.step_format_fixed_length = o["step_format_fixed_length"].as_u64().map(|n| n as usize);
+    let mut options = CheckpointManagerOptions {
+        step_prefix: o["step_prefix"].as_str().map(str::to_string),
+        step_format_fixed_length: o["step_format_fixed_length"].as_u64().map(|n| n as usize),
+        ..Default::default()
+    };
     if let Some(f) = o["best_fn"].as_str() {
         // "lambda m: m['loss']"
         let metric = f.split('\'').nth(1).unwrap().to_string();
         options.best_metric = Some(metric);
-        options.best_mode = if o["best_mode"] == "min" { BestMode::Min } else { BestMode::Max };
+        options.best_mode = if o["best_mode"] == "min" {
+            BestMode::Min
+        } else {
+            BestMode::Max
+        };
     }
     options
 }
 
 fn steps(v: &Value) -> Vec<u64> {
-    v.as_array().unwrap().iter().map(|s| s.as_u64().unwrap()).collect()
+    v.as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s.as_u64().unwrap())
+        .collect()
 }
 
 fn check_fixture(name: &str) {
@@ -91,22 +115,54 @@ fn check_fixture(name: &str) {
     let before = snapshot(&root);
 
     let mngr = CheckpointManager::open(root.to_str().unwrap(), options_of(&exp)).unwrap();
-    assert_eq!(mngr.all_steps(), steps(&reopen["all_steps"]), "{name}: all_steps");
-    assert_eq!(mngr.latest_step(), reopen["latest_step"].as_u64(), "{name}: latest_step");
-    assert_eq!(mngr.best_step(), reopen["best_step"].as_u64(), "{name}: best_step");
+    assert_eq!(
+        mngr.all_steps(),
+        steps(&reopen["all_steps"]),
+        "{name}: all_steps"
+    );
+    assert_eq!(
+        mngr.latest_step(),
+        reopen["latest_step"].as_u64(),
+        "{name}: latest_step"
+    );
+    assert_eq!(
+        mngr.best_step(),
+        reopen["best_step"].as_u64(),
+        "{name}: best_step"
+    );
 
     for (step, m) in reopen["metrics"].as_object().unwrap() {
         let step: u64 = step.parse().unwrap();
-        let got = mngr.metrics(step).unwrap().map(Value::Object).unwrap_or(Value::Null);
+        let got = mngr
+            .metrics(step)
+            .unwrap()
+            .map(Value::Object)
+            .unwrap_or(Value::Null);
         assert_eq!(&got, m, "{name}: metrics({step})");
         // The in-memory listing carries the same metrics.
         let listed = mngr.checkpoints().iter().find(|c| c.step == step).unwrap();
-        assert_eq!(listed.metrics.clone().map(Value::Object).unwrap_or(Value::Null), *m, "{name}: listed metrics");
+        assert_eq!(
+            listed
+                .metrics
+                .clone()
+                .map(Value::Object)
+                .unwrap_or(Value::Null),
+            *m,
+            "{name}: listed metrics"
+        );
     }
 
     let root_meta = mngr.metadata().unwrap();
-    assert_eq!(Value::Object(root_meta.custom_metadata), reopen["root_metadata"]["custom_metadata"], "{name}: root custom");
-    assert_eq!(Value::Object(root_meta.internal_metadata), reopen["root_metadata"]["internal_metadata"], "{name}: root internal");
+    assert_eq!(
+        Value::Object(root_meta.custom_metadata),
+        reopen["root_metadata"]["custom_metadata"],
+        "{name}: root custom"
+    );
+    assert_eq!(
+        Value::Object(root_meta.internal_metadata),
+        reopen["root_metadata"]["internal_metadata"],
+        "{name}: root internal"
+    );
 
     for (step, sm) in reopen["step_metadata"].as_object().unwrap() {
         let step: u64 = step.parse().unwrap();
@@ -119,32 +175,70 @@ fn check_fixture(name: &str) {
             .map(|(k, v)| (k.clone(), v.as_str().unwrap().to_string()))
             .collect();
         assert_eq!(handlers, want, "{name}: item_handlers of {step}");
-        assert_eq!(Value::Object(meta.custom_metadata.clone()), sm["custom_metadata"], "{name}: custom_metadata of {step}");
-        assert_eq!(meta.init_timestamp_nsecs, sm["init_timestamp_nsecs"].as_i64(), "{name}: init ts of {step}");
-        assert_eq!(meta.commit_timestamp_nsecs, sm["commit_timestamp_nsecs"].as_i64(), "{name}: commit ts of {step}");
-        assert_eq!(Value::Object(meta.metrics.clone()), sm["metrics"], "{name}: step metadata metrics of {step}");
+        assert_eq!(
+            Value::Object(meta.custom_metadata.clone()),
+            sm["custom_metadata"],
+            "{name}: custom_metadata of {step}"
+        );
+        assert_eq!(
+            meta.init_timestamp_nsecs,
+            sm["init_timestamp_nsecs"].as_i64(),
+            "{name}: init ts of {step}"
+        );
+        assert_eq!(
+            meta.commit_timestamp_nsecs,
+            sm["commit_timestamp_nsecs"].as_i64(),
+            "{name}: commit ts of {step}"
+        );
+        assert_eq!(
+            Value::Object(meta.metrics.clone()),
+            sm["metrics"],
+            "{name}: step metadata metrics of {step}"
+        );
         // Listing time comes from the commit timestamp.
         let listed = mngr.checkpoints().iter().find(|c| c.step == step).unwrap();
-        assert_eq!(listed.time.timestamp_nanos_opt(), meta.commit_timestamp_nsecs, "{name}: listed time of {step}");
+        assert_eq!(
+            listed.time.timestamp_nanos_opt(),
+            meta.commit_timestamp_nsecs,
+            "{name}: listed time of {step}"
+        );
     }
 
     for (step, value) in reopen["restored"].as_object().unwrap() {
         let step: u64 = step.parse().unwrap();
         let handlers = mngr.item_handlers(step).unwrap();
-        let user_items: Vec<&String> = handlers.keys().filter(|k| k.as_str() != "metrics").collect();
+        let user_items: Vec<&String> = handlers
+            .keys()
+            .filter(|k| k.as_str() != "metrics")
+            .collect();
         let default_mode = user_items.len() == 1 && user_items[0] == "default";
         for item in user_items {
-            let want = if default_mode { value } else { &value[item.as_str()] };
+            let want = if default_mode {
+                value
+            } else {
+                &value[item.as_str()]
+            };
             let handler = &handlers[item];
             let got = mngr.restore_items(Some(step), &[item.as_str()]);
             if handler == JSON_HANDLER {
                 let got = got.unwrap();
-                assert_eq!(got.json_value(item).unwrap(), want, "{name}: restored {item} of {step}");
+                assert_eq!(
+                    got.json_value(item).unwrap(),
+                    want,
+                    "{name}: restored {item} of {step}"
+                );
             } else {
                 let err = got.err().unwrap();
-                assert_eq!(err.kind(), ErrorKind::Unsupported, "{name}: {item} of {step}: {err}");
+                assert_eq!(
+                    err.kind(),
+                    ErrorKind::Unsupported,
+                    "{name}: {item} of {step}: {err}"
+                );
                 let text = err.to_string();
-                assert!(text.contains(item.as_str()) && text.contains(handler.as_str()), "{name}: error names item and handler: {text}");
+                assert!(
+                    text.contains(item.as_str()) && text.contains(handler.as_str()),
+                    "{name}: error names item and handler: {text}"
+                );
             }
         }
         // Restoring everything fails cleanly when a tensorstore item is present, else succeeds.
@@ -157,20 +251,41 @@ fn check_fixture(name: &str) {
     }
     mngr.close().unwrap();
 
-    let mut entries: Vec<String> =
-        std::fs::read_dir(&root).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).collect();
+    let mut entries: Vec<String> = std::fs::read_dir(&root)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
     entries.sort();
-    let want: Vec<String> = reopen["root_entries"].as_array().unwrap().iter().map(|v| v.as_str().unwrap().to_string()).collect();
+    let want: Vec<String> = reopen["root_entries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_str().unwrap().to_string())
+        .collect();
     assert_eq!(entries, want, "{name}: root entries");
-    assert!(reopen["reopen_modified_files"].as_array().unwrap().is_empty());
-    assert_eq!(snapshot(&root), before, "{name}: opening the root changed a file");
+    assert!(reopen["reopen_modified_files"]
+        .as_array()
+        .unwrap()
+        .is_empty());
+    assert_eq!(
+        snapshot(&root),
+        before,
+        "{name}: opening the root changed a file"
+    );
 
     check_cli(name, &root, &exp);
 }
 
 fn ckpt(args: &[&str]) -> (bool, String, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_ckpt")).args(args).output().unwrap();
-    (out.status.success(), String::from_utf8_lossy(&out.stdout).into_owned(), String::from_utf8_lossy(&out.stderr).into_owned())
+    let out = Command::new(env!("CARGO_BIN_EXE_ckpt"))
+        .args(args)
+        .output()
+        .unwrap();
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
 }
 
 fn check_cli(name: &str, root: &Path, exp: &Value) {
@@ -188,14 +303,35 @@ fn check_cli(name: &str, root: &Path, exp: &Value) {
     let (ok, out, err) = ckpt(&args);
     assert!(ok, "{name}: ckpt ls failed: {err}");
     let ls: Value = serde_json::from_str(&out).unwrap();
-    let listed: Vec<u64> = ls["steps"].as_array().unwrap().iter().map(|s| s["step"].as_u64().unwrap()).collect();
+    let listed: Vec<u64> = ls["steps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["step"].as_u64().unwrap())
+        .collect();
     assert_eq!(listed, steps(&reopen["all_steps"]), "{name}: ckpt ls steps");
-    assert_eq!(ls["latest_step"], reopen["latest_step"], "{name}: ckpt ls latest");
+    assert_eq!(
+        ls["latest_step"], reopen["latest_step"],
+        "{name}: ckpt ls latest"
+    );
     for s in ls["steps"].as_array().unwrap() {
         let key = s["step"].to_string();
-        assert_eq!(s["metrics"], reopen["metrics"][&key], "{name}: ckpt ls metrics of {key}");
-        let items: Vec<&str> = s["items"].as_array().unwrap().iter().map(|v| v.as_str().unwrap()).collect();
-        let want: Vec<&str> = reopen["step_metadata"][&key]["item_handlers"].as_object().unwrap().keys().map(String::as_str).collect();
+        assert_eq!(
+            s["metrics"], reopen["metrics"][&key],
+            "{name}: ckpt ls metrics of {key}"
+        );
+        let items: Vec<&str> = s["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|v| v.as_str().unwrap())
+            .collect();
+        let want: Vec<&str> = reopen["step_metadata"][&key]["item_handlers"]
+            .as_object()
+            .unwrap()
+            .keys()
+            .map(String::as_str)
+            .collect();
         assert_eq!(items, want, "{name}: ckpt ls items of {key}");
     }
     for step in steps(&reopen["all_steps"]) {
@@ -209,14 +345,27 @@ fn check_cli(name: &str, root: &Path, exp: &Value) {
         let sm = &reopen["step_metadata"][&step_s];
         assert_eq!(show["step"], step);
         assert_eq!(show["metadata"]["custom_metadata"], sm["custom_metadata"]);
-        assert_eq!(show["metadata"]["commit_timestamp_nsecs"], sm["commit_timestamp_nsecs"]);
+        assert_eq!(
+            show["metadata"]["commit_timestamp_nsecs"],
+            sm["commit_timestamp_nsecs"]
+        );
         assert_eq!(show["metrics"], reopen["metrics"][&step_s]);
         for (item, handler) in sm["item_handlers"].as_object().unwrap() {
-            assert_eq!(&show["items"][item]["handler"], handler, "{name}: show handler of {item}");
+            assert_eq!(
+                &show["items"][item]["handler"], handler,
+                "{name}: show handler of {item}"
+            );
             if handler == JSON_HANDLER && item != "metrics" {
                 let restored = &reopen["restored"][&step_s];
-                let want = if sm["item_handlers"].as_object().unwrap().len() == 1 { restored } else { &restored[item] };
-                assert_eq!(&show["items"][item]["value"], want, "{name}: show value of {item}");
+                let want = if sm["item_handlers"].as_object().unwrap().len() == 1 {
+                    restored
+                } else {
+                    &restored[item]
+                };
+                assert_eq!(
+                    &show["items"][item]["value"], want,
+                    "{name}: show value of {item}"
+                );
             } else if handler != JSON_HANDLER {
                 assert!(show["items"][item]["value"].is_null());
             }
@@ -265,7 +414,12 @@ fn tmp_left() {
 fn the_list_of_fixtures_is_complete() {
     let mut on_disk: Vec<String> = std::fs::read_dir(fixtures_dir())
         .unwrap()
-        .filter_map(|e| e.unwrap().file_name().to_str().and_then(|n| n.strip_suffix(".expected.json").map(str::to_string)))
+        .filter_map(|e| {
+            e.unwrap()
+                .file_name()
+                .to_str()
+                .and_then(|n| n.strip_suffix(".expected.json").map(str::to_string))
+        })
         .collect();
     on_disk.sort();
     assert_eq!(on_disk, FIXTURES.to_vec());
@@ -278,7 +432,8 @@ fn metrics_fixture_without_best_fn_ranks_by_latest() {
     let tmp = tempfile::tempdir().unwrap();
     let root = tmp.path().join("m");
     copy_tree(&fixtures_dir().join("metrics"), &root);
-    let mngr = CheckpointManager::open(root.to_str().unwrap(), CheckpointManagerOptions::default()).unwrap();
+    let mngr = CheckpointManager::open(root.to_str().unwrap(), CheckpointManagerOptions::default())
+        .unwrap();
     assert_eq!(mngr.all_steps(), steps(&want["all_steps"]));
     assert_eq!(mngr.best_step(), want["best_step"].as_u64());
     assert_eq!(mngr.latest_step(), want["latest_step"].as_u64());

@@ -13,7 +13,11 @@ use serde_json::{json, Value};
 use std::process::ExitCode;
 
 #[derive(Parser)]
-#[command(name = "ckpt", version, about = "Inspect Orbax-compatible checkpoint roots")]
+#[command(
+    name = "ckpt",
+    version,
+    about = "Inspect Orbax-compatible checkpoint roots"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -71,7 +75,9 @@ fn open(args: &RootArgs) -> Result<CheckpointManager> {
     match store.stat("")? {
         Some(_) => {}
         None if !store.list_dir("")?.is_empty() => {}
-        None => return Err(Error::not_found("no such checkpoint root").with_path(store.location(""))),
+        None => {
+            return Err(Error::not_found("no such checkpoint root").with_path(store.location("")))
+        }
     }
     let options = CheckpointManagerOptions {
         read_only: true,
@@ -80,7 +86,9 @@ fn open(args: &RootArgs) -> Result<CheckpointManager> {
         step_format_fixed_length: args.step_format_fixed_length,
         ..Default::default()
     };
-    CheckpointManager::builder_with_store(store).options(options).build()
+    CheckpointManager::builder_with_store(store)
+        .options(options)
+        .build()
 }
 
 fn ls(args: &RootArgs) -> Result<()> {
@@ -102,13 +110,29 @@ fn ls(args: &RootArgs) -> Result<()> {
         println!("{}", serde_json::to_string_pretty(&out).map_err(json_err)?);
         return Ok(());
     }
-    println!("{:<14} {:<27} {:<30} METRICS", "STEP", "COMMIT TIME (UTC)", "ITEMS");
+    println!(
+        "{:<14} {:<27} {:<30} METRICS",
+        "STEP", "COMMIT TIME (UTC)", "ITEMS"
+    );
     for s in &steps {
         let step = s["step"].as_u64().unwrap_or_default();
-        let mark = if Some(step) == latest { format!("{step} (latest)") } else { step.to_string() };
-        let items = s["items"].as_array().map(|a| a.iter().filter_map(Value::as_str).collect::<Vec<_>>().join(","));
+        let mark = if Some(step) == latest {
+            format!("{step} (latest)")
+        } else {
+            step.to_string()
+        };
+        let items = s["items"].as_array().map(|a| {
+            a.iter()
+                .filter_map(Value::as_str)
+                .collect::<Vec<_>>()
+                .join(",")
+        });
         let metrics = match &s["metrics"] {
-            Value::Object(m) => m.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join(" "),
+            Value::Object(m) => m
+                .iter()
+                .map(|(k, v)| format!("{k}={v}"))
+                .collect::<Vec<_>>()
+                .join(" "),
             _ => "-".to_string(),
         };
         println!(
@@ -126,9 +150,9 @@ fn ls(args: &RootArgs) -> Result<()> {
 }
 
 fn show(args: &RootArgs, step: &str) -> Result<()> {
-    let step: Step = step
-        .parse()
-        .map_err(|_| Error::invalid_argument(format!("step must be a non-negative integer, got {step:?}")))?;
+    let step: Step = step.parse().map_err(|_| {
+        Error::invalid_argument(format!("step must be a non-negative integer, got {step:?}"))
+    })?;
     let mngr = open(args)?;
     let meta = mngr.step_metadata(step)?;
     let metrics = mngr.metrics(step)?;
@@ -167,16 +191,25 @@ fn show(args: &RootArgs, step: &str) -> Result<()> {
     }
     println!("step {step} ({})", mngr.step_dir_name(step));
     let ts = |v: Option<i64>| {
-        v.map(|n| chrono::DateTime::from_timestamp_nanos(n).to_rfc3339_opts(chrono::SecondsFormat::Micros, true))
-            .unwrap_or_else(|| "-".into())
+        v.map(|n| {
+            chrono::DateTime::from_timestamp_nanos(n)
+                .to_rfc3339_opts(chrono::SecondsFormat::Micros, true)
+        })
+        .unwrap_or_else(|| "-".into())
     };
     println!("  init time:   {}", ts(meta.init_timestamp_nsecs));
     println!("  commit time: {}", ts(meta.commit_timestamp_nsecs));
-    println!("  custom metadata: {}", Value::Object(meta.custom_metadata.clone()));
+    println!(
+        "  custom metadata: {}",
+        Value::Object(meta.custom_metadata.clone())
+    );
     println!("  metrics: {}", out["metrics"]);
     println!("  items:");
     for (name, item) in &items {
-        println!("    {name}: {}", item["handler"].as_str().unwrap_or("(no handler recorded)"));
+        println!(
+            "    {name}: {}",
+            item["handler"].as_str().unwrap_or("(no handler recorded)")
+        );
         if !item["value"].is_null() {
             println!("      value: {}", item["value"]);
         }

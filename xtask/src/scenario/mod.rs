@@ -28,16 +28,30 @@ fn run_scenario(scenario: &Value, root: &Path) -> Result<Value, String> {
     let options_json = scenario.get("options").cloned().unwrap_or(json!({}));
     let pre_existing: Vec<String> = match scenario.get("pre_existing") {
         None | Some(Value::Null) => Vec::new(),
-        Some(Value::Array(a)) => a.iter().map(|v| v.as_str().map(str::to_string).ok_or("pre_existing holds a non-string")).collect::<Result<_, _>>()?,
+        Some(Value::Array(a)) => a
+            .iter()
+            .map(|v| {
+                v.as_str()
+                    .map(str::to_string)
+                    .ok_or("pre_existing holds a non-string")
+            })
+            .collect::<Result<_, _>>()?,
         Some(_) => return Err("pre_existing must be a list".into()),
     };
-    let events = scenario.get("events").and_then(Value::as_array).ok_or("scenario has no events list")?;
+    let events = scenario
+        .get("events")
+        .and_then(Value::as_array)
+        .ok_or("scenario has no events list")?;
     if !pre_existing.is_empty() {
         for name in &pre_existing {
-            std::fs::create_dir_all(root.join(name)).map_err(|e| format!("cannot create {name}: {e}"))?;
+            std::fs::create_dir_all(root.join(name))
+                .map_err(|e| format!("cannot create {name}: {e}"))?;
         }
     }
-    let root_str = root.to_str().ok_or("temporary path is not UTF-8")?.to_string();
+    let root_str = root
+        .to_str()
+        .ok_or("temporary path is not UTF-8")?
+        .to_string();
     let built = options::from_json(&options_json);
     let mut mngr = match built.and_then(|o| CheckpointManager::open(&root_str, o)) {
         Ok(m) => m,
@@ -71,7 +85,8 @@ fn run_scenario(scenario: &Value, root: &Path) -> Result<Value, String> {
     let latest = mngr.latest_step();
     let best = mngr.best_step();
     mngr.close().map_err(|e| e.to_string())?;
-    let reopened = options::from_json(&options_json).and_then(|o| CheckpointManager::open(&root_str, o));
+    let reopened =
+        options::from_json(&options_json).and_then(|o| CheckpointManager::open(&root_str, o));
     let after = match reopened {
         Ok(m) => {
             let v = json!({"all_steps": m.all_steps(), "latest_step": m.latest_step(), "best_step": m.best_step()});
@@ -105,23 +120,35 @@ struct Output {
     best: Vec<Value>,
 }
 
-fn run_event(mngr: &mut CheckpointManager, event: &Value, root: &str, options: &Value) -> Result<Value, String> {
+fn run_event(
+    mngr: &mut CheckpointManager,
+    event: &Value,
+    root: &str,
+    options: &Value,
+) -> Result<Value, String> {
     let obj = event.as_object().ok_or("an event is not an object")?;
     if let Some(step) = obj.get("save") {
         let step = as_step(step)?;
-        let mut o = SaveOptions::default();
-        o.metrics = match obj.get("metrics") {
+        let metrics = match obj.get("metrics") {
             None | Some(Value::Null) => None,
             Some(Value::Object(m)) => Some(m.clone()),
             Some(_) => return Err("save metrics must be an object or null".into()),
         };
-        o.custom_metadata = match obj.get("custom_metadata") {
+        let custom_metadata = match obj.get("custom_metadata") {
             None | Some(Value::Null) => None,
             Some(Value::Object(m)) => Some(m.clone()),
             Some(_) => return Err("save custom_metadata must be an object or null".into()),
         };
-        o.force = obj.get("force").and_then(Value::as_bool).unwrap_or(false);
-        let items = Composite::new().json_value(ckpt_manager::core::DEFAULT_ITEM_NAME, json!({ "step": step }));
+        let force = obj.get("force").and_then(Value::as_bool).unwrap_or(false);
+        let o = SaveOptions {
+            metrics,
+            custom_metadata,
+            force,
+        };
+        let items = Composite::new().json_value(
+            ckpt_manager::core::DEFAULT_ITEM_NAME,
+            json!({ "step": step }),
+        );
         return Ok(match mngr.save(step, &items, o) {
             Ok(saved) => json!({"saved": saved}),
             Err(e) => json!({"error": error_string(&e)}),
@@ -159,16 +186,22 @@ fn run_event(mngr: &mut CheckpointManager, event: &Value, root: &str, options: &
             s => Some(as_step(s)?),
         };
         let item = ckpt_manager::core::DEFAULT_ITEM_NAME;
-        return Ok(match mngr.restore_items(step, &[item]).and_then(|r| r.json_value(item).cloned()) {
-            Ok(v) => json!({"restored": v}),
-            Err(e) => json!({"error": error_string(&e)}),
-        });
+        return Ok(
+            match mngr
+                .restore_items(step, &[item])
+                .and_then(|r| r.json_value(item).cloned())
+            {
+                Ok(v) => json!({"restored": v}),
+                Err(e) => json!({"error": error_string(&e)}),
+            },
+        );
     }
     Err(format!("unknown event {event}"))
 }
 
 fn as_step(v: &Value) -> Result<Step, String> {
-    v.as_u64().ok_or_else(|| format!("a step must be a non-negative integer, got {v}"))
+    v.as_u64()
+        .ok_or_else(|| format!("a step must be a non-negative integer, got {v}"))
 }
 
 /// `"<Kind>: <message>"`, as the cases write errors.
@@ -178,7 +211,9 @@ fn error_string(e: &Error) -> String {
 
 /// Committed step directories on disk, read from the root itself (not through the manager).
 fn disk_steps(root: &Path, format: &dyn NameFormat) -> Vec<Step> {
-    let Ok(rd) = std::fs::read_dir(root) else { return Vec::new() };
+    let Ok(rd) = std::fs::read_dir(root) else {
+        return Vec::new();
+    };
     let mut steps: Vec<Step> = rd
         .filter_map(Result::ok)
         .filter(|e| e.file_type().map(|t| t.is_dir()).unwrap_or(false))
@@ -189,8 +224,13 @@ fn disk_steps(root: &Path, format: &dyn NameFormat) -> Vec<Step> {
 }
 
 fn root_entries(root: &Path) -> Value {
-    let Ok(rd) = std::fs::read_dir(root) else { return Value::Null };
-    let mut names: Vec<String> = rd.filter_map(Result::ok).map(|e| e.file_name().to_string_lossy().into_owned()).collect();
+    let Ok(rd) = std::fs::read_dir(root) else {
+        return Value::Null;
+    };
+    let mut names: Vec<String> = rd
+        .filter_map(Result::ok)
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .collect();
     names.sort();
     json!(names)
 }
