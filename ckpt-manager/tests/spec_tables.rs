@@ -34,8 +34,10 @@ fn save(m: &mut CheckpointManager, step: u64) -> bool {
 }
 
 fn save_with(m: &mut CheckpointManager, step: u64, metrics: Option<Map<String, Value>>) -> bool {
-    let mut o = SaveOptions::default();
-    o.metrics = metrics;
+    let o = SaveOptions {
+        metrics,
+        ..Default::default()
+    };
     m.save(step, &Composite::new().json_value("default", item(step)), o)
         .unwrap()
 }
