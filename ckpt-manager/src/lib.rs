@@ -27,6 +27,7 @@ mod composite;
 mod listing;
 mod manager;
 mod options;
+mod preemption;
 mod restored;
 
 pub use ckpt_core as core;
@@ -39,4 +40,5 @@ pub use ckpt_policy::BestMode;
 pub use composite::{Composite, SaveOptions};
 pub use manager::CheckpointManager;
 pub use options::{CheckpointManagerBuilder, CheckpointManagerOptions};
+pub use preemption::{ManualPreemption, PreemptionSource};
 pub use restored::Restored;

@@ -69,6 +69,9 @@ pub struct CheckpointManagerOptions {
     pub lightweight_initialize: bool,
     /// The clock for save times and time-based policies.
     pub clock: Arc<dyn Clock>,
+    /// Where a preemption signal comes from (none by default): when it reports one, the default
+    /// save decision saves the current step (`PreemptionCheckpointingPolicy`).
+    pub preemption: Option<Arc<dyn crate::PreemptionSource>>,
     /// Handlers for named items, overriding the default handler chosen from the item's kind and,
     /// on restore, the handler named in the step metadata.
     pub handlers: Vec<(String, Arc<dyn CheckpointHandler>)>,
@@ -100,6 +103,7 @@ impl Default for CheckpointManagerOptions {
             atomicity: AtomicityMode::Auto,
             lightweight_initialize: false,
             clock: Arc::new(SystemClock),
+            preemption: None,
             handlers: Vec::new(),
         }
     }
@@ -340,6 +344,12 @@ impl CheckpointManagerBuilder {
     /// See [`CheckpointManagerOptions::clock`].
     pub fn clock(mut self, clock: Arc<dyn Clock>) -> Self {
         self.options.clock = clock;
+        self
+    }
+
+    /// See [`CheckpointManagerOptions::preemption`].
+    pub fn preemption(mut self, source: Arc<dyn crate::PreemptionSource>) -> Self {
+        self.options.preemption = Some(source);
         self
     }
 
