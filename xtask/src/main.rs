@@ -4,7 +4,39 @@
 //!   real manager on a temporary root and prints the output JSON (the folder's README is the
 //!   contract; `python3 testdata/orbax/compare.py --all testdata/orbax/cases cargo xtask scenario`).
 //! - `ci`: everything CI checks, in order: formatting, clippy (warnings are errors), the whole
-//!   test suite, and ckpt-policy built with its default features off. Stops at the first failure.
+//!   test suite, ckpt-policy built with its default features off, and last the Orbax
+//!   interoperability check below. Stops at the first failure.
+//! - `interop [--keep]`: checks that orbax-checkpoint 0.12.8 itself reads roots written by ckpt
+//!   (DESIGN.md, "On-disk format"). It
+//!   1. creates or reuses the Python virtual environment `target/interop-venv` and pip-installs
+//!      into it the pinned wheels of `xtask/interop/requirements.txt` (orbax-checkpoint 0.12.8,
+//!      `jax[cpu]` and their dependencies: about 170 MB of wheels from PyPI, 730 MB installed, 25 s
+//!      the first time; reused while that file is unchanged and orbax-checkpoint 0.12.8 is
+//!      installed). It needs
+//!      `python3` (3.10 or later) with the `venv` module and network access to PyPI; set
+//!      `CKPT_INTEROP_PYTHON` to use another interpreter;
+//!   2. writes five roots with ckpt into a fresh directory under the system temp dir, with
+//!      `cargo run -p ckpt-manager --example write_interop_root -- DIR`, plus `DIR/manifest.json`
+//!      saying what each holds: one unnamed JSON item with metrics, best metric, max_to_keep and
+//!      root metadata; named JSON items plus a tensor item (type string `ckpt.tensors`) under
+//!      `step_prefix`/`step_format_fixed_length`; a deleted step; a `.orbax-checkpoint-tmp`
+//!      leftover; the commit-file protocol with an uncommitted step;
+//!   3. runs `xtask/interop/check_orbax.py DIR/manifest.json` with the venv's Python. It checks
+//!      the files (layout, `commit_success.txt` in every step and item directory,
+//!      `_CHECKPOINT_METADATA` and `_ROOT_METADATA` parsed by Orbax's own deserializers and byte
+//!      for byte what Orbax serializes, JSON item and metrics files byte for byte `json.dumps`),
+//!      then opens each root with a read-only `ocp.CheckpointManager` and checks `all_steps`,
+//!      `latest_step`, `best_step`, `metrics(step)`, `metadata()`, `metadata(step)`,
+//!      `restore(step, args=...)` of every JSON item, and `restore()` without args (it must fail
+//!      with Orbax's "could not be restored" error for the root holding a `ckpt.tensors` item,
+//!      which Orbax cannot know), and that reading changed no file.
+//!
+//!   Prints one PASS/FAIL line per check and `N passed, M failed`; exits non-zero when anything
+//!   fails. The roots are removed after a pass and kept (path printed) after a failure, or always
+//!   with `--keep`.
+
+mod interop;
+mod venv;
 
 use std::process::{Command, ExitCode};
 
@@ -13,13 +45,24 @@ fn main() -> ExitCode {
     match args.first().map(String::as_str) {
         Some("ci") => ci(),
         Some("scenario") => scenario(args.get(1).map(String::as_str)),
+        Some("interop") => interop::main(&args[1..]),
         other => {
-            eprintln!("usage: cargo xtask ci | scenario CASE.json");
+            eprintln!("usage: cargo xtask ci | scenario CASE.json | interop [--keep]");
             if let Some(t) = other {
                 eprintln!("xtask: unknown task {t:?}");
             }
             ExitCode::from(2)
         }
+    }
+}
+
+/// Runs `cmd`, turning a failure to start it or a non-zero exit into an error naming `what`.
+pub(crate) fn run_status(cmd: &mut Command, what: &str) -> Result<(), String> {
+    let program = cmd.get_program().to_string_lossy().into_owned();
+    match cmd.status() {
+        Ok(s) if s.success() => Ok(()),
+        Ok(s) => Err(format!("{what} failed: `{program}` exited with {s}")),
+        Err(e) => Err(format!("{what} failed: cannot run `{program}`: {e}")),
     }
 }
 
@@ -38,7 +81,14 @@ fn cargo(args: &[&str]) -> bool {
 fn ci() -> ExitCode {
     let steps: [&[&str]; 4] = [
         &["fmt", "--all", "--", "--check"],
-        &["clippy", "--workspace", "--all-targets", "--", "-D", "warnings"],
+        &[
+            "clippy",
+            "--workspace",
+            "--all-targets",
+            "--",
+            "-D",
+            "warnings",
+        ],
         &["test", "--workspace"],
         &["test", "-p", "ckpt-policy", "--no-default-features"],
     ];
@@ -47,6 +97,11 @@ fn ci() -> ExitCode {
             eprintln!("xtask ci: FAILED at `cargo {}`", step.join(" "));
             return ExitCode::FAILURE;
         }
+    }
+    eprintln!("xtask: interop");
+    if !interop::run_ok(false) {
+        eprintln!("xtask ci: FAILED at `cargo xtask interop`");
+        return ExitCode::FAILURE;
     }
     eprintln!("xtask ci: all checks passed");
     ExitCode::SUCCESS
@@ -57,9 +112,10 @@ fn scenario(path: Option<&str>) -> ExitCode {
         eprintln!("usage: cargo xtask scenario CASE.json");
         return ExitCode::from(2);
     };
-    let case = match std::fs::read_to_string(path).map_err(|e| e.to_string()).and_then(|t| {
-        serde_json::from_str::<serde_json::Value>(&t).map_err(|e| e.to_string())
-    }) {
+    let case = match std::fs::read_to_string(path)
+        .map_err(|e| e.to_string())
+        .and_then(|t| serde_json::from_str::<serde_json::Value>(&t).map_err(|e| e.to_string()))
+    {
         Ok(c) => c,
         Err(e) => {
             eprintln!("xtask scenario: cannot read {path}: {e}");

@@ -1,0 +1,140 @@
+//! `cargo xtask interop`: roots written by ckpt, read by orbax-checkpoint 0.12.8 itself.
+//!
+//! 1. Set up the Python virtual environment `target/interop-venv` ([`crate::venv`]).
+//! 2. Write the roots into a fresh directory under the system temp dir with the example
+//!    `ckpt-manager/examples/write_interop_root.rs`, which also writes `manifest.json`.
+//! 3. Run `xtask/interop/check_orbax.py` on the manifest with the venv's Python: one PASS/FAIL
+//!    line per check, then `N passed, M failed`.
+//!
+//! The directory of roots is removed when every check passes and kept (its path printed) when
+//! one fails, or always with `--keep`.
+
+use crate::venv;
+use std::path::{Path, PathBuf};
+use std::process::{Command, ExitCode, Stdio};
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
+
+/// Options of the task: `--keep` keeps the written roots.
+pub fn main(args: &[String]) -> ExitCode {
+    let mut keep = false;
+    for a in args {
+        match a.as_str() {
+            "--keep" => keep = true,
+            other => {
+                eprintln!("xtask interop: unknown argument {other:?} (usage: cargo xtask interop [--keep])");
+                return ExitCode::from(2);
+            }
+        }
+    }
+    if run_ok(keep) {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    }
+}
+
+/// Runs the whole check and reports its outcome on stderr; true when every check passed.
+pub fn run_ok(keep: bool) -> bool {
+    match run(keep) {
+        Ok(()) => {
+            eprintln!(
+                "xtask interop: orbax-checkpoint {} reads ckpt's roots: all checks passed",
+                venv::ORBAX_VERSION
+            );
+            true
+        }
+        Err(e) => {
+            eprintln!("xtask interop: FAILED: {e}");
+            false
+        }
+    }
+}
+
+fn workspace_root() -> PathBuf {
+    let xtask = Path::new(env!("CARGO_MANIFEST_DIR"));
+    xtask.parent().unwrap_or(xtask).to_path_buf()
+}
+
+fn target_dir(workspace: &Path) -> PathBuf {
+    match std::env::var_os("CARGO_TARGET_DIR") {
+        Some(d) => workspace.join(d), // an absolute CARGO_TARGET_DIR replaces the whole path
+        None => workspace.join("target"),
+    }
+}
+
+fn run(keep: bool) -> Result<(), String> {
+    let workspace = workspace_root();
+    let interop = workspace.join("xtask").join("interop");
+    let venv_dir = target_dir(&workspace).join("interop-venv");
+
+    let t = Instant::now();
+    venv::ensure(&venv_dir, &interop.join("requirements.txt"))?;
+    eprintln!(
+        "xtask interop: python environment ready in {:.1} s",
+        t.elapsed().as_secs_f64()
+    );
+
+    let out = fresh_dir()?;
+    let t = Instant::now();
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_string());
+    let out_arg = out.to_string_lossy();
+    let args = [
+        "run",
+        "--quiet",
+        "-p",
+        "ckpt-manager",
+        "--example",
+        "write_interop_root",
+        "--",
+        out_arg.as_ref(),
+    ];
+    eprintln!("xtask interop: cargo {}", args.join(" "));
+    crate::run_status(
+        Command::new(&cargo)
+            .args(args)
+            .current_dir(&workspace)
+            .stdout(Stdio::null()),
+        "writing the roots with ckpt",
+    )?;
+    eprintln!(
+        "xtask interop: roots written in {:.1} s",
+        t.elapsed().as_secs_f64()
+    );
+
+    let t = Instant::now();
+    let manifest = out.join("manifest.json");
+    let py = venv::python(&venv_dir);
+    let checked = crate::run_status(
+        Command::new(&py)
+            .arg(interop.join("check_orbax.py"))
+            .arg(&manifest),
+        "the Orbax check (see the FAIL lines above)",
+    );
+    eprintln!(
+        "xtask interop: Orbax checks ran in {:.1} s",
+        t.elapsed().as_secs_f64()
+    );
+    match (&checked, keep) {
+        (Ok(()), false) => {
+            if let Err(e) = std::fs::remove_dir_all(&out) {
+                eprintln!("xtask interop: could not remove {}: {e}", out.display());
+            }
+        }
+        _ => eprintln!(
+            "xtask interop: the roots and manifest.json are kept in {}",
+            out.display()
+        ),
+    }
+    checked
+}
+
+/// A new, empty directory for the roots.
+fn fresh_dir() -> Result<PathBuf, String> {
+    let nanos = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_nanos())
+        .unwrap_or(0);
+    let dir = std::env::temp_dir().join(format!("ckpt-interop-{}-{nanos}", std::process::id()));
+    std::fs::create_dir_all(&dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+    Ok(dir)
+}
