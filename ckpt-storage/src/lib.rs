@@ -5,7 +5,12 @@
 //! * [`OpendalStore`] and [`open`]: the implementation (local file system, memory);
 //! * [`CommitProtocol`], [`AtomicityMode`], [`protocol_for`]: atomic rename and commit file;
 //! * [`validate_path`], [`join_path`], [`parent_path`], [`file_name`]: store paths;
-//! * `testkit` (feature `testkit`): the conformance functions every store must pass.
+//! * `testkit` (feature `testkit`): the conformance functions every store must pass;
+//! * layers, stores that wrap an `Arc<dyn Store>` and add one thing (`src/layers/`):
+//!   [`FaultStore`] (injected failures), [`CountingStore`] (call counts and a log of changes),
+//!   [`LatencyStore`] with [`Gate`] (delays, held writes), and the checksum layers
+//!   [`RecordingStore`], [`VerifyingStore`], [`ChecksumManifest`] and [`verify_step`] (CRC32C of
+//!   every file of a step, in `<step>/_CKPT_CHECKSUMS`; ckpt's own, Orbax has no checksums).
 //!
 //! Paths given to a [`Store`] are relative to the store's root, `/`-separated, with no leading
 //! `/`, no `.` or `..` component, no empty component and no trailing `/` (the empty path is the
@@ -15,6 +20,7 @@
 #![deny(missing_docs)]
 
 mod commit;
+mod layers;
 mod opendal_store;
 mod path;
 mod runtime;
@@ -23,6 +29,11 @@ pub mod testkit;
 
 pub use commit::{
     protocol_for, AtomicRenameProtocol, AtomicityMode, CommitFileProtocol, CommitProtocol,
+};
+pub use layers::{
+    verify_step, ChecksumManifest, CountingStore, FaultRule, FaultStore, FileChecksum, FileStatus,
+    Gate, LatencyStore, LoggedOp, OpCounts, OpKind, PathPattern, RecordingStore, VerifyReport,
+    VerifyingStore, CHECKSUM_ALGORITHM, MANIFEST_FILE,
 };
 pub use opendal_store::{open, OpendalStore};
 pub use path::{file_name, join_path, parent_path, validate_path};
