@@ -79,7 +79,7 @@ fn cargo(args: &[&str]) -> bool {
 }
 
 fn ci() -> ExitCode {
-    let steps: [&[&str]; 4] = [
+    let steps: [&[&str]; 6] = [
         &["fmt", "--all", "--", "--check"],
         &[
             "clippy",
@@ -91,6 +91,9 @@ fn ci() -> ExitCode {
         ],
         &["test", "--workspace"],
         &["test", "-p", "ckpt-policy", "--no-default-features"],
+        // ckpt-manager without its default features (policy families, SIGTERM source).
+        &["build", "-p", "ckpt-manager", "--no-default-features"],
+        &["test", "-p", "ckpt-manager", "--no-default-features", "--lib"],
     ];
     for step in steps {
         if !cargo(step) {
