@@ -103,7 +103,7 @@ impl RootRecord {
         &mut self,
         m: &mut CheckpointManager,
         step: Step,
-        items: &Composite<'_>,
+        items: Composite<'_>,
         json_items: Map<String, Value>,
         other_items: Map<String, Value>,
         save: SaveOptions,
@@ -218,7 +218,7 @@ fn default_item(path: &Path) -> Result<Value, AnyError> {
         rec.save(
             &mut m,
             step,
-            &items,
+            items,
             obj(json!({"default": value})),
             Map::new(),
             save,
@@ -259,7 +259,7 @@ fn named_items(path: &Path) -> Result<Value, AnyError> {
         rec.save(
             &mut m,
             step,
-            &items,
+            items,
             obj(json!({"meta": meta, "extra": extra})),
             others,
             save,
@@ -288,7 +288,7 @@ fn deleted_step(path: &Path) -> Result<Value, AnyError> {
         rec.save(
             &mut m,
             step,
-            &items,
+            items,
             obj(json!({"a": a, "b": b})),
             Map::new(),
             SaveOptions::default(),
@@ -311,7 +311,7 @@ fn tmp_leftover(path: &Path) -> Result<Value, AnyError> {
         rec.save(
             &mut m,
             step,
-            &items,
+            items,
             obj(json!({"default": value})),
             Map::new(),
             save,
@@ -357,7 +357,7 @@ fn commit_file(path: &Path) -> Result<Value, AnyError> {
         rec.save(
             &mut m,
             step,
-            &items,
+            items,
             obj(json!({"default": value})),
             Map::new(),
             save,

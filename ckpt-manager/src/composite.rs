@@ -64,6 +64,11 @@ impl<'a> Composite<'a> {
         self.item(name, SaveItem::Bytes(Cow::Borrowed(bytes)))
     }
 
+    /// Adds an opaque bytes item, moved in.
+    pub fn bytes_owned(self, name: impl Into<String>, bytes: Vec<u8>) -> Self {
+        self.item(name, SaveItem::Bytes(Cow::Owned(bytes)))
+    }
+
     /// The item names, in name order.
     pub fn names(&self) -> Vec<&str> {
         let mut v: Vec<&str> = self.items.iter().map(|(n, _)| n.as_str()).collect();
@@ -87,6 +92,53 @@ impl<'a> Composite<'a> {
             self.items.iter().map(|(n, i)| (n.as_str(), i)).collect();
         v.sort_by(|a, b| a.0.cmp(b.0));
         v
+    }
+}
+
+/// The items of a save, made independent of the caller's memory for a background save.
+pub(crate) enum Captured<'a> {
+    /// Every item is owned now: moved-in items were moved, borrowed ones copied once, JSON
+    /// values serialized once.
+    Owned(Composite<'static>),
+    /// An item cannot be captured (a borrowed `SaveItem::Custom`); the save must be written
+    /// before `save` returns.
+    NotCapturable(Composite<'a>),
+}
+
+impl<'a> Composite<'a> {
+    /// Captures the items for a background save (at most one copy of each borrowed item; none
+    /// for items moved in).
+    ///
+    /// # Errors
+    /// `InvalidArgument` naming the item when a JSON item cannot be serialized.
+    pub(crate) fn capture(self) -> ckpt_core::Result<Captured<'a>> {
+        if self.items.iter().any(|(_, i)| matches!(i, SaveItem::Custom(_))) {
+            return Ok(Captured::NotCapturable(self));
+        }
+        let mut owned: Vec<(String, SaveItem<'static>)> = Vec::with_capacity(self.items.len());
+        for (name, item) in self.items {
+            let item = match item {
+                SaveItem::Json(v) => {
+                    let value = serde_json::to_value(v).map_err(|e| {
+                        ckpt_core::Error::invalid_argument(format!(
+                            "item {name:?} cannot be serialized as JSON"
+                        ))
+                        .with_source(e)
+                    })?;
+                    SaveItem::JsonValue(Cow::Owned(value))
+                }
+                SaveItem::JsonValue(v) => SaveItem::JsonValue(Cow::Owned(v.into_owned())),
+                SaveItem::Tensors(t) => SaveItem::Tensors(Cow::Owned(t.into_owned())),
+                SaveItem::Bytes(b) => SaveItem::Bytes(Cow::Owned(b.into_owned())),
+                SaveItem::Custom(_) => {
+                    return Err(ckpt_core::Error::invalid_argument(format!(
+                        "item {name:?} cannot be captured"
+                    )))
+                }
+            };
+            owned.push((name, item));
+        }
+        Ok(Captured::Owned(Composite { items: owned }))
     }
 }
 

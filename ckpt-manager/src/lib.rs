@@ -13,7 +13,7 @@
 //!     .build()?;
 //! let mut metrics = serde_json::Map::new();
 //! metrics.insert("val_loss".into(), 0.25.into());
-//! mngr.save(100, &Composite::new().tensors("params", &params).json("state", &state),
+//! mngr.save(100, Composite::new().tensors("params", &params).json("state", &state),
 //!           SaveOptions::default().metrics(metrics))?;
 //! let restored = mngr.restore(None)?;            // the latest committed step
 //! let state: State = restored.json("state")?;
@@ -24,11 +24,13 @@
 #![deny(missing_docs)]
 
 mod composite;
+mod shared;
 mod listing;
 mod manager;
 mod options;
 mod preemption;
 mod restored;
+mod save;
 
 pub use ckpt_core as core;
 pub use ckpt_handlers as handlers;
@@ -38,7 +40,7 @@ pub use ckpt_storage as storage;
 pub use ckpt_core::{CheckpointInfo, Error, ErrorKind, Metrics, Result, Step};
 pub use ckpt_policy::BestMode;
 pub use composite::{Composite, SaveOptions};
-pub use manager::CheckpointManager;
+pub use manager::{CheckpointManager, RetentionDecision};
 pub use options::{CheckpointManagerBuilder, CheckpointManagerOptions};
 pub use preemption::{ManualPreemption, PreemptionSource};
 pub use restored::Restored;

@@ -67,6 +67,14 @@ pub struct CheckpointManagerOptions {
     /// On open, list steps without reading their metadata or metrics (times are unknown and
     /// metrics absent until `reload`).
     pub lightweight_initialize: bool,
+    /// Write, commit and apply retention in the background (default true, as Orbax): `save`
+    /// returns once the items are captured (moved, or copied when borrowed), at most one save is
+    /// in flight, and a background failure is reported once by the next `save`,
+    /// `wait_until_finished` or `close` (spec §5.8–§5.9).
+    pub enable_async_checkpointing: bool,
+    /// How long (seconds) waiting for a background save may take before it is abandoned with a
+    /// `Timeout` error naming its phase (Orbax `AsyncOptions.timeout_secs`, default 1200).
+    pub async_timeout_secs: u64,
     /// The clock for save times and time-based policies.
     pub clock: Arc<dyn Clock>,
     /// Where a preemption signal comes from (none by default): when it reports one, the default
@@ -102,6 +110,8 @@ impl Default for CheckpointManagerOptions {
             preservation_policy: None,
             atomicity: AtomicityMode::Auto,
             lightweight_initialize: false,
+            enable_async_checkpointing: true,
+            async_timeout_secs: 1200,
             clock: Arc::new(SystemClock),
             preemption: None,
             handlers: Vec::new(),
@@ -338,6 +348,18 @@ impl CheckpointManagerBuilder {
     /// See [`CheckpointManagerOptions::lightweight_initialize`].
     pub fn lightweight_initialize(mut self, light: bool) -> Self {
         self.options.lightweight_initialize = light;
+        self
+    }
+
+    /// See [`CheckpointManagerOptions::enable_async_checkpointing`].
+    pub fn enable_async_checkpointing(mut self, enable: bool) -> Self {
+        self.options.enable_async_checkpointing = enable;
+        self
+    }
+
+    /// See [`CheckpointManagerOptions::async_timeout_secs`] (seconds).
+    pub fn async_timeout_secs(mut self, secs: u64) -> Self {
+        self.options.async_timeout_secs = secs;
         self
     }
 

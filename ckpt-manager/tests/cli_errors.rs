@@ -40,7 +40,7 @@ fn good_root(dir: &Path) -> String {
         .unwrap();
     m.save(
         1,
-        &ckpt_manager::Composite::new().json_value("state", serde_json::json!({"a": 1})),
+        ckpt_manager::Composite::new().json_value("state", serde_json::json!({"a": 1})),
         Default::default(),
     )
     .unwrap();

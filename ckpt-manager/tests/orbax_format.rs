@@ -71,13 +71,15 @@ fn a_ckpt_root_is_laid_out_and_written_as_orbax_writes_it() {
     let saved = m
         .save(
             0,
-            &Composite::new().json_value("meta", meta),
+            Composite::new().json_value("meta", meta),
             SaveOptions::default()
                 .metrics(metrics)
                 .custom_metadata(custom),
         )
         .unwrap();
     assert!(saved);
+    // Saves are asynchronous by default: wait for the commit before looking at the files.
+    m.wait_until_finished().unwrap();
 
     let loc = root.canonicalize().unwrap().display().to_string();
     assert_eq!(
@@ -176,11 +178,12 @@ fn prefixed_and_padded_names_as_orbax() {
         assert!(m
             .save(
                 step,
-                &Composite::new().json_value("default", Value::from(step)),
+                Composite::new().json_value("default", Value::from(step)),
                 SaveOptions::default().force(true)
             )
             .unwrap());
     }
+    m.wait_until_finished().unwrap();
     let mut names: Vec<String> = std::fs::read_dir(&root)
         .unwrap()
         .map(|e| e.unwrap().file_name().into_string().unwrap())

@@ -196,17 +196,21 @@ pub fn save_step(
     let mut opt_state = TensorMap::new();
     params_to_tensors(&trainer.adam.m, "mu.", &mut opt_state)?;
     params_to_tensors(&trainer.adam.v, "nu.", &mut opt_state)?;
+    // The tensors were just built for this save: move them in (no copy on the caller's thread).
     let items = Composite::new()
-        .tensors(PARAMS, &params)
-        .tensors(OPT_STATE, &opt_state)
+        .tensors_owned(PARAMS, params)
+        .tensors_owned(OPT_STATE, opt_state)
         .json(TRAIN_STATE, &trainer.state);
 
     let before = mngr.all_steps();
     let saved = mngr.save(
         step,
-        &items,
+        items,
         SaveOptions::default().metrics(metrics).force(force),
     )?;
+    // The save commits in the background; wait here so the progress line can report what
+    // retention deleted.
+    mngr.wait_until_finished()?;
     let after = mngr.all_steps();
     let deleted: Vec<Step> = before
         .iter()

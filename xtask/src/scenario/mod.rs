@@ -149,7 +149,7 @@ fn run_event(
             ckpt_manager::core::DEFAULT_ITEM_NAME,
             json!({ "step": step }),
         );
-        return Ok(match mngr.save(step, &items, o) {
+        return Ok(match mngr.save(step, items, o) {
             Ok(saved) => json!({"saved": saved}),
             Err(e) => json!({"error": error_string(&e)}),
         });

@@ -18,7 +18,11 @@ pub fn from_json(v: &Value) -> Result<CheckpointManagerOptions> {
     let obj = v
         .as_object()
         .ok_or_else(|| Error::invalid_config("options must be an object"))?;
-    let mut o = CheckpointManagerOptions::default();
+    // The cases' saves are synchronous (cases README: "Saves are synchronous").
+    let mut o = CheckpointManagerOptions {
+        enable_async_checkpointing: false,
+        ..Default::default()
+    };
     for (key, value) in obj {
         if value.is_null() {
             continue;

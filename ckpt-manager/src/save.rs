@@ -1,0 +1,182 @@
+//! The write path of a save: items into the step's tmp directory, item commits, step commit,
+//! then retention over the committed steps. Runs on the caller's thread (synchronous saves) or on
+//! the background save thread (asynchronous saves, spec §5.8).
+
+use crate::shared::Core;
+use crate::{Composite, SaveOptions};
+use chrono::{DateTime, Utc};
+use ckpt_core::{
+    CheckpointInfo, Error, ItemHandlers, Result, Step, StepMetadata, METRICS_ITEM_NAME,
+    STEP_METADATA_FILE,
+};
+use ckpt_handlers::{CheckpointHandler, ItemDir, JsonHandler, SaveItem};
+use ckpt_policy::{PreservationContext, Verdict};
+use std::borrow::Cow;
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
+
+/// What a background save is doing, for `Timeout` errors and logs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Phase {
+    /// Waiting to start.
+    Queued,
+    /// Handlers are writing the items into the tmp directory.
+    WritingItems,
+    /// Items and the step are being committed.
+    Committing,
+    /// The preservation policy runs and old steps are deleted.
+    Retention,
+    /// Finished (successfully or not).
+    Done,
+}
+
+impl Phase {
+    pub fn name(self) -> &'static str {
+        match self {
+            Phase::Queued => "queued",
+            Phase::WritingItems => "writing items",
+            Phase::Committing => "committing",
+            Phase::Retention => "retention",
+            Phase::Done => "done",
+        }
+    }
+}
+
+/// Shared view of a save's phase.
+pub(crate) type PhaseCell = Arc<Mutex<Phase>>;
+
+fn set_phase(cell: &PhaseCell, phase: Phase) {
+    *cell.lock().unwrap_or_else(|p| p.into_inner()) = phase;
+}
+
+/// Everything one save needs once the caller's checks have passed.
+pub(crate) struct SaveJob<'a> {
+    pub step: Step,
+    pub name: String,
+    pub items: Composite<'a>,
+    pub options: SaveOptions,
+    pub write_metrics: bool,
+    /// The step's time in the listing: when the blocking part of `save` finished (spec §8.4).
+    pub time: DateTime<Utc>,
+}
+
+/// Writes and commits the step, records it, and applies retention. On failure the tmp directory
+/// is removed (best effort), nothing is recorded and nothing is deleted.
+pub(crate) fn run(core: &Core, job: SaveJob<'_>, phase: &PhaseCell) -> Result<()> {
+    let step = job.step;
+    set_phase(phase, Phase::WritingItems);
+    let working = core
+        .protocol
+        .prepare(core.store.as_ref(), &job.name)
+        .map_err(|e| e.with_step(step))?;
+    if let Err(e) = write_step(core, &job, &working, phase) {
+        if let Err(cleanup) = core.store.delete_prefix(&working) {
+            tracing::warn!(step, error = %cleanup, "could not remove the tmp directory of a failed save");
+        }
+        set_phase(phase, Phase::Done);
+        return Err(if e.step().is_some() { e } else { e.with_step(step) });
+    }
+    set_phase(phase, Phase::Retention);
+    let info = CheckpointInfo::new(step, job.time, job.options.metrics.clone());
+    core.state().insert(info, job.name.clone());
+    apply_retention(core);
+    set_phase(phase, Phase::Done);
+    Ok(())
+}
+
+fn write_step(core: &Core, job: &SaveJob<'_>, working: &str, phase: &PhaseCell) -> Result<()> {
+    let store = core.store.as_ref();
+    let step = job.step;
+    let meta_path = format!("{working}/{STEP_METADATA_FILE}");
+    let mut meta = StepMetadata::started_at(core.options.clock.now());
+    store.write(&meta_path, &meta.to_json_bytes()?)?;
+
+    let metrics_value;
+    let mut all: Vec<(&str, &SaveItem<'_>, Arc<dyn CheckpointHandler>)> = Vec::new();
+    for (item, value) in job.items.sorted() {
+        let handler = match core.registry.get(item) {
+            Some(h) => h,
+            None => ckpt_handlers::default_handler_for(value)?,
+        };
+        all.push((item, value, handler));
+    }
+    if job.write_metrics {
+        let m = job.options.metrics.clone().unwrap_or_default();
+        metrics_value = SaveItem::JsonValue(Cow::Owned(serde_json::Value::Object(m)));
+        let handler: Arc<dyn CheckpointHandler> =
+            Arc::new(JsonHandler::with_filename(METRICS_ITEM_NAME));
+        all.push((METRICS_ITEM_NAME, &metrics_value, handler));
+        all.sort_by(|a, b| a.0.cmp(b.0));
+    }
+
+    let mut handler_strings = BTreeMap::new();
+    let mut item_working = Vec::new();
+    for (item, value, handler) in &all {
+        let final_item = format!("{working}/{item}");
+        let w = core.protocol.prepare(store, &final_item)?;
+        handler
+            .save(&ItemDir::new(store, &w), value)
+            .map_err(|e| e.with_step(step))?;
+        handler_strings.insert((*item).to_string(), handler.type_string());
+        item_working.push((w, final_item));
+    }
+    set_phase(phase, Phase::Committing);
+    meta.item_handlers = Some(ItemHandlers::Map(handler_strings));
+    meta.custom_metadata = job.options.custom_metadata.clone().unwrap_or_default();
+    store.write(&meta_path, &meta.to_json_bytes()?)?;
+    for (w, final_item) in &item_working {
+        core.protocol.commit(store, w, final_item)?;
+    }
+    meta.commit_timestamp_nsecs = core.options.clock.now().timestamp_nanos_opt();
+    store.write(&meta_path, &meta.to_json_bytes()?)?;
+    core.protocol.commit(store, working, &job.name)
+}
+
+/// Runs the preservation policy over the committed steps and deletes what it does not keep
+/// (spec §4.4). A delete that fails is logged and the step stays listed (retried next time).
+pub(crate) fn apply_retention(core: &Core) {
+    let cx = PreservationContext {
+        now: core.options.clock.now(),
+    };
+    let checkpoints = core.state().checkpoints.clone();
+    let verdicts = core.preservation.should_preserve(&checkpoints, &cx);
+    let decided: Vec<(Step, Verdict)> = checkpoints.iter().map(|c| c.step).zip(verdicts).collect();
+    for (step, verdict) in &decided {
+        if verdict.keep {
+            tracing::debug!(step, reason = %verdict.reason, "keeping step");
+            continue;
+        }
+        tracing::info!(step, reason = %verdict.reason, "deleting step");
+        if let Err(e) = core.remove_step_dir(*step) {
+            tracing::error!(step, error = %e, "retention could not delete the step; it stays listed");
+            continue;
+        }
+        core.state().forget(*step);
+    }
+    core.state().last_retention = decided;
+}
+
+/// Checks the items of a save before anything is written.
+pub(crate) fn check_items(step: Step, items: &Composite<'_>, write_metrics: bool) -> Result<()> {
+    if items.is_empty() {
+        return Err(Error::invalid_argument(format!(
+            "nothing to save for step {step}: the item set is empty"
+        ))
+        .with_step(step));
+    }
+    for name in items.names() {
+        ckpt_core::validate_item_name(name).map_err(|e| e.with_step(step))?;
+        if name == STEP_METADATA_FILE || name == ckpt_core::COMMIT_SUCCESS_FILE {
+            return Err(
+                Error::invalid_argument(format!("item name {name:?} is reserved")).with_step(step),
+            );
+        }
+        if write_metrics && name == METRICS_ITEM_NAME {
+            return Err(Error::invalid_argument(
+                "an item named \"metrics\" cannot be saved together with metrics; rename the item",
+            )
+            .with_step(step));
+        }
+    }
+    Ok(())
+}

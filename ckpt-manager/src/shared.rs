@@ -1,0 +1,376 @@
+//! The shared part of a manager: what is fixed when it is opened (store, protocol, name format,
+//! options, policies, handlers) and the listing of committed steps, which the background save
+//! updates when a step commits.
+
+use crate::listing::{committed_steps, load_info, read_metrics, read_step_metadata};
+use crate::options::CheckpointManagerOptions;
+use crate::Restored;
+use ckpt_core::{
+    is_tmp_name, validate_item_name, CheckpointInfo, Error, ErrorKind, Metrics, NameFormat, Result,
+    RootMetadata, Step, StepMetadata, LEGACY_ROOT_METADATA_FILE, METRICS_ITEM_NAME,
+    ROOT_METADATA_DIR, ROOT_METADATA_FILE,
+};
+use ckpt_handlers::{CheckpointHandler, HandlerRegistry, ItemDir, JsonHandler};
+use ckpt_policy::{
+    legacy_preservation, legacy_save_decision, LegacyRetention, PreservationPolicy,
+    SaveDecisionPolicy, Verdict,
+};
+use ckpt_storage::{protocol_for, CommitProtocol, EntryKind, Store};
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex, MutexGuard};
+
+/// The committed steps as the manager knows them.
+#[derive(Debug, Default)]
+pub(crate) struct State {
+    /// Committed checkpoints, ascending by step (D1).
+    pub checkpoints: Vec<CheckpointInfo>,
+    /// The directory name each committed step was listed or saved under.
+    pub dir_names: BTreeMap<Step, String>,
+    /// The verdicts of the last retention run.
+    pub last_retention: Vec<(Step, Verdict)>,
+}
+
+impl State {
+    pub fn insert(&mut self, info: CheckpointInfo, name: String) {
+        let step = info.step;
+        let pos = self.checkpoints.partition_point(|c| c.step < step);
+        self.checkpoints.insert(pos, info);
+        self.dir_names.insert(step, name);
+    }
+
+    pub fn forget(&mut self, step: Step) {
+        self.checkpoints.retain(|c| c.step != step);
+        self.dir_names.remove(&step);
+    }
+}
+
+#[derive(Debug)]
+pub(crate) struct Core {
+    pub store: Arc<dyn Store>,
+    pub protocol: Arc<dyn CommitProtocol>,
+    pub format: Arc<dyn NameFormat>,
+    pub options: CheckpointManagerOptions,
+    pub save_policy: Arc<dyn SaveDecisionPolicy>,
+    pub preservation: Arc<dyn PreservationPolicy>,
+    pub registry: HandlerRegistry,
+    state: Mutex<State>,
+}
+
+impl Core {
+    /// Validates the options, builds the policies and handlers, creates the root, cleans tmp
+    /// directories, lists the steps and writes the root metadata once (spec §5.2).
+    pub fn open(store: Arc<dyn Store>, options: CheckpointManagerOptions) -> Result<Core> {
+        options.validate()?;
+        let options = options.effective();
+        let format = options.name_format()?;
+        let protocol = protocol_for(options.atomicity, store.capabilities())?;
+        let save_policy: Arc<dyn SaveDecisionPolicy> = match &options.save_decision_policy {
+            Some(p) => p.clone(),
+            None => Arc::from(legacy_save_decision(
+                options.save_interval_steps,
+                &options.save_on_steps,
+            )),
+        };
+        let preservation: Arc<dyn PreservationPolicy> = match &options.preservation_policy {
+            Some(p) => p.clone(),
+            None => Arc::from(legacy_preservation(&LegacyRetention {
+                max_to_keep: options.max_to_keep,
+                keep_period: options.keep_period,
+                keep_time_interval_secs: options.keep_time_interval_secs,
+                best: options.best_metric.clone().map(|m| (m, options.best_mode)),
+                keep_checkpoints_without_metrics: options.keep_checkpoints_without_metrics,
+            })?),
+        };
+        preservation.validate()?;
+        save_policy.validate()?;
+        let mut registry = HandlerRegistry::new();
+        for (item, handler) in &options.handlers {
+            validate_item_name(item)?;
+            registry.add(item, handler.clone())?;
+        }
+        if let Some(meta) = store.stat("")? {
+            if meta.kind == EntryKind::File {
+                return Err(Error::invalid_argument(
+                    "the checkpoint root is a file, not a directory",
+                )
+                .with_path(store.location("")));
+            }
+        }
+        let core = Core {
+            store,
+            protocol,
+            format,
+            options,
+            save_policy,
+            preservation,
+            registry,
+            state: Mutex::new(State::default()),
+        };
+        if core.options.create && !core.options.read_only {
+            core.store.create_dir("")?;
+        }
+        if core.options.cleanup_tmp_directories && !core.options.read_only {
+            core.cleanup_tmp_directories()?;
+        }
+        core.load(core.options.lightweight_initialize)?;
+        core.write_root_metadata_once()?;
+        Ok(core)
+    }
+
+    /// The listing, locked. A poisoned lock only means a thread panicked while holding plain data.
+    pub fn state(&self) -> MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Re-reads the committed steps from the store.
+    pub fn load(&self, lightweight: bool) -> Result<()> {
+        let names = committed_steps(
+            self.store.as_ref(),
+            self.protocol.as_ref(),
+            self.format.as_ref(),
+        )?;
+        let checkpoints = names
+            .iter()
+            .map(|(step, name)| load_info(self.store.as_ref(), *step, name, lightweight))
+            .collect();
+        let mut st = self.state();
+        st.checkpoints = checkpoints;
+        st.dir_names = names;
+        Ok(())
+    }
+
+    fn cleanup_tmp_directories(&self) -> Result<()> {
+        for e in self.store.list_dir("")? {
+            if e.kind != EntryKind::Dir {
+                continue;
+            }
+            // Only names that are ours: a tmp name, or (commit-file mode) a step name.
+            let ours = is_tmp_name(&e.name) || self.format.parse_name(&e.name).is_some();
+            if ours && self.protocol.is_tmp(self.store.as_ref(), "", &e.name)? {
+                tracing::info!(dir = %e.name, "removing tmp directory left by an unfinished save");
+                self.store.delete_prefix(&e.name)?;
+            }
+        }
+        Ok(())
+    }
+
+    fn write_root_metadata_once(&self) -> Result<()> {
+        let o = &self.options;
+        let Some(custom) = &o.root_metadata else {
+            return Ok(());
+        };
+        if o.read_only || !o.save_root_metadata {
+            return Ok(());
+        }
+        let path = format!("{ROOT_METADATA_DIR}/{ROOT_METADATA_FILE}");
+        let legacy = format!("{ROOT_METADATA_DIR}/{LEGACY_ROOT_METADATA_FILE}");
+        if self.store.stat(&path)?.is_some() || self.store.stat(&legacy)?.is_some() {
+            return Ok(());
+        }
+        let bytes = RootMetadata::with_custom(custom.clone()).to_json_bytes()?;
+        match self.store.write_if_absent(&path, &bytes) {
+            Err(e) if e.kind() == ErrorKind::AlreadyExists => Ok(()),
+            other => other,
+        }
+    }
+
+    /// The directory name of `step`: the one it was listed under, else the one the format builds.
+    pub fn step_dir_name(&self, step: Step) -> String {
+        self.state()
+            .dir_names
+            .get(&step)
+            .cloned()
+            .unwrap_or_else(|| self.format.build_name(step))
+    }
+
+    pub fn metrics(&self, step: Step) -> Result<Option<Metrics>> {
+        let dir = self.existing_step_dir(step)?;
+        read_metrics(self.store.as_ref(), &dir).map_err(|e| e.with_step(step))
+    }
+
+    pub fn root_metadata(&self) -> Result<RootMetadata> {
+        for name in [ROOT_METADATA_FILE, LEGACY_ROOT_METADATA_FILE] {
+            let path = format!("{ROOT_METADATA_DIR}/{name}");
+            match self.store.read(&path) {
+                Ok(bytes) => {
+                    return RootMetadata::from_json_bytes(&bytes).map_err(|e| {
+                        Error::corrupt(format!("cannot read root metadata: {}", e.message()))
+                            .with_path(self.store.location(&path))
+                    })
+                }
+                Err(e) if e.kind() == ErrorKind::NotFound => continue,
+                Err(e) => return Err(e),
+            }
+        }
+        let dir_exists = match self.store.stat(ROOT_METADATA_DIR)? {
+            Some(m) => m.kind == EntryKind::Dir,
+            None => !self.store.list_dir(ROOT_METADATA_DIR)?.is_empty(),
+        };
+        if dir_exists {
+            return Err(Error::not_found(
+                "failed to read root metadata: the metadata directory holds no metadata file",
+            )
+            .with_path(self.store.location(ROOT_METADATA_DIR)));
+        }
+        let custom = if self.options.read_only {
+            self.options.root_metadata.clone()
+        } else {
+            None
+        };
+        Ok(RootMetadata::with_custom(custom.unwrap_or_default()))
+    }
+
+    pub fn step_metadata(&self, step: Step) -> Result<StepMetadata> {
+        let dir = self.existing_step_dir(step)?;
+        let mut meta = read_step_metadata(self.store.as_ref(), &dir)
+            .map_err(|e| e.with_step(step))?
+            .unwrap_or_default();
+        if let Some(m) = read_metrics(self.store.as_ref(), &dir).map_err(|e| e.with_step(step))? {
+            meta.metrics = m;
+        }
+        Ok(meta)
+    }
+
+    pub fn item_metadata(&self, step: Step) -> Result<BTreeMap<String, Option<serde_json::Value>>> {
+        let dir = self.existing_step_dir(step)?;
+        let handlers = self.recorded_handlers(&dir);
+        let mut out = BTreeMap::new();
+        for item in self.item_dirs(&dir)? {
+            let path = format!("{dir}/{item}");
+            let value = match self.handler_for(&item, handlers.get(&item).map(String::as_str)) {
+                Ok(h) => h
+                    .metadata(&ItemDir::new(self.store.as_ref(), &path))
+                    .map_err(|e| e.with_step(step))?,
+                Err(_) => None,
+            };
+            out.insert(item, value);
+        }
+        Ok(out)
+    }
+
+    pub fn item_handlers(&self, step: Step) -> Result<BTreeMap<String, String>> {
+        let dir = self.existing_step_dir(step)?;
+        Ok(self.recorded_handlers(&dir))
+    }
+
+    fn recorded_handlers(&self, dir: &str) -> BTreeMap<String, String> {
+        match read_step_metadata(self.store.as_ref(), dir) {
+            Ok(Some(m)) => m.item_handler_map(),
+            _ => BTreeMap::new(),
+        }
+    }
+
+    pub fn existing_step_dir(&self, step: Step) -> Result<String> {
+        let name = self.step_dir_name(step);
+        match self.store.stat(&name)? {
+            Some(m) if m.kind == EntryKind::Dir => Ok(name),
+            _ if !self.store.capabilities().directories
+                && !self.store.list_dir(&name)?.is_empty() =>
+            {
+                Ok(name)
+            }
+            _ => Err(
+                Error::not_found(format!("there is no checkpoint for step {step}"))
+                    .with_step(step)
+                    .with_path(self.store.location(&name)),
+            ),
+        }
+    }
+
+    fn item_dirs(&self, dir: &str) -> Result<Vec<String>> {
+        let mut items: Vec<String> = self
+            .store
+            .list_dir(dir)?
+            .into_iter()
+            .filter(|e| e.kind == EntryKind::Dir && !is_tmp_name(&e.name))
+            .map(|e| e.name)
+            .collect();
+        items.sort();
+        Ok(items)
+    }
+
+    fn handler_for(
+        &self,
+        item: &str,
+        type_string: Option<&str>,
+    ) -> Result<Arc<dyn CheckpointHandler>> {
+        if self.registry.get(item).is_none() && item == METRICS_ITEM_NAME {
+            let json = ckpt_handlers::ORBAX_JSON_HANDLER;
+            if type_string.is_none() || type_string == Some(json) {
+                return Ok(Arc::new(JsonHandler::with_filename(METRICS_ITEM_NAME)));
+            }
+        }
+        self.registry.resolve(item, type_string)
+    }
+
+    /// Restores the items `names` (all when `None`) of `step` (spec §5.4, §6.4).
+    pub fn restore(&self, step: Step, names: Option<&[&str]>) -> Result<Restored> {
+        let dir = self.existing_step_dir(step)?;
+        if !self
+            .protocol
+            .is_committed(self.store.as_ref(), "", &dir)?
+            || is_tmp_name(&dir)
+        {
+            return Err(Error::invalid_argument(format!(
+                "found an incomplete checkpoint for step {step}"
+            ))
+            .with_step(step)
+            .with_path(self.store.location(&dir)));
+        }
+        let handlers = self.recorded_handlers(&dir);
+        let available = self.item_dirs(&dir)?;
+        let wanted: Vec<String> = match names {
+            None => available.clone(),
+            Some(ns) => {
+                let mut v = Vec::new();
+                for n in ns {
+                    if !available.iter().any(|a| a == n) {
+                        return Err(Error::not_found(format!(
+                            "item {n:?} was not found in the checkpoint; available items: {available:?}"
+                        ))
+                        .with_step(step)
+                        .with_path(self.store.location(&dir)));
+                    }
+                    v.push((*n).to_string());
+                }
+                v
+            }
+        };
+        if wanted.is_empty() {
+            return Err(
+                Error::invalid_argument(format!("step {step} holds no items to restore"))
+                    .with_step(step)
+                    .with_path(self.store.location(&dir)),
+            );
+        }
+        let mut items = BTreeMap::new();
+        for item in wanted {
+            let handler = self
+                .handler_for(&item, handlers.get(&item).map(String::as_str))
+                .map_err(|e| e.with_step(step))?;
+            let path = format!("{dir}/{item}");
+            let value = handler
+                .restore(&ItemDir::new(self.store.as_ref(), &path))
+                .map_err(|e| e.with_step(step))?;
+            items.insert(item, value);
+        }
+        Ok(Restored::new(step, items))
+    }
+
+    /// Removes a step's directory, or moves it into `todelete_subdir` (spec §4.5).
+    pub fn remove_step_dir(&self, step: Step) -> Result<()> {
+        let name = self.step_dir_name(step);
+        if let Some(sub) = &self.options.todelete_subdir {
+            if self.store.capabilities().rename {
+                self.store.create_dir(sub)?;
+                let target = format!("{sub}/{name}");
+                self.store.delete_prefix(&target)?;
+                return self
+                    .store
+                    .rename(&name, &target)
+                    .map_err(|e| e.with_step(step));
+            }
+        }
+        self.store.delete_prefix(&name).map_err(|e| e.with_step(step))
+    }
+}
