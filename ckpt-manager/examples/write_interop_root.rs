@@ -111,6 +111,8 @@ impl RootRecord {
         if !m.save(step, items, save.clone())? {
             return Err(format!("{}: the manager declined to save step {step}", self.name).into());
         }
+        // Saves are asynchronous: wait for the commit (and retention) before recording.
+        m.wait_until_finished()?;
         let mut handlers = Map::new();
         for name in json_items.keys() {
             handlers.insert(name.clone(), ORBAX_JSON_HANDLER.into());

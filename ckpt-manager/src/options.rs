@@ -75,6 +75,11 @@ pub struct CheckpointManagerOptions {
     /// How long (seconds) waiting for a background save may take before it is abandoned with a
     /// `Timeout` error naming its phase (Orbax `AsyncOptions.timeout_secs`, default 1200).
     pub async_timeout_secs: u64,
+    /// Verify, on restore, every file recorded in the step's checksum manifest (`_CKPT_CHECKSUMS`:
+    /// size and CRC32C of each file a handler wrote) before a handler sees it (default true). A
+    /// flipped bit or a truncated file is then a `Corrupt` error naming the file. ckpt's own
+    /// addition: Orbax has no checksums (and ignores the file).
+    pub verify_checksums: bool,
     /// The clock for save times and time-based policies.
     pub clock: Arc<dyn Clock>,
     /// Where a preemption signal comes from (none by default): when it reports one, the default
@@ -112,6 +117,7 @@ impl Default for CheckpointManagerOptions {
             lightweight_initialize: false,
             enable_async_checkpointing: true,
             async_timeout_secs: 1200,
+            verify_checksums: true,
             clock: Arc::new(SystemClock),
             preemption: None,
             handlers: Vec::new(),
@@ -360,6 +366,12 @@ impl CheckpointManagerBuilder {
     /// See [`CheckpointManagerOptions::async_timeout_secs`] (seconds).
     pub fn async_timeout_secs(mut self, secs: u64) -> Self {
         self.options.async_timeout_secs = secs;
+        self
+    }
+
+    /// See [`CheckpointManagerOptions::verify_checksums`].
+    pub fn verify_checksums(mut self, verify: bool) -> Self {
+        self.options.verify_checksums = verify;
         self
     }
 

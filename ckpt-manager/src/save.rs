@@ -11,6 +11,7 @@ use ckpt_core::{
 };
 use ckpt_handlers::{CheckpointHandler, ItemDir, JsonHandler, SaveItem};
 use ckpt_policy::{PreservationContext, Verdict};
+use ckpt_storage::{ChecksumManifest, RecordingStore};
 use std::borrow::Cow;
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
@@ -74,7 +75,11 @@ pub(crate) fn run(core: &Core, job: SaveJob<'_>, phase: &PhaseCell) -> Result<()
             tracing::warn!(step, error = %cleanup, "could not remove the tmp directory of a failed save");
         }
         set_phase(phase, Phase::Done);
-        return Err(if e.step().is_some() { e } else { e.with_step(step) });
+        return Err(if e.step().is_some() {
+            e
+        } else {
+            e.with_step(step)
+        });
     }
     set_phase(phase, Phase::Retention);
     let info = CheckpointInfo::new(step, job.time, job.options.metrics.clone());
@@ -111,15 +116,20 @@ fn write_step(core: &Core, job: &SaveJob<'_>, working: &str, phase: &PhaseCell) 
 
     let mut handler_strings = BTreeMap::new();
     let mut item_working = Vec::new();
+    let mut checksums = ChecksumManifest::new();
     for (item, value, handler) in &all {
         let final_item = format!("{working}/{item}");
         let w = core.protocol.prepare(store, &final_item)?;
+        // Every file the handler writes gets its size and CRC32C recorded (issue 4).
+        let recorder = RecordingStore::new(Arc::clone(&core.store), &w, item);
         handler
-            .save(&ItemDir::new(store, &w), value)
+            .save(&ItemDir::new(&recorder, &w), value)
             .map_err(|e| e.with_step(step))?;
+        checksums.merge(recorder.take_manifest());
         handler_strings.insert((*item).to_string(), handler.type_string());
         item_working.push((w, final_item));
     }
+    checksums.write_to(store, working)?;
     set_phase(phase, Phase::Committing);
     meta.item_handlers = Some(ItemHandlers::Map(handler_strings));
     meta.custom_metadata = job.options.custom_metadata.clone().unwrap_or_default();

@@ -15,7 +15,7 @@ use ckpt_policy::{
     legacy_preservation, legacy_save_decision, LegacyRetention, PreservationPolicy,
     SaveDecisionPolicy, Verdict,
 };
-use ckpt_storage::{protocol_for, CommitProtocol, EntryKind, Store};
+use ckpt_storage::{protocol_for, CommitProtocol, EntryKind, Store, VerifyingStore};
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex, MutexGuard};
 
@@ -306,11 +306,7 @@ impl Core {
     /// Restores the items `names` (all when `None`) of `step` (spec §5.4, §6.4).
     pub fn restore(&self, step: Step, names: Option<&[&str]>) -> Result<Restored> {
         let dir = self.existing_step_dir(step)?;
-        if !self
-            .protocol
-            .is_committed(self.store.as_ref(), "", &dir)?
-            || is_tmp_name(&dir)
-        {
+        if !self.protocol.is_committed(self.store.as_ref(), "", &dir)? || is_tmp_name(&dir) {
             return Err(Error::invalid_argument(format!(
                 "found an incomplete checkpoint for step {step}"
             ))
@@ -343,6 +339,16 @@ impl Core {
                     .with_path(self.store.location(&dir)),
             );
         }
+        // Files recorded in the step's checksum manifest are verified as handlers read them
+        // (issue 4); steps written by Orbax have no manifest and read as they are.
+        let verifying;
+        let reader: &dyn Store = if self.options.verify_checksums {
+            verifying = VerifyingStore::load(Arc::clone(&self.store), &dir)
+                .map_err(|e| e.with_step(step))?;
+            &verifying
+        } else {
+            self.store.as_ref()
+        };
         let mut items = BTreeMap::new();
         for item in wanted {
             let handler = self
@@ -350,7 +356,7 @@ impl Core {
                 .map_err(|e| e.with_step(step))?;
             let path = format!("{dir}/{item}");
             let value = handler
-                .restore(&ItemDir::new(self.store.as_ref(), &path))
+                .restore(&ItemDir::new(reader, &path))
                 .map_err(|e| e.with_step(step))?;
             items.insert(item, value);
         }
@@ -371,6 +377,8 @@ impl Core {
                     .map_err(|e| e.with_step(step));
             }
         }
-        self.store.delete_prefix(&name).map_err(|e| e.with_step(step))
+        self.store
+            .delete_prefix(&name)
+            .map_err(|e| e.with_step(step))
     }
 }

@@ -33,7 +33,10 @@ impl Gate {
     fn wait_for_writer(&self) {
         let deadline = std::time::Instant::now() + Duration::from_secs(20);
         while *self.waiting.lock().unwrap() == 0 {
-            assert!(std::time::Instant::now() < deadline, "no writer reached the gate");
+            assert!(
+                std::time::Instant::now() < deadline,
+                "no writer reached the gate"
+            );
             std::thread::sleep(Duration::from_millis(2));
         }
     }
@@ -46,7 +49,12 @@ impl Gate {
 static GATES: LazyLock<Mutex<HashMap<String, Arc<Gate>>>> = LazyLock::new(Default::default);
 
 fn gate(id: &str) -> Arc<Gate> {
-    GATES.lock().unwrap().entry(id.to_string()).or_default().clone()
+    GATES
+        .lock()
+        .unwrap()
+        .entry(id.to_string())
+        .or_default()
+        .clone()
 }
 
 /// Writes bytes like the bytes handler, but first waits on gate `gate`; fails when `fail` is set.
@@ -64,7 +72,10 @@ impl CheckpointHandler for GatedHandler {
     fn save(&self, dir: &ItemDir<'_>, item: &SaveItem<'_>) -> Result<()> {
         gate(&self.gate).wait();
         if self.fail {
-            return Err(ckpt_manager::Error::new(ErrorKind::Handler, "the disk is full (test)"));
+            return Err(ckpt_manager::Error::new(
+                ErrorKind::Handler,
+                "the disk is full (test)",
+            ));
         }
         match item {
             SaveItem::Bytes(b) => dir.write("data.bin", b),
@@ -79,7 +90,12 @@ impl CheckpointHandler for GatedHandler {
     }
 }
 
-fn manager(root: &Path, gate_id: &str, fail: bool, tweak: impl FnOnce(&mut CheckpointManagerOptions)) -> CheckpointManager {
+fn manager(
+    root: &Path,
+    gate_id: &str,
+    fail: bool,
+    tweak: impl FnOnce(&mut CheckpointManagerOptions),
+) -> CheckpointManager {
     // A short timeout, so a failing assertion cannot leave `Drop` waiting on a closed gate for long.
     let mut o = CheckpointManagerOptions {
         async_timeout_secs: 20,
@@ -88,7 +104,13 @@ fn manager(root: &Path, gate_id: &str, fail: bool, tweak: impl FnOnce(&mut Check
     tweak(&mut o);
     CheckpointManager::builder(root.to_str().unwrap())
         .options(o)
-        .handler("slow", Arc::new(GatedHandler { gate: gate_id.into(), fail }))
+        .handler(
+            "slow",
+            Arc::new(GatedHandler {
+                gate: gate_id.into(),
+                fail,
+            }),
+        )
         .build()
         .unwrap()
 }
@@ -98,7 +120,10 @@ fn items(step: u64) -> Composite<'static> {
 }
 
 fn dir_names(root: &Path) -> Vec<String> {
-    let mut v: Vec<String> = std::fs::read_dir(root).unwrap().map(|e| e.unwrap().file_name().into_string().unwrap()).collect();
+    let mut v: Vec<String> = std::fs::read_dir(root)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .collect();
     v.sort();
     v
 }
@@ -129,7 +154,10 @@ fn save_returns_before_the_write_is_done() {
     assert!(!m.is_saving_in_progress());
     assert_eq!(m.all_steps(), vec![1]);
     assert_eq!(dir_names(d.path()), vec!["1"]);
-    assert_eq!(m.restore(Some(1)).unwrap().bytes("slow").unwrap(), 1u64.to_le_bytes());
+    assert_eq!(
+        m.restore(Some(1)).unwrap().bytes("slow").unwrap(),
+        1u64.to_le_bytes()
+    );
 }
 
 #[test]
@@ -151,7 +179,9 @@ fn the_next_save_waits_for_the_one_in_flight() {
 fn a_failed_async_save_is_reported_once_and_deletes_nothing() {
     let d = tempfile::tempdir().unwrap();
     {
-        let mut ok = manager(d.path(), "failing-setup", false, |o| o.max_to_keep = Some(1));
+        let mut ok = manager(d.path(), "failing-setup", false, |o| {
+            o.max_to_keep = Some(1)
+        });
         gate("failing-setup").open();
         assert!(ok.save(10, items(10), SaveOptions::default()).unwrap());
         ok.close().unwrap();
@@ -238,33 +268,60 @@ fn best_never_evicts_the_newest() {
         Box::new(LatestN::new(Some(2))),
         Box::new(BestN::new("loss", BestMode::Min, Some(1))),
     ]);
-    let mut m = CheckpointManager::builder(d.path().to_str().unwrap()).preservation_policy(Arc::new(policy)).build().unwrap();
+    let mut m = CheckpointManager::builder(d.path().to_str().unwrap())
+        .preservation_policy(Arc::new(policy))
+        .build()
+        .unwrap();
     for (step, l) in [(100, 0.5), (200, 0.4), (300, 0.45), (400, 0.6), (500, 0.7)] {
-        assert!(m.save(step, Composite::new().json_value("state", json!({"step": step})), SaveOptions::default().metrics(loss(l))).unwrap());
+        assert!(m
+            .save(
+                step,
+                Composite::new().json_value("state", json!({"step": step})),
+                SaveOptions::default().metrics(loss(l))
+            )
+            .unwrap());
     }
     m.wait_until_finished().unwrap();
     assert_eq!(m.all_steps(), vec![200, 400, 500]);
     assert_eq!(m.restore(None).unwrap().step(), 500);
     m.close().unwrap();
-    let m = CheckpointManager::builder(d.path().to_str().unwrap()).build().unwrap();
+    let m = CheckpointManager::builder(d.path().to_str().unwrap())
+        .build()
+        .unwrap();
     assert_eq!(m.all_steps(), vec![200, 400, 500]);
 }
 
 #[test]
 fn an_incomplete_latest_is_not_latest() {
     let d = tempfile::tempdir().unwrap();
-    let mut m = CheckpointManager::builder(d.path().to_str().unwrap()).build().unwrap();
-    m.save(100, Composite::new().json_value("state", json!({"step": 100})), SaveOptions::default()).unwrap();
+    let mut m = CheckpointManager::builder(d.path().to_str().unwrap())
+        .build()
+        .unwrap();
+    m.save(
+        100,
+        Composite::new().json_value("state", json!({"step": 100})),
+        SaveOptions::default(),
+    )
+    .unwrap();
     m.close().unwrap();
     // Step 200 written but not committed (a save that died before its rename).
     std::fs::create_dir_all(d.path().join("200.orbax-checkpoint-tmp/state")).unwrap();
-    std::fs::write(d.path().join("200.orbax-checkpoint-tmp/state/metadata"), b"{\"step\": 200}").unwrap();
-    let m = CheckpointManager::builder(d.path().to_str().unwrap()).build().unwrap();
+    std::fs::write(
+        d.path().join("200.orbax-checkpoint-tmp/state/metadata"),
+        b"{\"step\": 200}",
+    )
+    .unwrap();
+    let m = CheckpointManager::builder(d.path().to_str().unwrap())
+        .build()
+        .unwrap();
     assert_eq!(m.latest_step(), Some(100));
     let r = m.restore(None).unwrap();
     assert_eq!(r.step(), 100);
     assert_eq!(r.json_value("state").unwrap(), &json!({"step": 100}));
-    assert_eq!(m.restore(Some(200)).unwrap_err().kind(), ErrorKind::NotFound);
+    assert_eq!(
+        m.restore(Some(200)).unwrap_err().kind(),
+        ErrorKind::NotFound
+    );
 }
 
 #[test]
@@ -276,19 +333,37 @@ fn foreign_directories_are_never_listed_or_deleted() {
     std::fs::create_dir_all(root.join("300.bak")).unwrap();
     std::fs::write(root.join("300.bak/x"), b"keep me too").unwrap();
     std::fs::write(root.join("handpicked"), b"a file").unwrap();
-    let mut m = CheckpointManager::builder(root.to_str().unwrap()).max_to_keep(1).cleanup_tmp_directories(true).build().unwrap();
+    let mut m = CheckpointManager::builder(root.to_str().unwrap())
+        .max_to_keep(1)
+        .cleanup_tmp_directories(true)
+        .build()
+        .unwrap();
     for step in [100, 200, 300, 400] {
-        m.save(step, Composite::new().json_value("state", json!({"step": step})), SaveOptions::default()).unwrap();
+        m.save(
+            step,
+            Composite::new().json_value("state", json!({"step": step})),
+            SaveOptions::default(),
+        )
+        .unwrap();
     }
     m.wait_until_finished().unwrap();
     assert_eq!(m.all_steps(), vec![400]);
     m.delete(400).unwrap();
     assert_eq!(m.delete(300).unwrap_err().kind(), ErrorKind::NotFound);
     m.close().unwrap();
-    let m = CheckpointManager::builder(root.to_str().unwrap()).cleanup_tmp_directories(true).build().unwrap();
+    let m = CheckpointManager::builder(root.to_str().unwrap())
+        .cleanup_tmp_directories(true)
+        .build()
+        .unwrap();
     assert!(m.all_steps().is_empty());
     assert_eq!(dir_names(root), vec!["300.bak", "handpicked", "notes"]);
-    assert_eq!(std::fs::read(root.join("notes/todo.txt")).unwrap(), b"keep me");
-    assert_eq!(std::fs::read(root.join("300.bak/x")).unwrap(), b"keep me too");
+    assert_eq!(
+        std::fs::read(root.join("notes/todo.txt")).unwrap(),
+        b"keep me"
+    );
+    assert_eq!(
+        std::fs::read(root.join("300.bak/x")).unwrap(),
+        b"keep me too"
+    );
     assert_eq!(std::fs::read(root.join("handpicked")).unwrap(), b"a file");
 }

@@ -1,0 +1,127 @@
+//! Checksums (issue 4): every file a handler writes has its size and CRC32C recorded in the step's
+//! `_CKPT_CHECKSUMS`; restore verifies by default, so a flipped bit or a truncated file is a
+//! `Corrupt` error naming the file, never wrong data.
+
+use ckpt_manager::core::ErrorKind;
+use ckpt_manager::handlers::{Tensor, TensorMap};
+use ckpt_manager::storage::{verify_step, ChecksumManifest, OpendalStore};
+use ckpt_manager::{CheckpointManager, Composite, SaveOptions};
+use serde_json::json;
+use std::path::Path;
+
+fn save_one(root: &Path) {
+    let mut t = TensorMap::new();
+    t.insert(
+        "w".into(),
+        Tensor::from_slice([64, 64], &vec![0.5f32; 64 * 64]).unwrap(),
+    );
+    let mut m = CheckpointManager::builder(root.to_str().unwrap())
+        .build()
+        .unwrap();
+    let mut metrics = serde_json::Map::new();
+    metrics.insert("loss".into(), json!(0.25));
+    m.save(
+        1,
+        Composite::new()
+            .tensors_owned("params", t)
+            .json_value("state", json!({"epoch": 3})),
+        SaveOptions::default().metrics(metrics),
+    )
+    .unwrap();
+    m.close().unwrap();
+}
+
+#[test]
+fn every_handler_file_is_recorded() {
+    let d = tempfile::tempdir().unwrap();
+    save_one(d.path());
+    let manifest = ChecksumManifest::from_json_bytes(
+        &std::fs::read(d.path().join("1/_CKPT_CHECKSUMS")).unwrap(),
+    )
+    .unwrap();
+    let keys: Vec<&String> = manifest.files.keys().collect();
+    assert_eq!(
+        keys,
+        vec![
+            "metrics/metrics",
+            "params/tensors.safetensors",
+            "state/metadata"
+        ]
+    );
+    let size = std::fs::metadata(d.path().join("1/params/tensors.safetensors"))
+        .unwrap()
+        .len();
+    assert_eq!(
+        manifest.get("params/tensors.safetensors").unwrap().size,
+        size
+    );
+    let store = OpendalStore::local(d.path()).unwrap();
+    assert!(verify_step(&store, "1").unwrap().is_ok());
+}
+
+#[test]
+fn a_flipped_bit_is_corrupt_naming_the_file() {
+    let d = tempfile::tempdir().unwrap();
+    save_one(d.path());
+    let f = d.path().join("1/params/tensors.safetensors");
+    let mut bytes = std::fs::read(&f).unwrap();
+    let n = bytes.len();
+    bytes[n - 100] ^= 0x04; // inside the tensor data: the safetensors header still parses
+    std::fs::write(&f, &bytes).unwrap();
+    let m = CheckpointManager::builder(d.path().to_str().unwrap())
+        .build()
+        .unwrap();
+    let err = m.restore(Some(1)).unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Corrupt, "{err}");
+    assert!(
+        err.to_string().contains("params/tensors.safetensors"),
+        "{err}"
+    );
+    assert!(err.to_string().contains("crc32c"), "{err}");
+    // The other items still restore; the report names the bad file.
+    assert!(m.restore_items(Some(1), &["state"]).is_ok());
+    let store = OpendalStore::local(d.path()).unwrap();
+    let report = verify_step(&store, "1").unwrap();
+    let bad: Vec<&String> = report.bad_files().map(|(k, _)| k).collect();
+    assert_eq!(bad, vec!["params/tensors.safetensors"]);
+    // With verification off the handler reads the flipped value: wrong data, which is why it is on.
+    let unchecked = CheckpointManager::builder(d.path().to_str().unwrap())
+        .verify_checksums(false)
+        .build()
+        .unwrap();
+    let r = unchecked.restore(Some(1)).unwrap();
+    let w = r.tensors("params").unwrap()["w"].to_vec::<f32>().unwrap();
+    assert!(w.iter().any(|v| *v != 0.5));
+}
+
+#[test]
+fn a_truncated_file_is_corrupt_naming_the_file() {
+    let d = tempfile::tempdir().unwrap();
+    save_one(d.path());
+    let f = d.path().join("1/state/metadata");
+    let bytes = std::fs::read(&f).unwrap();
+    std::fs::write(&f, &bytes[..bytes.len() - 1]).unwrap();
+    let m = CheckpointManager::builder(d.path().to_str().unwrap())
+        .build()
+        .unwrap();
+    let err = m.restore_items(Some(1), &["state"]).unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Corrupt, "{err}");
+    assert!(
+        err.to_string().contains("state/metadata") && err.to_string().contains("truncated"),
+        "{err}"
+    );
+    assert_eq!(err.step(), Some(1));
+}
+
+#[test]
+fn a_broken_manifest_is_corrupt() {
+    let d = tempfile::tempdir().unwrap();
+    save_one(d.path());
+    std::fs::write(d.path().join("1/_CKPT_CHECKSUMS"), b"{\"files\": 7").unwrap();
+    let m = CheckpointManager::builder(d.path().to_str().unwrap())
+        .build()
+        .unwrap();
+    let err = m.restore(Some(1)).unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Corrupt, "{err}");
+    assert!(err.to_string().contains("_CKPT_CHECKSUMS"), "{err}");
+}
