@@ -27,6 +27,8 @@ pub enum ErrorKind {
     Handler,
     /// A bounded wait ran out of time.
     Timeout,
+    /// Another live writer holds the root (ckpt's single-writer lock; Orbax has none).
+    Locked,
 }
 
 impl ErrorKind {
@@ -43,6 +45,7 @@ impl ErrorKind {
             ErrorKind::Storage => "Storage",
             ErrorKind::Handler => "Handler",
             ErrorKind::Timeout => "Timeout",
+            ErrorKind::Locked => "Locked",
         }
     }
 }

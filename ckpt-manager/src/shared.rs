@@ -15,7 +15,7 @@ use ckpt_policy::{
     legacy_preservation, legacy_save_decision, LegacyRetention, PreservationPolicy,
     SaveDecisionPolicy, Verdict,
 };
-use ckpt_storage::{protocol_for, CommitProtocol, EntryKind, Store, VerifyingStore};
+use ckpt_storage::{protocol_for, CommitProtocol, EntryKind, Store, VerifyingStore, WriterLock};
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex, MutexGuard};
 
@@ -54,6 +54,8 @@ pub(crate) struct Core {
     pub preservation: Arc<dyn PreservationPolicy>,
     pub registry: HandlerRegistry,
     state: Mutex<State>,
+    /// The root's single-writer lock, held while this manager (or its background save) lives.
+    _writer_lock: Option<Box<dyn WriterLock>>,
 }
 
 impl Core {
@@ -96,6 +98,15 @@ impl Core {
                 .with_path(store.location("")));
             }
         }
+        if options.create && !options.read_only {
+            store.create_dir("")?;
+        }
+        // One writer per root: readers never lock, so they are never blocked.
+        let writer_lock = if options.read_only || store.stat("")?.is_none() {
+            None
+        } else {
+            store.lock_for_writing()?
+        };
         let core = Core {
             store,
             protocol,
@@ -105,10 +116,8 @@ impl Core {
             preservation,
             registry,
             state: Mutex::new(State::default()),
+            _writer_lock: writer_lock,
         };
-        if core.options.create && !core.options.read_only {
-            core.store.create_dir("")?;
-        }
         if core.options.cleanup_tmp_directories && !core.options.read_only {
             core.cleanup_tmp_directories()?;
         }

@@ -85,6 +85,7 @@ fn a_flipped_bit_is_corrupt_naming_the_file() {
     let bad: Vec<&String> = report.bad_files().map(|(k, _)| k).collect();
     assert_eq!(bad, vec!["params/tensors.safetensors"]);
     // With verification off the handler reads the flipped value: wrong data, which is why it is on.
+    drop(m);
     let unchecked = CheckpointManager::builder(d.path().to_str().unwrap())
         .verify_checksums(false)
         .build()

@@ -695,6 +695,7 @@ fn s22_tmp_dir_is_not_a_step() {
         m.reload().unwrap();
         assert_eq!(m.all_steps(), vec![0, 1, 2, 3, 4]);
         assert_eq!(m.latest_step(), Some(4));
+        drop(m);
         let m = open(d.path(), o);
         assert_eq!(m.all_steps(), vec![0, 1, 2, 3, 4]);
     }

@@ -88,6 +88,9 @@ pub struct EntryMeta {
     pub modified: Option<DateTime<Utc>>,
 }
 
+/// A held single-writer lock ([`Store::lock_for_writing`]); dropping it releases the lock.
+pub trait WriterLock: Debug + Send + Sync {}
+
 /// A place to keep checkpoints: a local directory, memory, or an object store bucket prefix.
 ///
 /// Small and object-safe on purpose (as object_store's `ObjectStore`): the manager, the handlers
@@ -165,6 +168,18 @@ pub trait Store: Debug + Send + Sync {
     /// `Unsupported` when [`Capabilities::rename`] is false; `NotFound` when `from` is missing;
     /// `AlreadyExists` when `to` exists; `InvalidArgument`, `Storage`.
     fn rename(&self, from: &str, to: &str) -> Result<()>;
+
+    /// Takes the root's single-writer lock, held until the returned guard is dropped, so that a
+    /// second manager opened for writing on the same root fails instead of racing the first.
+    /// Stores without such a lock (memory, object stores) return `Ok(None)`: the default.
+    /// ckpt's own: Orbax has no writer lock. Readers never take it, so they are never blocked.
+    ///
+    /// # Errors
+    /// `Locked` when another live writer (in this or another process) holds the lock; `Storage`
+    /// when the lock cannot be taken for another reason.
+    fn lock_for_writing(&self) -> Result<Option<Box<dyn WriterLock>>> {
+        Ok(None)
+    }
 
     /// Makes the entries of directory `path` durable (fsync of the directory). A no-op on stores
     /// that are not [`Capabilities::durable`] or have no directories.

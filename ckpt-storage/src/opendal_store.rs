@@ -22,7 +22,7 @@
 
 use crate::path::validate_path;
 use crate::runtime::runtime;
-use crate::{Capabilities, Entry, EntryKind, EntryMeta, Store};
+use crate::{Capabilities, Entry, EntryKind, EntryMeta, Store, WriterLock};
 use chrono::{DateTime, Utc};
 use ckpt_core::{Error, ErrorKind, Result};
 use opendal::blocking;
@@ -694,6 +694,28 @@ impl Store for OpendalStore {
             .map_err(|e| self.err(e, "rename", from))
     }
 
+    /// Local roots: an exclusive `flock` on the root directory itself (no file is created in the
+    /// root, so Orbax sees nothing new); the kernel releases it when the process dies, so a
+    /// crashed writer never leaves a stale lock. The root must exist (managers create it first).
+    fn lock_for_writing(&self) -> Result<Option<Box<dyn WriterLock>>> {
+        let Some(root) = self.backend.local_root() else {
+            return Ok(None);
+        };
+        let dir = std::fs::File::open(root)
+            .map_err(|e| self.io_err(e, "opening the root to lock it", ""))?;
+        match dir.try_lock() {
+            Ok(()) => Ok(Some(Box::new(LocalWriterLock { _dir: dir }))),
+            Err(std::fs::TryLockError::WouldBlock) => Err(ckpt_core::Error::new(
+                ckpt_core::ErrorKind::Locked,
+                "another live checkpoint manager is writing this root; open it read-only, or close the other manager first",
+            )
+            .with_path(self.location(""))),
+            Err(std::fs::TryLockError::Error(e)) => {
+                Err(self.io_err(e, "locking the root for writing", ""))
+            }
+        }
+    }
+
     fn sync_dir(&self, path: &str) -> Result<()> {
         validate_path(path)?;
         let Some(root) = self.backend.local_root() else {
@@ -708,6 +730,14 @@ impl Store for OpendalStore {
             .map_err(|e| self.io_err(e, "fsync of the directory", path))
     }
 }
+
+/// The writer lock of a local root: an open descriptor of the root directory holding `flock`.
+#[derive(Debug)]
+struct LocalWriterLock {
+    _dir: std::fs::File,
+}
+
+impl WriterLock for LocalWriterLock {}
 
 /// Opens a store from a URI or a plain path:
 /// * a plain path, relative (to the current directory) or absolute → [`OpendalStore::local`];

@@ -161,15 +161,18 @@ fn run_event(
         });
     }
     if obj.contains_key("reopen") {
-        let fresh = options::from_json(options).and_then(|o| CheckpointManager::open(root, o));
-        return Ok(match fresh {
-            Ok(m) => {
-                let old = std::mem::replace(mngr, m);
-                old.close().map_err(|e| e.to_string())?;
-                json!({"reopened": true})
-            }
-            Err(e) => json!({"error": error_string(&e)}),
-        });
+        // Close first: a root has one writer at a time.
+        let old = std::mem::replace(mngr, placeholder()?);
+        old.close().map_err(|e| e.to_string())?;
+        return Ok(
+            match options::from_json(options).and_then(|o| CheckpointManager::open(root, o)) {
+                Ok(m) => {
+                    *mngr = m;
+                    json!({"reopened": true})
+                }
+                Err(e) => json!({"error": error_string(&e)}),
+            },
+        );
     }
     if obj.contains_key("reload") {
         return Ok(match mngr.reload() {
@@ -197,6 +200,11 @@ fn run_event(
         );
     }
     Err(format!("unknown event {event}"))
+}
+
+/// A manager on an empty in-memory root, standing in while the real one is reopened.
+fn placeholder() -> Result<CheckpointManager, String> {
+    CheckpointManager::open("memory://", Default::default()).map_err(|e| e.to_string())
 }
 
 fn as_step(v: &Value) -> Result<Step, String> {
