@@ -24,13 +24,16 @@
 #![deny(missing_docs)]
 
 mod composite;
-mod shared;
+mod config;
 mod listing;
 mod manager;
 mod options;
 mod preemption;
 mod restored;
 mod save;
+mod shared;
+#[cfg(feature = "sigterm")]
+mod sigterm;
 
 pub use ckpt_core as core;
 pub use ckpt_handlers as handlers;
@@ -40,7 +43,13 @@ pub use ckpt_storage as storage;
 pub use ckpt_core::{CheckpointInfo, Error, ErrorKind, Metrics, Result, Step};
 pub use ckpt_policy::BestMode;
 pub use composite::{Composite, SaveOptions};
+pub use config::{
+    preservation_policy_from_file, preservation_policy_from_json_str,
+    preservation_policy_from_toml_str, ManagerConfig,
+};
 pub use manager::{CheckpointManager, RetentionDecision};
 pub use options::{CheckpointManagerBuilder, CheckpointManagerOptions};
 pub use preemption::{ManualPreemption, PreemptionSource};
 pub use restored::Restored;
+#[cfg(feature = "sigterm")]
+pub use sigterm::{SigtermOptions, SigtermPreemption};
