@@ -3,13 +3,20 @@
 //! ```text
 //! ckpt ls ROOT [--json]            the committed steps: commit time, items, metrics; latest marked
 //! ckpt show ROOT STEP [--json]     one step's metadata and items (JSON items with their value)
+//! ckpt gc ROOT --policy FILE [--dry-run] [--json]
+//!                                  apply a preservation policy (JSON or TOML file): each step
+//!                                  kept or deleted, with the policy's reason
 //! ```
-//! Both open the root read-only and change nothing in it. Errors print one line and exit 1.
+//! `ls`, `show` and `gc --dry-run` open the root read-only and change nothing in it; `gc` deletes
+//! exactly the steps the policy does not keep (never a directory that is not a step). Every
+//! command takes `--step-prefix P` and `--step-format-fixed-length N` for roots whose step
+//! directories are named that way. Errors print one line and exit 1.
 
 use ckpt_manager::core::{ErrorKind, Step};
 use ckpt_manager::{CheckpointManager, CheckpointManagerOptions, Error, Result};
 use clap::{Args, Parser, Subcommand};
 use serde_json::{json, Value};
+use std::path::PathBuf;
 use std::process::ExitCode;
 
 #[derive(Parser)]
@@ -38,6 +45,18 @@ enum Command {
         #[arg(allow_hyphen_values = true)]
         step: String,
     },
+    /// Apply a preservation policy to a root: print each step kept or deleted, with the reason.
+    Gc {
+        #[command(flatten)]
+        root: RootArgs,
+        /// The policy, as JSON (a .json file) or TOML (a .toml file), e.g.
+        /// {"type": "AnyPreservationPolicy", "policies": [{"type": "LatestN", "n": 3}]}.
+        #[arg(long, value_name = "FILE")]
+        policy: PathBuf,
+        /// Only print what the policy decides; delete nothing.
+        #[arg(long)]
+        dry_run: bool,
+    },
 }
 
 #[derive(Args)]
@@ -60,6 +79,11 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Ls { root } => ls(&root),
         Command::Show { root, step } => show(&root, &step),
+        Command::Gc {
+            root,
+            policy,
+            dry_run,
+        } => gc(&root, &policy, dry_run),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -71,6 +95,11 @@ fn main() -> ExitCode {
 }
 
 fn open(args: &RootArgs) -> Result<CheckpointManager> {
+    open_root(args, true)
+}
+
+/// Opens an existing root (never creating it), read-only or for deleting steps.
+fn open_root(args: &RootArgs, read_only: bool) -> Result<CheckpointManager> {
     let store = ckpt_manager::storage::open(&args.root)?;
     match store.stat("")? {
         Some(_) => {}
@@ -80,7 +109,7 @@ fn open(args: &RootArgs) -> Result<CheckpointManager> {
         }
     }
     let options = CheckpointManagerOptions {
-        read_only: true,
+        read_only,
         create: false,
         step_prefix: args.step_prefix.clone(),
         step_format_fixed_length: args.step_format_fixed_length,
@@ -215,6 +244,40 @@ fn show(args: &RootArgs, step: &str) -> Result<()> {
         }
     }
     Ok(())
+}
+
+fn gc(args: &RootArgs, policy_file: &std::path::Path, dry_run: bool) -> Result<()> {
+    let policy = ckpt_manager::preservation_policy_from_file(policy_file)?;
+    let mut mngr = open_root(args, dry_run)?;
+    let decisions = mngr.apply_preservation(policy.as_ref(), dry_run)?;
+    if args.json {
+        let out: Vec<Value> = decisions
+            .iter()
+            .map(|d| json!({"step": d.step, "keep": d.keep, "reason": d.reason, "deleted": d.deleted}))
+            .collect();
+        println!("{}", serde_json::to_string_pretty(&out).map_err(json_err)?);
+    } else {
+        println!("{:<14} {:<14} REASON", "STEP", "ACTION");
+        for d in &decisions {
+            let action = match (d.keep, d.deleted) {
+                (true, _) => "kept",
+                (false, true) => "deleted",
+                (false, false) => "would delete",
+            };
+            println!("{:<14} {:<14} {}", d.step, action, d.reason);
+        }
+        let dropped = decisions.iter().filter(|d| !d.keep).count();
+        let kept = decisions.len() - dropped;
+        if dry_run {
+            println!(
+                "dry run: {kept} kept, {dropped} would be deleted in {}",
+                mngr.directory()
+            );
+        } else {
+            println!("{kept} kept, {dropped} deleted in {}", mngr.directory());
+        }
+    }
+    mngr.close()
 }
 
 fn json_err(e: serde_json::Error) -> Error {
