@@ -39,8 +39,11 @@ fn config(dir: &Path, steps: u64, max_to_keep: u64) -> RunConfig {
         steps,
         save_every: 10,
         max_to_keep,
+        best_n: 1,
         keep_period: None,
         seed: 7,
+        config_file: None,
+        preemption: None,
     }
 }
 
@@ -120,20 +123,22 @@ fn resume_after_a_crash_recomputes_the_lost_steps_exactly() {
     let data = Data::wine_quality();
     let reference = straight(&data, N);
 
-    // Train to step 75 with best-by-val_loss retention keeping 2, and "crash": no final save,
-    // the manager and model dropped. Steps 71..=75 are lost; the latest kept step is at most 70 (saves
-    // are at step 1, Orbax's initial save, and every 10 steps).
+    // Train to step 75 keeping the newest 2 and the best 1 by val_loss, and "crash": no final
+    // save, the manager and model dropped. Steps 71..=75 are lost; the newest kept step is 70
+    // (saves are every 10 steps, and the newest always survives).
     let dir = tempfile::tempdir().unwrap();
     let cfg = config(dir.path(), N, 2);
     let latest = {
         let mut mngr = checkpoint::open_manager(&cfg).unwrap();
         let (mut t, resumed) = checkpoint::resume_or_init(&mngr, &data, cfg.seed).unwrap();
         assert_eq!(resumed, None);
-        checkpoint::train_until(&mut mngr, &mut t, 75, false, &mut Vec::new()).unwrap();
+        let stopped =
+            checkpoint::train_until(&mut mngr, &mut t, 75, false, None, &mut Vec::new()).unwrap();
+        assert_eq!(stopped, None);
         assert_eq!(t.state.step, 75);
         let latest = mngr.latest_step().unwrap();
-        assert!(latest <= 70, "latest {latest}");
-        assert!(mngr.all_steps().len() <= 2, "{:?}", mngr.all_steps());
+        assert_eq!(latest, 70);
+        assert!(mngr.all_steps().len() <= 3, "{:?}", mngr.all_steps());
         latest
     };
 
@@ -151,4 +156,92 @@ fn the_seed_decides_the_run() {
     assert_same_bits(&a.params, &b.params, "same seed");
     assert_ne!(a.params, c.params);
     assert_ne!(a.state.epoch_rng_state, c.state.epoch_rng_state);
+}
+
+/// The composed retention: after a run, the root holds exactly the newest `max_to_keep`, the best
+/// `best_n` by val_loss and the multiples of `keep_period` — so the best step survives, and a
+/// rerun resumes from the newest.
+#[test]
+fn retention_keeps_the_newest_the_best_and_every_keep_period_th_step() {
+    let data = Data::wine_quality();
+    let dir = tempfile::tempdir().unwrap();
+    let mut cfg = config(dir.path(), N, 2);
+    cfg.best_n = 2;
+    cfg.keep_period = Some(50);
+    let outcome = checkpoint::run(&cfg, &data, &mut Vec::new()).unwrap();
+    assert_eq!(outcome.preempted, None);
+
+    let reader = ckpt_manager::CheckpointManager::builder(cfg.dir.clone())
+        .read_only(true)
+        .build()
+        .unwrap();
+    let kept = reader.all_steps();
+    // Every step saved: 10, 20, ..., 130 (N is a multiple of 10), each with its val_loss.
+    // Recompute the expected survivors from the metrics of a straight run with nothing deleted.
+    let all_dir = tempfile::tempdir().unwrap();
+    checkpoint::run(&config(all_dir.path(), N, 100), &data, &mut Vec::new()).unwrap();
+    let all = ckpt_manager::CheckpointManager::builder(all_dir.path().to_str().unwrap())
+        .read_only(true)
+        .build()
+        .unwrap();
+    let mut by_loss: Vec<(f64, u64)> = all
+        .checkpoints()
+        .iter()
+        .map(|c| {
+            let loss = c.metrics.as_ref().unwrap()["val_loss"].as_f64().unwrap();
+            (loss, c.step)
+        })
+        .collect();
+    // Lower loss first; on a tie the later step ranks better (spec §4.2).
+    by_loss.sort_by(|a, b| a.0.total_cmp(&b.0).then(b.1.cmp(&a.1)));
+    let steps = all.all_steps();
+    let mut expected: Vec<u64> = steps[steps.len() - 2..].to_vec();
+    expected.extend(by_loss.iter().take(2).map(|&(_, s)| s));
+    expected.extend(steps.iter().copied().filter(|s| s % 50 == 0));
+    expected.sort_unstable();
+    expected.dedup();
+    assert_eq!(kept, expected);
+    assert_eq!(reader.latest_step(), Some(N));
+    assert!(
+        kept.contains(&by_loss[0].1),
+        "the best step {} survives",
+        by_loss[0].1
+    );
+}
+
+/// `--config FILE` overrides the options built from the command line: here a TOML file that
+/// replaces the retention with `LatestN(1)` and names the steps `ckpt_<step>`; the save interval
+/// stays the command line's.
+#[test]
+fn a_config_file_overrides_the_options() {
+    let data = Data::wine_quality();
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("manager.toml");
+    std::fs::write(
+        &file,
+        "step_prefix = \"ckpt\"\n\n[preservation_policy]\ntype = \"LatestN\"\nn = 1\n",
+    )
+    .unwrap();
+    let mut cfg = config(&dir.path().join("root"), 35, 5);
+    cfg.config_file = Some(file.clone());
+    checkpoint::run(&cfg, &data, &mut Vec::new()).unwrap();
+    let names: Vec<String> = std::fs::read_dir(dir.path().join("root"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n.starts_with("ckpt_"))
+        .collect();
+    assert_eq!(names, ["ckpt_35"]);
+    // A rerun with the same config resumes from it.
+    cfg.steps = 40;
+    let out = checkpoint::run(&cfg, &data, &mut Vec::new()).unwrap();
+    assert_eq!(out.resumed_from, Some(35));
+
+    // A bad config stops the run before anything is written, naming the file.
+    std::fs::write(&file, "max_to_kepe = 1\n").unwrap();
+    let e = checkpoint::run(&cfg, &data, &mut Vec::new()).unwrap_err();
+    let text = e.to_string();
+    assert!(
+        text.contains("max_to_kepe") && text.contains("manager.toml"),
+        "{text}"
+    );
 }

@@ -9,13 +9,27 @@
 //!
 //! and carries the validation metrics (`val_loss`, `val_accuracy`, `train_loss`) as the step's
 //! metrics, which the manager ranks by `val_loss` for retention and [`CheckpointManager::best_step`].
+//!
+//! Retention is one composed preservation policy ([`retention_policy`]): the newest
+//! `max_to_keep`, the best `best_n` by validation loss, and every `keep_period`-th step. So the
+//! best step survives, and the newest step always does, which is where a rerun resumes.
+//! A preemption (SIGTERM, through [`RunConfig::preemption`]) makes the loop save the current step
+//! and stop; the next run resumes there.
 
 use crate::data::Data;
 use crate::model::Params;
 use crate::trainer::{TrainState, Trainer};
 use ckpt_handlers::{Tensor, TensorMap};
-use ckpt_manager::{BestMode, CheckpointManager, Composite, Metrics, SaveOptions, Step};
+use ckpt_manager::policy::{
+    AnyPreservationPolicy, BestN, EveryNSteps, LatestN, PreservationPolicy,
+};
+use ckpt_manager::{
+    BestMode, CheckpointManager, CheckpointManagerOptions, Composite, ManagerConfig, Metrics,
+    PreemptionSource, SaveOptions, Step,
+};
 use std::io::Write;
+use std::path::PathBuf;
+use std::sync::Arc;
 
 /// Any error of a run: manager errors and messages, shown as one line.
 pub type AnyError = Box<dyn std::error::Error + Send + Sync>;
@@ -38,12 +52,20 @@ pub struct RunConfig {
     pub steps: Step,
     /// Save every this many steps (the final step is always saved).
     pub save_every: u64,
-    /// Keep the best this many checkpoints by validation loss.
+    /// Keep the newest this many checkpoints.
     pub max_to_keep: u64,
+    /// Also keep the best this many checkpoints by validation loss.
+    pub best_n: u64,
     /// Also keep every step that is a multiple of this; `None` keeps no such steps.
     pub keep_period: Option<u64>,
     /// Seed of a fresh run (initial parameters, data order). A resumed run keeps its own.
     pub seed: u64,
+    /// A manager config (JSON or TOML) whose fields override the options built from the fields
+    /// above (see `ManagerConfig::apply_to`).
+    pub config_file: Option<PathBuf>,
+    /// Where a preemption comes from (the program passes SIGTERM's); when it reports one, the
+    /// loop saves the current step and stops.
+    pub preemption: Option<Arc<dyn PreemptionSource>>,
 }
 
 /// What a run did, for the caller to report or check.
@@ -53,12 +75,30 @@ pub struct RunOutcome<'d> {
     pub resumed_from: Option<Step>,
     /// The model as the run left it.
     pub trainer: Trainer<'d>,
+    /// The step saved when a preemption stopped the run, if one did.
+    pub preempted: Option<Step>,
 }
 
-/// Opens (creating if needed) the checkpoint root `cfg.dir` with the run's retention options.
+/// The run's retention, one composed policy: the newest `max_to_keep`, the best `best_n` by
+/// validation loss (lower is better), and every multiple of `keep_period` (if any).
+pub fn retention_policy(cfg: &RunConfig) -> AnyPreservationPolicy {
+    let mut policies: Vec<Box<dyn PreservationPolicy>> = vec![
+        Box::new(LatestN::new(Some(cfg.max_to_keep))),
+        Box::new(BestN::new(BEST_METRIC, BestMode::Min, Some(cfg.best_n))),
+    ];
+    if let Some(period) = cfg.keep_period {
+        policies.push(Box::new(EveryNSteps::new(period)));
+    }
+    AnyPreservationPolicy::new(policies)
+}
+
+/// Opens (creating if needed) the checkpoint root `cfg.dir` with the run's options: save every
+/// `save_every` steps, [`retention_policy`], `val_loss` (min) as the best metric, the preemption
+/// source; then `cfg.config_file`'s fields over them.
 ///
 /// # Errors
-/// From the manager: a root that cannot be created or read, invalid options.
+/// From the manager: a root that cannot be created or read, invalid options; a config file that
+/// cannot be read (the error names the file).
 pub fn open_manager(cfg: &RunConfig) -> Result<CheckpointManager, AnyError> {
     let mut root_metadata = Metrics::new();
     root_metadata.insert("program".into(), "ckpt-manager example `train`".into());
@@ -70,16 +110,20 @@ pub fn open_manager(cfg: &RunConfig) -> Result<CheckpointManager, AnyError> {
         "model".into(),
         "MLP, one tanh hidden layer, softmax output; Adam".into(),
     );
-    let mut builder = CheckpointManager::builder(cfg.dir.clone())
-        .save_interval_steps(cfg.save_every)
-        .max_to_keep(cfg.max_to_keep)
-        .best_metric(BEST_METRIC, BestMode::Min)
-        .cleanup_tmp_directories(true)
-        .root_metadata(root_metadata);
-    if let Some(period) = cfg.keep_period {
-        builder = builder.keep_period(period);
+    let mut options = CheckpointManagerOptions {
+        save_interval_steps: Some(cfg.save_every),
+        preservation_policy: Some(Arc::new(retention_policy(cfg))),
+        best_metric: Some(BEST_METRIC.to_string()),
+        best_mode: BestMode::Min,
+        cleanup_tmp_directories: true,
+        root_metadata: Some(root_metadata),
+        preemption: cfg.preemption.clone(),
+        ..Default::default()
+    };
+    if let Some(file) = &cfg.config_file {
+        options = ManagerConfig::from_file(file)?.apply_to(options)?;
     }
-    Ok(builder.build()?)
+    Ok(CheckpointManager::open(&cfg.dir, options)?)
 }
 
 /// The model of the latest checkpoint in `mngr`, or a fresh one from `seed` when there is none.
@@ -189,7 +233,10 @@ pub fn save_step(
     let mut metrics = Metrics::new();
     metrics.insert(BEST_METRIC.into(), f64::from(val_loss).into());
     metrics.insert("val_accuracy".into(), f64::from(val_acc).into());
-    metrics.insert("train_loss".into(), f64::from(train_loss).into());
+    if train_loss.is_finite() {
+        // Not when nothing was trained since the run started (a preemption at its first step).
+        metrics.insert("train_loss".into(), f64::from(train_loss).into());
+    }
 
     let mut params = TensorMap::new();
     params_to_tensors(&trainer.params, "", &mut params)?;
@@ -237,6 +284,10 @@ pub fn save_step(
 /// Trains until step `until`, saving at the manager's interval and — when `final_save` — at
 /// `until` itself. Progress goes to `out`.
 ///
+/// Before each step it asks `preemption`: once that reports a preemption, the current step is
+/// saved (forced, unless it is already the latest checkpoint), `preempted: saved step S` is
+/// printed and the loop stops early, returning `Some(S)`. Otherwise it returns `None`.
+///
 /// # Errors
 /// As [`save_step`].
 pub fn train_until(
@@ -244,19 +295,39 @@ pub fn train_until(
     trainer: &mut Trainer<'_>,
     until: Step,
     final_save: bool,
+    preemption: Option<&dyn PreemptionSource>,
     out: &mut dyn Write,
-) -> Result<(), AnyError> {
+) -> Result<Option<Step>, AnyError> {
     let (mut loss_sum, mut loss_count) = (0.0_f64, 0_u32);
-    while trainer.state.step < until {
-        loss_sum += f64::from(trainer.train_step());
+    let mut last_loss = f32::NAN;
+    loop {
+        let step = trainer.state.step;
+        if preemption.is_some_and(|p| p.reached_preemption(step)) {
+            if mngr.latest_step() != Some(step) {
+                let mean = if loss_count > 0 {
+                    (loss_sum / f64::from(loss_count)) as f32
+                } else {
+                    last_loss
+                };
+                save_step(mngr, trainer, mean, true, out)?;
+            }
+            mngr.wait_until_finished()?;
+            writeln!(out, "preempted: saved step {step}")?;
+            return Ok(Some(step));
+        }
+        if step >= until {
+            return Ok(None);
+        }
+        last_loss = trainer.train_step();
+        loss_sum += f64::from(last_loss);
         loss_count += 1;
         let step = trainer.state.step;
         let mean = (loss_sum / f64::from(loss_count)) as f32;
         if save_step(mngr, trainer, mean, final_save && step == until, out)? {
             (loss_sum, loss_count) = (0.0, 0);
+            last_loss = mean;
         }
     }
-    Ok(())
 }
 
 /// The whole program: open the root, resume from its latest step or start afresh, train to
@@ -298,6 +369,7 @@ pub fn run<'d>(
         )?,
     }
 
+    let mut preempted = None;
     if trainer.state.step >= cfg.steps {
         match resumed_from {
             Some(latest) => writeln!(
@@ -308,17 +380,14 @@ pub fn run<'d>(
             None => writeln!(out, "nothing to do: --steps {}", cfg.steps)?,
         }
     } else {
-        train_until(&mut mngr, &mut trainer, cfg.steps, true, out)?;
-        if let Some(latest) = mngr.latest_step().filter(|&l| l < cfg.steps) {
-            // Best-N retention ranks by the metric only, so it may drop the newest step (as
-            // Orbax does); the next run then resumes from an earlier step and redoes the rest.
-            writeln!(
-                out,
-                "note: step {} was not kept (not among the best {} by {BEST_METRIC}); \
-                 a later run resumes from step {latest}",
-                cfg.steps, cfg.max_to_keep
-            )?;
-        }
+        preempted = train_until(
+            &mut mngr,
+            &mut trainer,
+            cfg.steps,
+            true,
+            cfg.preemption.as_deref(),
+            out,
+        )?;
     }
 
     match mngr.best_step() {
@@ -347,5 +416,6 @@ pub fn run<'d>(
     Ok(RunOutcome {
         resumed_from,
         trainer,
+        preempted,
     })
 }

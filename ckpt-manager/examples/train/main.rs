@@ -2,30 +2,42 @@
 //!
 //! ```text
 //! cargo run --release --example train -- --dir DIR [--steps N] [--save-every K]
-//!     [--max-to-keep M] [--keep-period P] [--seed S]
+//!     [--max-to-keep M] [--best-n B] [--keep-period P] [--seed S] [--config FILE]
 //! ```
 //!
 //! A one-hidden-layer MLP learns to predict the quality rating of red wines (the UCI Wine
 //! Quality data shipped by `linfa-datasets`) with Adam on shuffled mini-batches. Every
 //! `--save-every` steps, and at step N, it saves the parameters, Adam's moments and the training
 //! state (step, epoch, position in the epoch's order, RNG state, seed) as one checkpoint with the
-//! validation loss and accuracy as metrics; the manager keeps the best `--max-to-keep` by
-//! validation loss plus every multiple of `--keep-period`. Run it again on the same DIR with a
-//! larger N and it resumes from the latest checkpoint, continuing exactly as an uninterrupted run
-//! would (bit for bit: see `tests/train_resume.rs`).
+//! validation loss and accuracy as metrics. Retention is one composed policy: the newest
+//! `--max-to-keep`, the best `--best-n` by validation loss, and every multiple of
+//! `--keep-period` — so the best step survives and the newest always does. Run it again on the
+//! same DIR with a larger N and it resumes from the latest checkpoint, continuing exactly as an
+//! uninterrupted run would (bit for bit: see `tests/train_resume.rs`).
+//!
+//! SIGTERM (what a scheduler sends before preempting a job) does not kill it: the loop saves the
+//! current step, prints `preempted: saved step S` and exits 0, and the next run resumes from S
+//! (`tests/train_sigterm.rs`). A second SIGTERM ends it at once. `--config FILE` reads a manager
+//! config (JSON or TOML, see `ManagerConfig`) whose fields override the options above, e.g. a
+//! file holding only a `preservation_policy` replaces the retention.
 //!
 //! [`CheckpointManager`]: ckpt_manager::CheckpointManager
 
-mod checkpoint;
-mod data;
-mod model;
-mod optim;
-mod rng;
-mod trainer;
+// `pub(crate)`: tests/train_sigterm.rs includes this file as a module and re-exports these at
+// its crate root, where the modules' `crate::` paths look for them.
+pub(crate) mod checkpoint;
+pub(crate) mod data;
+pub(crate) mod model;
+pub(crate) mod optim;
+pub(crate) mod rng;
+pub(crate) mod trainer;
 
+use ckpt_manager::SigtermPreemption;
 use clap::Parser;
+use std::ffi::OsString;
 use std::io::Write;
 use std::process::ExitCode;
+use std::sync::Arc;
 
 /// Train an MLP on the red Wine Quality data, checkpointing with ckpt's CheckpointManager.
 #[derive(Debug, Parser)]
@@ -40,19 +52,30 @@ struct Args {
     /// Save a checkpoint every this many steps (and always at the last step).
     #[arg(long, default_value_t = 50, value_parser = clap::value_parser!(u64).range(1..))]
     save_every: u64,
-    /// Keep the best this many checkpoints by validation loss (the newest is not protected).
+    /// Keep the newest this many checkpoints (at least 1: the one a rerun resumes from).
     #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u64).range(1..))]
     max_to_keep: u64,
+    /// Also keep the best this many checkpoints by validation loss.
+    #[arg(long, default_value_t = 1)]
+    best_n: u64,
     /// Also keep every checkpoint whose step is a multiple of this; 0 turns it off.
     #[arg(long, default_value_t = 250)]
     keep_period: u64,
     /// Seed of a fresh run (initial weights and data order); a resumed run keeps its own.
     #[arg(long, default_value_t = 0)]
     seed: u64,
+    /// A manager config, JSON (.json) or TOML (.toml), whose fields override the options above.
+    #[arg(long, value_name = "FILE")]
+    config: Option<std::path::PathBuf>,
 }
 
 fn main() -> ExitCode {
-    let args = match Args::try_parse() {
+    run_main(std::env::args_os())
+}
+
+/// The program, given its command line (first the program name).
+pub fn run_main(argv: impl IntoIterator<Item = OsString>) -> ExitCode {
+    let args = match Args::try_parse_from(argv) {
         Ok(args) => args,
         // --help and --version print as clap prints them.
         Err(e) if !e.use_stderr() => e.exit(),
@@ -72,13 +95,24 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
+    // Catch SIGTERM before anything else, so a preemption at any point is a clean stop.
+    let preemption = match SigtermPreemption::install() {
+        Ok(p) => Arc::new(p),
+        Err(e) => {
+            eprintln!("train: error: {}", e.to_string().replace('\n', " "));
+            return ExitCode::FAILURE;
+        }
+    };
     let cfg = checkpoint::RunConfig {
         dir: args.dir,
         steps: args.steps,
         save_every: args.save_every,
         max_to_keep: args.max_to_keep,
+        best_n: args.best_n,
         keep_period: (args.keep_period > 0).then_some(args.keep_period),
         seed: args.seed,
+        config_file: args.config,
+        preemption: Some(preemption),
     };
     let started = std::time::Instant::now();
     let data = data::Data::wine_quality();
@@ -99,11 +133,18 @@ fn main() -> ExitCode {
     match checkpoint::run(&cfg, &data, &mut out) {
         Ok(outcome) => {
             let trained = outcome.trainer.state.step - outcome.resumed_from.unwrap_or(0);
-            let _ = writeln!(
-                out,
-                "done: {trained} steps trained in {:.2?}",
-                started.elapsed()
-            );
+            let _ = match outcome.preempted {
+                Some(step) => writeln!(
+                    out,
+                    "stopped by preemption: {trained} steps trained in {:.2?}; rerun to resume from step {step}",
+                    started.elapsed()
+                ),
+                None => writeln!(
+                    out,
+                    "done: {trained} steps trained in {:.2?}",
+                    started.elapsed()
+                ),
+            };
             ExitCode::SUCCESS
         }
         Err(e) => {

@@ -1,0 +1,174 @@
+//! Preemption of the main job (issue 3): SIGTERM sent to a running `train` makes it save the
+//! current step, print `preempted: saved step S` and exit 0; the next run resumes from S.
+//!
+//! The program under test is the `train` example's own `main.rs` (with all its modules), compiled
+//! into this test and run in a child process: this test binary re-runs itself with only the
+//! `child_runs_the_train_program` test selected and the example's command line in an environment
+//! variable. That needs no separately built example binary and no cargo call inside a test.
+
+#[allow(dead_code)]
+#[path = "../examples/train/main.rs"]
+mod train;
+// The example's modules name each other as `crate::data` etc.
+use train::{data, model, optim, rng, trainer};
+
+use std::io::{BufRead, BufReader};
+use std::path::Path;
+use std::process::{Child, Command, ExitCode, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+/// The environment variable holding the child's `train` arguments, separated by `\x1f`.
+const CHILD_ARGS: &str = "CKPT_TEST_TRAIN_CHILD_ARGS";
+
+/// In the child process: runs `train` with the arguments from [`CHILD_ARGS`] and exits with its
+/// status. In a normal test run (no such variable) it does nothing.
+#[test]
+fn child_runs_the_train_program() {
+    let Ok(args) = std::env::var(CHILD_ARGS) else {
+        return;
+    };
+    let argv = std::iter::once("train".to_string()).chain(args.split('\x1f').map(String::from));
+    let code = train::run_main(argv.map(Into::into));
+    std::process::exit(if code == ExitCode::SUCCESS { 0 } else { 1 });
+}
+
+/// Starts `train` with `args` in a child process, its stdout piped.
+fn spawn_train(args: &[&str]) -> Child {
+    Command::new(std::env::current_exe().unwrap())
+        .args([
+            "child_runs_the_train_program",
+            "--exact",
+            "--nocapture",
+            "--test-threads=1",
+        ])
+        .env(CHILD_ARGS, args.join("\x1f"))
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap()
+}
+
+/// The child's stdout lines, as they come, on a channel.
+fn lines_of(child: &mut Child) -> mpsc::Receiver<String> {
+    let stdout = child.stdout.take().unwrap();
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines() {
+            let Ok(line) = line else { break };
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    rx
+}
+
+/// Waits for the child to end (killing it after `limit`) and returns its status and stderr.
+fn finish(mut child: Child, limit: Duration) -> (std::process::ExitStatus, String) {
+    let start = Instant::now();
+    loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            let mut err = String::new();
+            if let Some(mut e) = child.stderr.take() {
+                use std::io::Read;
+                let _ = e.read_to_string(&mut err);
+            }
+            return (status, err);
+        }
+        if start.elapsed() > limit {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("the train child did not end within {limit:?}");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+fn latest_step(root: &Path) -> Option<u64> {
+    ckpt_manager::CheckpointManager::builder(root.to_str().unwrap())
+        .read_only(true)
+        .build()
+        .unwrap()
+        .latest_step()
+}
+
+#[test]
+fn sigterm_saves_the_current_step_exits_0_and_a_rerun_resumes_there() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("root");
+    let root_arg = root.to_str().unwrap();
+
+    // A run far too long to finish, saving every 25 steps.
+    let mut child = spawn_train(&[
+        "--dir",
+        root_arg,
+        "--steps",
+        "100000000",
+        "--save-every",
+        "25",
+    ]);
+    let pid = child.id();
+    let rx = lines_of(&mut child);
+    let mut out = Vec::new();
+    // Training is under way once two checkpoints have been saved.
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while out
+        .iter()
+        .filter(|l: &&String| l.contains("saved step"))
+        .count()
+        < 2
+    {
+        let left = deadline.saturating_duration_since(Instant::now());
+        match rx.recv_timeout(left) {
+            Ok(line) => out.push(line),
+            Err(_) => {
+                let _ = child.kill();
+                panic!(
+                    "train did not save twice in time; output so far:\n{}",
+                    out.join("\n")
+                );
+            }
+        }
+    }
+    let status = Command::new("kill")
+        .args(["-TERM", &pid.to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success(), "kill -TERM {pid} failed");
+    let (status, err) = finish(child, Duration::from_secs(120));
+    out.extend(rx.iter());
+    let text = out.join("\n");
+    assert!(
+        status.success(),
+        "exit status {status:?}\nstdout:\n{text}\nstderr:\n{err}"
+    );
+
+    let saved: u64 = text
+        .lines()
+        .find_map(|l| l.strip_prefix("preempted: saved step "))
+        .unwrap_or_else(|| panic!("no 'preempted: saved step' line in\n{text}"))
+        .trim()
+        .parse()
+        .unwrap();
+    // Saves so far: step 1 (the initial save) and 25; the signal came after the second.
+    assert!(saved >= 25, "{text}");
+    assert_eq!(latest_step(&root), Some(saved), "{text}");
+
+    // The next run resumes from the saved step and trains on from there.
+    let target = saved + 7;
+    let rerun = spawn_train(&["--dir", root_arg, "--steps", &target.to_string()]);
+    let out = rerun.wait_with_output().unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{text}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        text.contains(&format!("resumed from step {saved} ")),
+        "{text}"
+    );
+    assert!(!text.contains("preempted"), "{text}");
+    assert_eq!(latest_step(&root), Some(target));
+}
