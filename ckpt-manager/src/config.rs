@@ -116,6 +116,9 @@ pub struct ManagerConfig {
     /// See [`CheckpointManagerOptions::async_timeout_secs`] (seconds, default 1200).
     #[serde(default = "default_async_timeout_secs")]
     pub async_timeout_secs: u64,
+    /// See [`CheckpointManagerOptions::verify_checksums`] (default true).
+    #[serde(default = "default_true")]
+    pub verify_checksums: bool,
     /// See [`CheckpointManagerOptions::save_decision_policy`]; e.g.
     /// `{"type": "FixedIntervalPolicy", "interval": 1000}`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -217,6 +220,7 @@ impl Default for ManagerConfig {
             lightweight_initialize: false,
             enable_async_checkpointing: true,
             async_timeout_secs: default_async_timeout_secs(),
+            verify_checksums: true,
             save_decision_policy: None,
             preservation_policy: None,
             set_fields: None,
@@ -469,6 +473,7 @@ impl ManagerConfig {
             lightweight_initialize,
             enable_async_checkpointing,
             async_timeout_secs,
+            verify_checksums,
         );
         let set_decision = set("save_decision_policy");
         let set_preservation = set("preservation_policy");
@@ -530,6 +535,7 @@ impl ManagerConfig {
             lightweight_initialize: options.lightweight_initialize,
             enable_async_checkpointing: options.enable_async_checkpointing,
             async_timeout_secs: options.async_timeout_secs,
+            verify_checksums: options.verify_checksums,
             save_decision_policy,
             preservation_policy,
             set_fields: None,
@@ -641,6 +647,7 @@ mod tests {
             d.enable_async_checkpointing
         );
         assert_eq!(from_config.async_timeout_secs, d.async_timeout_secs);
+        assert_eq!(from_config.verify_checksums, d.verify_checksums);
         assert_eq!(from_config.save_root_metadata, d.save_root_metadata);
         assert_eq!(
             from_config.keep_checkpoints_without_metrics,
