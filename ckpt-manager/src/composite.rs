@@ -112,7 +112,11 @@ impl<'a> Composite<'a> {
     /// # Errors
     /// `InvalidArgument` naming the item when a JSON item cannot be serialized.
     pub(crate) fn capture(self) -> ckpt_core::Result<Captured<'a>> {
-        if self.items.iter().any(|(_, i)| matches!(i, SaveItem::Custom(_))) {
+        if self
+            .items
+            .iter()
+            .any(|(_, i)| matches!(i, SaveItem::Custom(_)))
+        {
             return Ok(Captured::NotCapturable(self));
         }
         let mut owned: Vec<(String, SaveItem<'static>)> = Vec::with_capacity(self.items.len());

@@ -24,6 +24,7 @@
 #![deny(missing_docs)]
 
 mod composite;
+mod deleter;
 mod config;
 mod listing;
 mod manager;

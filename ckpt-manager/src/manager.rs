@@ -1,9 +1,9 @@
 //! `CheckpointManager`: the public API.
 
 use crate::composite::Captured;
-use crate::shared::Core;
 use crate::options::{CheckpointManagerBuilder, CheckpointManagerOptions, RootSpec};
 use crate::save::{self, Phase, PhaseCell, SaveJob};
+use crate::shared::Core;
 use crate::{Composite, Restored, SaveOptions};
 use ckpt_core::{
     CheckpointInfo, Error, ErrorKind, Metrics, Result, RootMetadata, Step, StepMetadata,
@@ -109,7 +109,12 @@ impl CheckpointManager {
     /// The committed steps, ascending (deviation D1: Orbax keeps insertion order and also lists
     /// a save still in flight).
     pub fn all_steps(&self) -> Vec<Step> {
-        self.core.state().checkpoints.iter().map(|c| c.step).collect()
+        self.core
+            .state()
+            .checkpoints
+            .iter()
+            .map(|c| c.step)
+            .collect()
     }
 
     /// The committed checkpoints with their times and metrics, ascending by step.
@@ -128,7 +133,9 @@ impl CheckpointManager {
         let o = &self.core.options;
         match &o.best_metric {
             None => self.latest_step(),
-            Some(metric) => ckpt_policy::best_step(&self.core.state().checkpoints, metric, o.best_mode),
+            Some(metric) => {
+                ckpt_policy::best_step(&self.core.state().checkpoints, metric, o.best_mode)
+            }
         }
     }
 
@@ -161,12 +168,18 @@ impl CheckpointManager {
 
     /// Whether a save is still being written or committed in the background (spec §5.3).
     pub fn is_saving_in_progress(&self) -> bool {
-        lock(&self.in_flight).as_ref().is_some_and(|f| !f.handle.is_finished())
+        lock(&self.in_flight)
+            .as_ref()
+            .is_some_and(|f| !f.handle.is_finished())
     }
 
     /// Whether the preemption source (if any) reports a preemption at `step`.
     pub fn reached_preemption(&self, step: Step) -> bool {
-        self.core.options.preemption.as_ref().is_some_and(|p| p.reached_preemption(step))
+        self.core
+            .options
+            .preemption
+            .as_ref()
+            .is_some_and(|p| p.reached_preemption(step))
     }
 
     /// Committed checkpoints plus the one in flight (what save decisions look at, spec §3.4).
@@ -378,17 +391,38 @@ impl CheckpointManager {
         let info = CheckpointInfo::new(step, time, options.metrics.clone());
         let phase: PhaseCell = Arc::new(Mutex::new(Phase::Queued));
         if !core.options.enable_async_checkpointing {
-            let job = SaveJob { step, name, items, options, write_metrics, time };
+            let job = SaveJob {
+                step,
+                name,
+                items,
+                options,
+                write_metrics,
+                time,
+            };
             return save::run(core, job, &phase).map(|()| true);
         }
         let items = match items.capture().map_err(|e| e.with_step(step))? {
             Captured::Owned(items) => items,
             Captured::NotCapturable(items) => {
-                let job = SaveJob { step, name, items, options, write_metrics, time };
+                let job = SaveJob {
+                    step,
+                    name,
+                    items,
+                    options,
+                    write_metrics,
+                    time,
+                };
                 return save::run(core, job, &phase).map(|()| true);
             }
         };
-        let job = SaveJob { step, name, items, options, write_metrics, time };
+        let job = SaveJob {
+            step,
+            name,
+            items,
+            options,
+            write_metrics,
+            time,
+        };
         let (tx, done) = mpsc::channel();
         let (core2, phase2) = (Arc::clone(core), Arc::clone(&phase));
         let handle = std::thread::Builder::new()
@@ -403,7 +437,13 @@ impl CheckpointManager {
                     .with_step(step)
                     .with_source(e)
             })?;
-        *lock(&self.in_flight) = Some(InFlight { info, done, handle, phase, started: Instant::now() });
+        *lock(&self.in_flight) = Some(InFlight {
+            info,
+            done,
+            handle,
+            phase,
+            started: Instant::now(),
+        });
         Ok(true)
     }
 
@@ -438,7 +478,11 @@ impl CheckpointManager {
             }
             Err(RecvTimeoutError::Timeout) => {
                 let phase = *lock(&f.phase);
-                tracing::error!(step, phase = phase.name(), "abandoning a stalled background save");
+                tracing::error!(
+                    step,
+                    phase = phase.name(),
+                    "abandoning a stalled background save"
+                );
                 Err(Error::new(
                     ErrorKind::Timeout,
                     format!(
@@ -486,7 +530,9 @@ impl CheckpointManager {
     }
 
     fn settle_if_in_flight(&self, step: Step) {
-        let same = lock(&self.in_flight).as_ref().is_some_and(|f| f.info.step == step);
+        let same = lock(&self.in_flight)
+            .as_ref()
+            .is_some_and(|f| f.info.step == step);
         if same {
             self.settle_quietly();
         }
@@ -508,14 +554,12 @@ impl CheckpointManager {
         }
         self.settle_quietly();
         if !self.core.state().dir_names.contains_key(&step) {
-            return Err(Error::not_found(format!(
-                "cannot delete step {step}: no such step"
-            ))
-            .with_step(step));
+            return Err(
+                Error::not_found(format!("cannot delete step {step}: no such step"))
+                    .with_step(step),
+            );
         }
-        self.core.remove_step_dir(step)?;
-        self.core.state().forget(step);
-        Ok(())
+        self.core.delete_step(step)
     }
 
     /// Applies `policy` to the committed steps now (what `ckpt gc` does): each step gets the
@@ -539,28 +583,37 @@ impl CheckpointManager {
         }
         policy.validate()?;
         self.settle_quietly();
-        let cx = PreservationContext { now: self.core.options.clock.now() };
+        let cx = PreservationContext {
+            now: self.core.options.clock.now(),
+        };
         let checkpoints = self.checkpoints();
         let verdicts = ckpt_policy::decide(policy, &checkpoints, &cx);
         let mut out = Vec::with_capacity(verdicts.len());
         for (step, verdict) in verdicts {
             let mut deleted = false;
             if !verdict.keep && !dry_run {
-                self.core.remove_step_dir(step)?;
-                self.core.state().forget(step);
+                self.core.delete_step(step)?;
                 deleted = true;
             }
-            out.push(RetentionDecision { step, keep: verdict.keep, reason: verdict.reason, deleted });
+            out.push(RetentionDecision {
+                step,
+                keep: verdict.keep,
+                reason: verdict.reason,
+                deleted,
+            });
         }
         Ok(out)
     }
 
-    /// Waits for the save in flight and closes the manager (spec §5.10).
+    /// Waits for the save in flight and for background deletions, and closes the manager (spec
+    /// §5.10).
     ///
     /// # Errors
-    /// As [`CheckpointManager::wait_until_finished`].
+    /// As [`CheckpointManager::wait_until_finished`]; the first background deletion error.
     pub fn close(self) -> Result<()> {
-        self.wait_until_finished()
+        let waited = self.wait_until_finished();
+        let drained = self.core.drain_deletions();
+        waited.and(drained)
     }
 }
 
@@ -579,6 +632,9 @@ impl Drop for CheckpointManager {
         }
         if let Some(e) = lock(&self.pending_error).take() {
             tracing::error!(error = %e, "an unreported background save error was dropped with the manager");
+        }
+        if let Err(e) = self.core.drain_deletions() {
+            tracing::error!(error = %e, "a background deletion failed");
         }
     }
 }

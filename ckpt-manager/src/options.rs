@@ -75,6 +75,10 @@ pub struct CheckpointManagerOptions {
     /// How long (seconds) waiting for a background save may take before it is abandoned with a
     /// `Timeout` error naming its phase (Orbax `AsyncOptions.timeout_secs`, default 1200).
     pub async_timeout_secs: u64,
+    /// Delete steps on a background deleter thread (Orbax `enable_background_delete`, default
+    /// false): retention and `delete` drop the step from the listing at once and its directory
+    /// goes later; `close` waits for the queue and reports the first deletion error.
+    pub enable_background_delete: bool,
     /// Verify, on restore, every file recorded in the step's checksum manifest (`_CKPT_CHECKSUMS`:
     /// size and CRC32C of each file a handler wrote) before a handler sees it (default true). A
     /// flipped bit or a truncated file is then a `Corrupt` error naming the file. ckpt's own
@@ -117,6 +121,7 @@ impl Default for CheckpointManagerOptions {
             lightweight_initialize: false,
             enable_async_checkpointing: true,
             async_timeout_secs: 1200,
+            enable_background_delete: false,
             verify_checksums: true,
             clock: Arc::new(SystemClock),
             preemption: None,
@@ -366,6 +371,12 @@ impl CheckpointManagerBuilder {
     /// See [`CheckpointManagerOptions::async_timeout_secs`] (seconds).
     pub fn async_timeout_secs(mut self, secs: u64) -> Self {
         self.options.async_timeout_secs = secs;
+        self
+    }
+
+    /// See [`CheckpointManagerOptions::enable_background_delete`].
+    pub fn enable_background_delete(mut self, enable: bool) -> Self {
+        self.options.enable_background_delete = enable;
         self
     }
 

@@ -157,11 +157,9 @@ pub(crate) fn apply_retention(core: &Core) {
             continue;
         }
         tracing::info!(step, reason = %verdict.reason, "deleting step");
-        if let Err(e) = core.remove_step_dir(*step) {
+        if let Err(e) = core.delete_step(*step) {
             tracing::error!(step, error = %e, "retention could not delete the step; it stays listed");
-            continue;
         }
-        core.state().forget(*step);
     }
     core.state().last_retention = decided;
 }

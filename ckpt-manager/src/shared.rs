@@ -2,6 +2,7 @@
 //! options, policies, handlers) and the listing of committed steps, which the background save
 //! updates when a step commits.
 
+use crate::deleter::{remove_dir, Deleter};
 use crate::listing::{committed_steps, load_info, read_metrics, read_step_metadata};
 use crate::options::CheckpointManagerOptions;
 use crate::Restored;
@@ -54,6 +55,8 @@ pub(crate) struct Core {
     pub preservation: Arc<dyn PreservationPolicy>,
     pub registry: HandlerRegistry,
     state: Mutex<State>,
+    /// The deleter thread, with `enable_background_delete`.
+    deleter: Option<Deleter>,
     /// The root's single-writer lock, held while this manager (or its background save) lives.
     _writer_lock: Option<Box<dyn WriterLock>>,
 }
@@ -107,7 +110,7 @@ impl Core {
         } else {
             store.lock_for_writing()?
         };
-        let core = Core {
+        let mut core = Core {
             store,
             protocol,
             format,
@@ -116,10 +119,18 @@ impl Core {
             preservation,
             registry,
             state: Mutex::new(State::default()),
+            deleter: None,
             _writer_lock: writer_lock,
         };
         if core.options.cleanup_tmp_directories && !core.options.read_only {
             core.cleanup_tmp_directories()?;
+        }
+        if core.options.enable_background_delete && !core.options.read_only {
+            core.deleter = Some(Deleter::start(
+                Arc::clone(&core.store),
+                Arc::clone(&core.protocol),
+                core.options.todelete_subdir.clone(),
+            )?);
         }
         core.load(core.options.lightweight_initialize)?;
         core.write_root_metadata_once()?;
@@ -372,22 +383,41 @@ impl Core {
         Ok(Restored::new(step, items))
     }
 
-    /// Removes a step's directory, or moves it into `todelete_subdir` (spec §4.5).
-    pub fn remove_step_dir(&self, step: Step) -> Result<()> {
+    /// Deletes a step (spec §4.5): drops it from the listing and removes its directory (or moves
+    /// it into `todelete_subdir`) — now, or on the deleter thread with `enable_background_delete`.
+    ///
+    /// # Errors
+    /// `Storage` when the removal fails (the step then stays listed), or when the deleter has
+    /// stopped at an earlier failure.
+    pub fn delete_step(&self, step: Step) -> Result<()> {
         let name = self.step_dir_name(step);
-        if let Some(sub) = &self.options.todelete_subdir {
-            if self.store.capabilities().rename {
-                self.store.create_dir(sub)?;
-                let target = format!("{sub}/{name}");
-                self.store.delete_prefix(&target)?;
-                return self
-                    .store
-                    .rename(&name, &target)
-                    .map_err(|e| e.with_step(step));
+        match &self.deleter {
+            Some(d) => {
+                d.enqueue(step, name)?;
+                self.state().forget(step);
+            }
+            None => {
+                remove_dir(
+                    self.store.as_ref(),
+                    self.protocol.as_ref(),
+                    step,
+                    &name,
+                    self.options.todelete_subdir.as_deref(),
+                )?;
+                self.state().forget(step);
             }
         }
-        self.store
-            .delete_prefix(&name)
-            .map_err(|e| e.with_step(step))
+        Ok(())
+    }
+
+    /// Waits until background deletions are done.
+    ///
+    /// # Errors
+    /// The deleter's first error.
+    pub fn drain_deletions(&self) -> Result<()> {
+        match &self.deleter {
+            Some(d) => d.drain(),
+            None => Ok(()),
+        }
     }
 }

@@ -367,3 +367,27 @@ fn foreign_directories_are_never_listed_or_deleted() {
     );
     assert_eq!(std::fs::read(root.join("handpicked")).unwrap(), b"a file");
 }
+
+#[test]
+fn background_deletes_are_drained_by_close() {
+    for subdir in [None, Some("ttl")] {
+        let d = tempfile::tempdir().unwrap();
+        let mut b = CheckpointManager::builder(d.path().to_str().unwrap()).max_to_keep(2).enable_background_delete(true);
+        if let Some(s) = subdir {
+            b = b.todelete_subdir(s);
+        }
+        let mut m = b.build().unwrap();
+        for step in 0..5 {
+            m.save(step, Composite::new().json_value("s", json!(step)), SaveOptions::default()).unwrap();
+        }
+        m.wait_until_finished().unwrap();
+        assert_eq!(m.all_steps(), vec![3, 4], "dropped from the listing at once");
+        m.close().unwrap();
+        let mut names = dir_names(d.path());
+        names.retain(|n| n != "ttl");
+        assert_eq!(names, vec!["3", "4"], "and gone from disk once close returns");
+        if let Some(s) = subdir {
+            assert_eq!(dir_names(&d.path().join(s)), vec!["0", "1", "2"]);
+        }
+    }
+}

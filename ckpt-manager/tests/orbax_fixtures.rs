@@ -140,7 +140,11 @@ fn check_fixture(name: &str) {
             .unwrap_or(Value::Null);
         assert_eq!(&got, m, "{name}: metrics({step})");
         // The in-memory listing carries the same metrics.
-        let listed = mngr.checkpoints().into_iter().find(|c| c.step == step).unwrap();
+        let listed = mngr
+            .checkpoints()
+            .into_iter()
+            .find(|c| c.step == step)
+            .unwrap();
         assert_eq!(
             listed
                 .metrics
@@ -196,7 +200,11 @@ fn check_fixture(name: &str) {
             "{name}: step metadata metrics of {step}"
         );
         // Listing time comes from the commit timestamp.
-        let listed = mngr.checkpoints().into_iter().find(|c| c.step == step).unwrap();
+        let listed = mngr
+            .checkpoints()
+            .into_iter()
+            .find(|c| c.step == step)
+            .unwrap();
         assert_eq!(
             listed.time.timestamp_nanos_opt(),
             meta.commit_timestamp_nsecs,
