@@ -93,7 +93,13 @@ fn ci() -> ExitCode {
         &["test", "-p", "ckpt-policy", "--no-default-features"],
         // ckpt-manager without its default features (policy families, SIGTERM source).
         &["build", "-p", "ckpt-manager", "--no-default-features"],
-        &["test", "-p", "ckpt-manager", "--no-default-features", "--lib"],
+        &[
+            "test",
+            "-p",
+            "ckpt-manager",
+            "--no-default-features",
+            "--lib",
+        ],
     ];
     for step in steps {
         if !cargo(step) {
