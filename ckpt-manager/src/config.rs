@@ -116,6 +116,9 @@ pub struct ManagerConfig {
     /// See [`CheckpointManagerOptions::async_timeout_secs`] (seconds, default 1200).
     #[serde(default = "default_async_timeout_secs")]
     pub async_timeout_secs: u64,
+    /// See [`CheckpointManagerOptions::enable_background_delete`].
+    #[serde(default)]
+    pub enable_background_delete: bool,
     /// See [`CheckpointManagerOptions::verify_checksums`] (default true).
     #[serde(default = "default_true")]
     pub verify_checksums: bool,
@@ -220,6 +223,7 @@ impl Default for ManagerConfig {
             lightweight_initialize: false,
             enable_async_checkpointing: true,
             async_timeout_secs: default_async_timeout_secs(),
+            enable_background_delete: false,
             verify_checksums: true,
             save_decision_policy: None,
             preservation_policy: None,
@@ -473,6 +477,7 @@ impl ManagerConfig {
             lightweight_initialize,
             enable_async_checkpointing,
             async_timeout_secs,
+            enable_background_delete,
             verify_checksums,
         );
         let set_decision = set("save_decision_policy");
@@ -535,6 +540,7 @@ impl ManagerConfig {
             lightweight_initialize: options.lightweight_initialize,
             enable_async_checkpointing: options.enable_async_checkpointing,
             async_timeout_secs: options.async_timeout_secs,
+            enable_background_delete: options.enable_background_delete,
             verify_checksums: options.verify_checksums,
             save_decision_policy,
             preservation_policy,
@@ -648,6 +654,10 @@ mod tests {
         );
         assert_eq!(from_config.async_timeout_secs, d.async_timeout_secs);
         assert_eq!(from_config.verify_checksums, d.verify_checksums);
+        assert_eq!(
+            from_config.enable_background_delete,
+            d.enable_background_delete
+        );
         assert_eq!(from_config.save_root_metadata, d.save_root_metadata);
         assert_eq!(
             from_config.keep_checkpoints_without_metrics,

@@ -262,6 +262,7 @@ fn full_config_json() -> serde_json::Value {
         "lightweight_initialize": true,
         "enable_async_checkpointing": false,
         "async_timeout_secs": 30,
+        "enable_background_delete": true,
         "verify_checksums": false,
         "save_decision_policy": {"type": "AnySavePolicy", "policies": [
             {"type": "FixedIntervalPolicy", "interval": 100},
