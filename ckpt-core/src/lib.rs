@@ -52,7 +52,8 @@ pub fn is_tmp_name(name: &str) -> bool {
 }
 
 /// Checks that `name` can be used as an item name: a single path component that is not empty,
-/// `.` or `..`, holds no `/` or `\\` or NUL, and has no tmp suffix.
+/// `.` or `..`, holds no `/`, `\\` or control character (NUL, newline, …), does not begin or end
+/// with whitespace (object stores and some file systems trim it), and has no tmp suffix.
 ///
 /// # Errors
 /// [`ErrorKind::InvalidArgument`] naming the item when it is not such a name.
@@ -62,12 +63,14 @@ pub fn validate_item_name(name: &str) -> Result<()> {
         || name == ".."
         || name.contains('/')
         || name.contains('\\')
-        || name.contains('\0')
+        || name.chars().any(char::is_control)
+        || name.starts_with(char::is_whitespace)
+        || name.ends_with(char::is_whitespace)
         || is_tmp_name(name);
     if bad {
         return Err(Error::new(
             ErrorKind::InvalidArgument,
-            format!("invalid item name {name:?}: an item name must be one path component (no '/', '..', or tmp suffix)"),
+            format!("invalid item name {name:?}: an item name must be one path component (no '/', '..', control characters, edge whitespace or tmp suffix)"),
         ));
     }
     Ok(())

@@ -31,11 +31,18 @@ impl StandardNameFormat {
     /// `0` means no padding).
     ///
     /// # Errors
-    /// [`crate::ErrorKind::InvalidConfig`] if the prefix holds `/`, `\\` or NUL, or contains the tmp
-    /// suffix: such names could not be single directories of the root.
+    /// [`crate::ErrorKind::InvalidConfig`] if the prefix holds `/`, `\\` or a control character,
+    /// begins or ends with whitespace, or contains the tmp suffix: such names could not be single
+    /// directories of the root.
     pub fn new(step_prefix: Option<&str>, step_format_fixed_length: Option<usize>) -> Result<Self> {
         if let Some(p) = step_prefix {
-            if p.contains('/') || p.contains('\\') || p.contains('\0') || crate::is_tmp_name(p) {
+            let edge_space = p.starts_with(char::is_whitespace) || p.ends_with(char::is_whitespace);
+            if p.contains('/')
+                || p.contains('\\')
+                || p.chars().any(char::is_control)
+                || edge_space
+                || crate::is_tmp_name(p)
+            {
                 return Err(Error::invalid_config(format!(
                     "step_prefix {p:?} cannot be part of a directory name"
                 )));

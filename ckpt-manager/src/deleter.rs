@@ -14,8 +14,8 @@ use std::thread::JoinHandle;
 ///
 /// Crash-consistent (deviation: Orbax deletes in place, so a crash mid-delete leaves a listed,
 /// half-deleted step): the step is first made invisible in one atomic operation — renamed to
-/// `<name>.orbax-checkpoint-tmp-del` (atomic-rename mode) or stripped of its
-/// `commit_success.txt` (commit-file mode) — and only then removed. A crash in between leaves a
+/// `<name>.orbax-checkpoint-tmp-del` where the store can rename, else stripped of its
+/// `commit_success.txt` (commit-file mode on object stores) — and only then removed. A crash in between leaves a
 /// tmp directory that `cleanup_tmp_directories` removes.
 pub(crate) fn remove_dir(
     store: &dyn Store,
@@ -31,22 +31,34 @@ pub(crate) fn remove_dir(
         store.delete_prefix(&target)?;
         return store.rename(name, &target).map_err(|e| e.with_step(step));
     }
-    match protocol.mode() {
-        AtomicityMode::CommitFile => {
-            store
-                .delete(&format!("{name}/{COMMIT_SUCCESS_FILE}"))
-                .map_err(|e| e.with_step(step))?;
-        }
-        _ if rename => {
-            let doomed = format!("{name}{TMP_DIR_SUFFIX}-del");
-            store.delete_prefix(&doomed).map_err(|e| e.with_step(step))?;
-            store.rename(name, &doomed).map_err(|e| e.with_step(step))?;
-            store.sync_dir("").map_err(|e| e.with_step(step))?;
-            return store.delete_prefix(&doomed).map_err(|e| e.with_step(step));
-        }
-        _ => {}
+    // First make the step invisible in one atomic operation; an error here leaves it intact.
+    // Where the store can rename, a rename to a tmp name hides the step from readers of either
+    // protocol; otherwise (object stores) removing the commit file does.
+    let doomed = if rename {
+        let doomed = format!("{name}{TMP_DIR_SUFFIX}-del");
+        store
+            .delete_prefix(&doomed)
+            .map_err(|e| e.with_step(step))?;
+        store.rename(name, &doomed).map_err(|e| e.with_step(step))?;
+        doomed
+    } else if protocol.mode() == AtomicityMode::CommitFile {
+        store
+            .delete(&format!("{name}/{COMMIT_SUCCESS_FILE}"))
+            .map_err(|e| e.with_step(step))?;
+        name.to_string()
+    } else {
+        return store.delete_prefix(name).map_err(|e| e.with_step(step));
+    };
+    // The step is gone now. What follows only frees space: a failure leaves an uncommitted
+    // directory that `cleanup_tmp_directories` removes, so it is logged, not returned.
+    let rest = store
+        .sync_dir("")
+        .and_then(|()| store.delete_prefix(&doomed));
+    if let Err(e) = rest {
+        tracing::warn!(step, dir = %doomed, error = %e,
+            "the step is deleted but its directory could not be removed; cleanup_tmp_directories will");
     }
-    store.delete_prefix(name).map_err(|e| e.with_step(step))
+    Ok(())
 }
 
 /// The deleter thread and its queue.
@@ -115,7 +127,10 @@ impl Deleter {
         match handle {
             None => Ok(()),
             Some(h) => h.join().unwrap_or_else(|_| {
-                Err(Error::new(ErrorKind::Storage, "the deleter thread panicked"))
+                Err(Error::new(
+                    ErrorKind::Storage,
+                    "the deleter thread panicked",
+                ))
             }),
         }
     }

@@ -24,8 +24,8 @@
 #![deny(missing_docs)]
 
 mod composite;
-mod deleter;
 mod config;
+mod deleter;
 mod listing;
 mod manager;
 mod options;

@@ -373,7 +373,7 @@ impl CheckpointManager {
             }
         }
         let name = core.format.build_name(step);
-        if let Some(meta) = core.store.stat(&name)? {
+        if let Some(meta) = core.store.stat(&name).map_err(|e| e.with_step(step))? {
             if meta.kind == EntryKind::Dir
                 && core.protocol.is_committed(core.store.as_ref(), "", &name)?
             {

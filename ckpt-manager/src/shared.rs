@@ -90,8 +90,11 @@ impl Core {
         save_policy.validate()?;
         let mut registry = HandlerRegistry::new();
         for (item, handler) in &options.handlers {
-            validate_item_name(item)?;
-            registry.add(item, handler.clone())?;
+            validate_item_name(item)
+                .map_err(|e| Error::invalid_config(format!("handlers option: {}", e.message())))?;
+            registry
+                .add(item, handler.clone())
+                .map_err(|e| Error::invalid_config(format!("handlers option: {}", e.message())))?;
         }
         if let Some(meta) = store.stat("")? {
             if meta.kind == EntryKind::File {
@@ -164,9 +167,12 @@ impl Core {
             if e.kind != EntryKind::Dir {
                 continue;
             }
-            // Only names that are ours: a tmp name, or (commit-file mode) a step name.
-            let ours = is_tmp_name(&e.name) || self.format.parse_name(&e.name).is_some();
-            if ours && self.protocol.is_tmp(self.store.as_ref(), "", &e.name)? {
+            // Only names that are ours: a tmp name (never a committed step, whatever the
+            // protocol), or a step name that the protocol says is uncommitted (commit-file mode).
+            let leftover = is_tmp_name(&e.name)
+                || (self.format.parse_name(&e.name).is_some()
+                    && self.protocol.is_tmp(self.store.as_ref(), "", &e.name)?);
+            if leftover {
                 tracing::info!(dir = %e.name, "removing tmp directory left by an unfinished save");
                 self.store.delete_prefix(&e.name)?;
             }
@@ -184,6 +190,14 @@ impl Core {
         }
         let path = format!("{ROOT_METADATA_DIR}/{ROOT_METADATA_FILE}");
         let legacy = format!("{ROOT_METADATA_DIR}/{LEGACY_ROOT_METADATA_FILE}");
+        if let Some(m) = self.store.stat(ROOT_METADATA_DIR)? {
+            if m.kind != EntryKind::Dir {
+                return Err(Error::invalid_argument(
+                    "cannot write the root metadata: the root holds a non-directory named \"metadata\"",
+                )
+                .with_path(self.store.location(ROOT_METADATA_DIR)));
+            }
+        }
         if self.store.stat(&path)?.is_some() || self.store.stat(&legacy)?.is_some() {
             return Ok(());
         }
@@ -280,6 +294,13 @@ impl Core {
         }
     }
 
+    /// As `recorded_handlers`, but a broken metadata file is an error (restore must not guess).
+    fn recorded_handlers_strict(&self, dir: &str) -> Result<BTreeMap<String, String>> {
+        Ok(read_step_metadata(self.store.as_ref(), dir)?
+            .map(|m| m.item_handler_map())
+            .unwrap_or_default())
+    }
+
     pub fn existing_step_dir(&self, step: Step) -> Result<String> {
         let name = self.step_dir_name(step);
         match self.store.stat(&name)? {
@@ -333,7 +354,9 @@ impl Core {
             .with_step(step)
             .with_path(self.store.location(&dir)));
         }
-        let handlers = self.recorded_handlers(&dir);
+        let handlers = self
+            .recorded_handlers_strict(&dir)
+            .map_err(|e| e.with_step(step))?;
         let available = self.item_dirs(&dir)?;
         let wanted: Vec<String> = match names {
             None => available.clone(),

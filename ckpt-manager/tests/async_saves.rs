@@ -190,12 +190,9 @@ fn a_failed_async_save_is_reported_once_and_deletes_nothing() {
     let mut m = manager(d.path(), "failing", true, |o| o.max_to_keep = Some(1));
     // save(20) returns; the failure comes back on the next call, naming step 20.
     assert!(m.save(20, items(20), SaveOptions::default()).unwrap());
-    let err = loop {
-        match m.save(30, items(30), SaveOptions::default()) {
-            Err(e) => break e,
-            Ok(_) => panic!("save(30) must report the failure of step 20 first"),
-        }
-    };
+    let err = m
+        .save(30, items(30), SaveOptions::default())
+        .expect_err("save(30) must report the failure of step 20 first");
     assert_eq!(err.kind(), ErrorKind::Handler);
     assert_eq!(err.step(), Some(20), "{err}");
     // Reported once: the failed step is not listed, nothing was deleted for it, no tmp is left.
@@ -372,20 +369,35 @@ fn foreign_directories_are_never_listed_or_deleted() {
 fn background_deletes_are_drained_by_close() {
     for subdir in [None, Some("ttl")] {
         let d = tempfile::tempdir().unwrap();
-        let mut b = CheckpointManager::builder(d.path().to_str().unwrap()).max_to_keep(2).enable_background_delete(true);
+        let mut b = CheckpointManager::builder(d.path().to_str().unwrap())
+            .max_to_keep(2)
+            .enable_background_delete(true);
         if let Some(s) = subdir {
             b = b.todelete_subdir(s);
         }
         let mut m = b.build().unwrap();
         for step in 0..5 {
-            m.save(step, Composite::new().json_value("s", json!(step)), SaveOptions::default()).unwrap();
+            m.save(
+                step,
+                Composite::new().json_value("s", json!(step)),
+                SaveOptions::default(),
+            )
+            .unwrap();
         }
         m.wait_until_finished().unwrap();
-        assert_eq!(m.all_steps(), vec![3, 4], "dropped from the listing at once");
+        assert_eq!(
+            m.all_steps(),
+            vec![3, 4],
+            "dropped from the listing at once"
+        );
         m.close().unwrap();
         let mut names = dir_names(d.path());
         names.retain(|n| n != "ttl");
-        assert_eq!(names, vec!["3", "4"], "and gone from disk once close returns");
+        assert_eq!(
+            names,
+            vec!["3", "4"],
+            "and gone from disk once close returns"
+        );
         if let Some(s) = subdir {
             assert_eq!(dir_names(&d.path().join(s)), vec!["0", "1", "2"]);
         }

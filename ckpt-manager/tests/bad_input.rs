@@ -627,7 +627,6 @@ fn broken_step_metadata_is_no_metadata_when_listing_and_corrupt_when_asked() {
 /// has no registered handler and the checkpoint records no handler type for it` — the wrong
 /// kind, and a message that hides the broken file.
 #[test]
-#[ignore = "bug: restore hides a corrupt _CHECKPOINT_METADATA behind InvalidArgument \"records no handler type\""]
 fn restore_with_broken_step_metadata_is_corrupt_naming_the_file() {
     let rows: &[(&str, &[u8])] = &[
         ("truncated", b"{\"item_handlers\": {\"sta"),
@@ -846,7 +845,6 @@ fn root_metadata_edge_cases() {
 /// here the store's `AlreadyExists` comes from creating the parent directory over the file, so
 /// `build()` returns `Ok` and the root metadata is silently dropped.
 #[test]
-#[ignore = "bug: root metadata is silently not written when `metadata` is a file"]
 fn root_metadata_blocked_by_a_file_is_an_error() {
     case("metadata is a file, writer with root metadata", |sb| {
         good_root(&sb.root, &[1]);
@@ -1757,7 +1755,6 @@ fn bad_item_names_are_refused_before_writing() {
 /// store path "1.orbax-checkpoint-tmp/ lead"`; an asynchronous save returns `Ok(true)` and the
 /// error only comes back from the next call.
 #[test]
-#[ignore = "bug: item names with leading/trailing whitespace pass validate_item_name; async save returns Ok(true)"]
 fn item_names_with_edge_whitespace_are_refused_before_writing() {
     let rows: &[(&str, &str)] = &[
         ("leading space", " lead"),
@@ -1836,7 +1833,6 @@ fn empty_item_set_is_refused() {
 /// Bug: `Core::open` (ckpt-manager/src/shared.rs, `validate_item_name(item)?` in the handler
 /// loop) returns the item-name check's `InvalidArgument` unchanged.
 #[test]
-#[ignore = "bug: a bad item name in options.handlers is InvalidArgument, not InvalidConfig"]
 fn handler_option_with_bad_item_name_is_invalid_config() {
     let rows: &[(&str, &str)] = &[
         ("traversal", "../x"),
@@ -2158,7 +2154,6 @@ fn todelete_subdir_symlink_outside_is_not_written_through() {
 /// `metadata/_ROOT_METADATA` (absent) and `write_if_absent`s it; the store's `write` goes through
 /// links, so the file is created as `outside/metadir/_ROOT_METADATA`.
 #[test]
-#[ignore = "bug: root metadata is written through a `metadata` symlink, outside the root"]
 fn metadata_dir_symlink_outside_is_not_written_through() {
     case("metadata symlink", |sb| {
         good_root(&sb.root, &[1]);
@@ -2464,7 +2459,6 @@ fn invalid_options_are_invalid_config_and_create_nothing() {
 /// accept them: the manager builds, and the first save (or delete) fails with `InvalidArgument:
 /// invalid store path`.
 #[test]
-#[ignore = "bug: step_prefix / todelete_subdir with edge whitespace are accepted at build time"]
 fn whitespace_prefix_and_todelete_subdir_are_invalid_config() {
     type Opt = fn(CheckpointManagerBuilder) -> CheckpointManagerBuilder;
     let rows: &[(&str, (Opt, &str))] = &[

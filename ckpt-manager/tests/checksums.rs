@@ -126,3 +126,69 @@ fn a_broken_manifest_is_corrupt() {
     assert_eq!(err.kind(), ErrorKind::Corrupt, "{err}");
     assert!(err.to_string().contains("_CKPT_CHECKSUMS"), "{err}");
 }
+
+fn ckpt(args: &[&str]) -> (Option<i32>, String, String) {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_ckpt"))
+        .args(args)
+        .output()
+        .unwrap();
+    (
+        out.status.code(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn ckpt_verify_checks_a_whole_root_and_prints_each_bad_file() {
+    let d = tempfile::tempdir().unwrap();
+    save_one(d.path());
+    let root = d.path().to_str().unwrap();
+    let (code, out, err) = ckpt(&["verify", root]);
+    assert_eq!(code, Some(0), "{err}");
+    assert!(out.contains("step 1: ok (3 files)"), "{out}");
+
+    // A truncated file and a flipped bit: both printed, exit status 1, one-line error.
+    let t = d.path().join("1/state/metadata");
+    let bytes = std::fs::read(&t).unwrap();
+    std::fs::write(&t, &bytes[..3]).unwrap();
+    let f = d.path().join("1/params/tensors.safetensors");
+    let mut bytes = std::fs::read(&f).unwrap();
+    let n = bytes.len();
+    bytes[n - 1] ^= 1;
+    std::fs::write(&f, &bytes).unwrap();
+    let (code, out, err) = ckpt(&["verify", root, "1"]);
+    assert_eq!(code, Some(1));
+    assert!(out.contains("step 1: BAD"), "{out}");
+    assert!(
+        out.contains("params/tensors.safetensors: wrong crc32c"),
+        "{out}"
+    );
+    assert!(out.contains("state/metadata: truncated: 3 of"), "{out}");
+    assert_eq!(err.trim_end().lines().count(), 1, "{err}");
+    assert!(err.starts_with("ckpt: Corrupt: 2 bad file(s)"), "{err}");
+
+    let (code, out, _) = ckpt(&["verify", "--json", root]);
+    assert_eq!(code, Some(1));
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(v[0]["ok"], false);
+    assert_eq!(
+        v[0]["files"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|f| f["bad"] == true)
+            .count(),
+        2
+    );
+}
+
+#[test]
+fn ckpt_verify_on_an_orbax_root_says_no_checksums() {
+    let d = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(d.path().join("5/default")).unwrap();
+    std::fs::write(d.path().join("5/default/metadata"), b"{}").unwrap();
+    let (code, out, err) = ckpt(&["verify", d.path().to_str().unwrap()]);
+    assert_eq!(code, Some(0), "{err}");
+    assert!(out.contains("step 5: no checksums recorded"), "{out}");
+}

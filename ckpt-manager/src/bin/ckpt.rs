@@ -57,6 +57,14 @@ enum Command {
         #[arg(long)]
         dry_run: bool,
     },
+    /// Check every file of a step (or of every step) against its recorded checksums.
+    Verify {
+        #[command(flatten)]
+        root: RootArgs,
+        /// Only this step (default: every committed step).
+        #[arg(allow_hyphen_values = true)]
+        step: Option<String>,
+    },
 }
 
 #[derive(Args)]
@@ -84,6 +92,7 @@ fn main() -> ExitCode {
             policy,
             dry_run,
         } => gc(&root, &policy, dry_run),
+        Command::Verify { root, step } => verify(&root, step.as_deref()),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -91,6 +100,81 @@ fn main() -> ExitCode {
             eprintln!("ckpt: {}", e.to_string().replace('\n', " "));
             ExitCode::FAILURE
         }
+    }
+}
+
+fn parse_step(step: &str) -> Result<Step> {
+    let digits_only = !step.is_empty() && step.bytes().all(|b| b.is_ascii_digit());
+    digits_only
+        .then(|| step.parse().ok())
+        .flatten()
+        .ok_or_else(|| {
+            Error::invalid_argument(format!(
+                "step must be a non-negative integer (decimal digits only), got {step:?}"
+            ))
+        })
+}
+
+/// `ckpt verify`: re-reads every file recorded in each step's `_CKPT_CHECKSUMS` and prints each
+/// bad one; exits 1 (a `Corrupt` error naming the bad files) when any file is bad. Steps without
+/// checksums (written by Orbax) are reported as such and are not errors.
+fn verify(args: &RootArgs, step: Option<&str>) -> Result<()> {
+    let mngr = open(args)?;
+    let steps = match step {
+        Some(s) => vec![parse_step(s)?],
+        None => mngr.all_steps(),
+    };
+    let mut reports = Vec::new();
+    let mut bad = Vec::new();
+    for step in steps {
+        let dir = mngr.step_dir_name(step);
+        let report = ckpt_manager::storage::verify_step(mngr.store().as_ref(), &dir)
+            .map_err(|e| e.with_step(step))?;
+        for (path, status) in report.bad_files() {
+            bad.push(format!("{}: {status}", report.location_of(path)));
+        }
+        reports.push((step, report));
+    }
+    if args.json {
+        let out: Vec<Value> = reports
+            .iter()
+            .map(|(step, r)| {
+                let files: Vec<Value> = r
+                    .files
+                    .iter()
+                    .map(|(p, st)| json!({"path": p, "status": st.to_string(), "bad": st.is_bad()}))
+                    .collect();
+                json!({"step": step, "has_checksums": r.has_checksums, "ok": r.is_ok(), "files": files})
+            })
+            .collect();
+        println!("{}", serde_json::to_string_pretty(&out).map_err(json_err)?);
+    } else {
+        for (step, r) in &reports {
+            let checked = r
+                .files
+                .iter()
+                .filter(|(_, st)| !matches!(st, ckpt_manager::storage::FileStatus::Unchecked))
+                .count();
+            if !r.has_checksums {
+                println!("step {step}: no checksums recorded");
+            } else if r.is_ok() {
+                println!("step {step}: ok ({checked} files)");
+            } else {
+                println!("step {step}: BAD");
+                for (path, status) in r.bad_files() {
+                    println!("  {}: {status}", r.location_of(path));
+                }
+            }
+        }
+    }
+    if bad.is_empty() {
+        Ok(())
+    } else {
+        Err(Error::corrupt(format!(
+            "{} bad file(s): {}",
+            bad.len(),
+            bad.join("; ")
+        )))
     }
 }
 
@@ -179,9 +263,7 @@ fn ls(args: &RootArgs) -> Result<()> {
 }
 
 fn show(args: &RootArgs, step: &str) -> Result<()> {
-    let step: Step = step.parse().map_err(|_| {
-        Error::invalid_argument(format!("step must be a non-negative integer, got {step:?}"))
-    })?;
+    let step = parse_step(step)?;
     let mngr = open(args)?;
     let meta = mngr.step_metadata(step)?;
     let metrics = mngr.metrics(step)?;
