@@ -34,7 +34,12 @@
 //!   Prints one PASS/FAIL line per check and `N passed, M failed`; exits non-zero when anything
 //!   fails. The roots are removed after a pass and kept (path printed) after a failure, or always
 //!   with `--keep`.
+//! - `crash [--iterations N] [--seed S]`: the crash-consistency test of issue 4 at scale: runs
+//!   `ckpt-manager/tests/crash.rs`'s kill loop (a child saving checkpoints, killed with SIGKILL at
+//!   random moments, the root checked after every kill) 2,000 times by default and prints a
+//!   summary (iterations, kills, steps verified, wall time). See `xtask/src/crash.rs`.
 
+mod crash;
 mod interop;
 mod venv;
 
@@ -46,8 +51,11 @@ fn main() -> ExitCode {
         Some("ci") => ci(),
         Some("scenario") => scenario(args.get(1).map(String::as_str)),
         Some("interop") => interop::main(&args[1..]),
+        Some("crash") => crash::main(&args[1..]),
         other => {
-            eprintln!("usage: cargo xtask ci | scenario CASE.json | interop [--keep]");
+            eprintln!(
+                "usage: cargo xtask ci | scenario CASE.json | interop [--keep] | crash [--iterations N] [--seed S]"
+            );
             if let Some(t) = other {
                 eprintln!("xtask: unknown task {t:?}");
             }
