@@ -2,7 +2,11 @@
 //! commit protocols that make a step directory visible atomically (spec §1.3).
 //!
 //! * [`Store`], [`Capabilities`], [`Entry`], [`EntryMeta`]: what the rest of ckpt sees of storage;
-//! * [`OpendalStore`] and [`open`]: the implementation (local file system, memory);
+//! * [`OpendalStore`] and [`open`]: the implementation (local file system, memory, and the
+//!   object stores S3, GCS and Azure Blob behind the Cargo features `s3` (default), `gcs`,
+//!   `azblob`), built from a path or a URI (`s3://bucket/prefix`, `gs://…`, `azblob://…`);
+//! * [`S3Config`], [`GcsConfig`], [`AzblobConfig`], [`UploadOptions`]: explicit configuration
+//!   of the object stores, or read from the standard environment (`AWS_ENDPOINT_URL`, ...);
 //! * [`CommitProtocol`], [`AtomicityMode`], [`protocol_for`]: atomic rename and commit file;
 //! * [`validate_path`], [`join_path`], [`parent_path`], [`file_name`]: store paths;
 //! * `testkit` (feature `testkit`): the conformance functions every store must pass;
@@ -21,6 +25,7 @@
 
 mod commit;
 mod layers;
+mod object;
 mod opendal_store;
 mod path;
 mod runtime;
@@ -34,6 +39,12 @@ pub use layers::{
     verify_step, ChecksumManifest, CountingStore, FaultRule, FaultStore, FileChecksum, FileStatus,
     Gate, LatencyStore, LoggedOp, OpCounts, OpKind, PathPattern, RecordingStore, VerifyReport,
     VerifyingStore, CHECKSUM_ALGORITHM, MANIFEST_FILE,
+};
+#[cfg(any(feature = "s3", feature = "gcs", feature = "azblob"))]
+pub use object::install_http_transport;
+pub use object::{
+    AzblobConfig, GcsConfig, S3Config, UploadOptions, AZURITE_ACCOUNT, AZURITE_KEY,
+    DEFAULT_S3_REGION,
 };
 pub use opendal_store::{open, OpendalStore};
 pub use path::{file_name, join_path, parent_path, validate_path};

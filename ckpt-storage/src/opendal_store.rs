@@ -19,21 +19,33 @@
 //! whitespace at both ends of every path it is given (hence [`crate::validate_path`] rejects
 //! components that begin or end with whitespace); the memory service has no directories,
 //! `create_dir` on it would write a marker object, and it has no rename.
+//!
+//! Object stores (features `s3`, `gcs`, `azblob`; configuration in [`crate::object`]) use the
+//! same operator calls, with these choices: no rename ([`Store::rename`] is `Unsupported`, so
+//! commits use the commit-file protocol), no directories (`create_dir` and `sync_dir` are
+//! no-ops; a "directory" is a common prefix), writes durable when they return (no fsync);
+//! `list_dir` is one paginated delimiter listing (`prefix/`, delimiter `/`) whose common
+//! prefixes are the directories; `stat` of a path holding no object is one listing of
+//! `path/` with a page of one key (a directory when anything is below it); `delete_prefix` is
+//! opendal's recursive delete, batched (S3 `DeleteObjects`, up to 1,000 keys a request);
+//! writes of [`crate::UploadOptions::multipart_threshold`] bytes or more are concurrent
+//! multipart uploads (aborted on failure), smaller ones one PUT.
 
+#[cfg(any(feature = "s3", feature = "gcs", feature = "azblob"))]
+use crate::object::ObjectConfig;
 use crate::path::validate_path;
 use crate::runtime::runtime;
 use crate::{Capabilities, Entry, EntryKind, EntryMeta, Store, WriterLock};
 use chrono::{DateTime, Utc};
 use ckpt_core::{Error, ErrorKind, Result};
 use opendal::blocking;
-use opendal::options::{DeleteOptions, ReadOptions, WriteOptions};
+use opendal::options::{DeleteOptions, ListOptions, ReadOptions, WriteOptions};
 use std::fmt;
 use std::ops::Range;
 use std::path::{Component, Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
-/// Which opendal service a store uses, and what it needs to know beyond the operator. Adding a
-/// service (S3, GCS, Azure) is one variant here and one arm in each `match` on it.
+/// Which opendal service a store uses, and what it needs to know beyond the operator.
 #[derive(Debug, Clone)]
 enum Backend {
     /// The local file system below `root`: absolute, with the symlinks of its existing
@@ -41,6 +53,13 @@ enum Backend {
     Fs { root: PathBuf },
     /// Process memory: nothing survives the store.
     Memory,
+    /// An object store (S3, GCS, Azure Blob) below a prefix of a bucket. `write_if_absent` is
+    /// whether the service honours conditional creates (from opendal's capability).
+    #[cfg(any(feature = "s3", feature = "gcs", feature = "azblob"))]
+    Object {
+        config: ObjectConfig,
+        write_if_absent: bool,
+    },
 }
 
 impl Backend {
@@ -58,6 +77,17 @@ impl Backend {
                 directories: false,
                 durable: false,
             },
+            // Not `durable` in the fsync sense (there is nothing to sync): a write is durable
+            // once it has returned.
+            #[cfg(any(feature = "s3", feature = "gcs", feature = "azblob"))]
+            Backend::Object {
+                write_if_absent, ..
+            } => Capabilities {
+                rename: false,
+                write_if_absent: *write_if_absent,
+                directories: false,
+                durable: false,
+            },
         }
     }
 
@@ -71,6 +101,8 @@ impl Backend {
                 }
             }
             Backend::Memory => format!("memory:///{path}"),
+            #[cfg(any(feature = "s3", feature = "gcs", feature = "azblob"))]
+            Backend::Object { config, .. } => config.location(path),
         }
     }
 
@@ -86,6 +118,8 @@ impl Backend {
                 opendal::Operator::new(opendal::services::Fs::default().root(root_str))
             }
             Backend::Memory => opendal::Operator::new(opendal::services::Memory::default()),
+            #[cfg(any(feature = "s3", feature = "gcs", feature = "azblob"))]
+            Backend::Object { config, .. } => config.build(),
         };
         built.map_err(|e| from_opendal(e, "opening the store", self.location("")))
     }
@@ -93,13 +127,43 @@ impl Backend {
     fn local_root(&self) -> Option<&Path> {
         match self {
             Backend::Fs { root } => Some(root),
-            Backend::Memory => None,
+            _ => None,
+        }
+    }
+
+    /// The object store's configuration, `None` for local and memory stores.
+    #[cfg(any(feature = "s3", feature = "gcs", feature = "azblob"))]
+    fn object(&self) -> Option<&ObjectConfig> {
+        match self {
+            Backend::Object { config, .. } => Some(config),
+            _ => None,
+        }
+    }
+
+    /// Objects per listing page, where configured.
+    fn list_page_size(&self) -> Option<usize> {
+        match self {
+            #[cfg(any(feature = "s3", feature = "gcs", feature = "azblob"))]
+            Backend::Object { config, .. } => config.list_page_size(),
+            _ => None,
         }
     }
 }
 
-/// A [`Store`] over `opendal::blocking::Operator`: the local file system or memory (object stores
-/// come later, as more opendal services).
+/// The two faces of one opendal operator: the blocking one for every call, and the async one
+/// for multipart uploads (which need `abort`, which the blocking writer lacks).
+#[derive(Clone)]
+struct Ops {
+    blocking: blocking::Operator,
+    #[cfg_attr(
+        not(any(feature = "s3", feature = "gcs", feature = "azblob")),
+        allow(dead_code)
+    )]
+    async_op: opendal::Operator,
+}
+
+/// A [`Store`] over `opendal::blocking::Operator`: the local file system, memory, or an object
+/// store (S3, GCS, Azure Blob; features `s3` (default), `gcs`, `azblob`).
 ///
 /// Every call blocks the calling thread; do not call it from an async task (opendal's blocking
 /// operator panics there, notes/dependencies.md G4); use `spawn_blocking` or a plain thread. The
@@ -112,10 +176,15 @@ impl Backend {
 /// Symbolic links on a local file system are listed and stat-ed as [`EntryKind::Symlink`] and are
 /// never followed by `stat`, `delete` or `delete_prefix` (deleting a link removes the link only).
 /// `read` and `write` do go through a link, as `open(2)` does.
+///
+/// Object stores: see the module documentation of `opendal_store.rs` (summarised in the README):
+/// no rename, no directories, one paginated listing per `list_dir`, batched prefix deletes,
+/// concurrent multipart uploads for large writes. Opening one sends no request; the first call
+/// does. [`Store::lock_for_writing`] has no lock to take there (`Ok(None)`).
 pub struct OpendalStore {
     backend: Backend,
-    /// The blocking operator once built (see [`Backend::build`]); cloning one is cheap.
-    op: Mutex<Option<blocking::Operator>>,
+    /// The operator once built (see [`Backend::build`]); cloning one is cheap.
+    op: Mutex<Option<Ops>>,
 }
 
 impl fmt::Debug for OpendalStore {
@@ -167,22 +236,115 @@ impl OpendalStore {
         Ok(store)
     }
 
+    /// An S3 or S3-compatible store (feature `s3`): objects below `config.prefix` in
+    /// `config.bucket`, locations `s3://<bucket>/<prefix>/<path>`. Sends no request: a wrong
+    /// endpoint, bucket or key shows at the first call.
+    ///
+    /// # Errors
+    /// `InvalidConfig` / `InvalidArgument` from [`S3Config::validate`](crate::S3Config::validate);
+    /// `Storage` when opendal rejects the configuration or the tokio runtime cannot be built.
+    #[cfg(feature = "s3")]
+    pub fn s3(config: crate::S3Config) -> Result<Self> {
+        Self::object(ObjectConfig::S3(config))
+    }
+
+    /// A Google Cloud Storage store (feature `gcs`): objects below `config.prefix` in
+    /// `config.bucket`, locations `gs://<bucket>/<prefix>/<path>`. Sends no request.
+    ///
+    /// # Errors
+    /// As [`OpendalStore::s3`], with [`GcsConfig::validate`](crate::GcsConfig::validate).
+    #[cfg(feature = "gcs")]
+    pub fn gcs(config: crate::GcsConfig) -> Result<Self> {
+        Self::object(ObjectConfig::Gcs(config))
+    }
+
+    /// An Azure Blob Storage store (feature `azblob`): blobs below `config.prefix` in
+    /// `config.container`, locations `azblob://<container>/<prefix>/<path>`. Sends no request.
+    ///
+    /// # Errors
+    /// As [`OpendalStore::s3`], with [`AzblobConfig::validate`](crate::AzblobConfig::validate)
+    /// (which also refuses a configuration without credentials).
+    #[cfg(feature = "azblob")]
+    pub fn azblob(config: crate::AzblobConfig) -> Result<Self> {
+        Self::object(ObjectConfig::Azblob(config))
+    }
+
+    #[cfg(any(feature = "s3", feature = "gcs", feature = "azblob"))]
+    fn object(config: ObjectConfig) -> Result<Self> {
+        config.validate()?;
+        let rt = runtime()?;
+        let async_op = config
+            .build()
+            .map_err(|e| from_opendal(e, "opening the store", config.location("")))?;
+        let write_if_absent = async_op.info().capability().write_with_if_not_exists;
+        let _guard = rt.enter();
+        let op = blocking::Operator::new(async_op.clone())
+            .map_err(|e| from_opendal(e, "opening the store", config.location("")))?;
+        Ok(OpendalStore {
+            backend: Backend::Object {
+                config,
+                write_if_absent,
+            },
+            op: Mutex::new(Some(Ops {
+                blocking: op,
+                async_op,
+            })),
+        })
+    }
+
+    /// Uploads `data` to `path` as a multipart upload of `up.chunk_size`-byte parts,
+    /// `up.concurrency` at a time, aborting the upload (so no parts are left behind) when a part
+    /// or the completion fails. Holds about `chunk_size * (concurrency + 1)` bytes of copies.
+    #[cfg(any(feature = "s3", feature = "gcs", feature = "azblob"))]
+    fn write_multipart(&self, path: &str, data: &[u8], up: crate::UploadOptions) -> Result<()> {
+        let op = self.ops()?.async_op;
+        let rt = runtime()?;
+        let uploaded: opendal::Result<()> = rt.block_on(async move {
+            let mut w = op
+                .writer_with(path)
+                .chunk(up.chunk_size)
+                .concurrent(up.concurrency)
+                .await?;
+            for part in data.chunks(up.chunk_size) {
+                if let Err(e) = w.write(part.to_vec()).await {
+                    let _ = w.abort().await;
+                    return Err(e);
+                }
+            }
+            if let Err(e) = w.close().await {
+                let _ = w.abort().await;
+                return Err(e);
+            }
+            Ok(())
+        });
+        uploaded.map_err(|e| self.err(e, "multipart upload", path))
+    }
+
     /// The blocking operator, built on first use (which creates a missing local root).
     fn op(&self) -> Result<blocking::Operator> {
+        Ok(self.ops()?.blocking)
+    }
+
+    /// Both faces of the operator, built on first use.
+    fn ops(&self) -> Result<Ops> {
         let mut slot = self
             .op
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner());
-        if let Some(op) = slot.as_ref() {
-            return Ok(op.clone());
+        if let Some(ops) = slot.as_ref() {
+            return Ok(ops.clone());
         }
         let rt = runtime()?;
         let async_op = self.backend.build()?;
         let _guard = rt.enter();
-        let op = blocking::Operator::new(async_op)
+        let op = blocking::Operator::new(async_op.clone())
             .map_err(|e| from_opendal(e, "opening the store", self.backend.location("")))?;
-        *slot = Some(op.clone());
-        Ok(op)
+        let ops = Ops {
+            blocking: op,
+            async_op,
+        };
+        *slot = Some(ops.clone());
+        Ok(ops)
     }
 
     /// The operator for a read-only call, or `None` when the local root does not exist yet (and
@@ -193,8 +355,8 @@ impl OpendalStore {
                 .op
                 .lock()
                 .unwrap_or_else(|poisoned| poisoned.into_inner());
-            if let Some(op) = slot.as_ref() {
-                return Ok(Some(op.clone()));
+            if let Some(ops) = slot.as_ref() {
+                return Ok(Some(ops.blocking.clone()));
             }
         }
         match self.backend.local_root() {
@@ -372,18 +534,41 @@ impl Store for OpendalStore {
         self.backend.location(path)
     }
 
+    /// Object stores: `data` of [`crate::UploadOptions::multipart_threshold`] bytes or more is
+    /// a concurrent multipart upload, anything smaller one PUT.
     fn write(&self, path: &str, data: &[u8]) -> Result<()> {
         validate_path(path)?;
         not_root(path, "write")?;
+        #[cfg(any(feature = "s3", feature = "gcs", feature = "azblob"))]
+        if let Some(config) = self.backend.object() {
+            let up = config.upload();
+            if data.len() >= up.multipart_threshold {
+                return self.write_multipart(path, data, up);
+            }
+        }
         self.op()?
             .write(path, data.to_vec())
             .map_err(|e| self.err(e, "write", path))?;
         Ok(())
     }
 
+    /// A conditional create (`If-None-Match: *` on S3) where the store has one; on an object
+    /// store without it, a check then a write (racy: [`Capabilities::write_if_absent`] is false
+    /// there). Always one PUT, whatever the size.
     fn write_if_absent(&self, path: &str, data: &[u8]) -> Result<()> {
         validate_path(path)?;
         not_root(path, "write_if_absent")?;
+        if !self.capabilities().write_if_absent {
+            if self.stat(path)?.is_some() {
+                return Err(Error::new(ErrorKind::AlreadyExists, "the file exists")
+                    .with_path(self.location(path)));
+            }
+            return self
+                .op()?
+                .write(path, data.to_vec())
+                .map(|_| ())
+                .map_err(|e| self.err(e, "write", path));
+        }
         let opts = WriteOptions {
             if_not_exists: true,
             ..Default::default()
@@ -523,8 +708,15 @@ impl Store for OpendalStore {
             Err(e) => return Err(self.err(e, "stat", path)),
         }
         // No object at `path`: a directory exists where something is stored below it.
+        // One listing request with a page of one key.
         let prefix = format!("{path}/");
-        let mut lister = op.lister(&prefix).map_err(|e| self.err(e, "list", path))?;
+        let opts = ListOptions {
+            limit: Some(1),
+            ..Default::default()
+        };
+        let mut lister = op
+            .lister_options(&prefix, opts)
+            .map_err(|e| self.err(e, "list", path))?;
         match lister.next() {
             Some(Ok(_)) => Ok(Some(EntryMeta {
                 kind: EntryKind::Dir,
@@ -549,8 +741,13 @@ impl Store for OpendalStore {
         } else {
             format!("{path}/")
         };
+        // One paginated listing (every page is fetched) of `prefix` with delimiter `/`.
+        let opts = ListOptions {
+            limit: self.backend.list_page_size(),
+            ..Default::default()
+        };
         let listed = op
-            .list(if path.is_empty() { "/" } else { &prefix })
+            .list_options(if path.is_empty() { "/" } else { &prefix }, opts)
             .map_err(|e| self.err(e, "list", path))?;
         let mut out = Vec::with_capacity(listed.len());
         for entry in listed {
@@ -742,15 +939,24 @@ impl WriterLock for LocalWriterLock {}
 /// Opens a store from a URI or a plain path:
 /// * a plain path, relative (to the current directory) or absolute → [`OpendalStore::local`];
 /// * `file:///abs/path` (an empty or `localhost` host; no percent-decoding) → the same;
-/// * `memory://` (or `memory:///`) → a fresh [`OpendalStore::memory`] each call.
+/// * `memory://` (or `memory:///`) → a fresh [`OpendalStore::memory`] each call;
+/// * `s3://bucket[/prefix]` → [`OpendalStore::s3`] with [`crate::S3Config::from_env`] (feature
+///   `s3`, on by default): `AWS_ENDPOINT_URL`, `AWS_ACCESS_KEY_ID`, ...;
+/// * `gs://bucket[/prefix]` (or `gcs://`) → [`OpendalStore::gcs`] with
+///   [`crate::GcsConfig::from_env`] (feature `gcs`);
+/// * `azblob://container[/prefix]` (or `az://`) → [`OpendalStore::azblob`] with
+///   [`crate::AzblobConfig::from_env`] (feature `azblob`).
 ///
 /// A string is taken as a URI when it starts with `<scheme>://`, the scheme being a letter then
-/// letters, digits, `+`, `-` or `.`.
+/// letters, digits, `+`, `-` or `.`. Bucket URIs are not percent-decoded and take no query; a
+/// trailing `/` is ignored; the prefix must be a valid store path.
 ///
 /// # Errors
 /// `InvalidArgument` for an empty string, an unknown scheme (the message names it), a `file://`
-/// URI with another host or a relative path, or `memory://` followed by a path; else as the
-/// constructors.
+/// URI with another host or a relative path, `memory://` followed by a path, a bucket URI
+/// without a bucket or with a bad prefix; `Unsupported` for an object-store scheme whose Cargo
+/// feature is off (the message names the feature); `InvalidConfig` for a bad setting in the
+/// environment; else as the constructors.
 pub fn open(uri: &str) -> Result<Arc<dyn Store>> {
     if uri.is_empty() {
         return Err(Error::invalid_argument("empty store location"));
@@ -778,11 +984,51 @@ pub fn open(uri: &str) -> Result<Arc<dyn Store>> {
             }
             Ok(Arc::new(OpendalStore::memory()?))
         }
+        "s3" => {
+            let (bucket, prefix) = crate::object::split_bucket_uri(uri, rest)?;
+            #[cfg(feature = "s3")]
+            return Ok(Arc::new(OpendalStore::s3(crate::S3Config::from_env(
+                bucket, prefix,
+            )?)?));
+            #[cfg(not(feature = "s3"))]
+            return Err(feature_off(uri, "s3", (bucket, prefix)));
+        }
+        "gs" | "gcs" => {
+            let (bucket, prefix) = crate::object::split_bucket_uri(uri, rest)?;
+            #[cfg(feature = "gcs")]
+            return Ok(Arc::new(OpendalStore::gcs(crate::GcsConfig::from_env(
+                bucket, prefix,
+            )?)?));
+            #[cfg(not(feature = "gcs"))]
+            return Err(feature_off(uri, "gcs", (bucket, prefix)));
+        }
+        "azblob" | "az" => {
+            let (container, prefix) = crate::object::split_bucket_uri(uri, rest)?;
+            #[cfg(feature = "azblob")]
+            return Ok(Arc::new(OpendalStore::azblob(
+                crate::AzblobConfig::from_env(container, prefix)?,
+            )?));
+            #[cfg(not(feature = "azblob"))]
+            return Err(feature_off(uri, "azblob", (container, prefix)));
+        }
         other => Err(Error::invalid_argument(format!(
-            "unknown store scheme {other:?} in {uri:?} (supported: file://, memory://, or a plain path)"
+            "unknown store scheme {other:?} in {uri:?} (supported: file://, memory://, s3://, \
+             gs://, azblob://, or a plain path)"
         ))
         .with_path(uri.to_string())),
     }
+}
+
+/// The error for a bucket URI whose service was not compiled in.
+#[cfg(not(all(feature = "s3", feature = "gcs", feature = "azblob")))]
+fn feature_off(uri: &str, feature: &str, _parsed: (String, String)) -> Error {
+    Error::new(
+        ErrorKind::Unsupported,
+        format!(
+            "{uri:?} needs the `{feature}` Cargo feature of ckpt-storage, which this build does not have"
+        ),
+    )
+    .with_path(uri.to_string())
 }
 
 /// `Some((scheme, rest))` when `s` is `<scheme>://<rest>`.
@@ -811,9 +1057,22 @@ mod tests {
 
     #[test]
     fn unknown_scheme_is_named() {
-        let e = open("s3://bucket/prefix").unwrap_err();
+        let e = open("s4://bucket/prefix").unwrap_err();
         assert_eq!(e.kind(), ErrorKind::InvalidArgument);
-        assert!(e.to_string().contains("\"s3\""), "{e}");
+        assert!(e.to_string().contains("\"s4\""), "{e}");
+        for bad in [
+            "s3://",
+            "s3:///x",
+            "gs://b//x",
+            "azblob://c/../x",
+            "s3://b/x?versionId=1",
+        ] {
+            assert_eq!(
+                open(bad).unwrap_err().kind(),
+                ErrorKind::InvalidArgument,
+                "{bad}"
+            );
+        }
         assert_eq!(open("").unwrap_err().kind(), ErrorKind::InvalidArgument);
         assert_eq!(
             open("file://host/x").unwrap_err().kind(),

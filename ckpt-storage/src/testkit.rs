@@ -27,6 +27,7 @@ pub fn run_all(store: &dyn Store) {
     range_get(store);
     stat(store);
     list_dir(store);
+    list_many(store, LIST_MANY);
     delete(store);
     delete_prefix(store);
     rename(store);
@@ -40,6 +41,10 @@ pub fn run_all(store: &dyn Store) {
         commit_protocol(store, AtomicityMode::AtomicRename);
     }
 }
+
+/// How many files [`run_all`] lists in [`list_many`]: more than 1,000, S3's largest page, so
+/// that a listing must fetch a second page, and a prefix delete must send a second batch.
+pub const LIST_MANY: usize = 1001;
 
 /// The kind of the error of `r`, panicking (with `what`) if it succeeded.
 #[track_caller]
@@ -294,6 +299,63 @@ pub fn list_dir(store: &dyn Store) {
             "create_dir (a no-op here)",
         );
     }
+}
+
+/// `n` files and a few directories in one directory (written by 8 threads at once): one
+/// `list_dir` returns every one of them exactly once (on an object store, every page of the
+/// listing), the subdirectories as directories; then `delete_prefix` removes them all (on S3,
+/// in batches of up to 1,000 keys) and the directory lists as empty.
+pub fn list_many(store: &dyn Store, n: usize) {
+    let dir = "tk_list_many";
+    let name = |i: usize| format!("f{i:06}");
+    let threads = 8;
+    std::thread::scope(|s| {
+        for t in 0..threads {
+            s.spawn(move || {
+                for i in (t..n).step_by(threads) {
+                    let p = join_path(dir, &name(i));
+                    ok(
+                        store,
+                        store.write(&p, &i.to_le_bytes()),
+                        &format!("write {p}"),
+                    );
+                }
+            });
+        }
+    });
+    for d in ["d_a", "d_b", "zz"] {
+        ok(
+            store,
+            store.write(&join_path(dir, &format!("{d}/inner/x")), b"x"),
+            "write",
+        );
+    }
+    let got = listing(store, dir);
+    let mut want: Vec<(String, EntryKind)> = (0..n).map(|i| (name(i), EntryKind::File)).collect();
+    for d in ["d_a", "d_b", "zz"] {
+        want.push((d.to_string(), EntryKind::Dir));
+    }
+    want.sort_by(|a, b| a.0.cmp(&b.0));
+    if got != want {
+        let missing: Vec<_> = want.iter().filter(|w| !got.contains(w)).take(5).collect();
+        let extra: Vec<_> = got.iter().filter(|g| !want.contains(g)).take(5).collect();
+        panic!(
+            "{store:?}: listing {n} files + 3 dirs gave {} entries; missing (first 5) {missing:?}, \
+             unexpected (first 5) {extra:?}",
+            got.len()
+        );
+    }
+    ok(
+        store,
+        store.delete_prefix(dir),
+        "delete_prefix of many files",
+    );
+    assert_eq!(
+        listing(store, dir),
+        names(&[]),
+        "{store:?}: files left after delete_prefix"
+    );
+    assert_eq!(ok(store, store.stat(dir), "stat"), None, "{store:?}");
 }
 
 /// `delete` removes one file; a missing file is fine; it never removes a directory's contents.
@@ -579,24 +641,37 @@ pub fn empty_files(store: &dyn Store) {
     );
 }
 
-/// A 20 MiB file: written, read whole and by range, stat-ed.
+/// A 20 MiB file (on object stores, above the default multipart threshold of 16 MiB): see
+/// [`large_file_of`].
 pub fn large_file(store: &dyn Store) {
-    const SIZE: usize = 20 << 20;
-    let data: Vec<u8> = (0..SIZE)
+    large_file_of(store, "tk_large/blob", 20 << 20);
+}
+
+/// A file of `size` bytes (at least 6 MiB) at `path`: written, stat-ed, read whole and by a
+/// 5 MiB range in its middle, each byte compared; then deleted.
+pub fn large_file_of(store: &dyn Store, path: &str, size: usize) {
+    assert!(size >= 6 << 20, "large_file_of needs at least 6 MiB");
+    let data: Vec<u8> = (0..size)
         .map(|i| (i % 251) as u8 ^ (i >> 16) as u8)
         .collect();
-    ok(store, store.write("tk_large/blob", &data), "write 20 MiB");
-    let m = ok(store, store.stat("tk_large/blob"), "stat")
-        .unwrap_or_else(|| panic!("{store:?}: blob missing"));
-    assert_eq!(m.size, SIZE as u64, "{store:?}: size of the large file");
-    let back = ok(store, store.read("tk_large/blob"), "read 20 MiB");
+    let mib = size >> 20;
+    ok(store, store.write(path, &data), &format!("write {mib} MiB"));
+    let m =
+        ok(store, store.stat(path), "stat").unwrap_or_else(|| panic!("{store:?}: {path} missing"));
+    assert_eq!(
+        (m.kind, m.size),
+        (EntryKind::File, size as u64),
+        "{store:?}: size of the large file"
+    );
+    let back = ok(store, store.read(path), &format!("read {mib} MiB"));
     assert!(back == data, "{store:?}: the large file read back differs");
-    let (a, b) = (SIZE as u64 / 3, SIZE as u64 / 3 + (5 << 20) + 7);
-    let part = ok(store, store.read_range("tk_large/blob", a..b), "read_range");
+    let (a, b) = (size as u64 / 3, size as u64 / 3 + (5 << 20) + 7);
+    let part = ok(store, store.read_range(path, a..b), "read_range");
     assert!(
         part == data[a as usize..b as usize],
         "{store:?}: the range read back differs"
     );
+    ok(store, store.delete(path), "delete of the large file");
 }
 
 /// Paths that are not store paths are refused by every method with `InvalidArgument`.
