@@ -625,7 +625,6 @@ fn events_are_parsed_strictly() {
 /// only approximately (up to 1 ULP off). Fix: enable `float_roundtrip` on the workspace's
 /// serde_json dependency (Cargo.toml).
 #[test]
-#[ignore = "bug: JSON floats of 16-17 significant digits restore 1 ULP off (serde_json parses without its float_roundtrip feature in ckpt_core::pyjson::from_slice)"]
 fn json_floats_restore_bit_exactly() {
     let floats: Vec<f64> = (1..200u32)
         .map(|k| 1.0 / f64::from(k))

@@ -88,6 +88,21 @@ impl PreservationPolicy for EveryNSeconds {
             })
             .collect()
     }
+
+    fn keep_flags(&self, checkpoints: &[CheckpointInfo], _cx: &PreservationContext) -> Vec<bool> {
+        let interval = span(self.interval_secs);
+        let mut anchor: Option<&CheckpointInfo> = None;
+        checkpoints
+            .iter()
+            .map(|c| match anchor {
+                Some(a) if interval.is_none_or(|i| c.time - a.time < i) => false,
+                _ => {
+                    anchor = Some(c);
+                    true
+                }
+            })
+            .collect()
+    }
 }
 
 /// Keeps the checkpoints of the last `duration_secs` seconds: the first checkpoint (in listing
@@ -141,6 +156,15 @@ impl PreservationPolicy for LatestDuration {
                     _ => Verdict::drop(format!("older than {d} s (age {age} s)")),
                 }
             })
+            .collect()
+    }
+
+    fn keep_flags(&self, checkpoints: &[CheckpointInfo], cx: &PreservationContext) -> Vec<bool> {
+        let d = self.duration_secs;
+        let within = |c: &CheckpointInfo| span(d).is_none_or(|span| cx.now - c.time <= span);
+        let first = checkpoints.iter().position(within);
+        (0..checkpoints.len())
+            .map(|i| first.is_some_and(|f| i >= f))
             .collect()
     }
 }
