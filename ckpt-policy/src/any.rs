@@ -22,6 +22,10 @@ impl PreservationPolicy for PreserveAll {
             .map(|_| Verdict::keep("preserve all"))
             .collect()
     }
+
+    fn keep_flags(&self, checkpoints: &[CheckpointInfo], _cx: &PreservationContext) -> Vec<bool> {
+        vec![true; checkpoints.len()]
+    }
 }
 
 /// Keeps a checkpoint that any child keeps: the element-wise OR of the children's verdicts, every
@@ -90,6 +94,21 @@ impl PreservationPolicy for AnyPreservationPolicy {
                 }
             })
             .collect()
+    }
+
+    /// The element-wise OR of the children's flags; a missing flag counts as keep.
+    fn keep_flags(&self, checkpoints: &[CheckpointInfo], cx: &PreservationContext) -> Vec<bool> {
+        if self.policies.is_empty() {
+            return vec![true; checkpoints.len()];
+        }
+        let mut out = vec![false; checkpoints.len()];
+        for p in &self.policies {
+            let flags = p.keep_flags(checkpoints, cx);
+            for (i, o) in out.iter_mut().enumerate() {
+                *o |= flags.get(i).copied().unwrap_or(true);
+            }
+        }
+        out
     }
 
     /// # Errors

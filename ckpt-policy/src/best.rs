@@ -143,26 +143,7 @@ impl PreservationPolicy for BestN {
             Some(n) => n,
         };
         let (metric, mode) = (self.metric.as_str(), self.mode);
-        let values: Vec<Option<f64>> = checkpoints
-            .iter()
-            .map(|c| metric_value(c.metrics.as_ref(), metric))
-            .collect();
-        // Checkpoints with metrics, worst first (a stable sort; ties put the higher step last).
-        let mut ranked: Vec<usize> = (0..len)
-            .filter(|&i| checkpoints[i].metrics.is_some())
-            .collect();
-        ranked.sort_by(|&a, &b| {
-            compare_rank(
-                (values[a], checkpoints[a].step),
-                (values[b], checkpoints[b].step),
-                mode,
-            )
-        });
-        let mut rank: Vec<Option<u64>> = vec![None; len];
-        let count = ranked.len();
-        for (pos, &i) in ranked.iter().enumerate() {
-            rank[i] = Some((count - pos) as u64);
-        }
+        let (values, rank) = self.ranks(checkpoints);
         (0..len)
             .map(|i| match rank[i] {
                 Some(r) => {
@@ -187,5 +168,51 @@ impl PreservationPolicy for BestN {
                 }
             })
             .collect()
+    }
+
+    fn keep_flags(&self, checkpoints: &[CheckpointInfo], _cx: &PreservationContext) -> Vec<bool> {
+        let len = checkpoints.len();
+        let n = match self.n {
+            None => return vec![true; len],
+            Some(n) if len as u64 <= n => return vec![true; len],
+            Some(0) => return vec![false; len],
+            Some(n) => n,
+        };
+        let (_, rank) = self.ranks(checkpoints);
+        rank.into_iter()
+            .map(|r| match r {
+                Some(r) => r <= n,
+                None => self.keep_checkpoints_without_metrics,
+            })
+            .collect()
+    }
+}
+
+impl BestN {
+    /// The metric's usable value of each checkpoint, and its rank among the checkpoints with
+    /// metrics (1 = best; `None` for those without metrics): one stable sort, O(n log n).
+    fn ranks(&self, checkpoints: &[CheckpointInfo]) -> (Vec<Option<f64>>, Vec<Option<u64>>) {
+        let len = checkpoints.len();
+        let values: Vec<Option<f64>> = checkpoints
+            .iter()
+            .map(|c| metric_value(c.metrics.as_ref(), &self.metric))
+            .collect();
+        // Checkpoints with metrics, worst first (a stable sort; ties put the higher step last).
+        let mut ranked: Vec<usize> = (0..len)
+            .filter(|&i| checkpoints[i].metrics.is_some())
+            .collect();
+        ranked.sort_by(|&a, &b| {
+            compare_rank(
+                (values[a], checkpoints[a].step),
+                (values[b], checkpoints[b].step),
+                self.mode,
+            )
+        });
+        let mut rank: Vec<Option<u64>> = vec![None; len];
+        let count = ranked.len();
+        for (pos, &i) in ranked.iter().enumerate() {
+            rank[i] = Some((count - pos) as u64);
+        }
+        (values, rank)
     }
 }

@@ -44,4 +44,9 @@ impl PreservationPolicy for CustomSteps {
             })
             .collect()
     }
+
+    fn keep_flags(&self, checkpoints: &[CheckpointInfo], _cx: &PreservationContext) -> Vec<bool> {
+        let set: HashSet<Step> = self.steps.iter().copied().collect();
+        checkpoints.iter().map(|c| set.contains(&c.step)).collect()
+    }
 }

@@ -33,6 +33,25 @@ fn trim_to_last(verdicts: &mut [Verdict], max_to_keep: Option<u64>) {
     }
 }
 
+/// [`trim_to_last`] on keep flags: of the kept, only the last `m` stay kept.
+fn trim_flags(flags: &mut [bool], max_to_keep: Option<u64>) {
+    let Some(m) = max_to_keep.filter(|&m| m > 0) else {
+        return;
+    };
+    let kept = flags.iter().filter(|k| **k).count();
+    let m = usize::try_from(m).unwrap_or(usize::MAX);
+    let mut excess = kept.saturating_sub(m);
+    for k in flags.iter_mut() {
+        if excess == 0 {
+            break;
+        }
+        if *k {
+            *k = false;
+            excess -= 1;
+        }
+    }
+}
+
 /// Keeps a checkpoint every `interval_steps` steps. As Orbax `EveryNSteps` (with the
 /// `exact_interval` and `max_to_keep` of the newer Orbax versions), spec §4.1; JSON
 /// `{"type": "EveryNSteps", "interval_steps": 1000, "exact_interval": true, "max_to_keep": null}`
@@ -127,6 +146,30 @@ impl PreservationPolicy for EveryNSteps {
         verdicts
     }
 
+    fn keep_flags(&self, checkpoints: &[CheckpointInfo], _cx: &PreservationContext) -> Vec<bool> {
+        let n = self.interval_steps;
+        if n == 0 {
+            return vec![true; checkpoints.len()];
+        }
+        let mut flags: Vec<bool> = if self.exact_interval {
+            checkpoints.iter().map(|c| c.step % n == 0).collect()
+        } else {
+            let mut last_kept: Option<u64> = None;
+            checkpoints
+                .iter()
+                .map(|c| match last_kept {
+                    Some(last) if c.step.saturating_sub(last) < n => false,
+                    _ => {
+                        last_kept = Some(c.step);
+                        true
+                    }
+                })
+                .collect()
+        };
+        trim_flags(&mut flags, self.max_to_keep);
+        flags
+    }
+
     /// # Errors
     /// `InvalidConfig` when `interval_steps` is 0 (deviation D4).
     fn validate(&self) -> Result<()> {
@@ -137,6 +180,32 @@ impl PreservationPolicy for EveryNSteps {
         }
         Ok(())
     }
+}
+
+/// `EveryNStepsClosest`'s (target multiple, distance) per checkpoint, and the winner (index of
+/// the closest checkpoint, the later at equal distance) per target; targets in i128 so nothing
+/// overflows. `n` must not be 0.
+#[allow(clippy::type_complexity)]
+fn closest_winners(
+    checkpoints: &[CheckpointInfo],
+    n: u64,
+) -> (Vec<(i128, u128)>, BTreeMap<i128, usize>) {
+    let targets: Vec<(i128, u128)> = checkpoints
+        .iter()
+        .map(|c| {
+            let k = (c.step as f64 / n as f64).round_ties_even() as i128;
+            let target = k.saturating_mul(i128::from(n));
+            (target, (i128::from(c.step) - target).unsigned_abs())
+        })
+        .collect();
+    let mut winner: BTreeMap<i128, usize> = BTreeMap::new();
+    for (i, &(target, diff)) in targets.iter().enumerate() {
+        let w = winner.entry(target).or_insert(i);
+        if diff <= targets[*w].1 {
+            *w = i;
+        }
+    }
+    (targets, winner)
 }
 
 /// For each multiple of `interval_steps`, keeps the checkpoint closest to it, and always the last
@@ -189,22 +258,7 @@ impl PreservationPolicy for EveryNStepsClosest {
                 .map(|_| Verdict::keep("interval_steps 0 is invalid; kept"))
                 .collect();
         }
-        // (target multiple, distance) per checkpoint; targets in i128 so nothing overflows.
-        let targets: Vec<(i128, u128)> = checkpoints
-            .iter()
-            .map(|c| {
-                let k = (c.step as f64 / n as f64).round_ties_even() as i128;
-                let target = k.saturating_mul(i128::from(n));
-                (target, (i128::from(c.step) - target).unsigned_abs())
-            })
-            .collect();
-        let mut winner: BTreeMap<i128, usize> = BTreeMap::new();
-        for (i, &(target, diff)) in targets.iter().enumerate() {
-            let w = winner.entry(target).or_insert(i);
-            if diff <= targets[*w].1 {
-                *w = i;
-            }
-        }
+        let (targets, winner) = closest_winners(checkpoints, n);
         let last = checkpoints.len().checked_sub(1);
         let mut verdicts: Vec<Verdict> = targets
             .iter()
@@ -227,6 +281,24 @@ impl PreservationPolicy for EveryNStepsClosest {
             .collect();
         trim_to_last(&mut verdicts, self.max_to_keep);
         verdicts
+    }
+
+    fn keep_flags(&self, checkpoints: &[CheckpointInfo], _cx: &PreservationContext) -> Vec<bool> {
+        let n = self.interval_steps;
+        if n == 0 {
+            return vec![true; checkpoints.len()];
+        }
+        let (targets, winner) = closest_winners(checkpoints, n);
+        let last = checkpoints.len().checked_sub(1);
+        let mut flags: Vec<bool> = targets
+            .iter()
+            .enumerate()
+            .map(|(i, (target, _))| {
+                winner.get(target).copied().unwrap_or(i) == i || Some(i) == last
+            })
+            .collect();
+        trim_flags(&mut flags, self.max_to_keep);
+        flags
     }
 
     /// # Errors

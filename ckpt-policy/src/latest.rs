@@ -50,4 +50,13 @@ impl PreservationPolicy for LatestN {
             })
             .collect()
     }
+
+    fn keep_flags(&self, checkpoints: &[CheckpointInfo], _cx: &PreservationContext) -> Vec<bool> {
+        let len = checkpoints.len();
+        let Some(n) = self.n else {
+            return vec![true; len];
+        };
+        let first_kept = len.saturating_sub(usize::try_from(n).unwrap_or(usize::MAX));
+        (0..len).map(|i| i >= first_kept).collect()
+    }
 }

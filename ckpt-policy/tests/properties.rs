@@ -339,6 +339,19 @@ proptest! {
     }
 
     #[test]
+    fn keep_flags_are_the_verdicts_keep(
+        cs in listing_strategy(), specs in prop::collection::vec(spec_strategy(), 1..4),
+    ) {
+        // Each policy's fast path (no reasons) agrees with its verdicts, alone and in an Any.
+        for s in &specs {
+            let p = s.build();
+            prop_assert_eq!(p.keep_flags(&cs, &cx()), keeps(p.as_ref(), &cs), "{:?}", s);
+        }
+        let any = AnyPreservationPolicy::new(specs.iter().map(Spec::build).collect());
+        prop_assert_eq!(any.keep_flags(&cs, &cx()), keeps(&any, &cs));
+    }
+
+    #[test]
     fn every_policy_alone_is_idempotent(cs in listing_strategy(), spec in spec_strategy()) {
         let p = spec.build();
         let once = survivors(p.as_ref(), &cs);
