@@ -302,6 +302,7 @@ impl OpendalStore {
         let uploaded: opendal::Result<()> = rt.block_on(async move {
             let mut w = op
                 .writer_with(path)
+                .content_type("application/octet-stream")
                 .chunk(up.chunk_size)
                 .concurrent(up.concurrency)
                 .await?;
@@ -318,6 +319,20 @@ impl OpendalStore {
             Ok(())
         });
         uploaded.map_err(|e| self.err(e, "multipart upload", path))
+    }
+
+    /// The options of every write: object stores get `Content-Type: application/octet-stream`
+    /// (what S3 and GCS assume anyway; GCS emulators otherwise record a null content type, which
+    /// opendal then fails to parse).
+    fn write_options(&self) -> WriteOptions {
+        #[cfg(any(feature = "s3", feature = "gcs", feature = "azblob"))]
+        if self.backend.object().is_some() {
+            return WriteOptions {
+                content_type: Some("application/octet-stream".to_string()),
+                ..Default::default()
+            };
+        }
+        WriteOptions::default()
     }
 
     /// The blocking operator, built on first use (which creates a missing local root).
@@ -547,7 +562,7 @@ impl Store for OpendalStore {
             }
         }
         self.op()?
-            .write(path, data.to_vec())
+            .write_options(path, data.to_vec(), self.write_options())
             .map_err(|e| self.err(e, "write", path))?;
         Ok(())
     }
@@ -565,13 +580,13 @@ impl Store for OpendalStore {
             }
             return self
                 .op()?
-                .write(path, data.to_vec())
+                .write_options(path, data.to_vec(), self.write_options())
                 .map(|_| ())
                 .map_err(|e| self.err(e, "write", path));
         }
         let opts = WriteOptions {
             if_not_exists: true,
-            ..Default::default()
+            ..self.write_options()
         };
         self.op()?
             .write_options(path, data.to_vec(), opts)

@@ -35,7 +35,7 @@ const KEY: &str =
     "Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw==";
 
 /// Runs the command given as arguments and stops it when the parent process (this xtask) is gone.
-const WRAPPER: &str = r#"
+pub(crate) const WRAPPER: &str = r#"
 import os, subprocess, sys, time
 parent = os.getppid()
 child = subprocess.Popen(sys.argv[1:])
@@ -58,13 +58,12 @@ except ResourceExistsError:
     pass
 "#;
 
-/// A running Azurite (and its wrapper, in their own process group); dropping it stops both.
-struct Azurite {
-    child: Child,
-    endpoint: String,
+/// A server run through [`WRAPPER`] in its own process group; dropping it ends the group.
+pub(crate) struct Guarded {
+    pub(crate) child: Child,
 }
 
-impl Drop for Azurite {
+impl Drop for Guarded {
     fn drop(&mut self) {
         // The wrapper leads its own process group: end the group (wrapper and node) by its id.
         let _ = Command::new("kill")
@@ -74,6 +73,32 @@ impl Drop for Azurite {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// Starts `argv` through [`WRAPPER`] with `python`, in a new process group, output to `log`.
+pub(crate) fn spawn_guarded(python: &Path, argv: &[&str], log: &Path) -> Result<Guarded, String> {
+    let out =
+        std::fs::File::create(log).map_err(|e| format!("cannot create {}: {e}", log.display()))?;
+    let err = out
+        .try_clone()
+        .map_err(|e| format!("cannot open {}: {e}", log.display()))?;
+    let child = Command::new(python)
+        .arg("-c")
+        .arg(WRAPPER)
+        .args(argv)
+        .process_group(0)
+        .stdin(Stdio::null())
+        .stdout(out)
+        .stderr(err)
+        .spawn()
+        .map_err(|e| format!("cannot run {}: {e}", python.display()))?;
+    Ok(Guarded { child })
+}
+
+/// A running Azurite; dropping it stops it.
+struct Azurite {
+    guard: Guarded,
+    endpoint: String,
 }
 
 /// The task; `args` must be empty.
@@ -185,17 +210,11 @@ fn ensure_azurite(dir: &Path) -> Result<PathBuf, String> {
 fn start(bin: &Path, python: &Path) -> Result<Azurite, String> {
     let port = free_port()?;
     let log = target_dir().join(format!("azurite-{port}.log"));
-    let out =
-        std::fs::File::create(&log).map_err(|e| format!("cannot create {}: {e}", log.display()))?;
-    let err = out
-        .try_clone()
-        .map_err(|e| format!("cannot open {}: {e}", log.display()))?;
     let bin_s = bin.to_string_lossy();
     let port_s = port.to_string();
-    let child = Command::new(python)
-        .args([
-            "-c",
-            WRAPPER,
+    let guard = spawn_guarded(
+        python,
+        &[
             bin_s.as_ref(),
             "--blobHost",
             "127.0.0.1",
@@ -205,32 +224,49 @@ fn start(bin: &Path, python: &Path) -> Result<Azurite, String> {
             "--disableTelemetry",
             "--skipApiVersionCheck",
             "--loose",
-        ])
-        .process_group(0)
-        .stdin(Stdio::null())
-        .stdout(out)
-        .stderr(err)
-        .spawn()
-        .map_err(|e| format!("cannot run {}: {e}", python.display()))?;
+        ],
+        &log,
+    )?;
     let mut server = Azurite {
-        child,
+        guard,
         endpoint: format!("http://127.0.0.1:{port}/{ACCOUNT}"),
     };
+    wait_http(
+        &mut server.guard,
+        port,
+        &format!("/{ACCOUNT}?comp=list"),
+        "Azurite",
+        &log,
+    )?;
+    Ok(server)
+}
+
+/// Waits up to 60 s until 127.0.0.1:`port` answers `GET path` with any HTTP status.
+///
+/// # Errors
+/// When the server exits first or does not answer in time (with its log's tail).
+pub(crate) fn wait_http(
+    guard: &mut Guarded,
+    port: u16,
+    path: &str,
+    what: &str,
+    log: &Path,
+) -> Result<(), String> {
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
-        if let Ok(Some(status)) = server.child.try_wait() {
+        if let Ok(Some(status)) = guard.child.try_wait() {
             return Err(format!(
-                "Azurite exited with {status} before answering{}",
-                log_tail(&log)
+                "{what} exited with {status} before answering{}",
+                log_tail(log)
             ));
         }
-        if http(port, "GET", &format!("/{ACCOUNT}?comp=list")).is_ok() {
-            return Ok(server);
+        if http(port, "GET", path).is_ok() {
+            return Ok(());
         }
         if Instant::now() > deadline {
             return Err(format!(
-                "Azurite did not answer on 127.0.0.1:{port} within 60 s{}",
-                log_tail(&log)
+                "{what} did not answer on 127.0.0.1:{port} within 60 s{}",
+                log_tail(log)
             ));
         }
         std::thread::sleep(Duration::from_millis(100));

@@ -15,6 +15,8 @@
 //!   `cargo test`, and serves until Ctrl-C.
 //! - `azurite-test`: the conformance suite against Azure Blob Storage's emulator Azurite (npm
 //!   `azurite`, in `target/azurite-npm`; see `xtask/src/azurite.rs`); not part of `ci`.
+//! - `gcs-test`: the conformance suite, less conditional creates and multipart uploads, against
+//!   `gcp-storage-emulator` from PyPI (see `xtask/src/gcs.rs`); not part of `ci`.
 //! - `interop [--keep]`: checks that orbax-checkpoint 0.12.8 itself reads roots written by ckpt
 //!   (DESIGN.md, "On-disk format"). It
 //!   1. creates or reuses the Python virtual environment `target/interop-venv` and pip-installs
@@ -50,6 +52,7 @@
 
 mod azurite;
 mod crash;
+mod gcs;
 mod interop;
 mod s3server;
 mod venv;
@@ -65,12 +68,15 @@ fn main() -> ExitCode {
         Some("test") => s3server::test_main(&args[1..]),
         Some("s3-server") => s3server::serve(),
         Some("azurite-test") => azurite::main(&args[1..]),
+        Some("gcs-test") => gcs::main(&args[1..]),
         Some("crash") => crash::main(&args[1..]),
         other => {
             eprintln!(
                 "usage: cargo xtask ci | scenario CASE.json | interop [--keep] | crash [--iterations N] [--seed S]"
             );
-            eprintln!("       cargo xtask test [CARGO TEST ARGS] | s3-server | azurite-test");
+            eprintln!(
+                "       cargo xtask test [CARGO TEST ARGS] | s3-server | azurite-test | gcs-test"
+            );
             if let Some(t) = other {
                 eprintln!("xtask: unknown task {t:?}");
             }
