@@ -628,6 +628,10 @@ pub(crate) fn split_bucket_uri(uri: &str, rest: &str) -> Result<(String, String)
 }
 
 /// `scheme://bucket/prefix/path` with empty parts left out.
+#[cfg_attr(
+    not(any(feature = "s3", feature = "gcs", feature = "azblob")),
+    allow(dead_code)
+)]
 pub(crate) fn object_location(scheme: &str, bucket: &str, prefix: &str, path: &str) -> String {
     let mut s = format!("{scheme}://{bucket}");
     for part in [prefix, path] {
