@@ -223,6 +223,15 @@ impl Core {
     }
 
     pub fn root_metadata(&self) -> Result<RootMetadata> {
+        if let Some(m) = self.store.stat(ROOT_METADATA_DIR)? {
+            if m.kind != EntryKind::Dir {
+                let path = format!("{ROOT_METADATA_DIR}/{ROOT_METADATA_FILE}");
+                return Err(Error::storage(format!(
+                    "cannot read the root metadata {path}: `{ROOT_METADATA_DIR}` is not a directory"
+                ))
+                .with_path(self.store.location(&path)));
+            }
+        }
         for name in [ROOT_METADATA_FILE, LEGACY_ROOT_METADATA_FILE] {
             let path = format!("{ROOT_METADATA_DIR}/{name}");
             match self.store.read(&path) {

@@ -2130,7 +2130,6 @@ fn own_tmp_names_as_symlinks_are_removed_not_followed() {
 /// which rename(2) resolves through the link: step 1 (and later, by retention, step 2) lands in
 /// `outside/trash/`.
 #[test]
-#[ignore = "bug: delete with a symlinked todelete_subdir moves the step outside the root"]
 fn todelete_subdir_symlink_outside_is_not_written_through() {
     case("todelete_subdir symlink", |sb| {
         good_root(&sb.root, &[1, 2]);
@@ -2171,7 +2170,6 @@ fn metadata_dir_symlink_outside_is_not_written_through() {
 /// `Store::read`, which follows links (documented in OpendalStore), so opening any manager reads
 /// the outside file and ranks step 1 best by it.
 #[test]
-#[ignore = "bug: listing reads metrics through a symlinked metrics/ dir outside the root"]
 fn metrics_dir_symlink_outside_is_not_read() {
     case("metrics dir symlink", |sb| {
         good_root(&sb.root, &[1, 2]);
@@ -2195,7 +2193,6 @@ fn metrics_dir_symlink_outside_is_not_read() {
 /// Bug: as above — `Store::read` follows links, so opening a manager reads the outside file (its
 /// commit time becomes the step's time) and `step_metadata` returns it.
 #[test]
-#[ignore = "bug: _CHECKPOINT_METADATA is read through a symlink pointing outside the root"]
 fn metadata_file_symlink_outside_is_not_read() {
     case("_CHECKPOINT_METADATA symlink", |sb| {
         good_root(&sb.root, &[1]);
@@ -2220,7 +2217,6 @@ fn metadata_file_symlink_outside_is_not_read() {
 /// the item; with one, the restore fails `Corrupt` only because the outside file's size differs,
 /// and the outside file has been read either way.
 #[test]
-#[ignore = "bug: a JSON item file is read through a symlink pointing outside the root"]
 fn item_file_symlink_outside_is_not_read() {
     case("item file symlink", |sb| {
         good_root(&sb.root, &[1]);

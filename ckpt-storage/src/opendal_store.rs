@@ -381,6 +381,35 @@ impl OpendalStore {
     }
 
     /// The absolute local path of a (validated) store path, for the fs-only calls.
+    /// Local roots: refuses `path` if it, or a directory on the way to it below the root, is a
+    /// symbolic link, so that no read, write, listing or rename ever goes through a link to a
+    /// place outside the root (issue 4: nothing outside the root is read, written or deleted).
+    /// Components that do not exist end the check (the operation itself then reports them).
+    ///
+    /// # Errors
+    /// `InvalidArgument` naming the link.
+    fn refuse_links(&self, path: &str) -> Result<()> {
+        let Some(root) = self.backend.local_root() else {
+            return Ok(());
+        };
+        let mut at = root.to_path_buf();
+        for component in path.split('/').filter(|c| !c.is_empty()) {
+            at.push(component);
+            match std::fs::symlink_metadata(&at) {
+                Ok(m) if m.file_type().is_symlink() => {
+                    return Err(Error::invalid_argument(format!(
+                        "refusing to follow the symbolic link {} inside the checkpoint root",
+                        at.display()
+                    ))
+                    .with_path(self.location(path)))
+                }
+                Ok(_) => {}
+                Err(_) => return Ok(()),
+            }
+        }
+        Ok(())
+    }
+
     fn local_path(root: &Path, path: &str) -> PathBuf {
         if path.is_empty() {
             root.to_path_buf()
@@ -554,6 +583,7 @@ impl Store for OpendalStore {
     fn write(&self, path: &str, data: &[u8]) -> Result<()> {
         validate_path(path)?;
         not_root(path, "write")?;
+        self.refuse_links(path)?;
         #[cfg(any(feature = "s3", feature = "gcs", feature = "azblob"))]
         if let Some(config) = self.backend.object() {
             let up = config.upload();
@@ -573,6 +603,7 @@ impl Store for OpendalStore {
     fn write_if_absent(&self, path: &str, data: &[u8]) -> Result<()> {
         validate_path(path)?;
         not_root(path, "write_if_absent")?;
+        self.refuse_links(path)?;
         if !self.capabilities().write_if_absent {
             if self.stat(path)?.is_some() {
                 return Err(Error::new(ErrorKind::AlreadyExists, "the file exists")
@@ -597,6 +628,7 @@ impl Store for OpendalStore {
     fn read(&self, path: &str) -> Result<Vec<u8>> {
         validate_path(path)?;
         not_root(path, "read")?;
+        self.refuse_links(path)?;
         let Some(op) = self.op_for_reading()? else {
             return Err(Error::not_found("no file (the store root does not exist)")
                 .with_path(self.location(path)));
@@ -627,6 +659,7 @@ impl Store for OpendalStore {
     fn read_range(&self, path: &str, range: Range<u64>) -> Result<Vec<u8>> {
         validate_path(path)?;
         not_root(path, "read_range")?;
+        self.refuse_links(path)?;
         if range.start > range.end {
             return Err(Error::invalid_argument(format!(
                 "bad byte range {}..{}: start after end",
@@ -745,6 +778,7 @@ impl Store for OpendalStore {
 
     fn list_dir(&self, path: &str) -> Result<Vec<Entry>> {
         validate_path(path)?;
+        self.refuse_links(path)?;
         if let Some(root) = self.backend.local_root() {
             return self.list_local(root, path);
         }
@@ -799,6 +833,7 @@ impl Store for OpendalStore {
 
     fn create_dir(&self, path: &str) -> Result<()> {
         validate_path(path)?;
+        self.refuse_links(path)?;
         if !self.capabilities().directories {
             return Ok(());
         }
@@ -886,6 +921,8 @@ impl Store for OpendalStore {
                     .with_path(self.location(from)),
             );
         }
+        self.refuse_links(from)?;
+        self.refuse_links(to)?;
         if from == to || to.starts_with(&format!("{from}/")) {
             return Err(Error::invalid_argument(format!(
                 "cannot rename {from:?} to itself or into itself ({to:?})"
