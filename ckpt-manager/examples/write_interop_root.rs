@@ -332,6 +332,8 @@ fn tmp_leftover(path: &Path) -> Result<Value, AnyError> {
     )?;
     rec.not_steps.push("3.orbax-checkpoint-tmp".into());
     let listed = rec.finish(&m, &[0, 1, 2], None)?;
+    // A root has one writer at a time: close this one before a fresh one opens it.
+    m.close()?;
     // A fresh ckpt manager does not list it either.
     let fresh = CheckpointManager::builder(path.to_string_lossy()).build()?;
     if fresh.all_steps() != [0, 1, 2] {
