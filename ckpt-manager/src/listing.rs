@@ -5,32 +5,30 @@ use ckpt_core::{
     is_tmp_name, CheckpointInfo, Error, ErrorKind, Metrics, NameFormat, Result, Step, StepMetadata,
     METRICS_ITEM_NAME, STEP_METADATA_FILE,
 };
-use ckpt_storage::{CommitProtocol, EntryKind, Store};
+use ckpt_storage::{CommitProtocol, Store};
 use std::collections::BTreeMap;
 
 /// The committed steps directly under the root and their directory names, ascending by step.
 /// Names that do not parse as steps of `format`, files, tmp directories and (in commit-file mode)
 /// directories without a commit file are not steps. When two names parse to the same step (a
-/// composite format), the first in listing order wins.
+/// composite format), the first in name order wins.
+///
+/// Requests: one listing of the root ([`CommitProtocol::committed_children`]); on an object
+/// store in commit-file mode that is one paginated recursive listing, with no request per step.
 pub(crate) fn committed_steps(
     store: &dyn Store,
     protocol: &dyn CommitProtocol,
     format: &dyn NameFormat,
 ) -> Result<BTreeMap<Step, String>> {
     let mut out = BTreeMap::new();
-    let mut entries = store.list_dir("")?;
-    entries.sort_by(|a, b| a.name.cmp(&b.name));
-    for e in entries {
-        if e.kind != EntryKind::Dir || is_tmp_name(&e.name) {
+    for name in protocol.committed_children(store, "")? {
+        if is_tmp_name(&name) {
             continue;
         }
-        let Some(step) = format.parse_name(&e.name) else {
+        let Some(step) = format.parse_name(&name) else {
             continue;
         };
-        if out.contains_key(&step) || !protocol.is_committed(store, "", &e.name)? {
-            continue;
-        }
-        out.insert(step, e.name);
+        out.entry(step).or_insert(name);
     }
     Ok(out)
 }

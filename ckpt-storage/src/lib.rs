@@ -154,6 +154,36 @@ pub trait Store: Debug + Send + Sync {
     /// `InvalidArgument`, `Storage` (e.g. `path` is a file on a local file system).
     fn list_dir(&self, path: &str) -> Result<Vec<Entry>>;
 
+    /// The paths, relative to directory `path` (`""` for the root), of every file below it at
+    /// any depth, in no particular order: e.g. `["3/commit_success.txt", "3/state/data"]` for
+    /// `path` = `""`. Directories themselves and symbolic links are not listed (nor is anything
+    /// reached through a link). A directory that does not exist lists as empty.
+    ///
+    /// The default walks the tree with [`Store::list_dir`] (one call per directory), so layers
+    /// that do not override it stay correct. [`OpendalStore`] on an object store (and memory)
+    /// makes it one paginated listing without delimiter (every page fetched): a root of 2,000
+    /// steps is listed in a few requests instead of one per step. Layers that count or delay
+    /// calls treat it as one listing call.
+    ///
+    /// # Errors
+    /// `InvalidArgument` for a bad path; `Storage` (e.g. `path` is a file on a local file system).
+    fn list_recursive(&self, path: &str) -> Result<Vec<String>> {
+        let mut out = Vec::new();
+        let mut stack = vec![String::new()];
+        while let Some(rel) = stack.pop() {
+            let dir = join_path(path, &rel);
+            for e in self.list_dir(&dir)? {
+                let child = join_path(&rel, &e.name);
+                match e.kind {
+                    EntryKind::File => out.push(child),
+                    EntryKind::Dir => stack.push(child),
+                    EntryKind::Symlink => {}
+                }
+            }
+        }
+        Ok(out)
+    }
+
     /// Creates directory `path` and its parents; succeeds if it exists. A no-op where directories
     /// do not exist on their own.
     ///

@@ -831,6 +831,64 @@ impl Store for OpendalStore {
         Ok(out)
     }
 
+    /// Local file systems: the default walk (`list_dir` per directory, links not followed).
+    /// Memory and object stores: one listing of `path/` without delimiter, every page fetched
+    /// (S3 `ListObjectsV2` pages of [`crate::S3Config::list_page_size`] keys, 1,000 by default).
+    fn list_recursive(&self, path: &str) -> Result<Vec<String>> {
+        validate_path(path)?;
+        if let Some(root) = self.backend.local_root() {
+            self.refuse_links(path)?;
+            let mut out = Vec::new();
+            let mut stack = vec![String::new()];
+            while let Some(rel) = stack.pop() {
+                let dir = crate::join_path(path, &rel);
+                for e in self.list_local(root, &dir)? {
+                    let child = crate::join_path(&rel, &e.name);
+                    match e.kind {
+                        EntryKind::File => out.push(child),
+                        EntryKind::Dir => stack.push(child),
+                        EntryKind::Symlink => {}
+                    }
+                }
+            }
+            return Ok(out);
+        }
+        let Some(op) = self.op_for_reading()? else {
+            return Ok(Vec::new());
+        };
+        let prefix = if path.is_empty() {
+            String::new()
+        } else {
+            format!("{path}/")
+        };
+        let opts = ListOptions {
+            limit: self.backend.list_page_size(),
+            recursive: true,
+            ..Default::default()
+        };
+        let listed = op
+            .list_options(if path.is_empty() { "/" } else { &prefix }, opts)
+            .map_err(|e| self.err(e, "list", path))?;
+        let mut out = Vec::with_capacity(listed.len());
+        for entry in listed {
+            let rel = entry.path().trim_start_matches('/');
+            let Some(rest) = rel.strip_prefix(prefix.as_str()) else {
+                continue;
+            };
+            // Directory markers (`a/`) and the listed directory itself are not files.
+            if rest.is_empty()
+                || rest.ends_with('/')
+                || entry.metadata().mode() == opendal::EntryMode::DIR
+            {
+                continue;
+            }
+            out.push(rest.to_string());
+        }
+        out.sort();
+        out.dedup();
+        Ok(out)
+    }
+
     fn create_dir(&self, path: &str) -> Result<()> {
         validate_path(path)?;
         self.refuse_links(path)?;

@@ -233,6 +233,11 @@ impl Store for CountingStore {
         self.plain(OpKind::ListDir, path, self.inner.list_dir(path))
     }
 
+    /// Counted as one [`OpKind::ListDir`] call (one logical listing, however many pages).
+    fn list_recursive(&self, path: &str) -> Result<Vec<String>> {
+        self.plain(OpKind::ListDir, path, self.inner.list_recursive(path))
+    }
+
     fn create_dir(&self, path: &str) -> Result<()> {
         self.plain(OpKind::CreateDir, path, self.inner.create_dir(path))
     }

@@ -296,6 +296,12 @@ impl Store for FaultStore {
         self.inner.list_dir(path)
     }
 
+    /// Gated as one [`OpKind::ListDir`] call.
+    fn list_recursive(&self, path: &str) -> Result<Vec<String>> {
+        self.gate(OpKind::ListDir, path)?;
+        self.inner.list_recursive(path)
+    }
+
     fn create_dir(&self, path: &str) -> Result<()> {
         self.gate(OpKind::CreateDir, path)?;
         self.inner.create_dir(path)

@@ -248,6 +248,12 @@ impl Store for LatencyStore {
         self.inner.list_dir(path)
     }
 
+    /// Delayed as one listing call.
+    fn list_recursive(&self, path: &str) -> Result<Vec<String>> {
+        self.slow(&[path]);
+        self.inner.list_recursive(path)
+    }
+
     fn create_dir(&self, path: &str) -> Result<()> {
         self.slow(&[path]);
         self.inner.create_dir(path)
