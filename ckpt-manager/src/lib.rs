@@ -25,6 +25,7 @@
 
 mod composite;
 mod config;
+pub mod copy;
 mod deleter;
 mod listing;
 mod manager;

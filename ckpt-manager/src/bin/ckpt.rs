@@ -6,7 +6,12 @@
 //! ckpt gc ROOT --policy FILE [--dry-run] [--json]
 //!                                  apply a preservation policy (JSON or TOML file): each step
 //!                                  kept or deleted, with the policy's reason
+//! ckpt verify ROOT [STEP]          check every file against the step's checksum manifest
+//! ckpt cp SRC DST [--step N]       copy a root (or one step) to another store, each step
+//!                                  committed at DST with DST's protocol, checksums verified
 //! ```
+//! ROOT, SRC and DST are local paths, `file:///…`, `memory://`, or object-store URIs
+//! (`s3://bucket/prefix`, configured from the `AWS_*` environment; `gs://…`, `azblob://…`).
 //! `ls`, `show` and `gc --dry-run` open the root read-only and change nothing in it; `gc` deletes
 //! exactly the steps the policy does not keep (never a directory that is not a step). Every
 //! command takes `--step-prefix P` and `--step-format-fixed-length N` for roots whose step
@@ -65,11 +70,26 @@ enum Command {
         #[arg(allow_hyphen_values = true)]
         step: Option<String>,
     },
+    /// Copy a root, or one step, to another store (local disk, S3, ...): each step is committed
+    /// at the destination with the destination's commit protocol, and every source file with a
+    /// checksum is verified as it is read. Committed destination steps are never overwritten
+    /// (skipped for a root copy; an error with --step). The root metadata is copied when the
+    /// destination has none.
+    Cp {
+        #[command(flatten)]
+        root: RootArgs,
+        /// The destination root: a local path or a URI (s3://bucket/prefix, ...).
+        dst: String,
+        /// Copy only this step.
+        #[arg(long, allow_hyphen_values = true)]
+        step: Option<String>,
+    },
 }
 
 #[derive(Args)]
 struct RootArgs {
-    /// The checkpoint root: a local path, file:///… or memory://.
+    /// The checkpoint root: a local path, file:///…, memory://, or s3://bucket/prefix (gs://…,
+    /// azblob://…).
     root: String,
     /// Step directories are named <PREFIX>_<step>.
     #[arg(long)]
@@ -93,6 +113,7 @@ fn main() -> ExitCode {
             dry_run,
         } => gc(&root, &policy, dry_run),
         Command::Verify { root, step } => verify(&root, step.as_deref()),
+        Command::Cp { root, dst, step } => cp(&root, &dst, step.as_deref()),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -176,6 +197,89 @@ fn verify(args: &RootArgs, step: Option<&str>) -> Result<()> {
             bad.join("; ")
         )))
     }
+}
+
+/// `ckpt cp`: copies with [`ckpt_manager::copy`]; a progress bar (bytes) on a terminal, one line
+/// per step otherwise; a summary line at the end (`--json`: the summary as JSON).
+fn cp(args: &RootArgs, dst: &str, step: Option<&str>) -> Result<()> {
+    use ckpt_manager::copy::{copy_root, copy_step, CopyEvent, CopySpec};
+    use std::io::IsTerminal;
+    let step = step.map(parse_step).transpose()?;
+    let src = ckpt_manager::storage::open(&args.root)?;
+    if src.stat("")?.is_none() && src.list_dir("")?.is_empty() {
+        return Err(Error::not_found("no such checkpoint root").with_path(src.location("")));
+    }
+    let dst_store = ckpt_manager::storage::open(dst)?;
+    let format = CheckpointManagerOptions {
+        step_prefix: args.step_prefix.clone(),
+        step_format_fixed_length: args.step_format_fixed_length,
+        ..Default::default()
+    }
+    .name_format()?;
+    let mut spec = CopySpec::new(src, dst_store);
+    spec.format = format;
+    let bar = (std::io::stdout().is_terminal() && !args.json).then(|| {
+        let bar = indicatif::ProgressBar::new(0);
+        bar.set_style(
+            indicatif::ProgressStyle::with_template(
+                "{msg:<24} [{bar:30}] {bytes}/{total_bytes} {bytes_per_sec} eta {eta}",
+            )
+            .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar())
+            .progress_chars("=> "),
+        );
+        bar
+    });
+    let quiet = args.json;
+    let mut on_event = |e: &CopyEvent| match (e, &bar) {
+        (CopyEvent::StepStarted { step, bytes, .. }, Some(b)) => {
+            b.set_length(b.length().unwrap_or(0) + bytes);
+            b.set_message(format!("step {step}"));
+        }
+        (CopyEvent::FileCopied { bytes, .. }, Some(b)) => b.inc(*bytes),
+        (CopyEvent::StepCommitted { step }, Some(b)) => b.println(format!("copied step {step}")),
+        (CopyEvent::StepSkipped { step }, Some(b)) => b.println(format!(
+            "skipped step {step}: already committed at the destination"
+        )),
+        (CopyEvent::RootMetadataCopied, Some(b)) => b.println("copied the root metadata"),
+        (_, None) if quiet => {}
+        (CopyEvent::StepStarted { step, files, bytes }, None) => {
+            println!("copying step {step}: {files} files, {bytes} bytes")
+        }
+        (CopyEvent::StepCommitted { step }, None) => println!("copied step {step}"),
+        (CopyEvent::StepSkipped { step }, None) => {
+            println!("skipped step {step}: already committed at the destination")
+        }
+        (CopyEvent::RootMetadataCopied, None) => println!("copied the root metadata"),
+        (CopyEvent::FileCopied { .. }, None) => {}
+    };
+    let result = match step {
+        Some(s) => copy_step(&spec, s, &mut on_event),
+        None => copy_root(&spec, &mut on_event),
+    };
+    if let Some(b) = &bar {
+        b.finish_and_clear();
+    }
+    let summary = result?;
+    if args.json {
+        let out = json!({
+            "src": spec.src.location(""),
+            "dst": spec.dst.location(""),
+            "copied": summary.copied,
+            "skipped": summary.skipped,
+            "bytes": summary.bytes,
+            "root_metadata_copied": summary.root_metadata_copied,
+        });
+        println!("{}", serde_json::to_string_pretty(&out).map_err(json_err)?);
+    } else {
+        println!(
+            "{} step(s) copied ({} bytes), {} skipped, to {}",
+            summary.copied.len(),
+            summary.bytes,
+            summary.skipped.len(),
+            spec.dst.location("")
+        );
+    }
+    Ok(())
 }
 
 fn open(args: &RootArgs) -> Result<CheckpointManager> {
