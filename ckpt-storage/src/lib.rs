@@ -29,6 +29,7 @@ mod object;
 mod opendal_store;
 mod path;
 mod runtime;
+mod stream;
 #[cfg(feature = "testkit")]
 pub mod testkit;
 
@@ -48,6 +49,7 @@ pub use object::{
 };
 pub use opendal_store::{open, OpendalStore};
 pub use path::{file_name, join_path, parent_path, validate_path};
+pub use stream::{BufferStream, ReadStream};
 
 use chrono::{DateTime, Utc};
 use ckpt_core::Result;
@@ -129,11 +131,43 @@ pub trait Store: Debug + Send + Sync {
     /// `AlreadyExists` when `path` exists; else as [`Store::write`].
     fn write_if_absent(&self, path: &str, data: &[u8]) -> Result<()>;
 
+    /// Writes a whole file whose contents are `parts` one after another: the same file as
+    /// [`Store::write`] of their concatenation, without the caller first copying them into one
+    /// buffer (a safetensors header, then each tensor's bytes straight from the tensor).
+    ///
+    /// The default concatenates and calls [`Store::write`] (so a layer that does not override
+    /// it still sees one `write`); [`OpendalStore`] writes the parts straight to the file on a
+    /// local file system (std::fs `write_all` of each part, then `sync_all`) and hands them to
+    /// opendal without concatenating them elsewhere.
+    ///
+    /// # Errors
+    /// As [`Store::write`].
+    fn write_parts(&self, path: &str, parts: &[&[u8]]) -> Result<()> {
+        self.write(path, &stream::concat(parts))
+    }
+
     /// Reads a whole file.
     ///
     /// # Errors
     /// `NotFound` when there is no file at `path`; `InvalidArgument`, `Storage` as above.
     fn read(&self, path: &str) -> Result<Vec<u8>>;
+
+    /// Opens a file for reading from its start into buffers the caller sizes itself
+    /// ([`ReadStream::read_exact`]), e.g. a header first, then one buffer per tensor: no copy of
+    /// the whole file is made on the way. End with [`ReadStream::finish`], which a checking
+    /// store uses to verify the file.
+    ///
+    /// The default reads the whole file with [`Store::read`] and serves it from memory (so a
+    /// layer that does not override it still sees one `read`); [`OpendalStore`] reads the file
+    /// as it goes on a local file system and object stores, and copies out of opendal's buffer
+    /// once in memory.
+    ///
+    /// # Errors
+    /// As [`Store::read`].
+    fn open_read(&self, path: &str) -> Result<Box<dyn ReadStream + '_>> {
+        let data = self.read(path)?;
+        Ok(Box::new(BufferStream::new(data, self.location(path))))
+    }
 
     /// Reads the bytes `range` (byte offsets, end exclusive) of a file.
     ///

@@ -25,6 +25,7 @@ pub fn run_all(store: &dyn Store) {
     put_get(store);
     put_if_absent(store);
     range_get(store);
+    parts_and_streams(store);
     stat(store);
     list_dir(store);
     list_many(store, LIST_MANY);
@@ -187,6 +188,89 @@ pub fn range_get(store: &dyn Store) {
         ),
         ErrorKind::NotFound
     );
+}
+
+/// `write_parts` writes the concatenation of its parts (empty parts and no parts included, over
+/// an existing file too, above the object stores' multipart threshold too); `open_read` reads a
+/// file in pieces in order, refuses to read past the end (reading nothing), is `NotFound` for a
+/// missing file and for a directory, and its `finish` succeeds.
+pub fn parts_and_streams(store: &dyn Store) {
+    let p = "tk_parts/file";
+    ok(store, store.write(p, b"old contents, longer"), "write");
+    ok(
+        store,
+        store.write_parts(p, &[b"head", b"", b"-", b"tail"]),
+        "write_parts",
+    );
+    assert_eq!(ok(store, store.read(p), "read"), b"head-tail", "{store:?}");
+    ok(
+        store,
+        store.write_parts("tk_parts/none", &[]),
+        "write_parts of nothing",
+    );
+    assert_eq!(
+        ok(store, store.read("tk_parts/none"), "read"),
+        b"",
+        "{store:?}"
+    );
+    let big: Vec<u8> = (0..(17usize << 20)).map(|i| (i % 253) as u8).collect();
+    let (a, b) = big.split_at(3 << 20);
+    ok(
+        store,
+        store.write_parts("tk_parts/big", &[b"x", a, b]),
+        "write_parts of 17 MiB",
+    );
+    let back = ok(store, store.read("tk_parts/big"), "read of 17 MiB");
+    assert!(
+        back.len() == big.len() + 1 && back[0] == b'x' && back[1..] == big[..],
+        "{store:?}: write_parts of 17 MiB read back differs"
+    );
+
+    let mut s = ok(store, store.open_read(p), "open_read");
+    assert_eq!(s.size(), 9, "{store:?}");
+    let mut head = [0u8; 4];
+    ok(store, s.read_exact(&mut head), "read_exact");
+    assert_eq!(&head, b"head", "{store:?}");
+    let mut too_much = [0u8; 6];
+    assert_eq!(
+        err_kind(s.read_exact(&mut too_much), "read past the end"),
+        ErrorKind::InvalidArgument
+    );
+    assert_eq!(s.position(), 4, "{store:?}: a refused read reads nothing");
+    let mut rest = [0u8; 5];
+    ok(store, s.read_exact(&mut rest), "read_exact");
+    assert_eq!(&rest, b"-tail", "{store:?}");
+    ok(store, s.read_exact(&mut []), "empty read_exact at the end");
+    ok(store, s.finish(), "finish");
+    let mut s = ok(
+        store,
+        store.open_read("tk_parts/big"),
+        "open_read of 17 MiB",
+    );
+    let mut first = vec![0u8; 1 + (3 << 20)];
+    let mut second = vec![0u8; big.len() - (3 << 20)];
+    ok(store, s.read_exact(&mut first), "read_exact");
+    ok(store, s.read_exact(&mut second), "read_exact");
+    assert!(
+        first[0] == b'x' && first[1..] == *a && second == b,
+        "{store:?}"
+    );
+    ok(store, s.finish(), "finish");
+    assert_eq!(
+        err_kind(
+            store.open_read("tk_parts/missing").map(|s| s.size()),
+            "open_read of a missing file"
+        ),
+        ErrorKind::NotFound
+    );
+    assert_eq!(
+        err_kind(
+            store.open_read("tk_parts").map(|s| s.size()),
+            "open_read of a directory"
+        ),
+        ErrorKind::NotFound
+    );
+    ok(store, store.delete_prefix("tk_parts"), "delete_prefix");
 }
 
 /// `stat` of a file (kind, size, time), a directory, the root and a missing path.

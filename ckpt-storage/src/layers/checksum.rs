@@ -10,7 +10,9 @@
 //! instructions when the CPU has them (several GB/s per core) and a table otherwise.
 
 use super::lock;
-use crate::{join_path, validate_path, Capabilities, Entry, EntryKind, EntryMeta, Store};
+use crate::{
+    join_path, validate_path, Capabilities, Entry, EntryKind, EntryMeta, ReadStream, Store,
+};
 use ckpt_core::{Error, ErrorKind, Result, COMMIT_SUCCESS_FILE, STEP_METADATA_FILE};
 use serde_json::Value;
 use std::collections::BTreeMap;
@@ -42,6 +44,39 @@ impl FileChecksum {
             size: data.len() as u64,
             crc32c: crc32c::crc32c(data),
         }
+    }
+
+    /// The checksum of `parts` one after another (the file [`Store::write_parts`] writes),
+    /// computed incrementally: the same as [`FileChecksum::of`] their concatenation, without
+    /// concatenating them.
+    pub fn of_parts(parts: &[&[u8]]) -> Self {
+        let mut c = FileChecksum { size: 0, crc32c: 0 };
+        for p in parts {
+            c.size += p.len() as u64;
+            c.crc32c = crc32c::crc32c_append(c.crc32c, p);
+        }
+        c
+    }
+
+    /// [`FileChecksum::of_parts`] on another thread while `f` runs on this one, for writes of at
+    /// least [`PARALLEL_CRC_MIN`] bytes (below that, or when no thread can be started, one after
+    /// the other): the CRC then costs no time next to the write on a machine with a spare core.
+    fn of_parts_beside<T>(parts: &[&[u8]], f: impl FnOnce() -> T) -> (T, FileChecksum) {
+        let total: usize = parts.iter().map(|p| p.len()).sum();
+        if total < PARALLEL_CRC_MIN {
+            return (f(), FileChecksum::of_parts(parts));
+        }
+        std::thread::scope(|s| {
+            let spawned = std::thread::Builder::new()
+                .name("ckpt-crc32c".into())
+                .spawn_scoped(s, || FileChecksum::of_parts(parts));
+            let out = f();
+            let c = match spawned.map(|h| h.join()) {
+                Ok(Ok(c)) => c,
+                _ => FileChecksum::of_parts(parts),
+            };
+            (out, c)
+        })
     }
 
     /// Checks `data` against this checksum: size first, then CRC. Returns [`FileStatus::Ok`],
@@ -219,6 +254,14 @@ impl ChecksumManifest {
         store.write(&join_path(step_dir, MANIFEST_FILE), &self.to_json_bytes())
     }
 }
+
+/// From this many bytes on, a checksum is computed on a second thread beside the write or read
+/// it covers (16 MiB; smaller files are checked inline, where a thread would cost more than it
+/// saves).
+pub const PARALLEL_CRC_MIN: usize = 16 << 20;
+
+/// The piece of a large read handed to the checksum thread at a time (4 MiB).
+const CRC_CHUNK: usize = 4 << 20;
 
 /// Exactly 8 hexadecimal digits (either case) as a `u32`.
 fn parse_crc(s: &str) -> Option<u32> {
@@ -579,8 +622,20 @@ impl Store for RecordingStore {
     }
 
     fn write(&self, path: &str, data: &[u8]) -> Result<()> {
-        self.inner.write(path, data)?;
-        self.record_write(path, data);
+        self.write_parts(path, &[data])
+    }
+
+    /// Passes the parts through to the inner store's `write_parts` (no concatenation), and
+    /// computes their CRC32C incrementally in file order — on a second thread during the write
+    /// from [`PARALLEL_CRC_MIN`] bytes on.
+    fn write_parts(&self, path: &str, parts: &[&[u8]]) -> Result<()> {
+        let Some(key) = self.key(path) else {
+            return self.inner.write_parts(path, parts);
+        };
+        let (written, c) =
+            FileChecksum::of_parts_beside(parts, || self.inner.write_parts(path, parts));
+        written?;
+        lock(&self.recorded).insert(key, c);
         Ok(())
     }
 
@@ -592,6 +647,10 @@ impl Store for RecordingStore {
 
     fn read(&self, path: &str) -> Result<Vec<u8>> {
         self.inner.read(path)
+    }
+
+    fn open_read(&self, path: &str) -> Result<Box<dyn ReadStream + '_>> {
+        self.inner.open_read(path)
     }
 
     fn read_range(&self, path: &str, range: Range<u64>) -> Result<Vec<u8>> {
@@ -730,12 +789,44 @@ impl Store for VerifyingStore {
         self.inner.write_if_absent(path, data)
     }
 
+    fn write_parts(&self, path: &str, parts: &[&[u8]]) -> Result<()> {
+        self.inner.write_parts(path, parts)
+    }
+
     fn read(&self, path: &str) -> Result<Vec<u8>> {
         let data = self.inner.read(path)?;
         if let Some(expected) = self.expected(path) {
             self.checked(path, &data, expected)?;
         }
         Ok(data)
+    }
+
+    /// A file in the manifest: its size is checked at once (a wrong size is `Corrupt` before
+    /// anything is read), its CRC32C computed incrementally, in file order, over the buffers as
+    /// they are filled (on a second thread, pipelined with the reading, for reads of
+    /// [`PARALLEL_CRC_MIN`] bytes or more), and compared in [`ReadStream::finish`], which first
+    /// reads whatever the caller left unread. Other files pass through unchecked.
+    fn open_read(&self, path: &str) -> Result<Box<dyn ReadStream + '_>> {
+        let inner = self.inner.open_read(path)?;
+        let Some(expected) = self.expected(path) else {
+            return Ok(inner);
+        };
+        let location = self.inner.location(path);
+        if inner.size() != expected.size {
+            return Err(corrupt(
+                &location,
+                FileStatus::WrongSize {
+                    expected: expected.size,
+                    actual: inner.size(),
+                },
+            ));
+        }
+        Ok(Box::new(VerifyingStream {
+            inner,
+            expected: *expected,
+            crc: 0,
+            location,
+        }))
     }
 
     fn read_range(&self, path: &str, range: Range<u64>) -> Result<Vec<u8>> {
@@ -789,6 +880,98 @@ impl Store for VerifyingStore {
 
     fn sync_dir(&self, path: &str) -> Result<()> {
         self.inner.sync_dir(path)
+    }
+}
+
+/// The stream of [`VerifyingStore::open_read`] for a file in the manifest.
+struct VerifyingStream<'a> {
+    inner: Box<dyn ReadStream + 'a>,
+    expected: FileChecksum,
+    /// CRC32C of the bytes read so far.
+    crc: u32,
+    location: String,
+}
+
+impl VerifyingStream<'_> {
+    /// Reads `buf` while a second thread computes the CRC of each 4 MiB piece as soon as it
+    /// is filled (inline when no thread can be started).
+    fn read_pipelined(&mut self, buf: &mut [u8]) -> Result<()> {
+        let crc0 = self.crc;
+        let inner = &mut self.inner;
+        let pieces: Vec<&mut [u8]> = buf.chunks_mut(CRC_CHUNK).collect();
+        let summed: Result<u32> = std::thread::scope(|s| {
+            let (tx, rx) = std::sync::mpsc::sync_channel::<&[u8]>(4);
+            let summer = std::thread::Builder::new()
+                .name("ckpt-crc32c".into())
+                .spawn_scoped(s, move || rx.iter().fold(crc0, crc32c::crc32c_append));
+            let Ok(summer) = summer else {
+                let mut c = crc0;
+                for piece in pieces {
+                    inner.read_exact(piece)?;
+                    c = crc32c::crc32c_append(c, piece);
+                }
+                return Ok(c);
+            };
+            for piece in pieces {
+                inner.read_exact(piece)?;
+                let piece: &[u8] = piece;
+                // Fails only if the summing thread is gone, which `join` reports below.
+                let _ = tx.send(piece);
+            }
+            drop(tx);
+            summer
+                .join()
+                .map_err(|_| Error::storage("the checksum thread panicked"))
+        });
+        self.crc = summed.map_err(|e| {
+            if e.path().is_some() {
+                e
+            } else {
+                e.with_path(self.location.clone())
+            }
+        })?;
+        Ok(())
+    }
+}
+
+impl ReadStream for VerifyingStream<'_> {
+    fn size(&self) -> u64 {
+        self.inner.size()
+    }
+
+    fn position(&self) -> u64 {
+        self.inner.position()
+    }
+
+    fn read_exact(&mut self, buf: &mut [u8]) -> Result<()> {
+        if buf.len() >= PARALLEL_CRC_MIN {
+            return self.read_pipelined(buf);
+        }
+        self.inner.read_exact(buf)?;
+        self.crc = crc32c::crc32c_append(self.crc, buf);
+        Ok(())
+    }
+
+    fn finish(mut self: Box<Self>) -> Result<()> {
+        let mut rest =
+            vec![0u8; CRC_CHUNK.min(self.size().saturating_sub(self.position()) as usize)];
+        while self.position() < self.size() {
+            let n = rest.len().min((self.size() - self.position()) as usize);
+            self.inner.read_exact(&mut rest[..n])?;
+            self.crc = crc32c::crc32c_append(self.crc, &rest[..n]);
+        }
+        let this = *self;
+        this.inner.finish()?;
+        if this.crc != this.expected.crc32c {
+            return Err(corrupt(
+                &this.location,
+                FileStatus::WrongCrc {
+                    expected: this.expected.crc32c,
+                    actual: this.crc,
+                },
+            ));
+        }
+        Ok(())
     }
 }
 
@@ -854,5 +1037,93 @@ mod tests {
         assert_eq!(c.to_string(), "wrong crc32c: ffffffff, expected 00000001");
         assert!(!FileStatus::Unchecked.is_bad() && !FileStatus::Ok.is_bad());
         assert!(FileStatus::Missing.is_bad() && FileStatus::NotAFile.is_bad());
+    }
+
+    fn memory() -> Arc<dyn Store> {
+        Arc::new(crate::OpendalStore::memory().unwrap())
+    }
+
+    /// Bytes that differ everywhere, `n` of them.
+    fn data(n: usize) -> Vec<u8> {
+        (0..n).map(|i| (i % 251) as u8 ^ (i >> 12) as u8).collect()
+    }
+
+    #[test]
+    fn parts_checksum_as_their_concatenation() {
+        let d = data(1000);
+        let (a, b) = d.split_at(300);
+        assert_eq!(FileChecksum::of_parts(&[a, &[], b]), FileChecksum::of(&d));
+        assert_eq!(FileChecksum::of_parts(&[]), FileChecksum::of(b""));
+    }
+
+    #[test]
+    fn recording_write_parts_records_the_file_written() {
+        // Small (inline CRC) and above PARALLEL_CRC_MIN (CRC on a second thread).
+        for n in [1000, PARALLEL_CRC_MIN + 12345] {
+            let inner = memory();
+            let rec = RecordingStore::new(Arc::clone(&inner), "w", "item");
+            let d = data(n);
+            let (a, b) = d.split_at(n / 3);
+            rec.write_parts("w/f", &[a, b]).unwrap();
+            assert_eq!(inner.read("w/f").unwrap(), d);
+            assert_eq!(rec.manifest().get("item/f"), Some(&FileChecksum::of(&d)));
+            rec.write("w/g", b"xyz").unwrap();
+            assert_eq!(
+                rec.manifest().get("item/g"),
+                Some(&FileChecksum::of(b"xyz"))
+            );
+            // Outside strip_prefix: written, not recorded.
+            rec.write_parts("other", &[b"q"]).unwrap();
+            assert_eq!(rec.manifest().len(), 2);
+        }
+    }
+
+    /// Reads `path` of `store` in pieces of `piece` bytes (then `finish`), as a handler would.
+    fn stream_all(store: &dyn Store, path: &str, piece: usize) -> Result<Vec<u8>> {
+        let mut s = store.open_read(path)?;
+        let mut out = vec![0u8; s.size() as usize];
+        for chunk in out.chunks_mut(piece.max(1)) {
+            s.read_exact(chunk)?;
+        }
+        s.finish()?;
+        Ok(out)
+    }
+
+    #[test]
+    fn verifying_open_read_checks_size_and_crc() {
+        for n in [1000, PARALLEL_CRC_MIN + 4321] {
+            let inner = memory();
+            let d = data(n);
+            inner.write("s/f", &d).unwrap();
+            let mut m = ChecksumManifest::new();
+            m.insert("f", FileChecksum::of(&d));
+            let v = VerifyingStore::new(Arc::clone(&inner), "s", m.clone());
+            // Whole, in pieces, and partly (finish reads and checks the rest).
+            assert_eq!(stream_all(&v, "s/f", n).unwrap(), d);
+            assert_eq!(stream_all(&v, "s/f", 7 << 20).unwrap(), d);
+            let mut s = v.open_read("s/f").unwrap();
+            let mut head = vec![0u8; n / 2];
+            s.read_exact(&mut head).unwrap();
+            s.finish().unwrap();
+            // One flipped bit in the middle: the read succeeds, finish says Corrupt.
+            let mut bad = d.clone();
+            bad[n / 2 + 1] ^= 0x10;
+            inner.write("s/f", &bad).unwrap();
+            let e = stream_all(&v, "s/f", n).unwrap_err();
+            assert_eq!(e.kind(), ErrorKind::Corrupt, "{e}");
+            assert!(e.to_string().contains("wrong crc32c"), "{e}");
+            let mut s = v.open_read("s/f").unwrap();
+            let mut head = vec![0u8; 10];
+            s.read_exact(&mut head).unwrap();
+            assert_eq!(s.finish().unwrap_err().kind(), ErrorKind::Corrupt);
+            // Truncated: refused at open.
+            inner.write("s/f", &d[..n - 1]).unwrap();
+            let e = v.open_read("s/f").map(|s| s.size()).unwrap_err();
+            assert_eq!(e.kind(), ErrorKind::Corrupt);
+            assert!(e.to_string().contains("truncated"), "{e}");
+            // Files not in the manifest pass through unchecked.
+            inner.write("s/other", b"anything").unwrap();
+            assert_eq!(stream_all(&v, "s/other", 3).unwrap(), b"anything");
+        }
     }
 }
