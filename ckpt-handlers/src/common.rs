@@ -6,15 +6,7 @@ use ckpt_core::{Error, ErrorKind, Result};
 /// Reads file `name` of `dir`; errors keep the store's kind and name the file's full location.
 /// `what` says what the file is ("JSON item file").
 pub(crate) fn read_file(dir: &ItemDir<'_>, name: &str, what: &str) -> Result<Vec<u8>> {
-    dir.read(name).map_err(|e| {
-        let msg = match e.kind() {
-            ErrorKind::NotFound => format!("{what} not found"),
-            _ => format!("cannot read {what}"),
-        };
-        Error::new(e.kind(), msg)
-            .with_path(dir.location(name))
-            .with_source(e)
-    })
+    dir.read(name).map_err(|e| read_error(dir, name, what, e))
 }
 
 /// Writes file `name` of `dir`; errors keep the store's kind and name the file's full location.
@@ -24,6 +16,31 @@ pub(crate) fn write_file(dir: &ItemDir<'_>, name: &str, data: &[u8], what: &str)
             .with_path(dir.location(name))
             .with_source(e)
     })
+}
+
+/// Writes file `name` of `dir` from `parts` (no concatenation); errors as [`write_file`].
+pub(crate) fn write_file_parts(
+    dir: &ItemDir<'_>,
+    name: &str,
+    parts: &[&[u8]],
+    what: &str,
+) -> Result<()> {
+    dir.write_parts(name, parts).map_err(|e| {
+        Error::new(e.kind(), format!("cannot write {what}"))
+            .with_path(dir.location(name))
+            .with_source(e)
+    })
+}
+
+/// Wraps an error of opening or reading file `name` of `dir` as [`read_file`] does.
+pub(crate) fn read_error(dir: &ItemDir<'_>, name: &str, what: &str, e: Error) -> Error {
+    let msg = match e.kind() {
+        ErrorKind::NotFound => format!("{what} not found"),
+        _ => format!("cannot read {what}"),
+    };
+    Error::new(e.kind(), msg)
+        .with_path(dir.location(name))
+        .with_source(e)
 }
 
 /// The name of a [`SaveItem`] variant, for messages.

@@ -82,12 +82,30 @@ impl<'a> ItemDir<'a> {
         self.store.write(&self.file_path(name)?, data)
     }
 
+    /// Writes file `name` durably from `parts`, one after another, without concatenating them
+    /// first (see [`Store::write_parts`]).
+    ///
+    /// # Errors
+    /// As [`ItemDir::file_path`] and [`Store::write_parts`].
+    pub fn write_parts(&self, name: &str, parts: &[&[u8]]) -> Result<()> {
+        self.store.write_parts(&self.file_path(name)?, parts)
+    }
+
     /// Reads file `name`.
     ///
     /// # Errors
     /// `NotFound` when it is missing; as [`ItemDir::file_path`] and [`Store::read`].
     pub fn read(&self, name: &str) -> Result<Vec<u8>> {
         self.store.read(&self.file_path(name)?)
+    }
+
+    /// Opens file `name` for reading into buffers the caller sizes (see [`Store::open_read`]);
+    /// end with [`ckpt_storage::ReadStream::finish`], which checks the file on a checking store.
+    ///
+    /// # Errors
+    /// `NotFound` when it is missing; as [`ItemDir::file_path`] and [`Store::open_read`].
+    pub fn open_read(&self, name: &str) -> Result<Box<dyn ckpt_storage::ReadStream + 'a>> {
+        self.store.open_read(&self.file_path(name)?)
     }
 
     /// Whether file `name` exists.

@@ -1,9 +1,9 @@
 //! [`TensorHandler`]: named tensors in one safetensors file (ckpt's own format).
 
-use crate::common::{write_file, wrong_item};
+use crate::common::{read_error, write_file_parts, wrong_item};
 use crate::{CheckpointHandler, DType, ItemDir, RestoredItem, SaveItem, Tensor, TensorMap};
 use ckpt_core::{Error, ErrorKind, Result};
-use safetensors::tensor::{TensorInfo, TensorView};
+use safetensors::tensor::TensorInfo;
 use safetensors::SafeTensors;
 use serde::{Deserialize, Serialize};
 
@@ -35,29 +35,78 @@ impl TensorHandler {
     /// The file inside the item directory, `tensors.safetensors`.
     pub const FILENAME: &'static str = "tensors.safetensors";
 
-    /// Encodes `tensors` as the bytes of a safetensors file (what `save` writes).
+    /// Encodes `tensors` as the bytes of a safetensors file: [`TensorHandler::encode_parts`]
+    /// concatenated (`save` does not build this: it writes the parts).
+    ///
+    /// # Errors
+    /// As [`TensorHandler::encode_parts`].
+    pub fn encode(tensors: &TensorMap) -> Result<Vec<u8>> {
+        let (header, order) = Self::encode_parts(tensors)?;
+        let mut out = Vec::with_capacity(
+            header.len() + order.iter().map(|t| t.as_bytes().len()).sum::<usize>(),
+        );
+        out.extend_from_slice(&header);
+        for t in order {
+            out.extend_from_slice(t.as_bytes());
+        }
+        Ok(out)
+    }
+
+    /// The safetensors file of `tensors` in pieces: its start (the 8-byte little-endian header
+    /// length and the JSON header, padded with spaces to a multiple of 8 bytes), and the tensors
+    /// in the order of their data in the file (by dtype alignment, largest first, then by name,
+    /// as the safetensors crate orders them). The file is the start followed by each tensor's
+    /// [`Tensor::as_bytes`], byte for byte what `safetensors::serialize` writes; `save` writes
+    /// these pieces straight from the tensors' buffers, without a copy of the whole file.
     ///
     /// # Errors
     /// `InvalidArgument` when a tensor is named `__metadata__` or the header would exceed the
     /// format's 100 MB limit.
-    pub fn encode(tensors: &TensorMap) -> Result<Vec<u8>> {
+    pub fn encode_parts(tensors: &TensorMap) -> Result<(Vec<u8>, Vec<&Tensor>)> {
         if tensors.contains_key(RESERVED_NAME) {
             return Err(Error::invalid_argument(format!(
                 "tensor name {RESERVED_NAME:?} is reserved by the safetensors format"
             )));
         }
-        let mut views = Vec::with_capacity(tensors.len());
-        for (name, t) in tensors {
-            let view = TensorView::new(t.dtype().into(), t.shape().to_vec(), t.as_bytes())
-                .map_err(|e| {
-                    Error::invalid_argument(format!("tensor {name:?} cannot be encoded"))
-                        .with_source(e)
-                })?;
-            views.push((name.as_str(), view));
+        // safetensors' own order (its `prepare`): dtype descending, then name.
+        let mut order: Vec<(&String, &Tensor)> = tensors.iter().collect();
+        order.sort_by(|(ln, l), (rn, r)| {
+            safetensors::Dtype::from(r.dtype())
+                .cmp(&safetensors::Dtype::from(l.dtype()))
+                .then(ln.cmp(rn))
+        });
+        let mut offset = 0usize;
+        let mut infos = Vec::with_capacity(order.len());
+        for (name, t) in &order {
+            let n = t.as_bytes().len();
+            infos.push((
+                (*name).clone(),
+                TensorInfo {
+                    dtype: t.dtype().into(),
+                    shape: t.shape().to_vec(),
+                    data_offsets: (offset, offset + n),
+                },
+            ));
+            offset += n;
         }
-        safetensors::serialize(views, None).map_err(|e| {
+        let bad = |e: safetensors::SafeTensorError| {
             Error::invalid_argument("tensors cannot be encoded as safetensors").with_source(e)
-        })
+        };
+        let metadata = safetensors::tensor::Metadata::new(None, infos).map_err(bad)?;
+        let mut json = serde_json::to_vec(&metadata).map_err(|e| {
+            Error::invalid_argument("tensors cannot be encoded as safetensors").with_source(e)
+        })?;
+        json.resize(json.len().next_multiple_of(LEN_PREFIX), b' ');
+        if json.len() > MAX_HEADER {
+            return Err(Error::invalid_argument(format!(
+                "the safetensors header would be {} bytes, above the format's limit of {MAX_HEADER}",
+                json.len()
+            )));
+        }
+        let mut start = Vec::with_capacity(LEN_PREFIX + json.len());
+        start.extend_from_slice(&(json.len() as u64).to_le_bytes());
+        start.extend_from_slice(&json);
+        Ok((start, order.into_iter().map(|(_, t)| t).collect()))
     }
 
     /// Decodes the bytes of a safetensors file (as written by [`TensorHandler::encode`] or any
@@ -193,6 +242,38 @@ fn parse_header(header: &[u8], data_len: usize) -> Result<Vec<Entry>> {
     Ok(entries)
 }
 
+/// One tensor as read from a file: name, dtype, shape, bytes.
+type RawTensor = (String, DType, Vec<usize>, Vec<u8>);
+
+/// Reads a whole safetensors file from `s`: the length prefix and header (checked as
+/// [`TensorHandler::decode`] checks them), then each tensor's bytes, in file order, into a
+/// buffer of its own. The stream is left at the end of the file, not finished.
+fn read_tensors(s: &mut dyn ckpt_storage::ReadStream) -> Result<Vec<RawTensor>> {
+    let size = s.size();
+    if size < LEN_PREFIX as u64 {
+        return Err(Error::corrupt(format!(
+            "safetensors file is {size} bytes, too short for a header"
+        )));
+    }
+    let mut prefix = [0u8; LEN_PREFIX];
+    s.read_exact(&mut prefix)?;
+    let (header_len, data_len) = split_header(&prefix, size)?;
+    let mut header = vec![0u8; header_len];
+    s.read_exact(&mut header)?;
+    let mut entries = parse_header(&header, data_len)?;
+    entries.sort_by_key(|e| e.info.data_offsets);
+    let mut out = Vec::with_capacity(entries.len());
+    for Entry { name, info } in entries {
+        let dtype = DType::try_from(info.dtype).map_err(|e| unsupported_dtype(&name, e))?;
+        let (start, end) = info.data_offsets;
+        // parse_header checked that the offsets tile the data, which the file holds.
+        let mut data = vec![0u8; end - start];
+        s.read_exact(&mut data)?;
+        out.push((name, dtype, info.shape, data));
+    }
+    Ok(out)
+}
+
 /// Attaches the file's full location to a decoding error.
 fn at_file(dir: &ItemDir<'_>, e: Error) -> Error {
     e.with_path(dir.location(TensorHandler::FILENAME))
@@ -214,20 +295,56 @@ impl CheckpointHandler for TensorHandler {
         let SaveItem::Tensors(tensors) = item else {
             return Err(wrong_item("TensorHandler", item, "SaveItem::Tensors"));
         };
-        let bytes = Self::encode(tensors).map_err(|e| at_file(dir, e))?;
-        write_file(dir, Self::FILENAME, &bytes, "tensors item file")
+        let (start, order) = Self::encode_parts(tensors).map_err(|e| at_file(dir, e))?;
+        let mut parts: Vec<&[u8]> = Vec::with_capacity(order.len() + 1);
+        parts.push(&start);
+        parts.extend(order.iter().map(|t| t.as_bytes()));
+        write_file_parts(dir, Self::FILENAME, &parts, "tensors item file")
     }
 
-    /// Reads `<dir>/tensors.safetensors`.
+    /// Reads `<dir>/tensors.safetensors` straight into one buffer per tensor: the header first,
+    /// then each tensor's bytes into a `Vec` of exactly its size (no copy of the whole file, no
+    /// second copy per tensor). On a checking store the file is verified (`finish`) before any
+    /// tensor is returned; when decoding fails on a damaged file, the checksum error is reported.
     ///
     /// # Errors
     /// `NotFound` naming the file when it is missing; `Corrupt` / `Unsupported` naming it as
-    /// [`TensorHandler::decode`]; the store's errors.
+    /// [`TensorHandler::decode`]; `Corrupt` when it does not match its checksum; the store's
+    /// errors.
     fn restore(&self, dir: &ItemDir<'_>) -> Result<RestoredItem> {
-        let bytes = crate::common::read_file(dir, Self::FILENAME, "tensors item file")?;
-        Self::decode(&bytes)
-            .map(RestoredItem::Tensors)
-            .map_err(|e| at_file(dir, e))
+        const WHAT: &str = "tensors item file";
+        let mut stream = dir
+            .open_read(Self::FILENAME)
+            .map_err(|e| read_error(dir, Self::FILENAME, WHAT, e))?;
+        let read = read_tensors(stream.as_mut());
+        match read {
+            Ok(raw) => {
+                stream
+                    .finish()
+                    .map_err(|e| read_error(dir, Self::FILENAME, WHAT, e))?;
+                let mut out = TensorMap::new();
+                for (name, dtype, shape, data) in raw {
+                    let t = Tensor::new(dtype, shape, data).map_err(|e| {
+                        at_file(
+                            dir,
+                            Error::corrupt(format!("tensor {name:?} is invalid")).with_source(e),
+                        )
+                    })?;
+                    out.insert(name, t);
+                }
+                Ok(RestoredItem::Tensors(out))
+            }
+            Err(e) => {
+                // A damaged file: say so (its checksum) rather than what decoding tripped on.
+                match stream.finish() {
+                    Err(c) if c.kind() == ErrorKind::Corrupt => {
+                        Err(read_error(dir, Self::FILENAME, WHAT, c))
+                    }
+                    _ if e.path().is_some() => Err(e),
+                    _ => Err(at_file(dir, e)),
+                }
+            }
+        }
     }
 
     /// `{"tensors": {"<name>": {"dtype": "<numpy name>", "shape": [..]}}}`, from the header alone
@@ -295,6 +412,7 @@ impl CheckpointHandler for TensorHandler {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use safetensors::tensor::TensorView;
 
     fn sample() -> TensorMap {
         let mut m = TensorMap::new();
@@ -320,6 +438,90 @@ mod tests {
             TensorHandler::decode(&TensorHandler::encode(&empty).unwrap()).unwrap(),
             empty
         );
+    }
+
+    #[test]
+    fn parts_are_byte_for_byte_what_safetensors_writes() {
+        // Mixed dtypes (the crate orders data by alignment, then name), scalars, empty tensors.
+        let mut m = sample();
+        m.insert(
+            "a16".into(),
+            Tensor::from_slice([3], &[1u16, 2, 3]).unwrap(),
+        );
+        m.insert(
+            "z64".into(),
+            Tensor::from_slice([2], &[1.5f64, -2.0]).unwrap(),
+        );
+        m.insert("s".into(), Tensor::scalar(7i8));
+        m.insert(
+            "h".into(),
+            Tensor::from_slice([2], &[half::bf16::from_f32(1.0), half::bf16::MAX]).unwrap(),
+        );
+        for map in [m, TensorMap::new(), sample()] {
+            let views: Vec<(String, TensorView<'_>)> = map
+                .iter()
+                .map(|(n, t)| {
+                    let v = TensorView::new(t.dtype().into(), t.shape().to_vec(), t.as_bytes());
+                    (n.clone(), v.unwrap())
+                })
+                .collect();
+            let reference = safetensors::serialize(views, None).unwrap();
+            assert_eq!(TensorHandler::encode(&map).unwrap(), reference);
+            let (start, order) = TensorHandler::encode_parts(&map).unwrap();
+            assert_eq!(start.len() % 8, 0);
+            assert_eq!(order.len(), map.len());
+            assert_eq!(TensorHandler::decode(&reference).unwrap(), map);
+        }
+    }
+
+    #[test]
+    fn restore_reads_into_one_buffer_per_tensor_and_verifies() {
+        use ckpt_storage::{ChecksumManifest, OpendalStore, RecordingStore, Store, VerifyingStore};
+        use std::sync::Arc;
+        let inner: Arc<dyn Store> = Arc::new(OpendalStore::memory().unwrap());
+        let mut m = sample();
+        m.insert(
+            "big".into(),
+            Tensor::new(
+                DType::U8,
+                [20 << 20],
+                (0..20u32 << 20).map(|i| (i % 241) as u8).collect(),
+            )
+            .unwrap(),
+        );
+        let rec = RecordingStore::new(Arc::clone(&inner), "s/t", "t");
+        TensorHandler
+            .save(
+                &ItemDir::new(&rec, "s/t"),
+                &SaveItem::Tensors(std::borrow::Cow::Borrowed(&m)),
+            )
+            .unwrap();
+        let manifest: ChecksumManifest = rec.take_manifest();
+        let v = VerifyingStore::new(Arc::clone(&inner), "s", manifest);
+        match TensorHandler.restore(&ItemDir::new(&v, "s/t")).unwrap() {
+            RestoredItem::Tensors(t) => assert_eq!(t, m),
+            other => panic!("{other:?}"),
+        }
+        // A flipped bit in the data, then in the header: the checksum error, naming the file.
+        let path = "s/t/tensors.safetensors";
+        let good = inner.read(path).unwrap();
+        for at in [good.len() - 3, 12] {
+            let mut bad = good.clone();
+            bad[at] ^= 0x04;
+            inner.write(path, &bad).unwrap();
+            let e = TensorHandler.restore(&ItemDir::new(&v, "s/t")).unwrap_err();
+            assert_eq!(e.kind(), ErrorKind::Corrupt, "{e}");
+            assert!(e.to_string().contains("tensors.safetensors"), "{e}");
+            assert!(format!("{e:?}").contains("checksum"), "{e:?}");
+        }
+        // Without checking, a damaged header is still Corrupt (from decoding).
+        let mut bad = good.clone();
+        bad[9] = b'!';
+        inner.write(path, &bad).unwrap();
+        let e = TensorHandler
+            .restore(&ItemDir::new(inner.as_ref(), "s/t"))
+            .unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::Corrupt, "{e}");
     }
 
     #[test]
