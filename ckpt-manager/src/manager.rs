@@ -66,6 +66,21 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
+/// The listing, locked, with the save in flight put in at `added` for a save decision; taken out
+/// again when dropped (also if the policy panics).
+struct DecisionView<'a> {
+    state: MutexGuard<'a, crate::shared::State>,
+    added: Option<usize>,
+}
+
+impl Drop for DecisionView<'_> {
+    fn drop(&mut self) {
+        if let Some(pos) = self.added.take() {
+            self.state.checkpoints.remove(pos);
+        }
+    }
+}
+
 impl CheckpointManager {
     /// A builder for a manager of the root at `root`: a local path, `file:///abs/path` or
     /// `memory://`.
@@ -157,13 +172,28 @@ impl CheckpointManager {
     /// The verdicts of the last retention run (one per checkpoint it saw, with reasons), empty
     /// before the first save.
     pub fn last_retention(&self) -> Vec<(Step, Verdict)> {
-        self.core.state().last_retention.clone()
+        self.core
+            .state()
+            .retention_verdicts(self.core.preservation.as_ref())
     }
 
     /// The directory name of `step` in this root: the name it was listed under, else the name the
     /// format builds.
     pub fn step_dir_name(&self, step: Step) -> String {
         self.core.step_dir_name(step)
+    }
+
+    /// The committed steps the configured preservation policy would delete if retention ran now
+    /// (the decision every save makes after it commits), ascending; nothing is deleted. No
+    /// reasons: [`CheckpointManager::apply_preservation`] with `dry_run` gives those, and
+    /// [`CheckpointManager::last_retention`] those of the last run. ckpt's own (Orbax has no
+    /// such query).
+    pub fn steps_to_delete(&self) -> Vec<Step> {
+        let cx = PreservationContext {
+            now: self.core.options.clock.now(),
+        };
+        let st = self.core.state();
+        save::retention_decision(&self.core, &st.checkpoints, &cx).1
     }
 
     /// Whether a save is still being written or committed in the background (spec §5.3).
@@ -182,40 +212,47 @@ impl CheckpointManager {
             .is_some_and(|p| p.reached_preemption(step))
     }
 
-    /// Committed checkpoints plus the one in flight (what save decisions look at, spec §3.4).
-    fn decision_view(&self) -> (Vec<CheckpointInfo>, bool) {
-        let mut list = self.checkpoints();
-        let guard = lock(&self.in_flight);
-        let mut running = false;
-        if let Some(f) = guard.as_ref() {
-            running = !f.handle.is_finished();
-            if !list.iter().any(|c| c.step == f.info.step) {
-                let pos = list.partition_point(|c| c.step < f.info.step);
-                list.insert(pos, f.info.clone());
-            }
-        }
-        (list, running)
-    }
-
     /// Whether `save(step)` would save (spec §3.4): false when read-only or when `step` is not
     /// above the latest step (committed or in flight); else the save decision policy's answer.
+    ///
+    /// The policy sees the committed checkpoints plus the one in flight (spec §3.4), without a
+    /// copy of the listing: the in-flight step is put into the listing for the duration of the
+    /// call, under its lock, and taken out again (so this stays in microseconds with 10,000
+    /// steps).
     pub fn should_save(&self, step: Step) -> bool {
         if self.core.options.read_only {
             return false;
         }
-        let (previous, running) = self.decision_view();
+        let (in_flight, running) = match lock(&self.in_flight).as_ref() {
+            Some(f) => (Some(f.info.clone()), !f.handle.is_finished()),
+            None => (None, false),
+        };
+        let reached_preemption = self.reached_preemption(step);
+        let now = self.core.options.clock.now();
+        let mut view = DecisionView {
+            state: self.core.state(),
+            added: None,
+        };
+        if let Some(info) = in_flight {
+            let list = &mut view.state.checkpoints;
+            let pos = list.partition_point(|c| c.step < info.step);
+            if list.get(pos).is_none_or(|c| c.step != info.step) {
+                list.insert(pos, info);
+                view.added = Some(pos);
+            }
+        }
+        let previous = &view.state.checkpoints;
         if previous.last().is_some_and(|l| step <= l.step) {
             return false;
         }
-        let now = self.core.options.clock.now();
         let cx = DecisionContext {
             is_saving_in_progress: running,
-            reached_preemption: self.reached_preemption(step),
+            reached_preemption,
             now,
         };
         self.core
             .save_policy
-            .should_save(&CheckpointInfo::new(step, now, None), &previous, &cx)
+            .should_save(&CheckpointInfo::new(step, now, None), previous, &cx)
     }
 
     /// Re-reads the steps, their times and metrics from the root (Orbax `reload`, always a full

@@ -2,7 +2,7 @@
 //! then retention over the committed steps. Runs on the caller's thread (synchronous saves) or on
 //! the background save thread (asynchronous saves, spec §5.8).
 
-use crate::shared::Core;
+use crate::shared::{Core, RetentionRun};
 use crate::{Composite, SaveOptions};
 use chrono::{DateTime, Utc};
 use ckpt_core::{
@@ -144,24 +144,63 @@ fn write_step(core: &Core, job: &SaveJob<'_>, working: &str, phase: &PhaseCell) 
 
 /// Runs the preservation policy over the committed steps and deletes what it does not keep
 /// (spec §4.4). A delete that fails is logged and the step stays listed (retried next time).
+///
+/// The decision uses the policy's keep flags on the listing in place (no copy of it, no
+/// reasons: well under a millisecond for 10,000 steps with the built-in policies); the
+/// verdicts with their reasons are computed only when wanted: for the log line of a deleted
+/// step when `info` logging is on, and by `last_retention`. A policy returning too few flags
+/// keeps the steps it says nothing about.
 pub(crate) fn apply_retention(core: &Core) {
     let cx = PreservationContext {
         now: core.options.clock.now(),
     };
-    let checkpoints = core.state().checkpoints.clone();
-    let verdicts = core.preservation.should_preserve(&checkpoints, &cx);
-    let decided: Vec<(Step, Verdict)> = checkpoints.iter().map(|c| c.step).zip(verdicts).collect();
-    for (step, verdict) in &decided {
-        if verdict.keep {
-            tracing::debug!(step, reason = %verdict.reason, "keeping step");
-            continue;
-        }
-        tracing::info!(step, reason = %verdict.reason, "deleting step");
-        if let Err(e) = core.delete_step(*step) {
+    let to_delete: Vec<Step> = {
+        let mut st = core.state();
+        let (steps, to_delete) = retention_decision(core, &st.checkpoints, &cx);
+        tracing::debug!(
+            steps = steps.len(),
+            "retention decided over the committed steps"
+        );
+        st.last_retention = Some(RetentionRun {
+            steps,
+            cx,
+            removed: BTreeMap::new(),
+            verdicts: None,
+        });
+        to_delete
+    };
+    let reasons: BTreeMap<Step, Verdict> =
+        if !to_delete.is_empty() && tracing::enabled!(tracing::Level::INFO) {
+            let verdicts = core.state().retention_verdicts(core.preservation.as_ref());
+            verdicts.into_iter().filter(|(_, v)| !v.keep).collect()
+        } else {
+            BTreeMap::new()
+        };
+    for step in to_delete {
+        let reason = reasons.get(&step).map_or("", |v| v.reason.as_str());
+        tracing::info!(step, reason, "deleting step");
+        if let Err(e) = core.delete_step(step) {
             tracing::error!(step, error = %e, "retention could not delete the step; it stays listed");
         }
     }
-    core.state().last_retention = decided;
+}
+
+/// The steps of `checkpoints` and those of them the preservation policy does not keep (from its
+/// keep flags; a missing flag keeps), both ascending.
+pub(crate) fn retention_decision(
+    core: &Core,
+    checkpoints: &[CheckpointInfo],
+    cx: &PreservationContext,
+) -> (Vec<Step>, Vec<Step>) {
+    let flags = core.preservation.keep_flags(checkpoints, cx);
+    let steps: Vec<Step> = checkpoints.iter().map(|c| c.step).collect();
+    let to_delete = steps
+        .iter()
+        .zip(flags.into_iter().chain(std::iter::repeat(true)))
+        .filter(|(_, keep)| !keep)
+        .map(|(s, _)| *s)
+        .collect();
+    (steps, to_delete)
 }
 
 /// Checks the items of a save before anything is written.

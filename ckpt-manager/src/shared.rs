@@ -13,8 +13,8 @@ use ckpt_core::{
 };
 use ckpt_handlers::{CheckpointHandler, HandlerRegistry, ItemDir, JsonHandler};
 use ckpt_policy::{
-    legacy_preservation, legacy_save_decision, LegacyRetention, PreservationPolicy,
-    SaveDecisionPolicy, Verdict,
+    legacy_preservation, legacy_save_decision, LegacyRetention, PreservationContext,
+    PreservationPolicy, SaveDecisionPolicy, Verdict,
 };
 use ckpt_storage::{protocol_for, CommitProtocol, EntryKind, Store, VerifyingStore, WriterLock};
 use std::collections::BTreeMap;
@@ -27,8 +27,24 @@ pub(crate) struct State {
     pub checkpoints: Vec<CheckpointInfo>,
     /// The directory name each committed step was listed or saved under.
     pub dir_names: BTreeMap<Step, String>,
-    /// The verdicts of the last retention run.
-    pub last_retention: Vec<(Step, Verdict)>,
+    /// The last retention run, whose verdicts are computed only when asked for.
+    pub last_retention: Option<RetentionRun>,
+}
+
+/// What a retention run saw, so that its verdicts (with reasons) can be computed when someone
+/// asks (`last_retention`, an info log) instead of on every save: formatting one reason per
+/// step costs milliseconds on a root of 10,000 steps, the keep flags a fraction of that.
+#[derive(Debug)]
+pub(crate) struct RetentionRun {
+    /// The steps of the listing the run saw, ascending.
+    pub steps: Vec<Step>,
+    /// The run's context.
+    pub cx: PreservationContext,
+    /// The infos of those steps that have left the listing since (deleted by the run itself or
+    /// later, or replaced by a reload): moved here, never copied, while `verdicts` is `None`.
+    pub removed: BTreeMap<Step, CheckpointInfo>,
+    /// The verdicts, once computed.
+    pub verdicts: Option<Vec<(Step, Verdict)>>,
 }
 
 impl State {
@@ -40,8 +56,60 @@ impl State {
     }
 
     pub fn forget(&mut self, step: Step) {
-        self.checkpoints.retain(|c| c.step != step);
+        let start = self.checkpoints.partition_point(|c| c.step < step);
+        let end = start + self.checkpoints[start..].partition_point(|c| c.step == step);
+        for info in self.checkpoints.drain(start..end) {
+            if let Some(run) = self.last_retention.as_mut() {
+                run.keep_info(info);
+            }
+        }
         self.dir_names.remove(&step);
+    }
+
+    /// Replaces the listing (a reload), keeping what the last retention run saw.
+    pub fn replace(&mut self, checkpoints: Vec<CheckpointInfo>, names: BTreeMap<Step, String>) {
+        let old = std::mem::replace(&mut self.checkpoints, checkpoints);
+        if let Some(run) = self.last_retention.as_mut() {
+            for info in old {
+                run.keep_info(info);
+            }
+        }
+        self.dir_names = names;
+    }
+
+    /// The verdicts of the last retention run, computed now if they were not yet: the run's
+    /// listing is rebuilt from the current one and the infos that left it since.
+    pub fn retention_verdicts(&mut self, policy: &dyn PreservationPolicy) -> Vec<(Step, Verdict)> {
+        let Some(run) = self.last_retention.as_mut() else {
+            return Vec::new();
+        };
+        if let Some(v) = &run.verdicts {
+            return v.clone();
+        }
+        let listing: Vec<CheckpointInfo> = run
+            .steps
+            .iter()
+            .filter_map(|s| {
+                run.removed.get(s).cloned().or_else(|| {
+                    let pos = self.checkpoints.partition_point(|c| c.step < *s);
+                    self.checkpoints.get(pos).filter(|c| c.step == *s).cloned()
+                })
+            })
+            .collect();
+        let verdicts = policy.should_preserve(&listing, &run.cx);
+        let decided: Vec<(Step, Verdict)> = listing.iter().map(|c| c.step).zip(verdicts).collect();
+        run.removed.clear();
+        run.verdicts = Some(decided.clone());
+        decided
+    }
+}
+
+impl RetentionRun {
+    /// Keeps `info` when the run saw its step and its verdicts are still to be computed.
+    fn keep_info(&mut self, info: CheckpointInfo) {
+        if self.verdicts.is_none() && self.steps.binary_search(&info.step).is_ok() {
+            self.removed.entry(info.step).or_insert(info);
+        }
     }
 }
 
@@ -156,9 +224,7 @@ impl Core {
             .iter()
             .map(|(step, name)| load_info(self.store.as_ref(), *step, name, lightweight))
             .collect();
-        let mut st = self.state();
-        st.checkpoints = checkpoints;
-        st.dir_names = names;
+        self.state().replace(checkpoints, names);
         Ok(())
     }
 
