@@ -49,6 +49,9 @@
 //!   `ckpt-manager/tests/crash.rs`'s kill loop (a child saving checkpoints, killed with SIGKILL at
 //!   random moments, the root checked after every kill) 2,000 times by default and prints a
 //!   summary (iterations, kills, steps verified, wall time). See `xtask/src/crash.rs`.
+//! - `bench [--quick] [--json FILE]`: the performance figures of issue 6 (save/restore against
+//!   raw std::fs and opendal baselines, async saves, 10,000-step overhead, peak memory), built
+//!   and run in release mode. See `xtask/src/bench/mod.rs`.
 
 mod azurite;
 mod crash;
@@ -70,9 +73,10 @@ fn main() -> ExitCode {
         Some("azurite-test") => azurite::main(&args[1..]),
         Some("gcs-test") => gcs::main(&args[1..]),
         Some("crash") => crash::main(&args[1..]),
+        Some("bench") => xtask::bench::drive(&args[1..], Some(&bench_s3)),
         other => {
             eprintln!(
-                "usage: cargo xtask ci | scenario CASE.json | interop [--keep] | crash [--iterations N] [--seed S]"
+                "usage: cargo xtask ci | scenario CASE.json | interop [--keep] | crash [--iterations N] [--seed S] | bench [--quick] [--json FILE]"
             );
             eprintln!(
                 "       cargo xtask test [CARGO TEST ARGS] | s3-server | azurite-test | gcs-test"
@@ -83,6 +87,13 @@ fn main() -> ExitCode {
             ExitCode::from(2)
         }
     }
+}
+
+/// Starts the local S3 server for `cargo xtask bench`: a guard that stops it, and its environment.
+fn bench_s3() -> Result<xtask::bench::S3Started, String> {
+    let server = s3server::start()?;
+    let env = server.env();
+    Ok((Box::new(server), env))
 }
 
 /// Runs `cmd`, turning a failure to start it or a non-zero exit into an error naming `what`.

@@ -1,0 +1,504 @@
+//! Save and restore figures: the raw baselines (std::fs write+fsync and read, memcpy, raw opendal
+//! put/get) and ckpt's sync save, async save (blocked and total) and restore, on the local file
+//! system, the memory store and S3.
+
+use super::payload::Payload;
+use super::report::{Cmp, RatioKind, Report};
+use super::{sys, Bench, Ctx};
+use ckpt_manager::handlers::TensorMap;
+use ckpt_manager::{CheckpointManager, Composite, SaveOptions, Step};
+use std::fs::File;
+use std::io::Write;
+use std::path::Path;
+use std::time::Instant;
+
+/// The item name the bench saves its tensors under.
+const ITEM: &str = "params";
+
+/// Seconds since `t`.
+fn secs(t: Instant) -> f64 {
+    t.elapsed().as_secs_f64()
+}
+
+/// Writes `parts` one after another to `dir/data.bin` with std::fs, then fsyncs the file, `dir`
+/// and `dir`'s parent (the minimum a durable save of these bytes needs).
+fn raw_write(dir: &Path, parts: &[&[u8]]) -> std::io::Result<()> {
+    std::fs::create_dir(dir)?;
+    let mut f = File::create(dir.join("data.bin"))?;
+    for p in parts {
+        f.write_all(p)?;
+    }
+    f.sync_all()?;
+    File::open(dir)?.sync_all()?;
+    if let Some(parent) = dir.parent() {
+        File::open(parent)?.sync_all()?;
+    }
+    Ok(())
+}
+
+/// Copies every array into a fresh `Vec` (allocation and page faults included): what capturing
+/// borrowed items costs at least.
+fn memcpy_fresh(p: &Payload) -> f64 {
+    let t = Instant::now();
+    let copies: Vec<Vec<u8>> = p.parts().iter().map(|b| b.to_vec()).collect();
+    let s = secs(t);
+    std::hint::black_box(&copies);
+    s
+}
+
+/// Copies every array into a buffer that is already allocated and touched (a pure memcpy).
+fn memcpy_warm(p: &Payload, dst: &mut [u8]) -> f64 {
+    let t = Instant::now();
+    let mut off = 0;
+    for b in p.parts() {
+        dst[off..off + b.len()].copy_from_slice(b);
+        off += b.len();
+    }
+    let s = secs(t);
+    std::hint::black_box(&dst);
+    s
+}
+
+/// The four ckpt figures of one repetition on one store.
+#[derive(Debug, Default)]
+struct CkptSamples {
+    sync_save: Vec<f64>,
+    restore: Vec<f64>,
+    restore_cold: Vec<f64>,
+    blocked_borrowed: Vec<f64>,
+    total_borrowed: Vec<f64>,
+    blocked_moved: Vec<f64>,
+    total_moved: Vec<f64>,
+}
+
+/// A sync save of the payload (borrowed) as `step`; seconds.
+fn sync_save(m: &mut CheckpointManager, p: &Payload, step: Step) -> Result<f64, String> {
+    let t = Instant::now();
+    let saved = m
+        .save(
+            step,
+            Composite::new().tensors(ITEM, &p.tensors),
+            SaveOptions::default(),
+        )
+        .map_err(|e| format!("sync save of step {step}: {e}"))?;
+    let s = secs(t);
+    if !saved {
+        return Err(format!("step {step} was not saved (policy said no)"));
+    }
+    Ok(s)
+}
+
+/// Restores `step`; seconds. With `check`, compares the restored tensors with it (untimed).
+fn restore(m: &CheckpointManager, step: Step, check: Option<&TensorMap>) -> Result<f64, String> {
+    let t = Instant::now();
+    let r = m
+        .restore(Some(step))
+        .map_err(|e| format!("restore of step {step}: {e}"))?;
+    let s = secs(t);
+    if let Some(want) = check {
+        let got = r
+            .tensors(ITEM)
+            .map_err(|e| format!("restored step {step}: {e}"))?;
+        if got != want {
+            return Err(format!("restored step {step} differs from what was saved"));
+        }
+    }
+    drop(r);
+    Ok(s)
+}
+
+/// An async save as `step`, borrowed (`owned` `None`) or moved in; (seconds blocked in `save`,
+/// seconds until committed).
+fn async_save(
+    m: &mut CheckpointManager,
+    p: &Payload,
+    owned: Option<TensorMap>,
+    step: Step,
+) -> Result<(f64, f64), String> {
+    let t = Instant::now();
+    let items = match owned {
+        Some(map) => Composite::new().tensors_owned(ITEM, map),
+        None => Composite::new().tensors(ITEM, &p.tensors),
+    };
+    let saved = m
+        .save(step, items, SaveOptions::default())
+        .map_err(|e| format!("async save of step {step}: {e}"))?;
+    let blocked = secs(t);
+    m.wait_until_finished()
+        .map_err(|e| format!("async save of step {step}: {e}"))?;
+    let total = secs(t);
+    if !saved {
+        return Err(format!("step {step} was not saved (policy said no)"));
+    }
+    Ok((blocked, total))
+}
+
+/// Deletes `step` (untimed clean-up between repetitions).
+fn delete(m: &mut CheckpointManager, step: Step) -> Result<(), String> {
+    m.delete(step)
+        .map_err(|e| format!("deleting step {step}: {e}"))
+}
+
+/// One repetition of the ckpt figures on a pair of managers (sync and async) of one store.
+/// `cold` drops the page cache before an extra restore (local file system only).
+fn ckpt_rep(
+    sync_m: &mut CheckpointManager,
+    async_m: &mut CheckpointManager,
+    p: &Payload,
+    step: Step,
+    check: bool,
+    cold: bool,
+    out: &mut CkptSamples,
+) -> Result<(), String> {
+    sys::sync_all();
+    out.sync_save.push(sync_save(sync_m, p, step)?);
+    out.restore
+        .push(restore(sync_m, step, check.then_some(&p.tensors))?);
+    if cold {
+        sys::drop_caches();
+        out.restore_cold.push(restore(sync_m, step, None)?);
+    }
+    delete(sync_m, step)?;
+    sys::sync_all();
+    let (b, t) = async_save(async_m, p, None, step)?;
+    out.blocked_borrowed.push(b);
+    out.total_borrowed.push(t);
+    delete(async_m, step)?;
+    let owned = p.tensors.clone();
+    sys::sync_all();
+    let (b, t) = async_save(async_m, p, Some(owned), step + 1)?;
+    out.blocked_moved.push(b);
+    out.total_moved.push(t);
+    delete(async_m, step + 1)?;
+    sys::sync_all();
+    Ok(())
+}
+
+/// Adds the ckpt rows of one section and compares them with their baselines. `write_base` and
+/// `read_base` are the rows of the raw write and read, `memcpy` of the fresh-buffer memcpy.
+#[allow(clippy::too_many_arguments)]
+fn ckpt_rows(
+    r: &mut Report,
+    sec: &str,
+    key: &str,
+    p: &Payload,
+    s: CkptSamples,
+    write_base: usize,
+    read_base: usize,
+    read_cold_base: Option<usize>,
+    memcpy: usize,
+    speed_target: f64,
+) {
+    let bytes = Some(p.bytes as u64);
+    let target = Some((Cmp::Ge, speed_target));
+    let save = r.time(
+        sec,
+        &format!("{key}/ckpt_sync_save"),
+        "ckpt sync save",
+        s.sync_save,
+        bytes,
+    );
+    r.compare(save, write_base, RatioKind::Speed, target);
+    let rest = r.time(
+        sec,
+        &format!("{key}/ckpt_restore"),
+        "ckpt restore",
+        s.restore,
+        bytes,
+    );
+    r.compare(rest, read_base, RatioKind::Speed, target);
+    if let Some(cold) = read_cold_base {
+        let rc = r.time(
+            sec,
+            &format!("{key}/ckpt_restore_cold"),
+            "ckpt restore (cold cache)",
+            s.restore_cold,
+            bytes,
+        );
+        r.compare(rc, cold, RatioKind::Speed, target);
+    }
+    let bb = r.time(
+        sec,
+        &format!("{key}/async_blocked_borrowed"),
+        "async save: blocked (borrowed)",
+        s.blocked_borrowed,
+        None,
+    );
+    r.compare(bb, memcpy, RatioKind::Time, Some((Cmp::Le, 1.2)));
+    let bm = r.time(
+        sec,
+        &format!("{key}/async_blocked_moved"),
+        "async save: blocked (moved in)",
+        s.blocked_moved,
+        None,
+    );
+    r.compare_to(
+        bm,
+        "target 1 ms",
+        1e-3,
+        RatioKind::Time,
+        Some((Cmp::Le, 1.0)),
+    );
+    let tb = r.time(
+        sec,
+        &format!("{key}/async_total_borrowed"),
+        "async save: to commit (borrowed)",
+        s.total_borrowed,
+        bytes,
+    );
+    r.compare(tb, save, RatioKind::Time, Some((Cmp::Le, 1.1)));
+    let tm = r.time(
+        sec,
+        &format!("{key}/async_total_moved"),
+        "async save: to commit (moved in)",
+        s.total_moved,
+        bytes,
+    );
+    r.compare(tm, save, RatioKind::Time, Some((Cmp::Le, 1.1)));
+}
+
+/// Raw and ckpt figures on the local file system for payload `p`.
+///
+/// # Errors
+/// The first failing operation.
+pub fn fs_section(b: &mut Bench, cx: &Ctx, p: &Payload) -> Result<(), String> {
+    let sec = format!("fs, {}, {}", super::size_label(p.bytes), p.layout.label());
+    let key = format!("fs/{}/{}", super::size_key(p.bytes), p.layout.key());
+    let dir = cx.tmp.join(format!("fs-{}", p.layout.key()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).map_err(|e| format!("creating {}: {e}", dir.display()))?;
+    let root_s = dir.join("ckpt-sync");
+    let root_a = dir.join("ckpt-async");
+    let raw_dir = dir.join("raw");
+    std::fs::create_dir_all(&raw_dir).map_err(|e| format!("{}: {e}", raw_dir.display()))?;
+    let mut sync_m = CheckpointManager::builder(root_s.to_string_lossy())
+        .enable_async_checkpointing(false)
+        .build()
+        .map_err(|e| format!("opening {}: {e}", root_s.display()))?;
+    let mut async_m = CheckpointManager::builder(root_a.to_string_lossy())
+        .build()
+        .map_err(|e| format!("opening {}: {e}", root_a.display()))?;
+
+    let parts = p.parts();
+    let (mut w, mut rd, mut rdc, mut mf, mut mw) = (vec![], vec![], vec![], vec![], vec![]);
+    let mut ck = CkptSamples::default();
+    let mut warm = vec![1u8; p.bytes];
+    for rep in 0..cx.reps {
+        let step = 10 * (rep as Step + 1);
+        // Alternate which goes first, so slow phases of the disk hit both alike.
+        let raw_first = rep % 2 == 0;
+        let raw = |w: &mut Vec<f64>, rd: &mut Vec<f64>, rdc: &mut Vec<f64>| {
+            let d = raw_dir.join(format!("r{rep}"));
+            sys::sync_all();
+            let t = Instant::now();
+            raw_write(&d, &parts).map_err(|e| format!("raw write {}: {e}", d.display()))?;
+            w.push(secs(t));
+            let f = d.join("data.bin");
+            let t = Instant::now();
+            let data = std::fs::read(&f).map_err(|e| format!("raw read {}: {e}", f.display()))?;
+            rd.push(secs(t));
+            if data.len() != p.bytes {
+                return Err(format!(
+                    "raw read of {} returned {} bytes",
+                    f.display(),
+                    data.len()
+                ));
+            }
+            drop(data);
+            if cx.cold {
+                sys::drop_caches();
+                let t = Instant::now();
+                let data =
+                    std::fs::read(&f).map_err(|e| format!("raw read {}: {e}", f.display()))?;
+                rdc.push(secs(t));
+                drop(data);
+            }
+            std::fs::remove_dir_all(&d).map_err(|e| format!("removing {}: {e}", d.display()))?;
+            Ok::<(), String>(())
+        };
+        if raw_first {
+            raw(&mut w, &mut rd, &mut rdc)?;
+        }
+        ckpt_rep(
+            &mut sync_m,
+            &mut async_m,
+            p,
+            step,
+            rep == 0,
+            cx.cold,
+            &mut ck,
+        )?;
+        if !raw_first {
+            raw(&mut w, &mut rd, &mut rdc)?;
+        }
+        mf.push(memcpy_fresh(p));
+        mw.push(memcpy_warm(p, &mut warm));
+        eprintln!("bench: {sec}: repetition {} of {} done", rep + 1, cx.reps);
+    }
+    drop(warm);
+    let bytes = Some(p.bytes as u64);
+    let r = &mut b.report;
+    let wb = r.time(
+        &sec,
+        &format!("{key}/raw_write"),
+        "raw write+fsync (std::fs)",
+        w,
+        bytes,
+    );
+    let rb = r.time(
+        &sec,
+        &format!("{key}/raw_read"),
+        "raw read (warm cache)",
+        rd,
+        bytes,
+    );
+    let rcb = if cx.cold {
+        Some(r.time(
+            &sec,
+            &format!("{key}/raw_read_cold"),
+            "raw read (cold cache)",
+            rdc,
+            bytes,
+        ))
+    } else {
+        None
+    };
+    let mfb = r.time(
+        &sec,
+        &format!("{key}/memcpy"),
+        "memcpy (fresh buffers)",
+        mf,
+        bytes,
+    );
+    let mwb = r.time(
+        &sec,
+        &format!("{key}/memcpy_warm"),
+        "memcpy (touched buffer)",
+        mw,
+        bytes,
+    );
+    r.compare(mwb, mfb, RatioKind::Time, None);
+    ckpt_rows(r, &sec, &key, p, ck, wb, rb, rcb, mfb, 0.9);
+    drop(sync_m);
+    drop(async_m);
+    std::fs::remove_dir_all(&dir).map_err(|e| format!("removing {}: {e}", dir.display()))?;
+    Ok(())
+}
+
+/// Raw opendal memory put/get and ckpt figures on the memory store for payload `p`.
+///
+/// # Errors
+/// The first failing operation.
+pub fn memory_section(b: &mut Bench, cx: &Ctx, p: &Payload) -> Result<(), String> {
+    let sec = format!(
+        "memory, {}, {}",
+        super::size_label(p.bytes),
+        p.layout.label()
+    );
+    let key = format!("memory/{}/{}", super::size_key(p.bytes), p.layout.key());
+    let raw = super::raw::RawStore::memory()?;
+    let mut sync_m = CheckpointManager::builder("memory://")
+        .enable_async_checkpointing(false)
+        .build()
+        .map_err(|e| format!("opening memory://: {e}"))?;
+    let mut async_m = CheckpointManager::builder("memory://")
+        .build()
+        .map_err(|e| format!("opening memory://: {e}"))?;
+    let (mut put, mut get, mut mf) = (vec![], vec![], vec![]);
+    let mut ck = CkptSamples::default();
+    for rep in 0..cx.reps {
+        let step = 10 * (rep as Step + 1);
+        let (tp, tg) = raw.put_get(&format!("raw/{rep}"), p)?;
+        put.push(tp);
+        get.push(tg);
+        ckpt_rep(&mut sync_m, &mut async_m, p, step, rep == 0, false, &mut ck)?;
+        mf.push(memcpy_fresh(p));
+        eprintln!("bench: {sec}: repetition {} of {} done", rep + 1, cx.reps);
+    }
+    let bytes = Some(p.bytes as u64);
+    let r = &mut b.report;
+    let pb = r.time(
+        &sec,
+        &format!("{key}/raw_put"),
+        "raw opendal put",
+        put,
+        bytes,
+    );
+    let gb = r.time(
+        &sec,
+        &format!("{key}/raw_get"),
+        "raw opendal get",
+        get,
+        bytes,
+    );
+    let mfb = r.time(
+        &sec,
+        &format!("{key}/memcpy"),
+        "memcpy (fresh buffers)",
+        mf,
+        bytes,
+    );
+    ckpt_rows(r, &sec, &key, p, ck, pb, gb, None, mfb, 0.9);
+    Ok(())
+}
+
+/// Raw opendal S3 put/get and ckpt figures on S3 (the local server) for payload `p`, below
+/// `prefix` of the bench bucket.
+///
+/// # Errors
+/// The first failing operation.
+pub fn s3_section(b: &mut Bench, cx: &Ctx, p: &Payload, s3: &super::S3Env) -> Result<(), String> {
+    let sec = format!(
+        "s3 (moto, loopback), {}, {}",
+        super::size_label(p.bytes),
+        p.layout.label()
+    );
+    let key = format!("s3/{}/{}", super::size_key(p.bytes), p.layout.key());
+    let prefix = format!("bench-{}-{}", std::process::id(), p.layout.key());
+    let raw = super::raw::RawStore::s3(s3, &format!("{prefix}/raw"))?;
+    let uri_s = format!("s3://{}/{prefix}/sync", s3.bucket);
+    let uri_a = format!("s3://{}/{prefix}/async", s3.bucket);
+    let mut sync_m = CheckpointManager::builder(uri_s.clone())
+        .enable_async_checkpointing(false)
+        .build()
+        .map_err(|e| format!("opening {uri_s}: {e}"))?;
+    let mut async_m = CheckpointManager::builder(uri_a.clone())
+        .build()
+        .map_err(|e| format!("opening {uri_a}: {e}"))?;
+    let (mut put, mut get, mut mf) = (vec![], vec![], vec![]);
+    let mut ck = CkptSamples::default();
+    for rep in 0..cx.reps {
+        let step = 10 * (rep as Step + 1);
+        let (tp, tg) = raw.put_get(&format!("r{rep}"), p)?;
+        put.push(tp);
+        get.push(tg);
+        ckpt_rep(&mut sync_m, &mut async_m, p, step, rep == 0, false, &mut ck)?;
+        mf.push(memcpy_fresh(p));
+        eprintln!("bench: {sec}: repetition {} of {} done", rep + 1, cx.reps);
+    }
+    let bytes = Some(p.bytes as u64);
+    let r = &mut b.report;
+    let pb = r.time(
+        &sec,
+        &format!("{key}/raw_put"),
+        "raw opendal put",
+        put,
+        bytes,
+    );
+    let gb = r.time(
+        &sec,
+        &format!("{key}/raw_get"),
+        "raw opendal get",
+        get,
+        bytes,
+    );
+    let mfb = r.time(
+        &sec,
+        &format!("{key}/memcpy"),
+        "memcpy (fresh buffers)",
+        mf,
+        bytes,
+    );
+    ckpt_rows(r, &sec, &key, p, ck, pb, gb, None, mfb, 0.8);
+    Ok(())
+}
