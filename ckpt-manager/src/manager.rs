@@ -427,20 +427,17 @@ impl CheckpointManager {
         let time = core.options.clock.now();
         let info = CheckpointInfo::new(step, time, options.metrics.clone());
         let phase: PhaseCell = Arc::new(Mutex::new(Phase::Queued));
-        if !core.options.enable_async_checkpointing {
-            let job = SaveJob {
-                step,
-                name,
-                items,
-                options,
-                write_metrics,
-                time,
-            };
-            return save::run(core, job, &phase).map(|()| true);
-        }
-        let items = match items.capture().map_err(|e| e.with_step(step))? {
-            Captured::Owned(items) => items,
-            Captured::NotCapturable(items) => {
+        // Captured items go to the background thread; anything else is written here and now.
+        let captured = match core.options.enable_async_checkpointing {
+            true => match items.capture().map_err(|e| e.with_step(step))? {
+                Captured::Owned(owned) => Ok(owned),
+                Captured::NotCapturable(items) => Err(items),
+            },
+            false => Err(items),
+        };
+        let items = match captured {
+            Ok(owned) => owned,
+            Err(items) => {
                 let job = SaveJob {
                     step,
                     name,

@@ -16,7 +16,10 @@ use ckpt_policy::{
     legacy_preservation, legacy_save_decision, LegacyRetention, PreservationContext,
     PreservationPolicy, SaveDecisionPolicy, Verdict,
 };
-use ckpt_storage::{protocol_for, CommitProtocol, EntryKind, Store, VerifyingStore, WriterLock};
+use ckpt_storage::{
+    protocol_for, ChecksumManifest, CommitProtocol, EntryKind, Store, VerifyingStore, WriterLock,
+    MANIFEST_FILE,
+};
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex, MutexGuard};
 
@@ -461,8 +464,22 @@ impl Core {
         // (issue 4); steps written by Orbax have no manifest and read as they are.
         let verifying;
         let reader: &dyn Store = if self.options.verify_checksums {
-            verifying = VerifyingStore::load(Arc::clone(&self.store), &dir)
+            let manifest = ChecksumManifest::read_from(self.store.as_ref(), &dir)
                 .map_err(|e| e.with_step(step))?;
+            let manifest = match manifest {
+                Some(m) => m,
+                // ckpt writes a manifest with every step, so a step whose items were written by
+                // ckpt's own handlers but that has none lost it: its files cannot be trusted.
+                None if handlers.values().any(|h| h.starts_with("ckpt.")) => {
+                    return Err(Error::corrupt(format!(
+                        "step {step} was written by ckpt but its checksum manifest {MANIFEST_FILE} is missing"
+                    ))
+                    .with_step(step)
+                    .with_path(self.store.location(&format!("{dir}/{MANIFEST_FILE}"))));
+                }
+                None => ChecksumManifest::new(),
+            };
+            verifying = VerifyingStore::new(Arc::clone(&self.store), &dir, manifest);
             &verifying
         } else {
             self.store.as_ref()

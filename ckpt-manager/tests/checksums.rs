@@ -192,3 +192,55 @@ fn ckpt_verify_on_an_orbax_root_says_no_checksums() {
     assert_eq!(code, Some(0), "{err}");
     assert!(out.contains("step 5: no checksums recorded"), "{out}");
 }
+
+#[test]
+fn ckpt_verify_checks_the_step_metadata_and_a_missing_manifest() {
+    let d = tempfile::tempdir().unwrap();
+    save_one(d.path());
+    let root = d.path().to_str().unwrap();
+    let meta = d.path().join("1/_CHECKPOINT_METADATA");
+    let good = std::fs::read(&meta).unwrap();
+    std::fs::write(&meta, b"{garbage").unwrap();
+    let (code, out, err) = ckpt(&["verify", root]);
+    assert_eq!(code, Some(1), "{out}");
+    assert!(out.contains("step 1: BAD metadata"), "{out}");
+    assert!(err.contains("Corrupt"), "{err}");
+    std::fs::write(&meta, good).unwrap();
+
+    // A ckpt-written step whose manifest was removed cannot be trusted: verify and restore say so.
+    std::fs::remove_file(d.path().join("1/_CKPT_CHECKSUMS")).unwrap();
+    let (code, out, _) = ckpt(&["verify", root]);
+    assert_eq!(code, Some(1), "{out}");
+    assert!(
+        out.contains("checksum manifest _CKPT_CHECKSUMS is missing"),
+        "{out}"
+    );
+    let m = CheckpointManager::builder(root)
+        .read_only(true)
+        .build()
+        .unwrap();
+    let e = m.restore(Some(1)).unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::Corrupt, "{e}");
+    assert!(e.to_string().contains("_CKPT_CHECKSUMS"), "{e}");
+}
+
+#[test]
+fn ckpt_survives_a_closed_stdout() {
+    let d = tempfile::tempdir().unwrap();
+    save_one(d.path());
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_ckpt"))
+        .args(["ls", d.path().to_str().unwrap()])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    drop(child.stdout.take()); // `ckpt ls | head -0`
+    let out = child.wait_with_output().unwrap();
+    assert_ne!(
+        out.status.code(),
+        Some(101),
+        "panicked: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(!String::from_utf8_lossy(&out.stderr).contains("panicked"));
+}

@@ -24,6 +24,17 @@ use serde_json::{json, Value};
 use std::path::PathBuf;
 use std::process::ExitCode;
 
+/// `println!` that ends the program quietly when stdout is closed (`ckpt ls | head`), instead of
+/// panicking on the broken pipe.
+macro_rules! out {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        if writeln!(std::io::stdout(), $($arg)*).is_err() {
+            std::process::exit(0);
+        }
+    }};
+}
+
 #[derive(Parser)]
 #[command(
     name = "ckpt",
@@ -91,7 +102,7 @@ struct RootArgs {
     /// The checkpoint root: a local path, file:///…, memory://, or s3://bucket/prefix (gs://…,
     /// azblob://…).
     root: String,
-    /// Step directories are named <PREFIX>_<step>.
+    /// Step directories are named `<PREFIX>_<step>`.
     #[arg(long)]
     step_prefix: Option<String>,
     /// Step numbers in directory names are zero-padded to this many digits.
@@ -141,51 +152,105 @@ fn parse_step(step: &str) -> Result<Step> {
 /// checksums (written by Orbax) are reported as such and are not errors.
 fn verify(args: &RootArgs, step: Option<&str>) -> Result<()> {
     let mngr = open(args)?;
+    let step_given = step;
     let steps = match step {
         Some(s) => vec![parse_step(s)?],
         None => mngr.all_steps(),
     };
     let mut reports = Vec::new();
     let mut bad = Vec::new();
+    let gone = |step: Step| -> Result<bool> {
+        let dir = mngr.step_dir_name(step);
+        Ok(mngr.store().stat(&dir)?.is_none())
+    };
+    let mut deleted = Vec::new();
     for step in steps {
         let dir = mngr.step_dir_name(step);
-        let report = ckpt_manager::storage::verify_step(mngr.store().as_ref(), &dir)
-            .map_err(|e| e.with_step(step))?;
+        let report = match ckpt_manager::storage::verify_step(mngr.store().as_ref(), &dir) {
+            Ok(r) => r,
+            // A live writer's retention may delete a listed step while it is being verified.
+            Err(e) if e.kind() == ErrorKind::NotFound && step_given.is_none() => {
+                deleted.push(step);
+                continue;
+            }
+            Err(e) => return Err(e.with_step(step)),
+        };
+        if !report.is_ok() && step_given.is_none() && gone(step)? {
+            deleted.push(step);
+            continue;
+        }
         for (path, status) in report.bad_files() {
             bad.push(format!("{}: {status}", report.location_of(path)));
         }
-        reports.push((step, report));
+        // The step metadata and metrics must parse too (they are not handler files), and a
+        // step written by ckpt's own handlers must still have its checksum manifest.
+        let mut meta_error = None;
+        match mngr.step_metadata(step) {
+            Err(e) if e.kind() == ErrorKind::NotFound && step_given.is_none() && gone(step)? => {
+                deleted.push(step);
+                continue;
+            }
+            Err(e) => meta_error = Some(e.to_string()),
+            Ok(meta) => {
+                let ours = meta
+                    .item_handler_map()
+                    .values()
+                    .any(|h| h.starts_with("ckpt."));
+                if ours && !report.has_checksums {
+                    meta_error = Some(format!(
+                        "written by ckpt, but its checksum manifest {} is missing",
+                        ckpt_manager::storage::MANIFEST_FILE
+                    ));
+                }
+            }
+        }
+        if let Some(e) = &meta_error {
+            bad.push(format!("step {step}: {e}"));
+        }
+        reports.push((step, report, meta_error));
     }
     if args.json {
         let out: Vec<Value> = reports
             .iter()
-            .map(|(step, r)| {
+            .map(|(step, r, meta_error)| {
                 let files: Vec<Value> = r
                     .files
                     .iter()
                     .map(|(p, st)| json!({"path": p, "status": st.to_string(), "bad": st.is_bad()}))
                     .collect();
-                json!({"step": step, "has_checksums": r.has_checksums, "ok": r.is_ok(), "files": files})
+                json!({"step": step, "has_checksums": r.has_checksums, "ok": r.is_ok() && meta_error.is_none(),
+                       "metadata_error": meta_error, "files": files})
             })
             .collect();
-        println!("{}", serde_json::to_string_pretty(&out).map_err(json_err)?);
+        out!("{}", serde_json::to_string_pretty(&out).map_err(json_err)?);
     } else {
-        for (step, r) in &reports {
+        for (step, r, meta_error) in &reports {
             let checked = r
                 .files
                 .iter()
                 .filter(|(_, st)| !matches!(st, ckpt_manager::storage::FileStatus::Unchecked))
                 .count();
+            if let Some(e) = meta_error {
+                out!("step {step}: BAD metadata: {e}");
+            }
             if !r.has_checksums {
-                println!("step {step}: no checksums recorded");
+                out!("step {step}: no checksums recorded");
             } else if r.is_ok() {
-                println!("step {step}: ok ({checked} files)");
+                if meta_error.is_none() {
+                    out!("step {step}: ok ({checked} files)");
+                }
             } else {
-                println!("step {step}: BAD");
+                out!("step {step}: BAD");
                 for (path, status) in r.bad_files() {
-                    println!("  {}: {status}", r.location_of(path));
+                    out!("  {}: {status}", r.location_of(path));
                 }
             }
+        }
+        for step in &deleted {
+            out!("step {step}: deleted while verifying (skipped)");
+        }
+        if reports.is_empty() && deleted.is_empty() {
+            out!("(no committed steps in {})", mngr.directory());
         }
     }
     if bad.is_empty() {
@@ -243,13 +308,13 @@ fn cp(args: &RootArgs, dst: &str, step: Option<&str>) -> Result<()> {
         (CopyEvent::RootMetadataCopied, Some(b)) => b.println("copied the root metadata"),
         (_, None) if quiet => {}
         (CopyEvent::StepStarted { step, files, bytes }, None) => {
-            println!("copying step {step}: {files} files, {bytes} bytes")
+            out!("copying step {step}: {files} files, {bytes} bytes")
         }
-        (CopyEvent::StepCommitted { step }, None) => println!("copied step {step}"),
+        (CopyEvent::StepCommitted { step }, None) => out!("copied step {step}"),
         (CopyEvent::StepSkipped { step }, None) => {
-            println!("skipped step {step}: already committed at the destination")
+            out!("skipped step {step}: already committed at the destination")
         }
-        (CopyEvent::RootMetadataCopied, None) => println!("copied the root metadata"),
+        (CopyEvent::RootMetadataCopied, None) => out!("copied the root metadata"),
         (CopyEvent::FileCopied { .. }, None) => {}
     };
     let result = match step {
@@ -269,9 +334,9 @@ fn cp(args: &RootArgs, dst: &str, step: Option<&str>) -> Result<()> {
             "bytes": summary.bytes,
             "root_metadata_copied": summary.root_metadata_copied,
         });
-        println!("{}", serde_json::to_string_pretty(&out).map_err(json_err)?);
+        out!("{}", serde_json::to_string_pretty(&out).map_err(json_err)?);
     } else {
-        println!(
+        out!(
             "{} step(s) copied ({} bytes), {} skipped, to {}",
             summary.copied.len(),
             summary.bytes,
@@ -313,7 +378,12 @@ fn ls(args: &RootArgs) -> Result<()> {
     let latest = mngr.latest_step();
     let mut steps = Vec::new();
     for c in mngr.checkpoints() {
-        let items: Vec<String> = mngr.item_handlers(c.step)?.into_keys().collect();
+        // A live writer's retention may delete a step between the listing and this read.
+        let items: Vec<String> = match mngr.item_handlers(c.step) {
+            Ok(h) => h.into_keys().collect(),
+            Err(e) if e.kind() == ErrorKind::NotFound => continue,
+            Err(e) => return Err(e),
+        };
         steps.push(json!({
             "step": c.step,
             "name": mngr.step_dir_name(c.step),
@@ -324,12 +394,14 @@ fn ls(args: &RootArgs) -> Result<()> {
     }
     if args.json {
         let out = json!({"root": mngr.directory(), "steps": steps, "latest_step": latest});
-        println!("{}", serde_json::to_string_pretty(&out).map_err(json_err)?);
+        out!("{}", serde_json::to_string_pretty(&out).map_err(json_err)?);
         return Ok(());
     }
-    println!(
+    out!(
         "{:<14} {:<27} {:<30} METRICS",
-        "STEP", "COMMIT TIME (UTC)", "ITEMS"
+        "STEP",
+        "COMMIT TIME (UTC)",
+        "ITEMS"
     );
     for s in &steps {
         let step = s["step"].as_u64().unwrap_or_default();
@@ -352,7 +424,7 @@ fn ls(args: &RootArgs) -> Result<()> {
                 .join(" "),
             _ => "-".to_string(),
         };
-        println!(
+        out!(
             "{:<14} {:<27} {:<30} {}",
             mark,
             s["commit_time"].as_str().unwrap_or("-"),
@@ -361,7 +433,7 @@ fn ls(args: &RootArgs) -> Result<()> {
         );
     }
     if steps.is_empty() {
-        println!("(no committed steps in {})", mngr.directory());
+        out!("(no committed steps in {})", mngr.directory());
     }
     Ok(())
 }
@@ -401,10 +473,10 @@ fn show(args: &RootArgs, step: &str) -> Result<()> {
         "items": items,
     });
     if args.json {
-        println!("{}", serde_json::to_string_pretty(&out).map_err(json_err)?);
+        out!("{}", serde_json::to_string_pretty(&out).map_err(json_err)?);
         return Ok(());
     }
-    println!("step {step} ({})", mngr.step_dir_name(step));
+    out!("step {step} ({})", mngr.step_dir_name(step));
     let ts = |v: Option<i64>| {
         v.map(|n| {
             chrono::DateTime::from_timestamp_nanos(n)
@@ -412,21 +484,21 @@ fn show(args: &RootArgs, step: &str) -> Result<()> {
         })
         .unwrap_or_else(|| "-".into())
     };
-    println!("  init time:   {}", ts(meta.init_timestamp_nsecs));
-    println!("  commit time: {}", ts(meta.commit_timestamp_nsecs));
-    println!(
+    out!("  init time:   {}", ts(meta.init_timestamp_nsecs));
+    out!("  commit time: {}", ts(meta.commit_timestamp_nsecs));
+    out!(
         "  custom metadata: {}",
         Value::Object(meta.custom_metadata.clone())
     );
-    println!("  metrics: {}", out["metrics"]);
-    println!("  items:");
+    out!("  metrics: {}", out["metrics"]);
+    out!("  items:");
     for (name, item) in &items {
-        println!(
+        out!(
             "    {name}: {}",
             item["handler"].as_str().unwrap_or("(no handler recorded)")
         );
         if !item["value"].is_null() {
-            println!("      value: {}", item["value"]);
+            out!("      value: {}", item["value"]);
         }
     }
     Ok(())
@@ -441,26 +513,26 @@ fn gc(args: &RootArgs, policy_file: &std::path::Path, dry_run: bool) -> Result<(
             .iter()
             .map(|d| json!({"step": d.step, "keep": d.keep, "reason": d.reason, "deleted": d.deleted}))
             .collect();
-        println!("{}", serde_json::to_string_pretty(&out).map_err(json_err)?);
+        out!("{}", serde_json::to_string_pretty(&out).map_err(json_err)?);
     } else {
-        println!("{:<14} {:<14} REASON", "STEP", "ACTION");
+        out!("{:<14} {:<14} REASON", "STEP", "ACTION");
         for d in &decisions {
             let action = match (d.keep, d.deleted) {
                 (true, _) => "kept",
                 (false, true) => "deleted",
                 (false, false) => "would delete",
             };
-            println!("{:<14} {:<14} {}", d.step, action, d.reason);
+            out!("{:<14} {:<14} {}", d.step, action, d.reason);
         }
         let dropped = decisions.iter().filter(|d| !d.keep).count();
         let kept = decisions.len() - dropped;
         if dry_run {
-            println!(
+            out!(
                 "dry run: {kept} kept, {dropped} would be deleted in {}",
                 mngr.directory()
             );
         } else {
-            println!("{kept} kept, {dropped} deleted in {}", mngr.directory());
+            out!("{kept} kept, {dropped} deleted in {}", mngr.directory());
         }
     }
     mngr.close()
