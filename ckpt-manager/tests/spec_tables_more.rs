@@ -86,9 +86,12 @@ fn m11_preservation_joint_policy() {
     assert_eq!(m.metrics(11).unwrap(), Some(loss(1.0)));
 }
 
+/// A spec row: how to build the options, and the steps that survive.
+type Row = (Box<dyn Fn() -> CheckpointManagerOptions>, Vec<Step>);
+
 #[test]
 fn m15_to_m18_custom_preservation_policies() {
-    let rows: Vec<(Box<dyn Fn() -> CheckpointManagerOptions>, Vec<Step>)> = vec![
+    let rows: Vec<Row> = vec![
         (Box::new(|| with_policy(EveryNSteps::new(3))), vec![0, 3, 6]),
         (
             Box::new(|| with_policy(CustomSteps::new([2, 5]))),
