@@ -1,16 +1,24 @@
 //! The scenario runner for the differential cases of `testdata/orbax/cases/` (contract: that
 //! folder's README.md): replays a case's calls against the real `CheckpointManager` on a fresh
-//! root in a temporary directory and reports what happened, in the README's output schema.
+//! root — a temporary directory, or any root URI such as `s3://bucket/prefix` — and reports what
+//! happened, in the README's output schema.
+//!
+//! On an object store (no directories of their own) two things of the contract map as follows:
+//! a `pre_existing` entry cannot be an empty directory, so a step name becomes a committed step
+//! with no items (`<name>/commit_success.txt`, the commit-file protocol these stores use) and any
+//! other name a directory holding one marker object (`<name>/.keep`); and `disk_steps` counts a
+//! step directory only when it holds its `commit_success.txt`.
 
 mod compare;
 mod options;
 
 pub use compare::compare;
 
-use ckpt_manager::core::{Error, NameFormat, Step};
+use ckpt_manager::core::{Error, NameFormat, StandardNameFormat, Step, COMMIT_SUCCESS_FILE};
+use ckpt_manager::storage::{EntryKind, Store};
 use ckpt_manager::{CheckpointManager, Composite, SaveOptions};
 use serde_json::{json, Map, Value};
-use std::path::Path;
+use std::sync::Arc;
 
 /// Runs `case` (a whole case file, or just its `scenario`) and returns the output object.
 ///
@@ -18,13 +26,91 @@ use std::path::Path;
 /// A message when the case does not follow the schema (a malformed event, an unknown option);
 /// errors of the manager are part of the output, not failures.
 pub fn run_case(case: &Value) -> Result<Value, String> {
-    let scenario = case.get("scenario").unwrap_or(case);
     let dir = tempfile::tempdir().map_err(|e| format!("cannot make a temporary directory: {e}"))?;
     let root = dir.path().join("root");
-    run_scenario(scenario, &root)
+    let root = root.to_str().ok_or("temporary path is not UTF-8")?;
+    run_case_at(case, root)
 }
 
-fn run_scenario(scenario: &Value, root: &Path) -> Result<Value, String> {
+/// As [`run_case`], on the root at `root` (a local path or a URI such as `s3://bucket/prefix`),
+/// which must be empty (not exist, or hold nothing).
+///
+/// # Errors
+/// As [`run_case`]; also when the root cannot be opened.
+pub fn run_case_at(case: &Value, root: &str) -> Result<Value, String> {
+    let scenario = case.get("scenario").unwrap_or(case);
+    let view = RootView::open(root)?;
+    run_scenario(scenario, root, &view)
+}
+
+/// The root seen directly, not through the manager.
+struct RootView {
+    store: Arc<dyn Store>,
+    /// No directories of their own: an object store.
+    object: bool,
+}
+
+impl RootView {
+    fn open(root: &str) -> Result<RootView, String> {
+        let store = ckpt_manager::storage::open(root).map_err(|e| e.to_string())?;
+        let object = !store.capabilities().directories;
+        Ok(RootView { store, object })
+    }
+
+    /// Creates a `pre_existing` entry (see the module docs for object stores).
+    fn create_entry(&self, name: &str, format: &dyn NameFormat) -> Result<(), String> {
+        let made = if !self.object {
+            self.store.create_dir(name)
+        } else if format.parse_name(name).is_some() {
+            self.store
+                .write(&format!("{name}/{COMMIT_SUCCESS_FILE}"), b"pre-existing")
+        } else {
+            self.store.write(&format!("{name}/.keep"), b"")
+        };
+        made.map_err(|e| format!("cannot create {name}: {e}"))
+    }
+
+    /// Committed step directories, ascending.
+    fn disk_steps(&self, format: &dyn NameFormat) -> Vec<Step> {
+        let Ok(entries) = self.store.list_dir("") else {
+            return Vec::new();
+        };
+        let mut steps: Vec<Step> = entries
+            .into_iter()
+            .filter(|e| e.kind == EntryKind::Dir)
+            .filter_map(|e| {
+                let step = format.parse_name(&e.name)?;
+                let committed = !self.object
+                    || self
+                        .store
+                        .stat(&format!("{}/{COMMIT_SUCCESS_FILE}", e.name))
+                        .ok()
+                        .flatten()
+                        .is_some();
+                committed.then_some(step)
+            })
+            .collect();
+        steps.sort_unstable();
+        steps
+    }
+
+    /// The names directly in the root, sorted by code point; null when there is no root.
+    fn root_entries(&self) -> Value {
+        let names: Vec<String> = match self.store.list_dir("") {
+            Ok(entries) => entries.into_iter().map(|e| e.name).collect(),
+            Err(_) => return Value::Null,
+        };
+        let exists = !names.is_empty() || self.store.stat("").ok().flatten().is_some();
+        if !exists {
+            return Value::Null;
+        }
+        let mut names = names;
+        names.sort();
+        json!(names)
+    }
+}
+
+fn run_scenario(scenario: &Value, root: &str, view: &RootView) -> Result<Value, String> {
     let options_json = scenario.get("options").cloned().unwrap_or(json!({}));
     let pre_existing: Vec<String> = match scenario.get("pre_existing") {
         None | Some(Value::Null) => Vec::new(),
@@ -43,15 +129,15 @@ fn run_scenario(scenario: &Value, root: &Path) -> Result<Value, String> {
         .and_then(Value::as_array)
         .ok_or("scenario has no events list")?;
     if !pre_existing.is_empty() {
+        let format = options::from_json(&options_json)
+            .and_then(|o| o.name_format())
+            .map_err(|e| e.to_string())
+            .unwrap_or_else(|_| Arc::new(StandardNameFormat::default()));
         for name in &pre_existing {
-            std::fs::create_dir_all(root.join(name))
-                .map_err(|e| format!("cannot create {name}: {e}"))?;
+            view.create_entry(name, format.as_ref())?;
         }
     }
-    let root_str = root
-        .to_str()
-        .ok_or("temporary path is not UTF-8")?
-        .to_string();
+    let root_str = root.to_string();
     let built = options::from_json(&options_json);
     let mut mngr = match built.and_then(|o| CheckpointManager::open(&root_str, o)) {
         Ok(m) => m,
@@ -68,7 +154,7 @@ fn run_scenario(scenario: &Value, root: &Path) -> Result<Value, String> {
         let result = run_event(&mut mngr, event, &root_str, &options_json)?;
         out.results.push(result);
         out.steps.push(json!(mngr.all_steps()));
-        out.disk.push(json!(disk_steps(root, format.as_ref())));
+        out.disk.push(json!(view.disk_steps(format.as_ref())));
         out.latest.push(json!(mngr.latest_step()));
         out.best.push(json!(mngr.best_step()));
     }
@@ -102,12 +188,12 @@ fn run_scenario(scenario: &Value, root: &Path) -> Result<Value, String> {
         "latest_after_each_event": out.latest,
         "best_after_each_event": out.best,
         "final_steps": final_steps,
-        "final_disk_steps": disk_steps(root, format.as_ref()),
+        "final_disk_steps": view.disk_steps(format.as_ref()),
         "latest_step": latest,
         "best_step": best,
         "metrics": metrics,
         "after_final_reopen": after,
-        "root_entries": root_entries(root),
+        "root_entries": view.root_entries(),
     }))
 }
 
@@ -215,30 +301,4 @@ fn as_step(v: &Value) -> Result<Step, String> {
 /// `"<Kind>: <message>"`, as the cases write errors.
 fn error_string(e: &Error) -> String {
     e.to_string()
-}
-
-/// Committed step directories on disk, read from the root itself (not through the manager).
-fn disk_steps(root: &Path, format: &dyn NameFormat) -> Vec<Step> {
-    let Ok(rd) = std::fs::read_dir(root) else {
-        return Vec::new();
-    };
-    let mut steps: Vec<Step> = rd
-        .filter_map(Result::ok)
-        .filter(|e| e.file_type().map(|t| t.is_dir()).unwrap_or(false))
-        .filter_map(|e| e.file_name().to_str().and_then(|n| format.parse_name(n)))
-        .collect();
-    steps.sort_unstable();
-    steps
-}
-
-fn root_entries(root: &Path) -> Value {
-    let Ok(rd) = std::fs::read_dir(root) else {
-        return Value::Null;
-    };
-    let mut names: Vec<String> = rd
-        .filter_map(Result::ok)
-        .map(|e| e.file_name().to_string_lossy().into_owned())
-        .collect();
-    names.sort();
-    json!(names)
 }
