@@ -23,6 +23,19 @@ pub trait ReadStream: Send {
     /// when the store fails (the stream is then unusable).
     fn read_exact(&mut self, buf: &mut [u8]) -> Result<()>;
 
+    /// Fills each of `bufs` in turn with the next bytes of the file: the same as one
+    /// [`ReadStream::read_exact`] per buffer, in one call, so that a checking store can overlap
+    /// checking one buffer with reading the next (e.g. every tensor of a file).
+    ///
+    /// # Errors
+    /// As [`ReadStream::read_exact`]; the buffers before the failing one are filled.
+    fn read_parts(&mut self, bufs: &mut [&mut [u8]]) -> Result<()> {
+        for b in bufs.iter_mut() {
+            self.read_exact(b)?;
+        }
+        Ok(())
+    }
+
     /// Ends the read. A checking store reads whatever the caller left unread and checks the
     /// whole file against its checksum here.
     ///

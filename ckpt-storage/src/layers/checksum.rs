@@ -893,12 +893,15 @@ struct VerifyingStream<'a> {
 }
 
 impl VerifyingStream<'_> {
-    /// Reads `buf` while a second thread computes the CRC of each 4 MiB piece as soon as it
-    /// is filled (inline when no thread can be started).
-    fn read_pipelined(&mut self, buf: &mut [u8]) -> Result<()> {
+    /// Fills `bufs` in turn while a second thread computes the CRC of each piece (at most
+    /// 4 MiB) as soon as it is filled (inline when no thread can be started).
+    fn read_pipelined(&mut self, bufs: &mut [&mut [u8]]) -> Result<()> {
         let crc0 = self.crc;
         let inner = &mut self.inner;
-        let pieces: Vec<&mut [u8]> = buf.chunks_mut(CRC_CHUNK).collect();
+        let pieces: Vec<&mut [u8]> = bufs
+            .iter_mut()
+            .flat_map(|b| b.chunks_mut(CRC_CHUNK))
+            .collect();
         let summed: Result<u32> = std::thread::scope(|s| {
             let (tx, rx) = std::sync::mpsc::sync_channel::<&[u8]>(4);
             let summer = std::thread::Builder::new()
@@ -944,11 +947,20 @@ impl ReadStream for VerifyingStream<'_> {
     }
 
     fn read_exact(&mut self, buf: &mut [u8]) -> Result<()> {
-        if buf.len() >= PARALLEL_CRC_MIN {
-            return self.read_pipelined(buf);
+        self.read_parts(&mut [buf])
+    }
+
+    /// Pipelined (see `read_pipelined`) when the buffers hold [`PARALLEL_CRC_MIN`] bytes or
+    /// more in all: the CRC of one piece is computed while the next is read.
+    fn read_parts(&mut self, bufs: &mut [&mut [u8]]) -> Result<()> {
+        let total: usize = bufs.iter().map(|b| b.len()).sum();
+        if total >= PARALLEL_CRC_MIN {
+            return self.read_pipelined(bufs);
         }
-        self.inner.read_exact(buf)?;
-        self.crc = crc32c::crc32c_append(self.crc, buf);
+        for b in bufs.iter_mut() {
+            self.inner.read_exact(b)?;
+            self.crc = crc32c::crc32c_append(self.crc, b);
+        }
         Ok(())
     }
 
