@@ -105,3 +105,62 @@ pub(crate) fn load_info(
     };
     CheckpointInfo::new(step, time, metrics)
 }
+
+/// [`load_info`] of every step of `names`, in their (ascending) order. In normal mode the small
+/// reads run on several threads: they are latency-bound (a page-cache or disk round trip per
+/// file locally, a request per file on an object store), so 10,000 steps open in a fraction of
+/// the sequential time. Lightweight mode reads nothing and stays on this thread.
+pub(crate) fn load_infos(
+    store: &dyn Store,
+    names: &BTreeMap<Step, String>,
+    lightweight: bool,
+) -> Vec<CheckpointInfo> {
+    let list: Vec<(Step, &str)> = names.iter().map(|(s, n)| (*s, n.as_str())).collect();
+    let threads = if lightweight || list.len() < MIN_STEPS_PER_THREAD * 2 {
+        1
+    } else if store.capabilities().directories {
+        // A local file system: warm, bounded by the CPU (parsing); cold, by disk round trips,
+        // which more reads in flight overlap (8 threads: 3.2 s -> 1.0 s for 10,000 steps here).
+        8
+    } else {
+        // An object store: bounded by request latency.
+        16
+    }
+    .min(list.len() / MIN_STEPS_PER_THREAD)
+    .max(1);
+    let sequential = |part: &[(Step, &str)]| -> Vec<CheckpointInfo> {
+        part.iter()
+            .map(|(step, name)| load_info(store, *step, name, lightweight))
+            .collect()
+    };
+    if threads == 1 {
+        return sequential(&list);
+    }
+    let chunk = list.len().div_ceil(threads);
+    std::thread::scope(|s| {
+        let handles: Vec<_> = list
+            .chunks(chunk)
+            .map(|part| {
+                std::thread::Builder::new()
+                    .name("ckpt-list".into())
+                    .spawn_scoped(s, move || sequential(part))
+                    .map_err(|_| part)
+            })
+            .collect();
+        let mut out = Vec::with_capacity(list.len());
+        for h in handles {
+            match h {
+                Ok(h) => match h.join() {
+                    Ok(infos) => out.extend(infos),
+                    Err(panic) => std::panic::resume_unwind(panic),
+                },
+                // No thread could be started: this part on this thread.
+                Err(part) => out.extend(sequential(part)),
+            }
+        }
+        out
+    })
+}
+
+/// Fewest steps worth a thread of their own in [`load_infos`].
+const MIN_STEPS_PER_THREAD: usize = 64;

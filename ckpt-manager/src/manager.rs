@@ -9,7 +9,7 @@ use ckpt_core::{
     CheckpointInfo, Error, ErrorKind, Metrics, Result, RootMetadata, Step, StepMetadata,
 };
 use ckpt_policy::{DecisionContext, PreservationContext, PreservationPolicy, Verdict};
-use ckpt_storage::{EntryKind, Store};
+use ckpt_storage::{AtomicityMode, EntryKind, Store};
 use std::collections::BTreeMap;
 use std::sync::mpsc::{self, RecvTimeoutError};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -47,6 +47,14 @@ struct InFlight {
     handle: JoinHandle<()>,
     phase: PhaseCell,
     started: Instant,
+}
+
+impl InFlight {
+    /// Whether the save has finished (committed and retention run, or failed): its result is
+    /// then sent or about to be. The thread itself may still be freeing the captured items.
+    fn is_done(&self) -> bool {
+        *lock(&self.phase) == Phase::Done || self.handle.is_finished()
+    }
 }
 
 /// What [`CheckpointManager::apply_preservation`] decided for one step.
@@ -198,9 +206,7 @@ impl CheckpointManager {
 
     /// Whether a save is still being written or committed in the background (spec §5.3).
     pub fn is_saving_in_progress(&self) -> bool {
-        lock(&self.in_flight)
-            .as_ref()
-            .is_some_and(|f| !f.handle.is_finished())
+        lock(&self.in_flight).as_ref().is_some_and(|f| !f.is_done())
     }
 
     /// Whether the preemption source (if any) reports a preemption at `step`.
@@ -224,7 +230,7 @@ impl CheckpointManager {
             return false;
         }
         let (in_flight, running) = match lock(&self.in_flight).as_ref() {
-            Some(f) => (Some(f.info.clone()), !f.handle.is_finished()),
+            Some(f) => (Some(f.info.clone()), !f.is_done()),
             None => (None, false),
         };
         let reached_preemption = self.reached_preemption(step);
@@ -410,19 +416,31 @@ impl CheckpointManager {
             }
         }
         let name = core.format.build_name(step);
-        if let Some(meta) = core.store.stat(&name).map_err(|e| e.with_step(step))? {
-            if meta.kind == EntryKind::Dir
-                && core.protocol.is_committed(core.store.as_ref(), "", &name)?
-            {
-                return Err(Error::new(
-                    ErrorKind::AlreadyExists,
-                    format!(
-                        "a committed directory for step {step} exists but was not listed; reload first"
-                    ),
-                )
-                .with_step(step)
-                .with_path(core.store.location(&name)));
+        // One request on an object store: in commit-file mode the commit file alone says it
+        // (it can only exist inside a directory); with atomic rename, whether a directory is
+        // there (is_committed needs no I/O then).
+        let committed_there = match core.protocol.mode() {
+            AtomicityMode::CommitFile => core
+                .protocol
+                .is_committed(core.store.as_ref(), "", &name)
+                .map_err(|e| e.with_step(step))?,
+            _ => {
+                core.store
+                    .stat(&name)
+                    .map_err(|e| e.with_step(step))?
+                    .is_some_and(|m| m.kind == EntryKind::Dir)
+                    && core.protocol.is_committed(core.store.as_ref(), "", &name)?
             }
+        };
+        if committed_there {
+            return Err(Error::new(
+                ErrorKind::AlreadyExists,
+                format!(
+                    "a committed directory for step {step} exists but was not listed; reload first"
+                ),
+            )
+            .with_step(step)
+            .with_path(core.store.location(&name)));
         }
         let time = core.options.clock.now();
         let info = CheckpointInfo::new(step, time, options.metrics.clone());
@@ -446,7 +464,7 @@ impl CheckpointManager {
                     write_metrics,
                     time,
                 };
-                return save::run(core, job, &phase).map(|()| true);
+                return save::run(core, &job, &phase).map(|()| true);
             }
         };
         let job = SaveJob {
@@ -462,9 +480,14 @@ impl CheckpointManager {
         let handle = std::thread::Builder::new()
             .name(format!("ckpt-save-{step}"))
             .spawn(move || {
-                let result = save::run(&core2, job, &phase2);
+                let result = save::run(&core2, &job, &phase2);
+                // Never keep the manager's core (and its writer lock) alive while freeing memory.
+                drop(core2);
                 // The receiver is gone only if the manager abandoned this save.
                 let _ = tx.send(result);
+                // The captured items are freed only now, after the save is reported: freeing
+                // 1 GiB costs tens of milliseconds nobody needs to wait for.
+                drop(job);
             })
             .map_err(|e| {
                 Error::storage("cannot start the background save thread")
@@ -507,7 +530,8 @@ impl CheckpointManager {
         let step = f.info.step;
         match f.done.recv_timeout(self.timeout()) {
             Ok(result) => {
-                let _ = f.handle.join();
+                // Not joined: after reporting, the thread only frees the captured items.
+                drop(f.handle);
                 result
             }
             Err(RecvTimeoutError::Timeout) => {
@@ -540,7 +564,7 @@ impl CheckpointManager {
         let finished = {
             let mut g = lock(&self.in_flight);
             match g.as_ref() {
-                Some(f) if f.handle.is_finished() => g.take(),
+                Some(f) if f.is_done() => g.take(),
                 _ => None,
             }
         };

@@ -63,14 +63,14 @@ pub(crate) struct SaveJob<'a> {
 
 /// Writes and commits the step, records it, and applies retention. On failure the tmp directory
 /// is removed (best effort), nothing is recorded and nothing is deleted.
-pub(crate) fn run(core: &Core, job: SaveJob<'_>, phase: &PhaseCell) -> Result<()> {
+pub(crate) fn run(core: &Core, job: &SaveJob<'_>, phase: &PhaseCell) -> Result<()> {
     let step = job.step;
     set_phase(phase, Phase::WritingItems);
     let working = core
         .protocol
         .prepare(core.store.as_ref(), &job.name)
         .map_err(|e| e.with_step(step))?;
-    if let Err(e) = write_step(core, &job, &working, phase) {
+    if let Err(e) = write_step(core, job, &working, phase) {
         if let Err(cleanup) = core.store.delete_prefix(&working) {
             tracing::warn!(step, error = %cleanup, "could not remove the tmp directory of a failed save");
         }
@@ -93,8 +93,10 @@ fn write_step(core: &Core, job: &SaveJob<'_>, working: &str, phase: &PhaseCell) 
     let store = core.store.as_ref();
     let step = job.step;
     let meta_path = format!("{working}/{STEP_METADATA_FILE}");
+    // Written once, complete, just before the step commits: the working directory is invisible
+    // until then (a tmp name, or no commit file), so earlier versions of the file served no
+    // reader, and each cost a durable write (an fsync, or a PUT on an object store).
     let mut meta = StepMetadata::started_at(core.options.clock.now());
-    store.write(&meta_path, &meta.to_json_bytes()?)?;
 
     let metrics_value;
     let mut all: Vec<(&str, &SaveItem<'_>, Arc<dyn CheckpointHandler>)> = Vec::new();
@@ -133,7 +135,6 @@ fn write_step(core: &Core, job: &SaveJob<'_>, working: &str, phase: &PhaseCell) 
     set_phase(phase, Phase::Committing);
     meta.item_handlers = Some(ItemHandlers::Map(handler_strings));
     meta.custom_metadata = job.options.custom_metadata.clone().unwrap_or_default();
-    store.write(&meta_path, &meta.to_json_bytes()?)?;
     for (w, final_item) in &item_working {
         core.protocol.commit(store, w, final_item)?;
     }

@@ -3,7 +3,7 @@
 //! updates when a step commits.
 
 use crate::deleter::{remove_dir, Deleter};
-use crate::listing::{committed_steps, load_info, read_metrics, read_step_metadata};
+use crate::listing::{committed_steps, load_infos, read_metrics, read_step_metadata};
 use crate::options::CheckpointManagerOptions;
 use crate::Restored;
 use ckpt_core::{
@@ -223,10 +223,7 @@ impl Core {
             self.protocol.as_ref(),
             self.format.as_ref(),
         )?;
-        let checkpoints = names
-            .iter()
-            .map(|(step, name)| load_info(self.store.as_ref(), *step, name, lightweight))
-            .collect();
+        let checkpoints = load_infos(self.store.as_ref(), &names, lightweight);
         self.state().replace(checkpoints, names);
         Ok(())
     }
