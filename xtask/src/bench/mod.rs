@@ -26,6 +26,7 @@ pub mod io;
 pub mod overhead;
 pub mod payload;
 pub mod peakmem;
+pub mod profile;
 pub mod raw;
 pub mod report;
 pub mod sys;
@@ -367,6 +368,26 @@ fn run_sections(b: &mut Bench, cx: &Ctx) -> Result<(), String> {
 /// The `ckpt-bench` binary's main: `peak-mem MODE LAYOUT BYTES DIR` (a peak-memory child) or a
 /// whole run with the bench's arguments.
 pub fn bench_main(args: &[String]) -> ExitCode {
+    if args.first().map(String::as_str) == Some("profile") {
+        let parsed = (|| {
+            let op = args.get(1)?;
+            let layout = Layout::parse(args.get(2)?)?;
+            let bytes = parse_size(args.get(3)?)?;
+            let reps = args.get(4).map_or(Some(10), |r| r.parse::<usize>().ok())?;
+            Some((op.clone(), layout, bytes, reps))
+        })();
+        let Some((op, layout, bytes, reps)) = parsed else {
+            eprintln!("usage: ckpt-bench profile save|restore|restore-cold|capture|raw-read LAYOUT SIZE [REPS]");
+            return ExitCode::from(2);
+        };
+        return match profile::profile(&op, layout, bytes, reps) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("ckpt-bench profile: {e}");
+                ExitCode::FAILURE
+            }
+        };
+    }
     if args.first().map(String::as_str) == Some("peak-mem") {
         let parsed = (|| {
             let mode = args.get(1)?;
