@@ -82,3 +82,38 @@ fn a_finished_async_save_is_no_longer_in_progress_and_is_listed() {
         .build()
         .unwrap();
 }
+
+#[test]
+fn borrowed_tensors_are_copied_exactly_by_a_capture() {
+    use ckpt_manager::handlers::{DType, Tensor, TensorMap};
+    let d = tempfile::tempdir().unwrap();
+    let mut m = CheckpointManager::builder(d.path().to_str().unwrap())
+        .build()
+        .unwrap();
+    // Above the parallel-copy threshold in all, with arrays of every size around a piece.
+    let mut t = TensorMap::new();
+    for (i, n) in [1usize, 3, (8 << 20) - 1, 8 << 20, (8 << 20) + 5, 21 << 20]
+        .into_iter()
+        .enumerate()
+    {
+        let data: Vec<u8> = (0..n).map(|j| (j * 31 + i) as u8).collect();
+        t.insert(format!("u{i}"), Tensor::new(DType::U8, [n], data).unwrap());
+    }
+    t.insert(
+        "flags".into(),
+        Tensor::from_slice([3], &[true, false, true]).unwrap(),
+    );
+    m.save(1, Composite::new().tensors("t", &t), SaveOptions::default())
+        .unwrap();
+    m.wait_until_finished().unwrap();
+    assert_eq!(m.restore(Some(1)).unwrap().tensors("t").unwrap(), &t);
+    let bytes: Vec<u8> = (0..(40usize << 20)).map(|j| (j % 253) as u8).collect();
+    m.save(
+        2,
+        Composite::new().bytes("b", &bytes),
+        SaveOptions::default(),
+    )
+    .unwrap();
+    m.wait_until_finished().unwrap();
+    assert!(m.restore(Some(2)).unwrap().bytes("b").unwrap() == &bytes[..]);
+}
