@@ -1,7 +1,8 @@
-//! `ckpt-bench profile OP LAYOUT BYTES REPS`: one operation repeated on the local file system,
-//! for `perf record` (the README's profiles come from it). OP is `save` (sync), `restore`,
+//! `ckpt-bench profile OP LAYOUT BYTES [REPS [ROOT]]`: one operation repeated on the local file
+//! system (or the root ROOT, e.g. `memory://`), for `perf record` (the README's profiles come
+//! from it). OP is `save` (sync), `restore`,
 //! `restore-cold` (page cache dropped before each), `capture` (async save of borrowed items,
-//! waited for) or `raw-read`; each repetition's seconds are printed.
+//! waited for), `memcpy` (a clone of the payload) or `raw-read`; each repetition's seconds are printed.
 
 use super::payload::{Layout, Payload};
 use super::{sys, target_dir};
@@ -12,12 +13,19 @@ use std::time::Instant;
 ///
 /// # Errors
 /// The first failing operation.
-pub fn profile(op: &str, layout: Layout, bytes: usize, reps: usize) -> Result<(), String> {
+pub fn profile(
+    op: &str,
+    layout: Layout,
+    bytes: usize,
+    reps: usize,
+    root: Option<&str>,
+) -> Result<(), String> {
     let dir = target_dir().join("bench-tmp").join("profile");
     let _ = std::fs::remove_dir_all(&dir);
     let p = Payload::new(layout, bytes, 5)?;
     let e = |e: ckpt_manager::Error| e.to_string();
-    let mut m = CheckpointManager::builder(dir.to_string_lossy())
+    let root = root.map_or_else(|| dir.to_string_lossy().into_owned(), str::to_string);
+    let mut m = CheckpointManager::builder(root)
         .enable_async_checkpointing(op == "capture")
         .build()
         .map_err(e)?;
@@ -36,10 +44,16 @@ pub fn profile(op: &str, layout: Layout, bytes: usize, reps: usize) -> Result<()
         match op {
             "save" | "capture" => {
                 m.save(step, item(), SaveOptions::default()).map_err(e)?;
+                if op == "capture" {
+                    print!("blocked {:.1} ms, ", t.elapsed().as_secs_f64() * 1e3);
+                }
                 m.wait_until_finished().map_err(e)?;
             }
             "restore" | "restore-cold" => {
                 std::hint::black_box(m.restore(Some(1)).map_err(e)?);
+            }
+            "memcpy" => {
+                std::hint::black_box(p.tensors.clone());
             }
             "raw-read" => {
                 std::hint::black_box(std::fs::read(&file).map_err(|e| e.to_string())?);

@@ -19,17 +19,69 @@ fn runtime() -> Result<&'static tokio::runtime::Runtime, String> {
     .map_err(Clone::clone)
 }
 
-/// A plain blocking opendal operator.
+/// A plain opendal operator (blocking, and async for multipart uploads).
 pub struct RawStore {
     op: opendal::blocking::Operator,
+    async_op: opendal::Operator,
 }
 
 impl RawStore {
-    fn new(op: opendal::Operator) -> Result<RawStore, String> {
+    fn new(async_op: opendal::Operator) -> Result<RawStore, String> {
         let rt = runtime()?;
         let _g = rt.enter();
-        let op = opendal::blocking::Operator::new(op).map_err(|e| e.to_string())?;
-        Ok(RawStore { op })
+        let op = opendal::blocking::Operator::new(async_op.clone()).map_err(|e| e.to_string())?;
+        Ok(RawStore { op, async_op })
+    }
+
+    /// Uploads the payload's bytes to `path` as opendal's multipart writer does it with
+    /// `chunk_size`-byte parts, `concurrency` in flight (what ckpt's object stores do above
+    /// their multipart threshold), gets it back, deletes it; (seconds for put, for get).
+    ///
+    /// # Errors
+    /// When a call fails or the object read back has the wrong size.
+    pub fn multipart_put_get(
+        &self,
+        path: &str,
+        p: &Payload,
+        chunk_size: usize,
+        concurrency: usize,
+    ) -> Result<(f64, f64), String> {
+        let t = Instant::now();
+        let op = self.async_op.clone();
+        let parts = p.parts();
+        runtime()?
+            .block_on(async {
+                let mut w = op
+                    .writer_with(path)
+                    .chunk(chunk_size)
+                    .concurrent(concurrency)
+                    .await?;
+                for piece in parts.iter().flat_map(|b| b.chunks(chunk_size)) {
+                    w.write(piece.to_vec()).await?;
+                }
+                w.close().await.map(|_| ())
+            })
+            .map_err(|e| format!("raw multipart put {path}: {e}"))?;
+        let put = t.elapsed().as_secs_f64();
+        let t = Instant::now();
+        let data = self
+            .op
+            .read(path)
+            .map_err(|e| format!("raw get {path}: {e}"))?
+            .to_vec();
+        let get = t.elapsed().as_secs_f64();
+        if data.len() != p.bytes {
+            return Err(format!(
+                "raw get {path}: {} bytes, expected {}",
+                data.len(),
+                p.bytes
+            ));
+        }
+        drop(data);
+        self.op
+            .delete(path)
+            .map_err(|e| format!("raw delete {path}: {e}"))?;
+        Ok((put, get))
     }
 
     /// The memory service.
