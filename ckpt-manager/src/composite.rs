@@ -106,17 +106,21 @@ pub(crate) enum Captured<'a> {
 }
 
 impl<'a> Composite<'a> {
+    /// Whether [`Composite::capture`] can make every item owned (no borrowed `Custom` item).
+    pub(crate) fn capturable(&self) -> bool {
+        !self
+            .items
+            .iter()
+            .any(|(_, i)| matches!(i, SaveItem::Custom(_)))
+    }
+
     /// Captures the items for a background save (at most one copy of each borrowed item; none
     /// for items moved in).
     ///
     /// # Errors
     /// `InvalidArgument` naming the item when a JSON item cannot be serialized.
     pub(crate) fn capture(self) -> ckpt_core::Result<Captured<'a>> {
-        if self
-            .items
-            .iter()
-            .any(|(_, i)| matches!(i, SaveItem::Custom(_)))
-        {
+        if !self.capturable() {
             return Ok(Captured::NotCapturable(self));
         }
         let mut owned: Vec<(String, SaveItem<'static>)> = Vec::with_capacity(self.items.len());

@@ -9,7 +9,7 @@ use ckpt_core::{
     CheckpointInfo, Error, ErrorKind, Metrics, Result, RootMetadata, Step, StepMetadata,
 };
 use ckpt_policy::{DecisionContext, PreservationContext, PreservationPolicy, Verdict};
-use ckpt_storage::{AtomicityMode, EntryKind, Store};
+use ckpt_storage::{AtomicityMode, Store};
 use std::collections::BTreeMap;
 use std::sync::mpsc::{self, RecvTimeoutError};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -416,31 +416,15 @@ impl CheckpointManager {
             }
         }
         let name = core.format.build_name(step);
-        // One request on an object store: in commit-file mode the commit file alone says it
-        // (it can only exist inside a directory); with atomic rename, whether a directory is
-        // there (is_committed needs no I/O then).
-        let committed_there = match core.protocol.mode() {
-            AtomicityMode::CommitFile => core
-                .protocol
-                .is_committed(core.store.as_ref(), "", &name)
-                .map_err(|e| e.with_step(step))?,
-            _ => {
-                core.store
-                    .stat(&name)
-                    .map_err(|e| e.with_step(step))?
-                    .is_some_and(|m| m.kind == EntryKind::Dir)
-                    && core.protocol.is_committed(core.store.as_ref(), "", &name)?
-            }
-        };
-        if committed_there {
-            return Err(Error::new(
-                ErrorKind::AlreadyExists,
-                format!(
-                    "a committed directory for step {step} exists but was not listed; reload first"
-                ),
-            )
-            .with_step(step)
-            .with_path(core.store.location(&name)));
+        // Whether a committed step is there unlisted: checked here and now, except for a
+        // background save on an object store (commit-file mode), where it is a network round
+        // trip that would block the caller; its background thread checks first, before writing
+        // anything (Orbax checks only its cached listing, spec §5.1).
+        let deferred_check = core.options.enable_async_checkpointing
+            && core.protocol.mode() == AtomicityMode::CommitFile
+            && items.capturable();
+        if !deferred_check {
+            save::check_not_committed(core, step, &name)?;
         }
         let time = core.options.clock.now();
         let info = CheckpointInfo::new(step, time, options.metrics.clone());
@@ -463,6 +447,7 @@ impl CheckpointManager {
                     options,
                     write_metrics,
                     time,
+                    check_committed: deferred_check,
                 };
                 return save::run(core, &job, &phase).map(|()| true);
             }
@@ -474,6 +459,7 @@ impl CheckpointManager {
             options,
             write_metrics,
             time,
+            check_committed: deferred_check,
         };
         let (tx, done) = mpsc::channel();
         let (core2, phase2) = (Arc::clone(core), Arc::clone(&phase));

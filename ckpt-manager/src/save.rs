@@ -6,12 +6,12 @@ use crate::shared::{Core, RetentionRun};
 use crate::{Composite, SaveOptions};
 use chrono::{DateTime, Utc};
 use ckpt_core::{
-    CheckpointInfo, Error, ItemHandlers, Result, Step, StepMetadata, METRICS_ITEM_NAME,
+    CheckpointInfo, Error, ErrorKind, ItemHandlers, Result, Step, StepMetadata, METRICS_ITEM_NAME,
     STEP_METADATA_FILE,
 };
 use ckpt_handlers::{CheckpointHandler, ItemDir, JsonHandler, SaveItem};
 use ckpt_policy::{PreservationContext, Verdict};
-use ckpt_storage::{ChecksumManifest, RecordingStore};
+use ckpt_storage::{AtomicityMode, ChecksumManifest, EntryKind, RecordingStore};
 use std::borrow::Cow;
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
@@ -59,12 +59,55 @@ pub(crate) struct SaveJob<'a> {
     pub write_metrics: bool,
     /// The step's time in the listing: when the blocking part of `save` finished (spec §8.4).
     pub time: DateTime<Utc>,
+    /// Whether [`run`] must first check that no committed step is there unlisted (the caller
+    /// deferred that check to the background thread).
+    pub check_committed: bool,
+}
+
+/// Refuses a save of `step` (directory `name`) when a committed step is already there though not
+/// listed (written behind this manager's back): one request on an object store (in commit-file
+/// mode the commit file alone says it), a `stat` on a local disk.
+///
+/// # Errors
+/// `AlreadyExists` naming the step and the directory; `Storage` when the store fails.
+pub(crate) fn check_not_committed(core: &Core, step: Step, name: &str) -> Result<()> {
+    let store = core.store.as_ref();
+    let committed_there = match core.protocol.mode() {
+        AtomicityMode::CommitFile => core
+            .protocol
+            .is_committed(store, "", name)
+            .map_err(|e| e.with_step(step))?,
+        _ => {
+            store
+                .stat(name)
+                .map_err(|e| e.with_step(step))?
+                .is_some_and(|m| m.kind == EntryKind::Dir)
+                && core.protocol.is_committed(store, "", name)?
+        }
+    };
+    if committed_there {
+        return Err(Error::new(
+            ErrorKind::AlreadyExists,
+            format!(
+                "a committed directory for step {step} exists but was not listed; reload first"
+            ),
+        )
+        .with_step(step)
+        .with_path(store.location(name)));
+    }
+    Ok(())
 }
 
 /// Writes and commits the step, records it, and applies retention. On failure the tmp directory
 /// is removed (best effort), nothing is recorded and nothing is deleted.
 pub(crate) fn run(core: &Core, job: &SaveJob<'_>, phase: &PhaseCell) -> Result<()> {
     let step = job.step;
+    if job.check_committed {
+        if let Err(e) = check_not_committed(core, step, &job.name) {
+            set_phase(phase, Phase::Done);
+            return Err(e);
+        }
+    }
     set_phase(phase, Phase::WritingItems);
     let working = core
         .protocol

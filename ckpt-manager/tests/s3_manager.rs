@@ -6,10 +6,11 @@ mod s3_common;
 
 use ckpt_manager::core::{commit_success_text, COMMIT_SUCCESS_FILE, STEP_METADATA_FILE};
 use ckpt_manager::handlers::{Tensor, TensorMap};
-use ckpt_manager::storage::{verify_step, CountingStore, OpKind, Store};
+use ckpt_manager::storage::{verify_step, CountingStore, Gate, LatencyStore, OpKind, Store};
 use ckpt_manager::{BestMode, CheckpointManager, Composite, ErrorKind, Metrics, SaveOptions};
 use serde_json::json;
-use std::sync::Arc;
+use std::sync::{mpsc, Arc};
+use std::time::Duration;
 
 fn tensors(step: u64) -> TensorMap {
     let mut t = TensorMap::new();
@@ -219,6 +220,62 @@ fn async_saves_on_s3() {
         m.restore(None).unwrap().tensors("params").unwrap(),
         &tensors(5)
     );
+    m.close().unwrap();
+}
+
+/// A committed step written behind the manager's back: a background save on S3 does not block
+/// on checking for it (a network round trip: no request is made before `save` returns), but its
+/// thread checks before writing anything, so the save fails with `AlreadyExists` reported by the
+/// next call and the existing step is untouched; a synchronous save refuses it at once.
+#[test]
+fn unlisted_committed_step_on_s3_is_refused_without_blocking_the_caller() {
+    let Some((_uri, config)) = s3_common::fresh_root("unlisted") else {
+        return;
+    };
+    let s3 = s3_common::store(&config);
+    let gate = Gate::new();
+    let gated: Arc<dyn Store> =
+        Arc::new(LatencyStore::new(Arc::clone(&s3), Duration::ZERO).with_gate(gate.clone()));
+    let mut m = CheckpointManager::builder_with_store(gated)
+        .enable_async_checkpointing(true)
+        .build()
+        .unwrap();
+    let mut sync = CheckpointManager::builder_with_store(Arc::clone(&s3))
+        .enable_async_checkpointing(false)
+        .build()
+        .unwrap();
+    write_raw_steps(&s3, 6);
+    let before = s3.read("5/_CHECKPOINT_METADATA").unwrap();
+    // Every request now blocks until the gate opens: `save` returns only if it makes none.
+    gate.close();
+    let (tx, rx) = mpsc::channel();
+    let saver = std::thread::spawn(move || {
+        let started = save(&mut m, 5, 0.5);
+        let _ = tx.send(());
+        (m, started)
+    });
+    let returned = rx.recv_timeout(Duration::from_secs(20)).is_ok();
+    gate.open();
+    let (mut m, started) = saver.join().unwrap();
+    assert!(returned, "save blocked on a store request");
+    assert!(started, "the save was started");
+    let e = m.wait_until_finished().unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::AlreadyExists, "{e}");
+    assert_eq!(e.step(), Some(5), "{e}");
+    assert!(e.to_string().contains("reload"), "{e}");
+    assert_eq!(s3.read("5/_CHECKPOINT_METADATA").unwrap(), before);
+    assert!(s3.stat("5/params").unwrap().is_none(), "nothing written");
+    assert!(m.all_steps().is_empty());
+
+    let e = sync
+        .save(
+            5,
+            Composite::new().json_value("s", json!(5)),
+            SaveOptions::default(),
+        )
+        .unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::AlreadyExists, "{e}");
+    assert_eq!(s3.read("5/_CHECKPOINT_METADATA").unwrap(), before);
     m.close().unwrap();
 }
 
