@@ -141,7 +141,9 @@ fn delete(m: &mut CheckpointManager, step: Step) -> Result<(), String> {
 }
 
 /// One repetition of the ckpt figures on a pair of managers (sync and async) of one store.
-/// `cold` drops the page cache before an extra restore (local file system only).
+/// `cold` drops the page cache before an extra restore (local file system only). With
+/// `settle_deletes` (the local disk), each save waits first for [`rest_before_write`], and the
+/// three steps saved are deleted only at the end, followed by [`settle`].
 fn ckpt_rep(
     sync_m: &mut CheckpointManager,
     async_m: &mut CheckpointManager,
@@ -150,8 +152,16 @@ fn ckpt_rep(
     check: bool,
     cold: bool,
     out: &mut CkptSamples,
+    settle_deletes: bool,
 ) -> Result<(), String> {
-    sys::sync_all();
+    let rest = || {
+        if settle_deletes {
+            rest_before_write(p.bytes);
+        } else {
+            sys::sync_all();
+        }
+    };
+    rest();
     out.sync_save.push(sync_save(sync_m, p, step)?);
     out.restore
         .push(restore(sync_m, step, check.then_some(&p.tensors))?);
@@ -159,20 +169,51 @@ fn ckpt_rep(
         sys::drop_caches();
         out.restore_cold.push(restore(sync_m, step, None)?);
     }
-    delete(sync_m, step)?;
-    sys::sync_all();
+    if !settle_deletes {
+        delete(sync_m, step)?;
+    }
+    rest();
     let (b, t) = async_save(async_m, p, None, step)?;
     out.blocked_borrowed.push(b);
     out.total_borrowed.push(t);
-    delete(async_m, step)?;
+    if !settle_deletes {
+        delete(async_m, step)?;
+    }
     let owned = p.tensors.clone();
-    sys::sync_all();
+    rest();
     let (b, t) = async_save(async_m, p, Some(owned), step + 1)?;
     out.blocked_moved.push(b);
     out.total_moved.push(t);
-    delete(async_m, step + 1)?;
-    sys::sync_all();
+    if settle_deletes {
+        delete(sync_m, step)?;
+        delete(async_m, step)?;
+        delete(async_m, step + 1)?;
+        settle();
+    } else {
+        delete(async_m, step + 1)?;
+    }
     Ok(())
+}
+
+/// Waits for the disk to finish what deletions left it to do: `sync`, then one second.
+fn settle() {
+    sys::sync_all();
+    std::thread::sleep(std::time::Duration::from_secs(1));
+}
+
+/// The sustained write rate of this machine kind's disk, bytes per second, rounded down: it
+/// writes in bursts of about 2 GB at 1.4-1.6 GB/s, then throttles to ~290 MB/s, refilling the
+/// burst at about that rate (`dd ... conv=fsync` of 1 GiB six times in a row: 0.68 s, 2.2 s, then
+/// 3.7 s each; after a 5 s pause 0.67 s again). See the README's Performance section.
+const DISK_REFILL_BYTES_PER_S: f64 = 256.0 * 1024.0 * 1024.0;
+
+/// Before a timed write of `bytes`: `sync`, then a pause long enough for the disk to refill a
+/// burst of `bytes` (at least half a second), so that every write, raw or ckpt, is measured at
+/// the disk's burst speed instead of whichever came later paying the throttle.
+fn rest_before_write(bytes: usize) {
+    sys::sync_all();
+    let secs = (bytes as f64 / DISK_REFILL_BYTES_PER_S).max(0.5);
+    std::thread::sleep(std::time::Duration::from_secs_f64(secs));
 }
 
 /// Adds the ckpt rows of one section and compares them with their baselines. `write_base` and
@@ -290,7 +331,7 @@ pub fn fs_section(b: &mut Bench, cx: &Ctx, p: &Payload) -> Result<(), String> {
         let raw_first = rep % 2 == 0;
         let raw = |w: &mut Vec<f64>, rd: &mut Vec<f64>, rdc: &mut Vec<f64>| {
             let d = raw_dir.join(format!("r{rep}"));
-            sys::sync_all();
+            rest_before_write(p.bytes);
             let t = Instant::now();
             raw_write(&d, &parts).map_err(|e| format!("raw write {}: {e}", d.display()))?;
             w.push(secs(t));
@@ -314,7 +355,6 @@ pub fn fs_section(b: &mut Bench, cx: &Ctx, p: &Payload) -> Result<(), String> {
                 rdc.push(secs(t));
                 drop(data);
             }
-            std::fs::remove_dir_all(&d).map_err(|e| format!("removing {}: {e}", d.display()))?;
             Ok::<(), String>(())
         };
         if raw_first {
@@ -328,10 +368,14 @@ pub fn fs_section(b: &mut Bench, cx: &Ctx, p: &Payload) -> Result<(), String> {
             rep == 0,
             cx.cold,
             &mut ck,
+            true,
         )?;
         if !raw_first {
             raw(&mut w, &mut rd, &mut rdc)?;
         }
+        let d = raw_dir.join(format!("r{rep}"));
+        std::fs::remove_dir_all(&d).map_err(|e| format!("removing {}: {e}", d.display()))?;
+        settle();
         mf.push(memcpy_fresh(p));
         mw.push(memcpy_warm(p, &mut warm));
         eprintln!("bench: {sec}: repetition {} of {} done", rep + 1, cx.reps);
@@ -412,7 +456,16 @@ pub fn memory_section(b: &mut Bench, cx: &Ctx, p: &Payload) -> Result<(), String
         let (tp, tg) = raw.put_get(&format!("raw/{rep}"), p)?;
         put.push(tp);
         get.push(tg);
-        ckpt_rep(&mut sync_m, &mut async_m, p, step, rep == 0, false, &mut ck)?;
+        ckpt_rep(
+            &mut sync_m,
+            &mut async_m,
+            p,
+            step,
+            rep == 0,
+            false,
+            &mut ck,
+            false,
+        )?;
         mf.push(memcpy_fresh(p));
         eprintln!("bench: {sec}: repetition {} of {} done", rep + 1, cx.reps);
     }
@@ -504,7 +557,16 @@ pub fn s3_section(b: &mut Bench, cx: &Ctx, p: &Payload, s3: &super::S3Env) -> Re
             raw.multipart_put_get(&format!("m{rep}"), p, up.chunk_size, up.concurrency)?;
         mput.push(tp);
         mget.push(tg);
-        ckpt_rep(&mut sync_m, &mut async_m, p, step, rep == 0, false, &mut ck)?;
+        ckpt_rep(
+            &mut sync_m,
+            &mut async_m,
+            p,
+            step,
+            rep == 0,
+            false,
+            &mut ck,
+            false,
+        )?;
         one.push(sync_save(&mut one_put_m, p, step)?);
         delete(&mut one_put_m, step)?;
         mf.push(memcpy_fresh(p));
