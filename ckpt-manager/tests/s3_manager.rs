@@ -256,7 +256,7 @@ fn unlisted_committed_step_on_s3_is_refused_without_blocking_the_caller() {
     });
     let returned = rx.recv_timeout(Duration::from_secs(20)).is_ok();
     gate.open();
-    let (mut m, started) = saver.join().unwrap();
+    let (m, started) = saver.join().unwrap();
     assert!(returned, "save blocked on a store request");
     assert!(started, "the save was started");
     let e = m.wait_until_finished().unwrap_err();
