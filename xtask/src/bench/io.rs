@@ -144,6 +144,7 @@ fn delete(m: &mut CheckpointManager, step: Step) -> Result<(), String> {
 /// `cold` drops the page cache before an extra restore (local file system only). With
 /// `settle_deletes` (the local disk), each save waits first for [`rest_before_write`], and the
 /// three steps saved are deleted only at the end, followed by [`settle`].
+#[allow(clippy::too_many_arguments)]
 fn ckpt_rep(
     sync_m: &mut CheckpointManager,
     async_m: &mut CheckpointManager,
