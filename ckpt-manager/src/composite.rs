@@ -106,6 +106,21 @@ pub(crate) enum Captured<'a> {
 }
 
 impl<'a> Composite<'a> {
+    /// Splits off the items that borrow the caller's memory: tensors, bytes and custom items
+    /// passed by reference. Returns `(borrowed, the rest)`; JSON items stay in the rest (a
+    /// capture serializes them, which costs little).
+    pub(crate) fn split_borrowed(self) -> (Composite<'a>, Composite<'a>) {
+        let (borrowed, rest) = self.items.into_iter().partition(|(_, i)| {
+            matches!(
+                i,
+                SaveItem::Tensors(Cow::Borrowed(_))
+                    | SaveItem::Bytes(Cow::Borrowed(_))
+                    | SaveItem::Custom(_)
+            )
+        });
+        (Composite { items: borrowed }, Composite { items: rest })
+    }
+
     /// Whether [`Composite::capture`] can make every item owned (no borrowed `Custom` item).
     pub(crate) fn capturable(&self) -> bool {
         !self

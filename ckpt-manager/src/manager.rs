@@ -2,7 +2,7 @@
 
 use crate::composite::Captured;
 use crate::options::{CheckpointManagerBuilder, CheckpointManagerOptions, RootSpec};
-use crate::save::{self, Phase, PhaseCell, SaveJob};
+use crate::save::{self, Phase, PhaseCell, SaveJob, Staged};
 use crate::shared::Core;
 use crate::{Composite, Restored, SaveOptions};
 use ckpt_core::{
@@ -426,16 +426,47 @@ impl CheckpointManager {
         if !deferred_check {
             save::check_not_committed(core, step, &name)?;
         }
+        let async_save = core.options.enable_async_checkpointing;
+        // On a local store (disk or memory), a background save writes the borrowed items here
+        // and now: into the page cache without fsync, about one copy of them, which is what
+        // copying them for the background thread would cost anyway. The thread then syncs and
+        // commits them, so the save reaches its commit as soon as a synchronous one would. On
+        // object stores (a write is an upload) they are copied instead.
+        let (now_items, later_items) = if async_save && core.store.capabilities().local {
+            items.split_borrowed()
+        } else {
+            (Composite::new(), items)
+        };
+        let staged = if now_items.is_empty() {
+            None
+        } else {
+            let mut staged = Staged::begin(core, step, &name)?;
+            if let Err(e) = staged.write_items(core, &now_items, None, true) {
+                staged.abandon(core);
+                return Err(if e.step().is_some() {
+                    e
+                } else {
+                    e.with_step(step)
+                });
+            }
+            Some(staged)
+        };
         let time = core.options.clock.now();
         let info = CheckpointInfo::new(step, time, options.metrics.clone());
         let phase: PhaseCell = Arc::new(Mutex::new(Phase::Queued));
         // Captured items go to the background thread; anything else is written here and now.
-        let captured = match core.options.enable_async_checkpointing {
-            true => match items.capture().map_err(|e| e.with_step(step))? {
-                Captured::Owned(owned) => Ok(owned),
-                Captured::NotCapturable(items) => Err(items),
+        let captured = match async_save {
+            true => match later_items.capture().map_err(|e| e.with_step(step)) {
+                Ok(Captured::Owned(owned)) => Ok(owned),
+                Ok(Captured::NotCapturable(items)) => Err(items),
+                Err(e) => {
+                    if let Some(staged) = staged {
+                        staged.abandon(core);
+                    }
+                    return Err(e);
+                }
             },
-            false => Err(items),
+            false => Err(later_items),
         };
         let items = match captured {
             Ok(owned) => owned,
@@ -449,7 +480,7 @@ impl CheckpointManager {
                     time,
                     check_committed: deferred_check,
                 };
-                return save::run(core, &job, &phase).map(|()| true);
+                return save::run(core, &job, staged, &phase).map(|()| true);
             }
         };
         let job = SaveJob {
@@ -466,7 +497,7 @@ impl CheckpointManager {
         let handle = std::thread::Builder::new()
             .name(format!("ckpt-save-{step}"))
             .spawn(move || {
-                let result = save::run(&core2, &job, &phase2);
+                let result = save::run(&core2, &job, staged, &phase2);
                 // Never keep the manager's core (and its writer lock) alive while freeing memory.
                 drop(core2);
                 // The receiver is gone only if the manager abandoned this save.

@@ -6,12 +6,15 @@ use crate::shared::{Core, RetentionRun};
 use crate::{Composite, SaveOptions};
 use chrono::{DateTime, Utc};
 use ckpt_core::{
-    CheckpointInfo, Error, ErrorKind, ItemHandlers, Result, Step, StepMetadata, METRICS_ITEM_NAME,
-    STEP_METADATA_FILE,
+    CheckpointInfo, Error, ErrorKind, ItemHandlers, Metrics, Result, Step, StepMetadata,
+    METRICS_ITEM_NAME, STEP_METADATA_FILE,
 };
 use ckpt_handlers::{CheckpointHandler, ItemDir, JsonHandler, SaveItem};
 use ckpt_policy::{PreservationContext, Verdict};
-use ckpt_storage::{AtomicityMode, ChecksumManifest, EntryKind, RecordingStore};
+use ckpt_storage::{
+    sync_files, AtomicityMode, ChecksumManifest, DeferredSyncStore, EntryKind, RecordingStore,
+    Store,
+};
 use std::borrow::Cow;
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
@@ -98,31 +101,167 @@ pub(crate) fn check_not_committed(core: &Core, step: Step, name: &str) -> Result
     Ok(())
 }
 
-/// Writes and commits the step, records it, and applies retention. On failure the tmp directory
-/// is removed (best effort), nothing is recorded and nothing is deleted.
-pub(crate) fn run(core: &Core, job: &SaveJob<'_>, phase: &PhaseCell) -> Result<()> {
-    let step = job.step;
-    if job.check_committed {
-        if let Err(e) = check_not_committed(core, step, &job.name) {
-            set_phase(phase, Phase::Done);
-            return Err(e);
+/// A step being written: its tmp directory, the items written into it so far (not yet
+/// committed), and what the step's metadata and checksum manifest will say.
+pub(crate) struct Staged {
+    step: Step,
+    /// The step's working (tmp) directory.
+    working: String,
+    /// `(working item directory, final item directory)` of each item written.
+    items: Vec<(String, String)>,
+    handler_strings: BTreeMap<String, String>,
+    checksums: ChecksumManifest,
+    /// Files written without fsync ([`DeferredSyncStore`]): synced before the commit.
+    unsynced: Vec<String>,
+    meta: StepMetadata,
+}
+
+impl Staged {
+    /// Creates the working directory of step `name`.
+    ///
+    /// # Errors
+    /// From the commit protocol's `prepare`, naming the step.
+    pub(crate) fn begin(core: &Core, step: Step, name: &str) -> Result<Staged> {
+        let working = core
+            .protocol
+            .prepare(core.store.as_ref(), name)
+            .map_err(|e| e.with_step(step))?;
+        Ok(Staged {
+            step,
+            working,
+            items: Vec::new(),
+            handler_strings: BTreeMap::new(),
+            checksums: ChecksumManifest::new(),
+            unsynced: Vec::new(),
+            meta: StepMetadata::started_at(core.options.clock.now()),
+        })
+    }
+
+    /// Writes `items` (and the metrics item when `metrics` is given) into the working directory,
+    /// each by its handler, recording every file's checksum. With `defer_sync`, the files are
+    /// written without fsync (through a [`DeferredSyncStore`]) and synced by [`Staged::commit`].
+    ///
+    /// # Errors
+    /// The first handler or store error, naming the step (the caller removes the working
+    /// directory: [`Staged::abandon`]).
+    pub(crate) fn write_items(
+        &mut self,
+        core: &Core,
+        items: &Composite<'_>,
+        metrics: Option<&Metrics>,
+        defer_sync: bool,
+    ) -> Result<()> {
+        let step = self.step;
+        let metrics_value;
+        let mut all: Vec<(&str, &SaveItem<'_>, Arc<dyn CheckpointHandler>)> = Vec::new();
+        for (item, value) in items.sorted() {
+            let handler = match core.registry.get(item) {
+                Some(h) => h,
+                None => ckpt_handlers::default_handler_for(value)?,
+            };
+            all.push((item, value, handler));
+        }
+        if let Some(m) = metrics {
+            metrics_value = SaveItem::JsonValue(Cow::Owned(serde_json::Value::Object(m.clone())));
+            let handler: Arc<dyn CheckpointHandler> =
+                Arc::new(JsonHandler::with_filename(METRICS_ITEM_NAME));
+            all.push((METRICS_ITEM_NAME, &metrics_value, handler));
+            all.sort_by(|a, b| a.0.cmp(b.0));
+        }
+        let deferred =
+            defer_sync.then(|| Arc::new(DeferredSyncStore::new(Arc::clone(&core.store))));
+        let target: Arc<dyn Store> = match &deferred {
+            Some(d) => d.clone(),
+            None => Arc::clone(&core.store),
+        };
+        for (item, value, handler) in &all {
+            let final_item = format!("{}/{item}", self.working);
+            let w = core.protocol.prepare(core.store.as_ref(), &final_item)?;
+            // Every file the handler writes gets its size and CRC32C recorded (issue 4).
+            let recorder = RecordingStore::new(Arc::clone(&target), &w, item);
+            let written = handler.save(&ItemDir::new(&recorder, &w), value);
+            if let Some(d) = &deferred {
+                self.unsynced.extend(d.take_unsynced());
+            }
+            written.map_err(|e| e.with_step(step))?;
+            self.checksums.merge(recorder.take_manifest());
+            self.handler_strings
+                .insert((*item).to_string(), handler.type_string());
+            self.items.push((w, final_item));
+        }
+        Ok(())
+    }
+
+    /// Syncs the files written without fsync, writes the checksum manifest, commits the items,
+    /// writes the step metadata, and commits the step as `name`.
+    ///
+    /// # Errors
+    /// The first store or protocol error (the caller removes the working directory).
+    fn commit(mut self, core: &Core, job: &SaveJob<'_>, phase: &PhaseCell) -> Result<()> {
+        let store = core.store.as_ref();
+        sync_files(store, &self.unsynced)?;
+        self.checksums.write_to(store, &self.working)?;
+        set_phase(phase, Phase::Committing);
+        self.meta.item_handlers =
+            Some(ItemHandlers::Map(std::mem::take(&mut self.handler_strings)));
+        self.meta.custom_metadata = job.options.custom_metadata.clone().unwrap_or_default();
+        for (w, final_item) in &self.items {
+            core.protocol.commit(store, w, final_item)?;
+        }
+        // Written once, complete, just before the step commits: the working directory is
+        // invisible until then (a tmp name, or no commit file), so earlier versions of the file
+        // served no reader, and each cost a durable write (an fsync, or a PUT on an object store).
+        self.meta.commit_timestamp_nsecs = core.options.clock.now().timestamp_nanos_opt();
+        let meta_path = format!("{}/{STEP_METADATA_FILE}", self.working);
+        store.write(&meta_path, &self.meta.to_json_bytes()?)?;
+        core.protocol.commit(store, &self.working, &job.name)
+    }
+
+    /// Removes the working directory of a failed save (best effort, logged).
+    pub(crate) fn abandon(self, core: &Core) {
+        if let Err(cleanup) = core.store.delete_prefix(&self.working) {
+            tracing::warn!(step = self.step, error = %cleanup, "could not remove the tmp directory of a failed save");
         }
     }
-    set_phase(phase, Phase::WritingItems);
-    let working = core
-        .protocol
-        .prepare(core.store.as_ref(), &job.name)
-        .map_err(|e| e.with_step(step))?;
-    if let Err(e) = write_step(core, job, &working, phase) {
-        if let Err(cleanup) = core.store.delete_prefix(&working) {
-            tracing::warn!(step, error = %cleanup, "could not remove the tmp directory of a failed save");
-        }
+}
+
+/// Writes whatever of the step is left to write (the items of `job`; the metrics item unless
+/// `staged` holds it already), syncs and commits the step, records it, and applies retention.
+/// `staged` is the step as the caller began it (`None`: begun here). On failure the working
+/// directory is removed (best effort), nothing is recorded and nothing is deleted.
+pub(crate) fn run(
+    core: &Core,
+    job: &SaveJob<'_>,
+    staged: Option<Staged>,
+    phase: &PhaseCell,
+) -> Result<()> {
+    let step = job.step;
+    let fail = |e: Error| {
         set_phase(phase, Phase::Done);
-        return Err(if e.step().is_some() {
+        if e.step().is_some() {
             e
         } else {
             e.with_step(step)
-        });
+        }
+    };
+    if job.check_committed {
+        check_not_committed(core, step, &job.name).map_err(fail)?;
+    }
+    set_phase(phase, Phase::WritingItems);
+    let mut staged = match staged {
+        Some(s) => s,
+        None => Staged::begin(core, step, &job.name).map_err(fail)?,
+    };
+    let metrics = job
+        .write_metrics
+        .then(|| job.options.metrics.clone().unwrap_or_default());
+    let written = staged.write_items(core, &job.items, metrics.as_ref(), false);
+    let working = staged.working.clone();
+    if let Err(e) = written.and_then(|()| staged.commit(core, job, phase)) {
+        if let Err(cleanup) = core.store.delete_prefix(&working) {
+            tracing::warn!(step, error = %cleanup, "could not remove the tmp directory of a failed save");
+        }
+        return Err(fail(e));
     }
     set_phase(phase, Phase::Retention);
     let info = CheckpointInfo::new(step, job.time, job.options.metrics.clone());
@@ -130,60 +269,6 @@ pub(crate) fn run(core: &Core, job: &SaveJob<'_>, phase: &PhaseCell) -> Result<(
     apply_retention(core);
     set_phase(phase, Phase::Done);
     Ok(())
-}
-
-fn write_step(core: &Core, job: &SaveJob<'_>, working: &str, phase: &PhaseCell) -> Result<()> {
-    let store = core.store.as_ref();
-    let step = job.step;
-    let meta_path = format!("{working}/{STEP_METADATA_FILE}");
-    // Written once, complete, just before the step commits: the working directory is invisible
-    // until then (a tmp name, or no commit file), so earlier versions of the file served no
-    // reader, and each cost a durable write (an fsync, or a PUT on an object store).
-    let mut meta = StepMetadata::started_at(core.options.clock.now());
-
-    let metrics_value;
-    let mut all: Vec<(&str, &SaveItem<'_>, Arc<dyn CheckpointHandler>)> = Vec::new();
-    for (item, value) in job.items.sorted() {
-        let handler = match core.registry.get(item) {
-            Some(h) => h,
-            None => ckpt_handlers::default_handler_for(value)?,
-        };
-        all.push((item, value, handler));
-    }
-    if job.write_metrics {
-        let m = job.options.metrics.clone().unwrap_or_default();
-        metrics_value = SaveItem::JsonValue(Cow::Owned(serde_json::Value::Object(m)));
-        let handler: Arc<dyn CheckpointHandler> =
-            Arc::new(JsonHandler::with_filename(METRICS_ITEM_NAME));
-        all.push((METRICS_ITEM_NAME, &metrics_value, handler));
-        all.sort_by(|a, b| a.0.cmp(b.0));
-    }
-
-    let mut handler_strings = BTreeMap::new();
-    let mut item_working = Vec::new();
-    let mut checksums = ChecksumManifest::new();
-    for (item, value, handler) in &all {
-        let final_item = format!("{working}/{item}");
-        let w = core.protocol.prepare(store, &final_item)?;
-        // Every file the handler writes gets its size and CRC32C recorded (issue 4).
-        let recorder = RecordingStore::new(Arc::clone(&core.store), &w, item);
-        handler
-            .save(&ItemDir::new(&recorder, &w), value)
-            .map_err(|e| e.with_step(step))?;
-        checksums.merge(recorder.take_manifest());
-        handler_strings.insert((*item).to_string(), handler.type_string());
-        item_working.push((w, final_item));
-    }
-    checksums.write_to(store, working)?;
-    set_phase(phase, Phase::Committing);
-    meta.item_handlers = Some(ItemHandlers::Map(handler_strings));
-    meta.custom_metadata = job.options.custom_metadata.clone().unwrap_or_default();
-    for (w, final_item) in &item_working {
-        core.protocol.commit(store, w, final_item)?;
-    }
-    meta.commit_timestamp_nsecs = core.options.clock.now().timestamp_nanos_opt();
-    store.write(&meta_path, &meta.to_json_bytes()?)?;
-    core.protocol.commit(store, working, &job.name)
 }
 
 /// Runs the preservation policy over the committed steps and deletes what it does not keep

@@ -424,6 +424,7 @@ mod tests {
             write_if_absent: true,
             directories: true,
             durable: true,
+            local: true,
         };
         let mem = Capabilities {
             write_if_absent: true,

@@ -37,9 +37,9 @@ pub use commit::{
     protocol_for, AtomicRenameProtocol, AtomicityMode, CommitFileProtocol, CommitProtocol,
 };
 pub use layers::{
-    verify_step, ChecksumManifest, CountingStore, FaultRule, FaultStore, FileChecksum, FileStatus,
-    Gate, LatencyStore, LoggedOp, OpCounts, OpKind, PathPattern, RecordingStore, VerifyReport,
-    VerifyingStore, CHECKSUM_ALGORITHM, MANIFEST_FILE,
+    sync_files, verify_step, ChecksumManifest, CountingStore, DeferredSyncStore, FaultRule,
+    FaultStore, FileChecksum, FileStatus, Gate, LatencyStore, LoggedOp, OpCounts, OpKind,
+    PathPattern, RecordingStore, VerifyReport, VerifyingStore, CHECKSUM_ALGORITHM, MANIFEST_FILE,
 };
 #[cfg(any(feature = "s3", feature = "gcs", feature = "azblob"))]
 pub use object::install_http_transport;
@@ -67,6 +67,11 @@ pub struct Capabilities {
     pub directories: bool,
     /// `sync_dir` and writes reach durable storage (fsync); false for memory.
     pub durable: bool,
+    /// The bytes stay on this machine (a local file system or memory): a
+    /// [`Store::write_parts_unsynced`] costs about one copy of the bytes (into the page cache or
+    /// the memory store), so a background save may write borrowed items before `save` returns
+    /// instead of copying them first. False on object stores, where a write is an upload.
+    pub local: bool,
 }
 
 /// What kind of entry a listing returned.
@@ -144,6 +149,33 @@ pub trait Store: Debug + Send + Sync {
     /// As [`Store::write`].
     fn write_parts(&self, path: &str, parts: &[&[u8]]) -> Result<()> {
         self.write(path, &stream::concat(parts))
+    }
+
+    /// As [`Store::write_parts`], except that the file need not be durable when this returns:
+    /// it is once [`Store::sync_file`] of `path` has returned `Ok`. On a local file system the
+    /// bytes go to the page cache (no fsync), so the write costs about one copy of them; the
+    /// fsync is left to whoever calls `sync_file`, e.g. a background thread. Nothing may rely on
+    /// the file surviving a crash before that (the manager commits a step only after it).
+    ///
+    /// The default is [`Store::write_parts`] (durable at once; `sync_file` has nothing left to
+    /// do). A layer must pass both calls through, or neither.
+    ///
+    /// # Errors
+    /// As [`Store::write_parts`].
+    fn write_parts_unsynced(&self, path: &str, parts: &[&[u8]]) -> Result<()> {
+        self.write_parts(path, parts)
+    }
+
+    /// Makes the file at `path` durable (fsync of the file), after
+    /// [`Store::write_parts_unsynced`]. The default does nothing: every other write is durable
+    /// when it returns. A no-op on stores that are not [`Capabilities::durable`].
+    ///
+    /// # Errors
+    /// `NotFound` when there is no file at `path` (a durable store); `Storage` when the fsync
+    /// fails: the file's contents are then not known to be on stable storage.
+    fn sync_file(&self, path: &str) -> Result<()> {
+        let _ = path;
+        Ok(())
     }
 
     /// Reads a whole file.

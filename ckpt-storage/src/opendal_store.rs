@@ -75,12 +75,14 @@ impl Backend {
                 write_if_absent: true,
                 directories: true,
                 durable: true,
+                local: true,
             },
             Backend::Memory => Capabilities {
                 rename: false,
                 write_if_absent: true,
                 directories: false,
                 durable: false,
+                local: true,
             },
             // Not `durable` in the fsync sense (there is nothing to sync): a write is durable
             // once it has returned.
@@ -92,6 +94,7 @@ impl Backend {
                 write_if_absent: *write_if_absent,
                 directories: false,
                 durable: false,
+                local: false,
             },
         }
     }
@@ -448,7 +451,8 @@ impl OpendalStore {
     /// directories, creates or truncates the file, writes each part, then `sync_all` — what
     /// opendal's fs writer does, without its task hand-offs per call (about 0.1-0.5 ms, most of
     /// a small write) and without copying the data into an owned buffer first.
-    fn write_local(&self, root: &Path, path: &str, parts: &[&[u8]]) -> Result<()> {
+    /// Writes `parts` to the local file `path` (parents created), then fsyncs it when `sync`.
+    fn write_local(&self, root: &Path, path: &str, parts: &[&[u8]], sync: bool) -> Result<()> {
         use std::io::Write as _;
         let abs = Self::local_path(root, path);
         if let Some(parent) = abs.parent() {
@@ -458,6 +462,9 @@ impl OpendalStore {
         for part in parts {
             f.write_all(part)
                 .map_err(|e| self.io_err(e, "write", path))?;
+        }
+        if !sync {
+            return Ok(());
         }
         f.sync_all().map_err(|e| self.io_err(e, "fsync", path))
     }
@@ -641,7 +648,7 @@ impl Store for OpendalStore {
         not_root(path, "write")?;
         if let Some(root) = self.backend.local_root() {
             self.refuse_links(path)?;
-            return self.write_local(root, path, parts);
+            return self.write_local(root, path, parts, true);
         }
         #[cfg(any(feature = "s3", feature = "gcs", feature = "azblob"))]
         if let Some(config) = self.backend.object() {
@@ -659,6 +666,33 @@ impl Store for OpendalStore {
             .write_options(path, buf, self.write_options())
             .map_err(|e| self.err(e, "write", path))?;
         Ok(())
+    }
+
+    /// On a local file system the parts go to the page cache without an fsync (see
+    /// [`Store::sync_file`]); elsewhere as [`Store::write_parts`] (memory has nothing to sync;
+    /// an object store's write is durable when it returns).
+    fn write_parts_unsynced(&self, path: &str, parts: &[&[u8]]) -> Result<()> {
+        validate_path(path)?;
+        not_root(path, "write")?;
+        match self.backend.local_root() {
+            Some(root) => {
+                self.refuse_links(path)?;
+                self.write_local(root, path, parts, false)
+            }
+            None => self.write_parts(path, parts),
+        }
+    }
+
+    /// fsync of the local file `path` (opened again: the fsync covers the file's data whoever
+    /// wrote it); nothing to do on other stores.
+    fn sync_file(&self, path: &str) -> Result<()> {
+        validate_path(path)?;
+        let Some(root) = self.backend.local_root() else {
+            return Ok(());
+        };
+        self.refuse_links(path)?;
+        let f = self.open_local(root, path).map(|(f, _)| f)?;
+        f.sync_all().map_err(|e| self.io_err(e, "fsync", path))
     }
 
     /// A conditional create (`If-None-Match: *` on S3) where the store has one; on an object

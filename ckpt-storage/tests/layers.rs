@@ -330,6 +330,7 @@ fn counts_calls_bytes_and_logs_changes() {
                 delete_prefix: 1,
                 rename: 1,
                 sync_dir: 1,
+                sync_file: 0,
                 bytes_written: 7,
                 bytes_read: 8,
             }
@@ -358,6 +359,28 @@ fn counts_calls_bytes_and_logs_changes() {
         s.reset();
         assert_eq!(s.counts(), OpCounts::default());
         assert!(s.log().is_empty());
+    });
+}
+
+/// A write without fsync counts as a write of its parts' size; its `sync_file` as one
+/// `SyncFile`; a fault rule on `SyncFile` fails exactly that call, naming the file.
+#[test]
+fn unsynced_writes_and_file_syncs_are_counted_and_faulted() {
+    on_both(|inner| {
+        let s = CountingStore::new(inner);
+        s.write_parts_unsynced("a/w", &[b"ab", b"cde"]).unwrap();
+        s.sync_file("a/w").unwrap();
+        let c = s.counts();
+        assert_eq!((c.write, c.sync_file, c.bytes_written), (1, 1, 5));
+        assert_eq!(c.get(OpKind::SyncFile), 1);
+        assert_eq!(s.read("a/w").unwrap(), b"abcde");
+        assert_eq!(s.written_paths(), ["a/w"]);
+
+        let f = FaultStore::new(std::sync::Arc::new(s)).with_rule(FaultRule::op(OpKind::SyncFile));
+        f.write_parts_unsynced("b/v", &[b"x"]).unwrap();
+        let e = f.sync_file("b/v").unwrap_err();
+        assert!(e.to_string().contains("sync_file"), "{e}");
+        assert!(e.to_string().contains("b/v"), "{e}");
     });
 }
 

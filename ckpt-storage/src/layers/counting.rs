@@ -33,6 +33,8 @@ pub struct OpCounts {
     pub rename: u64,
     /// Calls of [`Store::sync_dir`].
     pub sync_dir: u64,
+    /// Calls of [`Store::sync_file`].
+    pub sync_file: u64,
     /// Bytes passed to `write` and `write_if_absent` calls that succeeded.
     pub bytes_written: u64,
     /// Bytes returned by `read` and `read_range` calls that succeeded.
@@ -59,6 +61,7 @@ impl OpCounts {
             OpKind::DeletePrefix => self.delete_prefix,
             OpKind::Rename => self.rename,
             OpKind::SyncDir => self.sync_dir,
+            OpKind::SyncFile => self.sync_file,
         }
     }
 
@@ -80,6 +83,7 @@ impl OpCounts {
             OpKind::DeletePrefix => &mut self.delete_prefix,
             OpKind::Rename => &mut self.rename,
             OpKind::SyncDir => &mut self.sync_dir,
+            OpKind::SyncFile => &mut self.sync_file,
         };
         *c += 1;
     }
@@ -258,5 +262,17 @@ impl Store for CountingStore {
 
     fn sync_dir(&self, path: &str) -> Result<()> {
         self.plain(OpKind::SyncDir, path, self.inner.sync_dir(path))
+    }
+
+    /// Counted as one [`OpKind::Write`] of the parts' total size.
+    fn write_parts_unsynced(&self, path: &str, parts: &[&[u8]]) -> Result<()> {
+        let r = self.inner.write_parts_unsynced(path, parts);
+        let n: usize = parts.iter().map(|p| p.len()).sum();
+        self.record(OpKind::Write, path, None, &r, |_| (n as u64, 0));
+        r
+    }
+
+    fn sync_file(&self, path: &str) -> Result<()> {
+        self.plain(OpKind::SyncFile, path, self.inner.sync_file(path))
     }
 }

@@ -328,4 +328,27 @@ impl Store for FaultStore {
         self.gate(OpKind::SyncDir, path)?;
         self.inner.sync_dir(path)
     }
+
+    /// Faulted as an [`OpKind::Write`] (a torn one writes the first half of the parts).
+    fn write_parts_unsynced(&self, path: &str, parts: &[&[u8]]) -> Result<()> {
+        match self.check(OpKind::Write, &[path]) {
+            None => self.inner.write_parts_unsynced(path, parts),
+            Some(Injected { n, torn: false }) => Err(injected(OpKind::Write, path, None, n, "")),
+            Some(Injected { n, torn: true }) => {
+                let data = crate::stream::concat(parts);
+                let half = data.len() / 2;
+                let extra = format!(" (torn write: {half} of {} bytes written)", data.len());
+                let err = injected(OpKind::Write, path, None, n, &extra);
+                match self.inner.write_parts_unsynced(path, &[&data[..half]]) {
+                    Ok(()) => Err(err),
+                    Err(e) => Err(err.with_source(e)),
+                }
+            }
+        }
+    }
+
+    fn sync_file(&self, path: &str) -> Result<()> {
+        self.gate(OpKind::SyncFile, path)?;
+        self.inner.sync_file(path)
+    }
 }

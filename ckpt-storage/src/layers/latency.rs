@@ -278,4 +278,14 @@ impl Store for LatencyStore {
         self.slow(&[path]);
         self.inner.sync_dir(path)
     }
+
+    fn write_parts_unsynced(&self, path: &str, parts: &[&[u8]]) -> Result<()> {
+        self.slow_write(path);
+        self.inner.write_parts_unsynced(path, parts)
+    }
+
+    fn sync_file(&self, path: &str) -> Result<()> {
+        self.slow(&[path]);
+        self.inner.sync_file(path)
+    }
 }

@@ -6,6 +6,8 @@
 //! * [`CountingStore`]: counts calls and bytes per operation and logs the calls that change the
 //!   store, for tests;
 //! * [`LatencyStore`] and [`Gate`]: adds a delay, and blocks writes until a test opens a gate;
+//! * [`DeferredSyncStore`]: writes without fsync, remembering what to sync later
+//!   ([`sync_files`]);
 //! * [`RecordingStore`], [`VerifyingStore`], [`ChecksumManifest`], [`verify_step`]: CRC32C
 //!   checksums of the files a step holds, recorded when written and checked when read (ckpt's
 //!   own; Orbax has no checksums).
@@ -16,6 +18,7 @@
 
 mod checksum;
 mod counting;
+mod deferred_sync;
 mod fault;
 mod latency;
 
@@ -24,6 +27,7 @@ pub use checksum::{
     VerifyingStore, CHECKSUM_ALGORITHM, MANIFEST_FILE,
 };
 pub use counting::{CountingStore, LoggedOp, OpCounts};
+pub use deferred_sync::{sync_files, DeferredSyncStore};
 pub use fault::{FaultRule, FaultStore};
 pub use latency::{Gate, LatencyStore};
 
@@ -56,11 +60,14 @@ pub enum OpKind {
     Rename,
     /// [`crate::Store::sync_dir`].
     SyncDir,
+    /// [`crate::Store::sync_file`] (a [`crate::Store::write_parts_unsynced`] counts as a
+    /// [`OpKind::Write`]).
+    SyncFile,
 }
 
 impl OpKind {
     /// Every operation kind, in the order of the [`crate::Store`] trait.
-    pub const ALL: [OpKind; 11] = [
+    pub const ALL: [OpKind; 12] = [
         OpKind::Write,
         OpKind::WriteIfAbsent,
         OpKind::Read,
@@ -72,6 +79,7 @@ impl OpKind {
         OpKind::DeletePrefix,
         OpKind::Rename,
         OpKind::SyncDir,
+        OpKind::SyncFile,
     ];
 
     /// The name of the [`crate::Store`] method, e.g. `"write_if_absent"`.
@@ -88,6 +96,7 @@ impl OpKind {
             OpKind::DeletePrefix => "delete_prefix",
             OpKind::Rename => "rename",
             OpKind::SyncDir => "sync_dir",
+            OpKind::SyncFile => "sync_file",
         }
     }
 
@@ -260,7 +269,8 @@ mod tests {
                 "delete",
                 "delete_prefix",
                 "rename",
-                "sync_dir"
+                "sync_dir",
+                "sync_file"
             ]
         );
         assert_eq!(OpKind::Rename.to_string(), "rename");
