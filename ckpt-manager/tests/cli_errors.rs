@@ -146,3 +146,54 @@ fn human_output_marks_latest() {
     assert_eq!(code, Some(0));
     assert!(out.contains("{\"a\":1}"), "{out}");
 }
+
+/// `ckpt ls`: every column starts at the same place on every line, whatever the length of the
+/// step names, item lists and metrics (the widest cell sets each column's width).
+#[test]
+fn ls_columns_line_up_with_long_item_lists() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("root");
+    let mut m = ckpt_manager::CheckpointManager::builder(root.to_str().unwrap())
+        .enable_async_checkpointing(false)
+        .build()
+        .unwrap();
+    let mut metrics = ckpt_manager::Metrics::new();
+    metrics.insert("loss".into(), serde_json::json!(0.5));
+    m.save(
+        7,
+        ckpt_manager::Composite::new().json_value("s", serde_json::json!(1)),
+        ckpt_manager::SaveOptions::default().metrics(metrics.clone()),
+    )
+    .unwrap();
+    let mut many = ckpt_manager::Composite::new();
+    for i in 0..12 {
+        many = many.json_value(format!("a_rather_long_item_name_{i}"), serde_json::json!(i));
+    }
+    m.save(
+        123_456_789_012,
+        many,
+        ckpt_manager::SaveOptions::default().metrics(metrics),
+    )
+    .unwrap();
+    m.close().unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_ckpt"))
+        .args(["ls", root.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let text = String::from_utf8(out.stdout).unwrap();
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(lines.len(), 3, "{text}");
+    let header = lines[0];
+    let col = |name: &str| header.find(name).unwrap();
+    for line in &lines[1..] {
+        // The commit time, the items and the metrics each start under their heading.
+        assert!(line[col("COMMIT TIME")..].starts_with("20"), "{text}");
+        assert!(
+            line[..col("ITEMS")].ends_with("  "),
+            "the time column runs into the items: {text}"
+        );
+        assert!(line[col("METRICS")..].starts_with("loss=0.5"), "{text}");
+    }
+    assert!(lines[2].contains("123456789012 (latest)"), "{text}");
+}

@@ -244,4 +244,25 @@ fn a_config_file_overrides_the_options() {
         text.contains("max_to_kepe") && text.contains("manager.toml"),
         "{text}"
     );
+
+    // max_to_keep = 0 would leave nothing to resume from: refused, naming the file, before
+    // anything is saved or deleted.
+    let listing = || {
+        let mut v: Vec<String> = std::fs::read_dir(dir.path().join("root"))
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        v.sort();
+        v
+    };
+    let before = listing();
+    std::fs::write(&file, "max_to_keep = 0\n").unwrap();
+    cfg.steps = 60;
+    let e = checkpoint::run(&cfg, &data, &mut Vec::new()).unwrap_err();
+    let text = e.to_string();
+    assert!(
+        text.contains("max_to_keep = 0") && text.contains("manager.toml"),
+        "{text}"
+    );
+    assert_eq!(before, listing());
 }

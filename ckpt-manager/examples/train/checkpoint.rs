@@ -122,6 +122,15 @@ pub fn open_manager(cfg: &RunConfig) -> Result<CheckpointManager, AnyError> {
     };
     if let Some(file) = &cfg.config_file {
         options = ManagerConfig::from_file(file)?.apply_to(options)?;
+        // The library keeps nothing with max_to_keep = 0 (as Orbax, spec §7.2 M2); this
+        // program must keep the step a rerun resumes from, as its --max-to-keep flag does.
+        if options.max_to_keep == Some(0) && !options.read_only {
+            return Err(format!(
+                "{}: max_to_keep = 0 would delete every checkpoint, leaving none to resume from; use 1 or more",
+                file.display()
+            )
+            .into());
+        }
     }
     Ok(CheckpointManager::open(&cfg.dir, options)?)
 }

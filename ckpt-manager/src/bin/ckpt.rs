@@ -397,40 +397,56 @@ fn ls(args: &RootArgs) -> Result<()> {
         out!("{}", serde_json::to_string_pretty(&out).map_err(json_err)?);
         return Ok(());
     }
+    // One row of cells per step; each column as wide as its widest cell, so that long item
+    // lists or step names never push the columns out of line.
+    let rows: Vec<[String; 4]> = steps
+        .iter()
+        .map(|s| {
+            let step = s["step"].as_u64().unwrap_or_default();
+            let mark = if Some(step) == latest {
+                format!("{step} (latest)")
+            } else {
+                step.to_string()
+            };
+            let items = s["items"]
+                .as_array()
+                .map(|a| {
+                    a.iter()
+                        .filter_map(Value::as_str)
+                        .collect::<Vec<_>>()
+                        .join(",")
+                })
+                .unwrap_or_default();
+            let metrics = match &s["metrics"] {
+                Value::Object(m) => m
+                    .iter()
+                    .map(|(k, v)| format!("{k}={v}"))
+                    .collect::<Vec<_>>()
+                    .join(" "),
+                _ => "-".to_string(),
+            };
+            let time = s["commit_time"].as_str().unwrap_or("-").to_string();
+            [mark, time, items, metrics]
+        })
+        .collect();
+    let header = ["STEP", "COMMIT TIME (UTC)", "ITEMS", "METRICS"];
+    let width = |col: usize| {
+        rows.iter()
+            .map(|r| r[col].chars().count())
+            .chain([header[col].len()])
+            .max()
+            .unwrap_or(0)
+    };
+    let (w0, w1, w2) = (width(0), width(1), width(2));
     out!(
-        "{:<14} {:<27} {:<30} METRICS",
-        "STEP",
-        "COMMIT TIME (UTC)",
-        "ITEMS"
+        "{:<w0$}  {:<w1$}  {:<w2$}  {}",
+        header[0],
+        header[1],
+        header[2],
+        header[3]
     );
-    for s in &steps {
-        let step = s["step"].as_u64().unwrap_or_default();
-        let mark = if Some(step) == latest {
-            format!("{step} (latest)")
-        } else {
-            step.to_string()
-        };
-        let items = s["items"].as_array().map(|a| {
-            a.iter()
-                .filter_map(Value::as_str)
-                .collect::<Vec<_>>()
-                .join(",")
-        });
-        let metrics = match &s["metrics"] {
-            Value::Object(m) => m
-                .iter()
-                .map(|(k, v)| format!("{k}={v}"))
-                .collect::<Vec<_>>()
-                .join(" "),
-            _ => "-".to_string(),
-        };
-        out!(
-            "{:<14} {:<27} {:<30} {}",
-            mark,
-            s["commit_time"].as_str().unwrap_or("-"),
-            items.unwrap_or_default(),
-            metrics
-        );
+    for [mark, time, items, metrics] in &rows {
+        out!("{mark:<w0$}  {time:<w1$}  {items:<w2$}  {metrics}");
     }
     if steps.is_empty() {
         out!("(no committed steps in {})", mngr.directory());

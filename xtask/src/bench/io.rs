@@ -142,8 +142,9 @@ fn delete(m: &mut CheckpointManager, step: Step) -> Result<(), String> {
 
 /// One repetition of the ckpt figures on a pair of managers (sync and async) of one store.
 /// `cold` drops the page cache before an extra restore (local file system only). With
-/// `settle_deletes` (the local disk), each save waits first for [`rest_before_write`], and the
-/// three steps saved are deleted only at the end, followed by [`settle`].
+/// `warm_up` (the local disk), each timed operation is run once untimed just before (a save then
+/// deleted), so that it runs on recycled memory, as in a training loop that saves every few
+/// minutes: see [`WARM_UP`].
 #[allow(clippy::too_many_arguments)]
 fn ckpt_rep(
     sync_m: &mut CheckpointManager,
@@ -152,70 +153,58 @@ fn ckpt_rep(
     step: Step,
     check: bool,
     cold: bool,
+    warm_up: bool,
     out: &mut CkptSamples,
-    settle_deletes: bool,
 ) -> Result<(), String> {
-    let rest = || {
-        if settle_deletes {
-            rest_before_write(p.bytes);
-        } else {
-            sys::sync_all();
-        }
-    };
-    rest();
+    let owned = p.tensors.clone();
+    sys::sync_all();
+    if warm_up {
+        sync_save(sync_m, p, step)?;
+        delete(sync_m, step)?;
+    }
     out.sync_save.push(sync_save(sync_m, p, step)?);
+    if warm_up {
+        restore(sync_m, step, None)?;
+    }
     out.restore
         .push(restore(sync_m, step, check.then_some(&p.tensors))?);
     if cold {
         sys::drop_caches();
         out.restore_cold.push(restore(sync_m, step, None)?);
     }
-    if !settle_deletes {
-        delete(sync_m, step)?;
+    delete(sync_m, step)?;
+    sys::sync_all();
+    if warm_up {
+        async_save(async_m, p, None, step)?;
+        delete(async_m, step)?;
     }
-    rest();
     let (b, t) = async_save(async_m, p, None, step)?;
     out.blocked_borrowed.push(b);
     out.total_borrowed.push(t);
-    if !settle_deletes {
-        delete(async_m, step)?;
+    delete(async_m, step)?;
+    sys::sync_all();
+    if warm_up {
+        async_save(async_m, p, Some(p.tensors.clone()), step + 1)?;
+        delete(async_m, step + 1)?;
     }
-    let owned = p.tensors.clone();
-    rest();
     let (b, t) = async_save(async_m, p, Some(owned), step + 1)?;
     out.blocked_moved.push(b);
     out.total_moved.push(t);
-    if settle_deletes {
-        delete(sync_m, step)?;
-        delete(async_m, step)?;
-        delete(async_m, step + 1)?;
-        settle();
-    } else {
-        delete(async_m, step + 1)?;
-    }
+    delete(async_m, step + 1)?;
+    sys::sync_all();
     Ok(())
 }
 
-/// Waits for the disk to finish what deletions left it to do: `sync`, then one second.
-fn settle() {
-    sys::sync_all();
-    std::thread::sleep(std::time::Duration::from_secs(1));
-}
-
-/// The sustained write rate of this machine kind's disk, bytes per second, rounded down: it
-/// writes in bursts of about 2 GB at 1.4-1.6 GB/s, then throttles to ~290 MB/s, refilling the
-/// burst at about that rate (`dd ... conv=fsync` of 1 GiB six times in a row: 0.68 s, 2.2 s, then
-/// 3.7 s each; after a 5 s pause 0.67 s again). See the README's Performance section.
-const DISK_REFILL_BYTES_PER_S: f64 = 256.0 * 1024.0 * 1024.0;
-
-/// Before a timed write of `bytes`: `sync`, then a pause long enough for the disk to refill a
-/// burst of `bytes` (at least half a second), so that every write, raw or ckpt, is measured at
-/// the disk's burst speed instead of whichever came later paying the throttle.
-fn rest_before_write(bytes: usize) {
-    sys::sync_all();
-    let secs = (bytes as f64 / DISK_REFILL_BYTES_PER_S).max(0.5);
-    std::thread::sleep(std::time::Duration::from_secs_f64(secs));
-}
+/// Why the local-disk figures run each operation once untimed first. This VM hands memory freed
+/// a while ago back to its host (virtio-balloon free page reporting): a page taken fresh from
+/// it costs a fault in the host too. A 256 MiB `write()` into the page cache measured 60 ms on
+/// pages just freed and 530-830 ms on fresh ones (C, `write` then `fsync`, ten files kept: every
+/// `write` 530-830 ms, every `fsync` 116-132 ms), so without a warm-up each figure measured
+/// mostly which pages the kernel happened to hand out. Raw and ckpt figures alike are warmed up.
+pub const WARM_UP: &str = "fs: each timed operation (raw or ckpt) runs right after the same \
+     operation untimed (a save then deleted, a read, a copy): this VM returns freed memory to \
+     its host, and a 256 MiB write into the page cache costs 60 ms on recycled pages but \
+     530-830 ms on pages the host must fault in again";
 
 /// Adds the ckpt rows of one section and compares them with their baselines. `write_base` and
 /// `read_base` are the rows of the raw write and read, `memcpy` of the fresh-buffer memcpy.
@@ -332,11 +321,15 @@ pub fn fs_section(b: &mut Bench, cx: &Ctx, p: &Payload) -> Result<(), String> {
         let raw_first = rep % 2 == 0;
         let raw = |w: &mut Vec<f64>, rd: &mut Vec<f64>, rdc: &mut Vec<f64>| {
             let d = raw_dir.join(format!("r{rep}"));
-            rest_before_write(p.bytes);
+            // Warm-up (see WARM_UP): the same write, untimed, then removed.
+            raw_write(&d, &parts).map_err(|e| format!("raw write {}: {e}", d.display()))?;
+            std::fs::remove_dir_all(&d).map_err(|e| format!("removing {}: {e}", d.display()))?;
+            sys::sync_all();
             let t = Instant::now();
             raw_write(&d, &parts).map_err(|e| format!("raw write {}: {e}", d.display()))?;
             w.push(secs(t));
             let f = d.join("data.bin");
+            drop(std::fs::read(&f).map_err(|e| format!("raw read {}: {e}", f.display()))?);
             let t = Instant::now();
             let data = std::fs::read(&f).map_err(|e| format!("raw read {}: {e}", f.display()))?;
             rd.push(secs(t));
@@ -356,6 +349,7 @@ pub fn fs_section(b: &mut Bench, cx: &Ctx, p: &Payload) -> Result<(), String> {
                 rdc.push(secs(t));
                 drop(data);
             }
+            std::fs::remove_dir_all(&d).map_err(|e| format!("removing {}: {e}", d.display()))?;
             Ok::<(), String>(())
         };
         if raw_first {
@@ -368,15 +362,13 @@ pub fn fs_section(b: &mut Bench, cx: &Ctx, p: &Payload) -> Result<(), String> {
             step,
             rep == 0,
             cx.cold,
-            &mut ck,
             true,
+            &mut ck,
         )?;
         if !raw_first {
             raw(&mut w, &mut rd, &mut rdc)?;
         }
-        let d = raw_dir.join(format!("r{rep}"));
-        std::fs::remove_dir_all(&d).map_err(|e| format!("removing {}: {e}", d.display()))?;
-        settle();
+        memcpy_fresh(p);
         mf.push(memcpy_fresh(p));
         mw.push(memcpy_warm(p, &mut warm));
         eprintln!("bench: {sec}: repetition {} of {} done", rep + 1, cx.reps);
@@ -464,8 +456,8 @@ pub fn memory_section(b: &mut Bench, cx: &Ctx, p: &Payload) -> Result<(), String
             step,
             rep == 0,
             false,
-            &mut ck,
             false,
+            &mut ck,
         )?;
         mf.push(memcpy_fresh(p));
         eprintln!("bench: {sec}: repetition {} of {} done", rep + 1, cx.reps);
@@ -565,8 +557,8 @@ pub fn s3_section(b: &mut Bench, cx: &Ctx, p: &Payload, s3: &super::S3Env) -> Re
             step,
             rep == 0,
             false,
-            &mut ck,
             false,
+            &mut ck,
         )?;
         one.push(sync_save(&mut one_put_m, p, step)?);
         delete(&mut one_put_m, step)?;

@@ -274,10 +274,9 @@ pub fn run(mut cx: Ctx) -> Result<Report, String> {
         .max()
         .unwrap_or(0) as u64;
     if let Some(free) = sys::free_bytes(&cx.tmp) {
-        // At most four copies of the payload are on disk at a time (the raw file and three
-        // steps, deleted together at the end of a repetition), plus a 10,000-step root of a few
-        // MiB; 2 GiB stay free for everyone else sharing the disk.
-        let need = 4 * biggest + (2 << 30);
+        // At most one copy of the payload is on disk at a time (plus a 10,000-step root of a
+        // few MiB); 2 GiB stay free for everyone else sharing the disk.
+        let need = 2 * biggest + (2 << 30);
         if free < need {
             return Err(format!(
                 "{} has {} MiB free; the bench needs about {} MiB",
@@ -307,13 +306,7 @@ pub fn run(mut cx: Ctx) -> Result<Report, String> {
         "{} repetitions per figure, median shown; raw and ckpt repetitions interleaved",
         cx.reps
     ));
-    b.report.notes.push(
-        "fs: this VM's disk writes ~2 GB bursts at ~1.5 GB/s, then throttles to ~290 MB/s (reads \
-         are not throttled): before every timed write (raw or ckpt) the bench syncs and pauses \
-         size/256 MiB/s (>= 0.5 s) so each is measured at burst speed; a repetition's files are \
-         deleted together at its end, then sync and 1 s"
-            .to_string(),
-    );
+    b.report.notes.push(io::WARM_UP.to_string());
     b.report.notes.push(format!(
         "{MALLOC_ENV}={} (glibc's mmap threshold fixed: every buffer of 128 KiB or more, in \
          baselines and ckpt alike, is fresh memory, not whatever an earlier figure freed)",
