@@ -201,7 +201,8 @@ fn ckpt_rep(
 /// pages just freed and 530-830 ms on fresh ones (C, `write` then `fsync`, ten files kept: every
 /// `write` 530-830 ms, every `fsync` 116-132 ms), so without a warm-up each figure measured
 /// mostly which pages the kernel happened to hand out. Raw and ckpt figures alike are warmed up.
-pub const WARM_UP: &str = "fs: each timed operation (raw or ckpt) runs right after the same \
+pub const WARM_UP: &str =
+    "fs and memory: each timed operation (raw or ckpt) runs right after the same \
      operation untimed (a save then deleted, a read, a copy): this VM returns freed memory to \
      its host, and a 256 MiB write into the page cache costs 60 ms on recycled pages but \
      530-830 ms on pages the host must fault in again";
@@ -446,6 +447,8 @@ pub fn memory_section(b: &mut Bench, cx: &Ctx, p: &Payload) -> Result<(), String
     let mut ck = CkptSamples::default();
     for rep in 0..cx.reps {
         let step = 10 * (rep as Step + 1);
+        // Warm-up, as on the local disk (see WARM_UP): the same put and get, untimed.
+        raw.put_get(&format!("raw/{rep}"), p)?;
         let (tp, tg) = raw.put_get(&format!("raw/{rep}"), p)?;
         put.push(tp);
         get.push(tg);
@@ -456,7 +459,7 @@ pub fn memory_section(b: &mut Bench, cx: &Ctx, p: &Payload) -> Result<(), String
             step,
             rep == 0,
             false,
-            false,
+            true,
             &mut ck,
         )?;
         mf.push(memcpy_fresh(p));
