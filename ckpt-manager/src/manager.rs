@@ -365,10 +365,14 @@ impl CheckpointManager {
     /// items then the step, records the step, then applies the preservation policy over all steps
     /// and deletes what it does not keep — possibly the new step itself.
     ///
-    /// With `enable_async_checkpointing` (the default) everything after the checks runs in the
-    /// background: borrowed items are copied once (JSON items serialized once) and items moved in
-    /// are not copied; `save` then returns `Ok(true)` at once. A `SaveItem::Custom` borrowed item
-    /// cannot be captured, so such a save is written before `save` returns.
+    /// With `enable_async_checkpointing` (the default) `save` returns `Ok(true)` as soon as the
+    /// items no longer need the caller's memory, and the rest runs on a background thread: items
+    /// moved in are not copied; JSON items are serialized once; borrowed tensors, bytes and
+    /// `SaveItem::Custom` items are, on a local store ([`ckpt_storage::Capabilities::local`]),
+    /// written into the step's tmp directory before `save` returns, without fsync (the
+    /// background thread fsyncs them, then commits), and on an object store copied once (a
+    /// borrowed `Custom` item cannot be copied: there the whole save is written before `save`
+    /// returns).
     ///
     /// # Errors
     /// - the error of the previous background save, if it failed and was not reported yet (this
@@ -376,11 +380,13 @@ impl CheckpointManager {
     /// - `ReadOnly` for a forced save on a read-only manager (D3);
     /// - `AlreadyExists` when `step` is already committed, or a committed directory for it exists;
     /// - `InvalidArgument` when `items` is empty, an item name is not one path component, is
-    ///   reserved (`_CHECKPOINT_METADATA`, `commit_success.txt`, or `metrics` when metrics are
-    ///   written), or the metrics lack `best_metric` (D5) — nothing is written;
+    ///   reserved (`_CHECKPOINT_METADATA`, `commit_success.txt`, `_CKPT_CHECKSUMS`, or `metrics`
+    ///   when metrics are written), or the metrics lack `best_metric` (D5) — nothing is written;
     /// - `Timeout` when waiting for the previous save takes longer than `async_timeout_secs`;
-    /// - synchronous saves: `Handler`/`Storage`/… from writing, naming the step; the tmp directory
-    ///   is removed and no step becomes visible.
+    /// - `Handler`/`Storage`/… from writing what is written before `save` returns (a synchronous
+    ///   save; the borrowed items of an asynchronous one on a local store), naming the step; the
+    ///   tmp directory is removed and no step becomes visible. Failures of the background part
+    ///   come from the next call instead.
     pub fn save(&mut self, step: Step, items: Composite<'_>, options: SaveOptions) -> Result<bool> {
         if self.core.options.read_only {
             if options.force {

@@ -342,7 +342,10 @@ pub(crate) fn check_items(step: Step, items: &Composite<'_>, write_metrics: bool
     }
     for name in items.names() {
         ckpt_core::validate_item_name(name).map_err(|e| e.with_step(step))?;
-        if name == STEP_METADATA_FILE || name == ckpt_core::COMMIT_SUCCESS_FILE {
+        if name == STEP_METADATA_FILE
+            || name == ckpt_core::COMMIT_SUCCESS_FILE
+            || name == ckpt_storage::MANIFEST_FILE
+        {
             return Err(
                 Error::invalid_argument(format!("item name {name:?} is reserved")).with_step(step),
             );

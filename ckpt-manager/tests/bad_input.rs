@@ -1746,6 +1746,7 @@ fn bad_item_names_are_refused_before_writing() {
         ("legacy tmp suffix", "x.orbax-checkpoint-tmp-123"),
         ("step metadata file", "_CHECKPOINT_METADATA"),
         ("commit file", "commit_success.txt"),
+        ("checksum manifest", "_CKPT_CHECKSUMS"),
         ("metrics item with metrics", "metrics"),
     ];
     table(rows, |sb, name| bad_item_name_case(sb, name));

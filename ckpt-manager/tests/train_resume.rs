@@ -265,4 +265,13 @@ fn a_config_file_overrides_the_options() {
         "{text}"
     );
     assert_eq!(before, listing());
+    // The same through a policy that keeps nothing.
+    std::fs::write(&file, "[preservation_policy]\ntype = \"LatestN\"\nn = 0\n").unwrap();
+    let e = checkpoint::run(&cfg, &data, &mut Vec::new()).unwrap_err();
+    let text = e.to_string();
+    assert!(
+        text.contains("newest checkpoint") && text.contains("manager.toml"),
+        "{text}"
+    );
+    assert_eq!(before, listing());
 }

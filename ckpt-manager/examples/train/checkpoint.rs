@@ -21,11 +21,11 @@ use crate::model::Params;
 use crate::trainer::{TrainState, Trainer};
 use ckpt_handlers::{Tensor, TensorMap};
 use ckpt_manager::policy::{
-    AnyPreservationPolicy, BestN, EveryNSteps, LatestN, PreservationPolicy,
+    AnyPreservationPolicy, BestN, EveryNSteps, LatestN, PreservationContext, PreservationPolicy,
 };
 use ckpt_manager::{
-    BestMode, CheckpointManager, CheckpointManagerOptions, Composite, ManagerConfig, Metrics,
-    PreemptionSource, SaveOptions, Step,
+    BestMode, CheckpointInfo, CheckpointManager, CheckpointManagerOptions, Composite,
+    ManagerConfig, Metrics, PreemptionSource, SaveOptions, Step,
 };
 use std::io::Write;
 use std::path::PathBuf;
@@ -130,6 +130,22 @@ pub fn open_manager(cfg: &RunConfig) -> Result<CheckpointManager, AnyError> {
                 file.display()
             )
             .into());
+        }
+        // Likewise for any preservation policy: it must keep a lone newest checkpoint (e.g.
+        // LatestN with n = 0 keeps nothing).
+        if let Some(policy) = &options.preservation_policy {
+            let now = chrono::Utc::now();
+            let mut metrics = Metrics::new();
+            metrics.insert(BEST_METRIC.into(), 1.0.into());
+            let lone = [CheckpointInfo::new(1, now, Some(metrics))];
+            let kept = policy.keep_flags(&lone, &PreservationContext { now });
+            if kept.first() == Some(&false) && !options.read_only {
+                return Err(format!(
+                    "{}: the preservation policy would delete the newest checkpoint as soon as it is saved, leaving none to resume from",
+                    file.display()
+                )
+                .into());
+            }
         }
     }
     Ok(CheckpointManager::open(&cfg.dir, options)?)
