@@ -169,6 +169,8 @@ fn ls_columns_line_up_with_long_item_lists() {
     for i in 0..12 {
         many = many.json_value(format!("a_rather_long_item_name_{i}"), serde_json::json!(i));
     }
+    // Wide characters take two terminal cells each.
+    many = many.json_value("模型参数_größe", serde_json::json!(0));
     m.save(
         123_456_789_012,
         many,
@@ -185,15 +187,31 @@ fn ls_columns_line_up_with_long_item_lists() {
     let lines: Vec<&str> = text.lines().collect();
     assert_eq!(lines.len(), 3, "{text}");
     let header = lines[0];
-    let col = |name: &str| header.find(name).unwrap();
+    // Columns in terminal cells: a CJK character is two cells wide.
+    let cells_before = |line: &str, byte: usize| {
+        line[..byte]
+            .chars()
+            .map(|c| {
+                if ('\u{4e00}'..='\u{9fff}').contains(&c) {
+                    2
+                } else {
+                    1
+                }
+            })
+            .sum::<usize>()
+    };
+    let col = |name: &str| cells_before(header, header.find(name).unwrap());
     for line in &lines[1..] {
         // The commit time, the items and the metrics each start under their heading.
-        assert!(line[col("COMMIT TIME")..].starts_with("20"), "{text}");
-        assert!(
-            line[..col("ITEMS")].ends_with("  "),
-            "the time column runs into the items: {text}"
-        );
-        assert!(line[col("METRICS")..].starts_with("loss=0.5"), "{text}");
+        let at = |needle: &str| cells_before(line, line.find(needle).unwrap());
+        assert_eq!(at("20"), col("COMMIT TIME"), "{text}");
+        assert_eq!(at("loss=0.5"), col("METRICS"), "{text}");
+        let items_at = line
+            .find(" metrics")
+            .or_else(|| line.find(" a_rather"))
+            .unwrap()
+            + 1;
+        assert_eq!(cells_before(line, items_at), col("ITEMS"), "{text}");
     }
     assert!(lines[2].contains("123456789012 (latest)"), "{text}");
 }

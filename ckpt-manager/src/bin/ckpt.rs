@@ -430,23 +430,28 @@ fn ls(args: &RootArgs) -> Result<()> {
         })
         .collect();
     let header = ["STEP", "COMMIT TIME (UTC)", "ITEMS", "METRICS"];
+    // Widths in terminal cells (a CJK character takes two), not in chars.
+    let cells = |t: &str| unicode_width::UnicodeWidthStr::width(t);
     let width = |col: usize| {
         rows.iter()
-            .map(|r| r[col].chars().count())
+            .map(|r| cells(&r[col]))
             .chain([header[col].len()])
             .max()
             .unwrap_or(0)
     };
-    let (w0, w1, w2) = (width(0), width(1), width(2));
-    out!(
-        "{:<w0$}  {:<w1$}  {:<w2$}  {}",
-        header[0],
-        header[1],
-        header[2],
-        header[3]
-    );
+    let widths = [width(0), width(1), width(2)];
+    let line = |r: [&str; 4]| {
+        let mut out = String::new();
+        for (col, w) in widths.iter().enumerate() {
+            out.push_str(r[col]);
+            out.push_str(&" ".repeat(w - cells(r[col]) + 2));
+        }
+        out.push_str(r[3]);
+        out
+    };
+    out!("{}", line(header));
     for [mark, time, items, metrics] in &rows {
-        out!("{mark:<w0$}  {time:<w1$}  {items:<w2$}  {metrics}");
+        out!("{}", line([mark, time, items, metrics]));
     }
     if steps.is_empty() {
         out!("(no committed steps in {})", mngr.directory());
