@@ -68,7 +68,8 @@ pub struct CheckpointManagerOptions {
     /// metrics absent until `reload`).
     pub lightweight_initialize: bool,
     /// Write, commit and apply retention in the background (default true, as Orbax): `save`
-    /// returns once the items are captured (moved, or copied when borrowed), at most one save is
+    /// returns once the items no longer need the caller's memory (moved in; or, when borrowed,
+    /// written without fsync on a local store and copied on an object store), at most one save is
     /// in flight, and a background failure is reported once by the next `save`,
     /// `wait_until_finished` or `close` (spec §5.8–§5.9).
     pub enable_async_checkpointing: bool,
