@@ -448,12 +448,7 @@ impl CheckpointManager {
         } else {
             let mut staged = Staged::begin(core, step, &name)?;
             if let Err(e) = staged.write_items(core, &now_items, None, true) {
-                staged.abandon(core);
-                return Err(if e.step().is_some() {
-                    e
-                } else {
-                    e.with_step(step)
-                });
+                return Err(staged.abandon(core, e));
             }
             Some(staged)
         };
@@ -466,10 +461,10 @@ impl CheckpointManager {
                 Ok(Captured::Owned(owned)) => Ok(owned),
                 Ok(Captured::NotCapturable(items)) => Err(items),
                 Err(e) => {
-                    if let Some(staged) = staged {
-                        staged.abandon(core);
-                    }
-                    return Err(e);
+                    return Err(match staged {
+                        Some(staged) => staged.abandon(core, e),
+                        None => e,
+                    });
                 }
             },
             false => Err(later_items),

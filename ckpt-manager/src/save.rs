@@ -197,7 +197,7 @@ impl Staged {
     ///
     /// # Errors
     /// The first store or protocol error (the caller removes the working directory).
-    fn commit(mut self, core: &Core, job: &SaveJob<'_>, phase: &PhaseCell) -> Result<()> {
+    fn commit(&mut self, core: &Core, job: &SaveJob<'_>, phase: &PhaseCell) -> Result<()> {
         let store = core.store.as_ref();
         sync_files(store, &self.unsynced)?;
         self.checksums.write_to(store, &self.working)?;
@@ -217,16 +217,22 @@ impl Staged {
         core.protocol.commit(store, &self.working, &job.name)
     }
 
-    /// Removes the working directory of a failed save (best effort, logged).
-    pub(crate) fn abandon(self, core: &Core) {
+    /// Removes the working directory of a save that failed with `e` (best effort, logged), and
+    /// returns `e` naming the step (unless it names one already).
+    pub(crate) fn abandon(self, core: &Core, e: Error) -> Error {
         if let Err(cleanup) = core.store.delete_prefix(&self.working) {
             tracing::warn!(step = self.step, error = %cleanup, "could not remove the tmp directory of a failed save");
+        }
+        if e.step().is_some() {
+            e
+        } else {
+            e.with_step(self.step)
         }
     }
 }
 
-/// Writes whatever of the step is left to write (the items of `job`; the metrics item unless
-/// `staged` holds it already), syncs and commits the step, records it, and applies retention.
+/// Writes whatever of the step is left to write (the items of `job`, and the metrics item),
+/// syncs and commits the step, records it, and applies retention.
 /// `staged` is the step as the caller began it (`None`: begun here). On failure the working
 /// directory is removed (best effort), nothing is recorded and nothing is deleted.
 pub(crate) fn run(
@@ -255,13 +261,11 @@ pub(crate) fn run(
     let metrics = job
         .write_metrics
         .then(|| job.options.metrics.clone().unwrap_or_default());
-    let written = staged.write_items(core, &job.items, metrics.as_ref(), false);
-    let working = staged.working.clone();
-    if let Err(e) = written.and_then(|()| staged.commit(core, job, phase)) {
-        if let Err(cleanup) = core.store.delete_prefix(&working) {
-            tracing::warn!(step, error = %cleanup, "could not remove the tmp directory of a failed save");
-        }
-        return Err(fail(e));
+    let written = staged
+        .write_items(core, &job.items, metrics.as_ref(), false)
+        .and_then(|()| staged.commit(core, job, phase));
+    if let Err(e) = written {
+        return Err(fail(staged.abandon(core, e)));
     }
     set_phase(phase, Phase::Retention);
     let info = CheckpointInfo::new(step, job.time, job.options.metrics.clone());

@@ -948,11 +948,7 @@ impl Store for OpendalStore {
         let Some(op) = self.op_for_reading()? else {
             return Ok(Vec::new());
         };
-        let prefix = if path.is_empty() {
-            String::new()
-        } else {
-            format!("{path}/")
-        };
+        let prefix = dir_prefix(path);
         // One paginated listing (every page is fetched) of `prefix` with delimiter `/`.
         let opts = ListOptions {
             limit: self.backend.list_page_size(),
@@ -1019,11 +1015,7 @@ impl Store for OpendalStore {
         let Some(op) = self.op_for_reading()? else {
             return Ok(Vec::new());
         };
-        let prefix = if path.is_empty() {
-            String::new()
-        } else {
-            format!("{path}/")
-        };
+        let prefix = dir_prefix(path);
         let opts = ListOptions {
             limit: self.backend.list_page_size(),
             recursive: true,
@@ -1352,6 +1344,16 @@ fn split_scheme(s: &str) -> Option<(&str, &str)> {
     let ok = first.is_ascii_alphabetic()
         && chars.all(|c| c.is_ascii_alphanumeric() || matches!(c, '+' | '-' | '.'));
     ok.then_some((scheme, rest))
+}
+
+/// The object-key prefix of the entries below directory `path`: `"{path}/"`, or `""` for the
+/// root.
+fn dir_prefix(path: &str) -> String {
+    if path.is_empty() {
+        String::new()
+    } else {
+        format!("{path}/")
+    }
 }
 
 #[cfg(test)]

@@ -26,6 +26,30 @@ pub struct RawStore {
 }
 
 impl RawStore {
+    /// Gets the object at `path` back as a `Vec` (timed), checks its size against the payload's,
+    /// deletes it; seconds for the get.
+    fn get_and_delete(&self, path: &str, p: &Payload) -> Result<f64, String> {
+        let t = Instant::now();
+        let data = self
+            .op
+            .read(path)
+            .map_err(|e| format!("raw get {path}: {e}"))?
+            .to_vec();
+        let get = t.elapsed().as_secs_f64();
+        if data.len() != p.bytes {
+            return Err(format!(
+                "raw get {path}: {} bytes, expected {}",
+                data.len(),
+                p.bytes
+            ));
+        }
+        drop(data);
+        self.op
+            .delete(path)
+            .map_err(|e| format!("raw delete {path}: {e}"))?;
+        Ok(get)
+    }
+
     fn new(async_op: opendal::Operator) -> Result<RawStore, String> {
         let rt = runtime()?;
         let _g = rt.enter();
@@ -63,25 +87,7 @@ impl RawStore {
             })
             .map_err(|e| format!("raw multipart put {path}: {e}"))?;
         let put = t.elapsed().as_secs_f64();
-        let t = Instant::now();
-        let data = self
-            .op
-            .read(path)
-            .map_err(|e| format!("raw get {path}: {e}"))?
-            .to_vec();
-        let get = t.elapsed().as_secs_f64();
-        if data.len() != p.bytes {
-            return Err(format!(
-                "raw get {path}: {} bytes, expected {}",
-                data.len(),
-                p.bytes
-            ));
-        }
-        drop(data);
-        self.op
-            .delete(path)
-            .map_err(|e| format!("raw delete {path}: {e}"))?;
-        Ok((put, get))
+        Ok((put, self.get_and_delete(path, p)?))
     }
 
     /// The memory service.
@@ -130,24 +136,6 @@ impl RawStore {
             .write(path, buf)
             .map_err(|e| format!("raw put {path}: {e}"))?;
         let put = t.elapsed().as_secs_f64();
-        let t = Instant::now();
-        let data = self
-            .op
-            .read(path)
-            .map_err(|e| format!("raw get {path}: {e}"))?
-            .to_vec();
-        let get = t.elapsed().as_secs_f64();
-        if data.len() != p.bytes {
-            return Err(format!(
-                "raw get {path}: {} bytes, expected {}",
-                data.len(),
-                p.bytes
-            ));
-        }
-        drop(data);
-        self.op
-            .delete(path)
-            .map_err(|e| format!("raw delete {path}: {e}"))?;
-        Ok((put, get))
+        Ok((put, self.get_and_delete(path, p)?))
     }
 }
