@@ -6,83 +6,23 @@
 //! `child_runs_the_train_program` test selected and the example's command line in an environment
 //! variable. That needs no separately built example binary and no cargo call inside a test.
 
+mod train_child;
+
 #[allow(dead_code)]
 #[path = "../examples/train/main.rs"]
 mod train;
 // The example's modules name each other as `crate::data` etc.
 use train::{data, model, optim, rng, trainer};
 
-use std::io::{BufRead, BufReader};
 use std::path::Path;
-use std::process::{Child, Command, ExitCode, Stdio};
-use std::sync::mpsc;
+use std::process::Command;
 use std::time::{Duration, Instant};
+use train_child::{finish, lines_of, spawn_train};
 
-/// The environment variable holding the child's `train` arguments, separated by `\x1f`.
-const CHILD_ARGS: &str = "CKPT_TEST_TRAIN_CHILD_ARGS";
-
-/// In the child process: runs `train` with the arguments from [`CHILD_ARGS`] and exits with its
-/// status. In a normal test run (no such variable) it does nothing.
+/// In the child process: runs `train` (see `train_child`).
 #[test]
 fn child_runs_the_train_program() {
-    let Ok(args) = std::env::var(CHILD_ARGS) else {
-        return;
-    };
-    let argv = std::iter::once("train".to_string()).chain(args.split('\x1f').map(String::from));
-    let code = train::run_main(argv.map(Into::into));
-    std::process::exit(if code == ExitCode::SUCCESS { 0 } else { 1 });
-}
-
-/// Starts `train` with `args` in a child process, its stdout piped.
-fn spawn_train(args: &[&str]) -> Child {
-    Command::new(std::env::current_exe().unwrap())
-        .args([
-            "child_runs_the_train_program",
-            "--exact",
-            "--nocapture",
-            "--test-threads=1",
-        ])
-        .env(CHILD_ARGS, args.join("\x1f"))
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap()
-}
-
-/// The child's stdout lines, as they come, on a channel.
-fn lines_of(child: &mut Child) -> mpsc::Receiver<String> {
-    let stdout = child.stdout.take().unwrap();
-    let (tx, rx) = mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stdout).lines() {
-            let Ok(line) = line else { break };
-            if tx.send(line).is_err() {
-                break;
-            }
-        }
-    });
-    rx
-}
-
-/// Waits for the child to end (killing it after `limit`) and returns its status and stderr.
-fn finish(mut child: Child, limit: Duration) -> (std::process::ExitStatus, String) {
-    let start = Instant::now();
-    loop {
-        if let Some(status) = child.try_wait().unwrap() {
-            let mut err = String::new();
-            if let Some(mut e) = child.stderr.take() {
-                use std::io::Read;
-                let _ = e.read_to_string(&mut err);
-            }
-            return (status, err);
-        }
-        if start.elapsed() > limit {
-            let _ = child.kill();
-            let _ = child.wait();
-            panic!("the train child did not end within {limit:?}");
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    train_child::run_if_child(train::run_main);
 }
 
 fn latest_step(root: &Path) -> Option<u64> {
