@@ -7,9 +7,10 @@ Run with the interpreter of a virtual environment holding orbax-checkpoint 0.12.
 (see README.md). OUT_DIR must not exist yet. It receives:
 
   OUT_DIR/<root>/                 a CheckpointManager root (one per layout x sync/async, below)
-  OUT_DIR/<root>.expected.json    what that root holds: options, steps, per leaf the param name,
-                                  the value's tree id, the zarr metadata file exactly as stored
-                                  and what `restore()` with no args gave back
+  OUT_DIR/<root>.expected.json    what that root holds: options; per step the tree id, every
+                                  file, the _METADATA keys in order, and per leaf the param name,
+                                  zarr dtype string, fill_value, chunk shape, stored keys and
+                                  what `restore()` with no args gave back (checked bit-exact)
   OUT_DIR/values.json             every tree written, once: per leaf dtype, shape and the raw
                                   little-endian C-order bytes as hex (Python scalars too, as the
                                   0-d array Orbax stores), so a Rust test can compare bit-exactly
@@ -34,11 +35,10 @@ Roots (item name `default` in each):
                               and no compression, to exercise the parts of the format Orbax's
                               settings never produce. Its expected JSON lists every key's value.
 
-Every array leaf is saved with SaveArgs(chunk_byte_size=4096) so the larger arrays span several
-chunks while the files stay small. Values are deterministic (numpy seed 20240613 / 20240614);
+Every array leaf is saved with SaveArgs(chunk_byte_size=4096) (big.many_chunks_f32_74x8 with 256)
+so the larger arrays span several chunks while the files stay small. Values are deterministic (numpy seed 20240613 / 20240614);
 OCDBT data-file names, uuids and timestamps are not.
 """
-import asyncio
 import json
 import os
 import sys
@@ -337,7 +337,7 @@ def storage_facts(store, param_name, use_zarr3):
 def check_equal(written, restored, where):
   """Bit-exact comparison of a written leaf with what restore() gave back; returns its record."""
   if written is None or (isinstance(written, (dict, list)) and not written):
-    if restored != written and restored is not None:
+    if type(restored) is not type(written) or restored != written:
       raise AssertionError(f"{where}: empty {written!r} restored as {restored!r}")
     return {"type": type(restored).__name__, "value": repr(restored)}
   rec = {"type": f"{type(restored).__module__}.{type(restored).__qualname__}"}
