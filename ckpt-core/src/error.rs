@@ -66,6 +66,7 @@ pub struct Error {
     message: String,
     step: Option<Step>,
     path: Option<String>,
+    temporary: bool,
     #[source]
     source: Option<Box<dyn std::error::Error + Send + Sync + 'static>>,
 }
@@ -81,6 +82,7 @@ impl Error {
             message: message.into(),
             step: None,
             path: None,
+            temporary: false,
             source: None,
         }
     }
@@ -101,6 +103,19 @@ impl Error {
     pub fn with_source(mut self, source: impl std::error::Error + Send + Sync + 'static) -> Self {
         self.source = Some(Box::new(source));
         self
+    }
+
+    /// Marks the error as temporary (or not): the same request may succeed if tried again (a
+    /// 500, 503 or `SlowDown` from an object store, a timed-out connection), as the backend
+    /// reported it. Retry layers retry only temporary errors.
+    pub fn with_temporary(mut self, temporary: bool) -> Self {
+        self.temporary = temporary;
+        self
+    }
+
+    /// Whether the backend said trying again may succeed (see [`Error::with_temporary`]).
+    pub fn is_temporary(&self) -> bool {
+        self.temporary
     }
 
     /// The kind of failure.

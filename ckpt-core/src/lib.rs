@@ -29,6 +29,11 @@ pub const TMP_DIR_SUFFIX: &str = ".orbax-checkpoint-tmp";
 pub const COMMIT_SUCCESS_FILE: &str = "commit_success.txt";
 /// File name of the step metadata inside a step directory (spec §1.5).
 pub const STEP_METADATA_FILE: &str = "_CHECKPOINT_METADATA";
+/// In commit-file mode, the file a writer creates (conditionally) in a step directory before it
+/// writes anything there, holding its writer token: of two writers of one step only the one
+/// whose claim was created writes, commits or removes that directory (ckpt's own; Orbax writes
+/// in place without one and ignores the file, which is not a directory).
+pub const STEP_CLAIM_FILE: &str = "_CKPT_WRITER";
 /// Directory holding the root metadata, directly under the root (spec §1.6, `METADATA_ITEM_NAME`).
 pub const ROOT_METADATA_DIR: &str = "metadata";
 /// File name of the root metadata inside [`ROOT_METADATA_DIR`] (spec §1.6).

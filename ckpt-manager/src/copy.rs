@@ -16,11 +16,11 @@
 use crate::listing::committed_steps;
 use ckpt_core::{
     Error, ErrorKind, NameFormat, Result, Step, COMMIT_SUCCESS_FILE, LEGACY_ROOT_METADATA_FILE,
-    ROOT_METADATA_DIR, ROOT_METADATA_FILE, STEP_METADATA_FILE,
+    ROOT_METADATA_DIR, ROOT_METADATA_FILE, STEP_CLAIM_FILE, STEP_METADATA_FILE,
 };
 use ckpt_storage::{
-    join_path, protocol_for, AtomicityMode, ChecksumManifest, CommitProtocol, FileStatus, Store,
-    MANIFEST_FILE,
+    join_path, protocol_for, AtomicityMode, ChecksumManifest, CommitProtocol, FileStatus,
+    StepClaim, Store, MANIFEST_FILE,
 };
 use std::sync::Arc;
 
@@ -206,7 +206,7 @@ fn copy_dir(
     let mut files: Vec<String> = src
         .list_recursive(name)?
         .into_iter()
-        .filter(|p| p != COMMIT_SUCCESS_FILE)
+        .filter(|p| p != COMMIT_SUCCESS_FILE && p != STEP_CLAIM_FILE)
         .collect();
     // Items first, then the step metadata, then the manifest; commit_success.txt by the commit.
     files.sort_by_key(|p| {
@@ -228,8 +228,14 @@ fn copy_dir(
         files: files.len(),
         bytes: total,
     });
+    // A copy holds no writer guard of the destination: its claim keeps it apart from a live
+    // writer of the same step there, and its failure removes only what it wrote.
+    let claim = StepClaim {
+        token: ckpt_storage::writer_token(),
+        exclusive: false,
+    };
     let working = dst_protocol
-        .prepare(dst, name)
+        .prepare_step(dst, name, &claim)
         .map_err(|e| e.with_step(step))?;
     let copied = (|| -> Result<u64> {
         let mut bytes = 0u64;
@@ -255,7 +261,7 @@ fn copy_dir(
                 bytes: data.len() as u64,
             });
         }
-        dst_protocol.commit(dst, &working, name)?;
+        dst_protocol.commit_step(dst, &working, name, &claim)?;
         Ok(bytes)
     })();
     match copied {
@@ -264,7 +270,7 @@ fn copy_dir(
             Ok(bytes)
         }
         Err(e) => {
-            if let Err(cleanup) = dst.delete_prefix(&working) {
+            if let Err(cleanup) = dst_protocol.abandon_step(dst, &working, name, &claim) {
                 tracing::warn!(
                     dir = %dst.location(&working),
                     error = %cleanup,

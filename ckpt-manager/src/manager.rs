@@ -2,7 +2,7 @@
 
 use crate::composite::Captured;
 use crate::options::{CheckpointManagerBuilder, CheckpointManagerOptions, RootSpec};
-use crate::save::{self, Phase, PhaseCell, SaveJob, Staged};
+use crate::save::{self, Fence, Phase, PhaseCell, SaveJob, Staged};
 use crate::shared::Core;
 use crate::{Composite, Restored, SaveOptions};
 use ckpt_core::{
@@ -47,6 +47,8 @@ struct InFlight {
     handle: JoinHandle<()>,
     phase: PhaseCell,
     started: Instant,
+    /// Abandoned by a `Timeout` or not; an abandoned save stays here until its thread stops.
+    fence: Arc<Fence>,
 }
 
 impl InFlight {
@@ -107,7 +109,8 @@ impl CheckpointManager {
     /// `InvalidArgument` for an unknown URI scheme or a root that is a file; otherwise as
     /// [`CheckpointManager::with_store`].
     pub fn open(root: &str, options: CheckpointManagerOptions) -> Result<Self> {
-        let store = ckpt_storage::open(root)?;
+        // Retries come from the manager's own policy (Core::open), not from `open`'s default.
+        let store = ckpt_storage::open_with_retries(root, None)?;
         Self::with_store(store, options)
     }
 
@@ -455,6 +458,7 @@ impl CheckpointManager {
         let time = core.options.clock.now();
         let info = CheckpointInfo::new(step, time, options.metrics.clone());
         let phase: PhaseCell = Arc::new(Mutex::new(Phase::Queued));
+        let fence = Arc::new(Fence::default());
         // Captured items go to the background thread; anything else is written here and now.
         let captured = match async_save {
             true => match later_items.capture().map_err(|e| e.with_step(step)) {
@@ -480,6 +484,7 @@ impl CheckpointManager {
                     write_metrics,
                     time,
                     check_committed: deferred_check,
+                    fence,
                 };
                 return save::run(core, &job, staged, &phase).map(|()| true);
             }
@@ -492,6 +497,7 @@ impl CheckpointManager {
             write_metrics,
             time,
             check_committed: deferred_check,
+            fence: Arc::clone(&fence),
         };
         let (tx, done) = mpsc::channel();
         let (core2, phase2) = (Arc::clone(core), Arc::clone(&phase));
@@ -518,6 +524,7 @@ impl CheckpointManager {
             handle,
             phase,
             started: Instant::now(),
+            fence,
         });
         Ok(true)
     }
@@ -544,30 +551,51 @@ impl CheckpointManager {
         Duration::from_secs(self.core.options.async_timeout_secs)
     }
 
+    /// Waits for `f` at most `async_timeout_secs`. A save that times out is abandoned: fenced so
+    /// that it commits nothing (unless it is already committing), and kept as the save in flight
+    /// until its thread stops, so that no other save runs beside it (issue 11, item 3).
     fn wait_for(&self, f: InFlight) -> Result<()> {
         let step = f.info.step;
         match f.done.recv_timeout(self.timeout()) {
             Ok(result) => {
                 // Not joined: after reporting, the thread only frees the captured items.
                 drop(f.handle);
+                if f.fence.is_abandoned() {
+                    // Its Timeout was reported when it was abandoned; what it ended with is not
+                    // news (it committed nothing).
+                    if let Err(e) = result {
+                        tracing::debug!(step, error = %e, "an abandoned background save stopped");
+                    }
+                    return Ok(());
+                }
                 result
             }
             Err(RecvTimeoutError::Timeout) => {
                 let phase = *lock(&f.phase);
-                tracing::error!(
-                    step,
-                    phase = phase.name(),
-                    "abandoning a stalled background save"
-                );
-                Err(Error::new(
-                    ErrorKind::Timeout,
+                let secs = self.core.options.async_timeout_secs;
+                let err = if f.fence.is_abandoned() {
                     format!(
-                        "the background save of step {step} did not finish within {} s (phase: {}); it was abandoned",
-                        self.core.options.async_timeout_secs,
+                        "the background save of step {step}, abandoned earlier, has still not stopped after another {secs} s (phase: {}); no other save starts until it has",
                         phase.name()
-                    ),
-                )
-                .with_step(step))
+                    )
+                } else if f.fence.abandon() {
+                    tracing::error!(
+                        step,
+                        phase = phase.name(),
+                        "abandoning a stalled background save"
+                    );
+                    format!(
+                        "the background save of step {step} did not finish within {secs} s (phase: {}); it was abandoned and will not commit",
+                        phase.name()
+                    )
+                } else {
+                    format!(
+                        "the background save of step {step} did not finish within {secs} s (phase: {}); it is committing and may still commit",
+                        phase.name()
+                    )
+                };
+                *lock(&self.in_flight) = Some(f);
+                Err(Error::new(ErrorKind::Timeout, err).with_step(step))
             }
             Err(RecvTimeoutError::Disconnected) => Err(Error::new(
                 ErrorKind::Handler,
@@ -595,9 +623,17 @@ impl CheckpointManager {
         }
     }
 
-    /// Waits for the save in flight, keeping its error for the next `save`/`wait`/`close`.
+    /// Waits for the save in flight, keeping its error for the next `save`/`wait`/`close`. An
+    /// abandoned save is not waited for here (it commits nothing); `save`, `wait_until_finished`
+    /// and `close` wait for its thread to stop.
     fn settle_quietly(&self) {
-        let taken = lock(&self.in_flight).take();
+        let taken = {
+            let mut g = lock(&self.in_flight);
+            match g.as_ref() {
+                Some(f) if f.fence.is_abandoned() => None,
+                _ => g.take(),
+            }
+        };
         if let Some(f) = taken {
             if let Err(e) = self.wait_for(f) {
                 *lock(&self.pending_error) = Some(e);

@@ -85,6 +85,27 @@ pub struct CheckpointManagerOptions {
     /// flipped bit or a truncated file is then a `Corrupt` error naming the file. ckpt's own
     /// addition: Orbax has no checksums (and ignores the file).
     pub verify_checksums: bool,
+    /// The writer lease of a root on a store without a lock of its own (object stores, memory):
+    /// its time to live in seconds (default 30), i.e. how long a writer that died without
+    /// releasing it keeps the next writer out (`Locked`, naming the holder and the expiry).
+    /// Renewed every third of it while the manager lives ([`ckpt_storage::WriterLease`]).
+    /// `None` turns the guard off: nothing then keeps a second writer out, each step is still
+    /// claimed by the writer that writes it (so two writers of one step never mix or delete
+    /// each other's files), and `cleanup_tmp_directories` is refused (it could remove a live
+    /// writer's step). Local roots always take their file lock. ckpt's own; Orbax has no guard.
+    pub writer_lease_ttl_secs: Option<u64>,
+    /// How long (seconds) opening a writer waits, polling every second, while another writer
+    /// holds the root (its local lock, or its writer lease until it is released or expires)
+    /// before giving up with `Locked` (default 0: at once). A job restarted right after its
+    /// previous run was killed on an object store waits out that run's lease this way. ckpt's
+    /// own.
+    pub wait_for_writer_secs: u64,
+    /// How storage operations that fail with a temporary error (an object store's 500, 503 or
+    /// `SlowDown`) are retried: the manager puts a [`ckpt_storage::RetryStore`] of this policy
+    /// over any store that is not local (default [`ckpt_storage::RetryPolicy::default`]: 5
+    /// attempts, exponential backoff with full jitter from 100 ms up to 5 s, 60 s at most);
+    /// `None`: no retries. Local file systems report no temporary errors. ckpt's own.
+    pub retry: Option<ckpt_storage::RetryPolicy>,
     /// The clock for save times and time-based policies.
     pub clock: Arc<dyn Clock>,
     /// Where a preemption signal comes from (none by default): when it reports one, the default
@@ -124,6 +145,9 @@ impl Default for CheckpointManagerOptions {
             async_timeout_secs: 1200,
             enable_background_delete: false,
             verify_checksums: true,
+            writer_lease_ttl_secs: Some(ckpt_storage::DEFAULT_LEASE_TTL_SECS),
+            wait_for_writer_secs: 0,
+            retry: Some(ckpt_storage::RetryPolicy::default()),
             clock: Arc::new(SystemClock),
             preemption: None,
             handlers: Vec::new(),
@@ -204,6 +228,11 @@ impl CheckpointManagerOptions {
                     "todelete_subdir {d:?} would be read as a step"
                 )));
             }
+        }
+        if self.writer_lease_ttl_secs == Some(0) {
+            return Err(Error::invalid_config(
+                "writer_lease_ttl_secs must be at least 1 (or None to turn the writer lease off)",
+            ));
         }
         if let Some(m) = &self.best_metric {
             if m.is_empty() {
@@ -384,6 +413,24 @@ impl CheckpointManagerBuilder {
     /// See [`CheckpointManagerOptions::verify_checksums`].
     pub fn verify_checksums(mut self, verify: bool) -> Self {
         self.options.verify_checksums = verify;
+        self
+    }
+
+    /// See [`CheckpointManagerOptions::writer_lease_ttl_secs`] (seconds; `None`: no lease).
+    pub fn writer_lease_ttl_secs(mut self, secs: Option<u64>) -> Self {
+        self.options.writer_lease_ttl_secs = secs;
+        self
+    }
+
+    /// See [`CheckpointManagerOptions::wait_for_writer_secs`] (seconds).
+    pub fn wait_for_writer_secs(mut self, secs: u64) -> Self {
+        self.options.wait_for_writer_secs = secs;
+        self
+    }
+
+    /// See [`CheckpointManagerOptions::retry`] (`None`: no retries).
+    pub fn retry(mut self, policy: Option<ckpt_storage::RetryPolicy>) -> Self {
+        self.options.retry = policy;
         self
     }
 

@@ -53,6 +53,77 @@ fn set_phase(cell: &PhaseCell, phase: Phase) {
     *cell.lock().unwrap_or_else(|p| p.into_inner()) = phase;
 }
 
+/// Whether a background save may still commit (issue 11, item 3): a save abandoned by a
+/// `Timeout` before its commit point never commits; one already committing is waited for.
+#[derive(Debug, Default)]
+pub(crate) struct Fence {
+    state: Mutex<FenceState>,
+}
+
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+enum FenceState {
+    /// Writing; may still be abandoned.
+    #[default]
+    Open,
+    /// Past the commit point: the step's commit is under way or done.
+    Committing,
+    /// Abandoned by a `Timeout`: it stops at its next check and commits nothing.
+    Abandoned,
+}
+
+impl Fence {
+    fn lock(&self) -> std::sync::MutexGuard<'_, FenceState> {
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Called by the save right before it commits the step: whether it may (it then can no
+    /// longer be abandoned).
+    fn enter_commit(&self) -> bool {
+        let mut st = self.lock();
+        match *st {
+            FenceState::Abandoned => false,
+            _ => {
+                *st = FenceState::Committing;
+                true
+            }
+        }
+    }
+
+    /// Called by a waiter that gave up: true when the save is abandoned before its commit point
+    /// (it will commit nothing), false when it is already committing.
+    pub(crate) fn abandon(&self) -> bool {
+        let mut st = self.lock();
+        match *st {
+            FenceState::Committing => false,
+            _ => {
+                *st = FenceState::Abandoned;
+                true
+            }
+        }
+    }
+
+    /// Whether the save was abandoned.
+    pub(crate) fn is_abandoned(&self) -> bool {
+        *self.lock() == FenceState::Abandoned
+    }
+
+    /// `Timeout` when the save was abandoned: it stops before writing more.
+    fn check(&self, step: Step) -> Result<()> {
+        if self.is_abandoned() {
+            return Err(abandoned_error(step));
+        }
+        Ok(())
+    }
+}
+
+fn abandoned_error(step: Step) -> Error {
+    Error::new(
+        ErrorKind::Timeout,
+        format!("the background save of step {step} was abandoned after a timeout; it stopped before its commit and committed nothing"),
+    )
+    .with_step(step)
+}
+
 /// Everything one save needs once the caller's checks have passed.
 pub(crate) struct SaveJob<'a> {
     pub step: Step,
@@ -65,6 +136,8 @@ pub(crate) struct SaveJob<'a> {
     /// Whether [`run`] must first check that no committed step is there unlisted (the caller
     /// deferred that check to the background thread).
     pub check_committed: bool,
+    /// Whether the save was abandoned (checked between items and before the commit).
+    pub fence: Arc<Fence>,
 }
 
 /// Refuses a save of `step` (directory `name`) when a committed step is already there though not
@@ -105,6 +178,8 @@ pub(crate) fn check_not_committed(core: &Core, step: Step, name: &str) -> Result
 /// committed), and what the step's metadata and checksum manifest will say.
 pub(crate) struct Staged {
     step: Step,
+    /// The step's final directory name.
+    name: String,
     /// The step's working (tmp) directory.
     working: String,
     /// `(working item directory, final item directory)` of each item written.
@@ -122,12 +197,14 @@ impl Staged {
     /// # Errors
     /// From the commit protocol's `prepare`, naming the step.
     pub(crate) fn begin(core: &Core, step: Step, name: &str) -> Result<Staged> {
+        core.check_writer().map_err(|e| e.with_step(step))?;
         let working = core
             .protocol
-            .prepare(core.store.as_ref(), name)
+            .prepare_step(core.store.as_ref(), name, &core.claim)
             .map_err(|e| e.with_step(step))?;
         Ok(Staged {
             step,
+            name: name.to_string(),
             working,
             items: Vec::new(),
             handler_strings: BTreeMap::new(),
@@ -199,6 +276,7 @@ impl Staged {
     /// The first store or protocol error (the caller removes the working directory).
     fn commit(&mut self, core: &Core, job: &SaveJob<'_>, phase: &PhaseCell) -> Result<()> {
         let store = core.store.as_ref();
+        job.fence.check(job.step)?;
         sync_files(store, &self.unsynced)?;
         self.checksums.write_to(store, &self.working)?;
         set_phase(phase, Phase::Committing);
@@ -206,7 +284,16 @@ impl Staged {
             Some(ItemHandlers::Map(std::mem::take(&mut self.handler_strings)));
         self.meta.custom_metadata = job.options.custom_metadata.clone().unwrap_or_default();
         for (w, final_item) in &self.items {
-            core.protocol.commit(store, w, final_item)?;
+            match core.protocol.commit(store, w, final_item) {
+                // In commit-file mode the item lies in a step directory this writer claimed: a
+                // commit file already there is its own earlier (retried) create.
+                Err(e)
+                    if e.kind() == ErrorKind::AlreadyExists
+                        && core.protocol.mode() == AtomicityMode::CommitFile
+                        && ckpt_storage::read_step_claim(store, &self.working)?.as_deref()
+                            == Some(core.claim.token.as_str()) => {}
+                other => other?,
+            }
         }
         // Written once, complete, just before the step commits: the working directory is
         // invisible until then (a tmp name, or no commit file), so earlier versions of the file
@@ -214,13 +301,25 @@ impl Staged {
         self.meta.commit_timestamp_nsecs = core.options.clock.now().timestamp_nanos_opt();
         let meta_path = format!("{}/{STEP_METADATA_FILE}", self.working);
         store.write(&meta_path, &self.meta.to_json_bytes()?)?;
-        core.protocol.commit(store, &self.working, &job.name)
+        // Last chance to find the root's writer guard lost before the step becomes visible; past
+        // the fence, a timeout no longer abandons this save.
+        core.check_writer()?;
+        if !job.fence.enter_commit() {
+            return Err(abandoned_error(job.step));
+        }
+        core.protocol
+            .commit_step(store, &self.working, &job.name, &core.claim)
     }
 
-    /// Removes the working directory of a save that failed with `e` (best effort, logged), and
-    /// returns `e` naming the step (unless it names one already).
+    /// Removes what a save that failed with `e` wrote (best effort, logged) — never a step
+    /// directory that holds a commit file or another writer's claim
+    /// ([`ckpt_storage::CommitProtocol::abandon_step`]) — and returns `e` naming the step
+    /// (unless it names one already).
     pub(crate) fn abandon(self, core: &Core, e: Error) -> Error {
-        if let Err(cleanup) = core.store.delete_prefix(&self.working) {
+        let removed =
+            core.protocol
+                .abandon_step(core.store.as_ref(), &self.working, &self.name, &core.claim);
+        if let Err(cleanup) = removed {
             tracing::warn!(step = self.step, error = %cleanup, "could not remove the tmp directory of a failed save");
         }
         if e.step().is_some() {
@@ -250,6 +349,7 @@ pub(crate) fn run(
             e.with_step(step)
         }
     };
+    job.fence.check(step).map_err(fail)?;
     if job.check_committed {
         check_not_committed(core, step, &job.name).map_err(fail)?;
     }
@@ -348,6 +448,7 @@ pub(crate) fn check_items(step: Step, items: &Composite<'_>, write_metrics: bool
         ckpt_core::validate_item_name(name).map_err(|e| e.with_step(step))?;
         if name == STEP_METADATA_FILE
             || name == ckpt_core::COMMIT_SUCCESS_FILE
+            || name == ckpt_core::STEP_CLAIM_FILE
             || name == ckpt_storage::MANIFEST_FILE
         {
             return Err(

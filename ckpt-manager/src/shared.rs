@@ -17,11 +17,12 @@ use ckpt_policy::{
     PreservationPolicy, SaveDecisionPolicy, Verdict,
 };
 use ckpt_storage::{
-    protocol_for, ChecksumManifest, CommitProtocol, EntryKind, Store, VerifyingStore, WriterLock,
-    MANIFEST_FILE,
+    protocol_for, ChecksumManifest, CommitProtocol, EntryKind, StepClaim, Store, VerifyingStore,
+    WriterLease, WriterLock, MANIFEST_FILE,
 };
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
 
 /// The committed steps as the manager knows them.
 #[derive(Debug, Default)]
@@ -116,6 +117,44 @@ impl RetentionRun {
     }
 }
 
+/// The root's single-writer guard: the store's own lock (local roots), else a writer lease
+/// where the store has conditional creates and the lease is on; waits up to
+/// `wait_for_writer_secs` while another writer holds it.
+fn take_writer_guard(
+    store: &Arc<dyn Store>,
+    options: &CheckpointManagerOptions,
+) -> Result<Option<Box<dyn WriterLock>>> {
+    let started = std::time::Instant::now();
+    let wait = Duration::from_secs(options.wait_for_writer_secs);
+    let mut warned = false;
+    loop {
+        let taken = match store.lock_for_writing() {
+            Ok(Some(lock)) => Ok(Some(lock)),
+            Ok(None) => match options.writer_lease_ttl_secs {
+                Some(ttl) if store.capabilities().write_if_absent => {
+                    WriterLease::acquire(Arc::clone(store), Duration::from_secs(ttl))
+                        .map(|lease| Some(Box::new(lease) as Box<dyn WriterLock>))
+                }
+                _ => Ok(None),
+            },
+            Err(e) => Err(e),
+        };
+        match taken {
+            Err(e) if e.kind() == ErrorKind::Locked && started.elapsed() < wait => {
+                if !warned {
+                    tracing::warn!(root = %store.location(""), error = %e,
+                        wait_secs = options.wait_for_writer_secs, "waiting for the root's other writer to go");
+                    warned = true;
+                }
+                std::thread::sleep(
+                    Duration::from_secs(1).min(wait.saturating_sub(started.elapsed())),
+                );
+            }
+            other => return other,
+        }
+    }
+}
+
 #[derive(Debug)]
 pub(crate) struct Core {
     pub store: Arc<dyn Store>,
@@ -128,8 +167,11 @@ pub(crate) struct Core {
     state: Mutex<State>,
     /// The deleter thread, with `enable_background_delete`.
     deleter: Option<Deleter>,
-    /// The root's single-writer lock, held while this manager (or its background save) lives.
-    _writer_lock: Option<Box<dyn WriterLock>>,
+    /// The root's single-writer guard (local lock or writer lease), held while this manager (or
+    /// its background save) lives.
+    writer_lock: Option<Box<dyn WriterLock>>,
+    /// How this manager claims the steps it writes (commit-file mode).
+    pub claim: StepClaim,
 }
 
 impl Core {
@@ -137,6 +179,12 @@ impl Core {
     /// directories, lists the steps and writes the root metadata once (spec §5.2).
     pub fn open(store: Arc<dyn Store>, options: CheckpointManagerOptions) -> Result<Core> {
         options.validate()?;
+        let store: Arc<dyn Store> = match options.retry {
+            Some(policy) if !store.capabilities().local => {
+                Arc::new(ckpt_storage::RetryStore::new(store, policy))
+            }
+            _ => store,
+        };
         let options = options.effective();
         let format = options.name_format()?;
         let protocol = protocol_for(options.atomicity, store.capabilities())?;
@@ -182,7 +230,17 @@ impl Core {
         let writer_lock = if options.read_only || store.stat("")?.is_none() {
             None
         } else {
-            store.lock_for_writing()?
+            take_writer_guard(&store, &options)?
+        };
+        if options.cleanup_tmp_directories && !options.read_only && writer_lock.is_none() {
+            return Err(Error::invalid_config(
+                "cleanup_tmp_directories needs the root's writer guard (it could remove a step a live \
+                 writer is writing): keep writer_lease_ttl_secs set",
+            ));
+        }
+        let claim = StepClaim {
+            token: ckpt_storage::writer_token(),
+            exclusive: writer_lock.is_some(),
         };
         let mut core = Core {
             store,
@@ -194,7 +252,8 @@ impl Core {
             registry,
             state: Mutex::new(State::default()),
             deleter: None,
-            _writer_lock: writer_lock,
+            writer_lock,
+            claim,
         };
         if core.options.cleanup_tmp_directories && !core.options.read_only {
             core.cleanup_tmp_directories()?;
@@ -209,6 +268,18 @@ impl Core {
         core.load(core.options.lightweight_initialize)?;
         core.write_root_metadata_once()?;
         Ok(core)
+    }
+
+    /// Whether this manager may still write: its writer guard, if any, is still held (a lease
+    /// can be lost).
+    ///
+    /// # Errors
+    /// `Locked` saying why the guard was lost.
+    pub fn check_writer(&self) -> Result<()> {
+        match &self.writer_lock {
+            Some(lock) => lock.check(),
+            None => Ok(()),
+        }
     }
 
     /// The listing, locked. A poisoned lock only means a thread panicked while holding plain data.
@@ -502,6 +573,7 @@ impl Core {
     /// `Storage` when the removal fails (the step then stays listed), or when the deleter has
     /// stopped at an earlier failure.
     pub fn delete_step(&self, step: Step) -> Result<()> {
+        self.check_writer().map_err(|e| e.with_step(step))?;
         let name = self.step_dir_name(step);
         match &self.deleter {
             Some(d) => {

@@ -122,6 +122,10 @@ fn items(step: u64) -> Composite<'static> {
 fn dir_names(root: &Path) -> Vec<String> {
     let mut v: Vec<String> = std::fs::read_dir(root)
         .unwrap()
+        .filter(|e| {
+            !e.as_ref()
+                .is_ok_and(|e| e.file_name() == ".ckpt-writer.lock")
+        })
         .map(|e| e.unwrap().file_name().into_string().unwrap())
         .collect();
     v.sort();

@@ -30,7 +30,10 @@ fn files_under(root: &Path) -> Vec<String> {
     let mut out = Vec::new();
     let mut stack = vec![PathBuf::from(root)];
     while let Some(dir) = stack.pop() {
-        for e in std::fs::read_dir(&dir).unwrap() {
+        for e in std::fs::read_dir(&dir).unwrap().filter(|e| {
+            !e.as_ref()
+                .is_ok_and(|e| e.file_name() == ".ckpt-writer.lock")
+        }) {
             let e = e.unwrap();
             let rel = e.path().strip_prefix(root).unwrap().display().to_string();
             if e.file_type().unwrap().is_dir() {
@@ -189,6 +192,10 @@ fn prefixed_and_padded_names_as_orbax() {
     m.wait_until_finished().unwrap();
     let mut names: Vec<String> = std::fs::read_dir(&root)
         .unwrap()
+        .filter(|e| {
+            !e.as_ref()
+                .is_ok_and(|e| e.file_name() == ".ckpt-writer.lock")
+        })
         .map(|e| e.unwrap().file_name().into_string().unwrap())
         .collect();
     names.sort();

@@ -86,16 +86,18 @@ fn opening_2000_steps_is_one_listing() {
         1,
         "one (paginated, recursive) listing: {counts:?}"
     );
-    // Opening checks the root itself (two stats of `""`, one `create_dir("")`, a no-op on S3):
-    // a fixed cost, whatever the number of steps. Nothing is asked of any step.
+    // Opening checks the root itself (two stats of `""`, one `create_dir("")`, a no-op on S3)
+    // and takes the writer lease (one conditional create): a fixed cost, whatever the number of
+    // steps. Nothing is asked of any step.
     assert!(counts.stat <= 2, "no stat per step: {counts:?}");
     assert_eq!(
         counts.read + counts.read_range,
         0,
         "no read per step: {counts:?}"
     );
-    assert!(counts.total() <= 4, "nothing per step: {counts:?}");
-    assert_eq!(counts.writes(), 0, "{counts:?}");
+    assert!(counts.total() <= 5, "nothing per step: {counts:?}");
+    assert_eq!(counts.write_if_absent, 1, "the writer lease: {counts:?}");
+    assert_eq!(counts.write, 0, "{counts:?}");
 }
 
 #[test]
@@ -236,12 +238,15 @@ fn unlisted_committed_step_on_s3_is_refused_without_blocking_the_caller() {
     let gate = Gate::new();
     let gated: Arc<dyn Store> =
         Arc::new(LatencyStore::new(Arc::clone(&s3), Duration::ZERO).with_gate(gate.clone()));
+    // Two writers of one root: only without the writer lease (each still claims its steps).
     let mut m = CheckpointManager::builder_with_store(gated)
         .enable_async_checkpointing(true)
+        .writer_lease_ttl_secs(None)
         .build()
         .unwrap();
     let mut sync = CheckpointManager::builder_with_store(Arc::clone(&s3))
         .enable_async_checkpointing(false)
+        .writer_lease_ttl_secs(None)
         .build()
         .unwrap();
     write_raw_steps(&s3, 6);

@@ -46,6 +46,10 @@ fn save_with(m: &mut CheckpointManager, step: u64, metrics: Option<Map<String, V
 fn disk_steps(root: &Path) -> Vec<u64> {
     let mut v: Vec<u64> = std::fs::read_dir(root)
         .unwrap()
+        .filter(|e| {
+            !e.as_ref()
+                .is_ok_and(|e| e.file_name() == ".ckpt-writer.lock")
+        })
         .filter_map(|e| {
             let e = e.unwrap();
             if !e.file_type().unwrap().is_dir() {
@@ -130,7 +134,12 @@ fn m2_max_to_keep_zero() {
         assert!(disk_steps(d.path()).is_empty());
     }
     assert_eq!(
-        std::fs::read_dir(d.path()).unwrap().count(),
+        std::fs::read_dir(d.path())
+            .unwrap()
+            .filter(|e| !e
+                .as_ref()
+                .is_ok_and(|e| e.file_name() == ".ckpt-writer.lock"))
+            .count(),
         0,
         "disk empty"
     );
@@ -669,7 +678,12 @@ fn s21_zero_interval_is_rejected_when_built() {
     .unwrap_err();
     assert_eq!(err.kind(), ErrorKind::InvalidConfig);
     assert_eq!(
-        std::fs::read_dir(d.path()).unwrap().count(),
+        std::fs::read_dir(d.path())
+            .unwrap()
+            .filter(|e| !e
+                .as_ref()
+                .is_ok_and(|e| e.file_name() == ".ckpt-writer.lock"))
+            .count(),
         0,
         "nothing written"
     );
@@ -746,6 +760,10 @@ fn s27_delete() {
         assert_eq!(m.all_steps(), vec![2]);
         let mut entries: Vec<String> = std::fs::read_dir(d.path())
             .unwrap()
+            .filter(|e| {
+                !e.as_ref()
+                    .is_ok_and(|e| e.file_name() == ".ckpt-writer.lock")
+            })
             .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
             .collect();
         entries.sort();

@@ -99,6 +99,10 @@ fn local(root: &Path) -> Arc<dyn Store> {
 fn names(root: &Path) -> Vec<String> {
     let mut v: Vec<String> = std::fs::read_dir(root)
         .unwrap()
+        .filter(|e| {
+            !e.as_ref()
+                .is_ok_and(|e| e.file_name() == ".ckpt-writer.lock")
+        })
         .map(|e| e.unwrap().file_name().into_string().unwrap())
         .filter(|n| n != "metadata")
         .collect();
@@ -111,7 +115,10 @@ fn files_below(dir: &Path) -> Vec<(String, Vec<u8>)> {
     let mut out = Vec::new();
     let mut stack = vec![dir.to_path_buf()];
     while let Some(d) = stack.pop() {
-        for e in std::fs::read_dir(&d).unwrap() {
+        for e in std::fs::read_dir(&d).unwrap().filter(|e| {
+            !e.as_ref()
+                .is_ok_and(|e| e.file_name() == ".ckpt-writer.lock")
+        }) {
             let p = e.unwrap().path();
             if p.is_dir() {
                 stack.push(p);

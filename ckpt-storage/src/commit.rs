@@ -11,7 +11,8 @@
 use crate::path::{file_name, join_path, parent_path, validate_path};
 use crate::{Capabilities, EntryKind, Store};
 use ckpt_core::{
-    commit_success_text, is_tmp_name, Error, ErrorKind, Result, COMMIT_SUCCESS_FILE, TMP_DIR_SUFFIX,
+    commit_success_text, is_tmp_name, Error, ErrorKind, Result, COMMIT_SUCCESS_FILE,
+    STEP_CLAIM_FILE, TMP_DIR_SUFFIX,
 };
 use std::fmt::{self, Debug};
 use std::str::FromStr;
@@ -87,6 +88,20 @@ pub fn protocol_for(mode: AtomicityMode, caps: Capabilities) -> Result<Arc<dyn C
     }
 }
 
+/// Who writes a step: what [`CommitProtocol::prepare_step`], [`CommitProtocol::commit_step`]
+/// and [`CommitProtocol::abandon_step`] need to keep two writers of one step apart (issue 11,
+/// item 1).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StepClaim {
+    /// The writer's token ([`crate::writer_token`]), written into the step's claim file.
+    pub token: String,
+    /// Whether the writer holds the root's single-writer guard (the local lock or the writer
+    /// lease). Then no other writer is alive, and a claim or an unfinished directory found in
+    /// its way was left by a save that died and is removed; without the guard another writer's
+    /// claim is respected (`AlreadyExists`).
+    pub exclusive: bool,
+}
+
 /// How a directory is written and made visible (spec §1.3). Object-safe; the manager keeps an
 /// `Arc<dyn CommitProtocol>` from [`protocol_for`].
 ///
@@ -118,6 +133,63 @@ pub trait CommitProtocol: Debug + Send + Sync {
     /// `final_path` exists (atomic rename) or was committed by someone else (commit file); store
     /// errors, after which nothing is committed.
     fn commit(&self, store: &dyn Store, working: &str, final_path: &str) -> Result<()>;
+
+    /// As [`CommitProtocol::prepare`], for a step directory written by `claim`'s writer. The
+    /// default is `prepare` (atomic rename: the tmp directory belongs to the holder of the local
+    /// writer lock). [`CommitFileProtocol`] writes in place, where two writers of one step would
+    /// write into the same directory: it first creates the claim file `_CKPT_WRITER` holding
+    /// the writer's token with a conditional create, and only the writer whose claim was
+    /// created goes on.
+    ///
+    /// # Errors
+    /// As `prepare`; commit file: `AlreadyExists` when another writer's claim is there and
+    /// `claim.exclusive` is false (it may be alive), or when another writer claimed the step at
+    /// the same moment.
+    fn prepare_step(
+        &self,
+        store: &dyn Store,
+        final_path: &str,
+        claim: &StepClaim,
+    ) -> Result<String> {
+        let _ = claim;
+        self.prepare(store, final_path)
+    }
+
+    /// As [`CommitProtocol::commit`], for a step prepared by [`CommitProtocol::prepare_step`].
+    /// Commit file: a commit file that is already there when the conditional create is refused
+    /// counts as this writer's own when the step's claim is this writer's (a retried create whose
+    /// first attempt reached the store); only the claim holder ever commits.
+    ///
+    /// # Errors
+    /// As `commit`; `AlreadyExists` when the step was committed by another writer.
+    fn commit_step(
+        &self,
+        store: &dyn Store,
+        working: &str,
+        final_path: &str,
+        claim: &StepClaim,
+    ) -> Result<()> {
+        let _ = claim;
+        self.commit(store, working, final_path)
+    }
+
+    /// Removes what a failed save of `final_path` wrote into `working`, and nothing that is not
+    /// its own: the default removes the tmp directory (atomic rename: it belongs to the lock
+    /// holder). Commit file removes the directory only while it holds no commit file and its
+    /// claim is `claim`'s: a committed step, or a step another writer claimed, is left alone.
+    ///
+    /// # Errors
+    /// Store errors (the caller logs them; nothing was committed).
+    fn abandon_step(
+        &self,
+        store: &dyn Store,
+        working: &str,
+        final_path: &str,
+        claim: &StepClaim,
+    ) -> Result<()> {
+        let _ = (final_path, claim);
+        store.delete_prefix(working)
+    }
 
     /// Whether the directory entry `name` of directory `dir` (`""` for the root) is committed.
     /// Callers pass only entries listed as [`EntryKind::Dir`].
@@ -245,6 +317,24 @@ fn remove_leftover(store: &dyn Store, path: &str, what: &str) -> Result<()> {
     Ok(())
 }
 
+/// The writer token in the claim file of the step directory `step_dir` (commit-file mode), or
+/// `None` when it has none.
+///
+/// # Errors
+/// Store errors other than `NotFound`.
+pub fn read_step_claim(store: &dyn Store, step_dir: &str) -> Result<Option<String>> {
+    read_claim(store, &join_path(step_dir, STEP_CLAIM_FILE))
+}
+
+/// The writer token in the claim file at `claim_path`, or `None` when there is none.
+fn read_claim(store: &dyn Store, claim_path: &str) -> Result<Option<String>> {
+    match store.read(claim_path) {
+        Ok(bytes) => Ok(Some(String::from_utf8_lossy(&bytes).into_owned())),
+        Err(e) if e.kind() == ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(e),
+    }
+}
+
 impl CommitProtocol for AtomicRenameProtocol {
     fn mode(&self) -> AtomicityMode {
         AtomicityMode::AtomicRename
@@ -361,6 +451,121 @@ impl CommitProtocol for CommitFileProtocol {
             store.sync_dir(final_path)?;
         }
         Ok(())
+    }
+
+    fn prepare_step(
+        &self,
+        store: &dyn Store,
+        final_path: &str,
+        claim: &StepClaim,
+    ) -> Result<String> {
+        check_final(final_path)?;
+        if store
+            .stat(&join_path(final_path, COMMIT_SUCCESS_FILE))?
+            .is_some()
+        {
+            return Err(Error::new(
+                ErrorKind::AlreadyExists,
+                "the directory is already committed",
+            )
+            .with_path(store.location(final_path)));
+        }
+        let claim_path = join_path(final_path, STEP_CLAIM_FILE);
+        if !store.list_dir(final_path)?.is_empty() {
+            if !claim.exclusive {
+                if let Some(holder) = read_claim(store, &claim_path)? {
+                    if holder != claim.token {
+                        return Err(Error::new(
+                            ErrorKind::AlreadyExists,
+                            format!(
+                                "another writer ({holder}) is writing this step, or a save of it died; \
+                                 a manager holding the root's writer guard removes it"
+                            ),
+                        )
+                        .with_path(store.location(final_path)));
+                    }
+                }
+            }
+            remove_leftover(store, final_path, "an uncommitted directory")?;
+        }
+        store.create_dir(final_path)?;
+        match store.write_if_absent(&claim_path, claim.token.as_bytes()) {
+            Ok(()) => Ok(final_path.to_string()),
+            // Our own create, retried after its answer was lost.
+            Err(e)
+                if e.kind() == ErrorKind::AlreadyExists
+                    && read_claim(store, &claim_path)?.as_deref() == Some(claim.token.as_str()) =>
+            {
+                Ok(final_path.to_string())
+            }
+            Err(e) if e.kind() == ErrorKind::AlreadyExists => Err(Error::new(
+                ErrorKind::AlreadyExists,
+                "another writer began writing this step at the same moment",
+            )
+            .with_path(store.location(final_path))
+            .with_source(e)),
+            Err(e) => {
+                // The directory we made would read as a step to an atomic-rename reader: remove
+                // it unless another writer's claim is there by now.
+                match read_claim(store, &claim_path) {
+                    Ok(Some(holder)) if holder != claim.token => {}
+                    _ => {
+                        if let Err(cleanup) = store.delete_prefix(final_path) {
+                            tracing::warn!(path = %store.location(final_path), error = %cleanup,
+                                "could not remove the step directory of a failed claim");
+                        }
+                    }
+                }
+                Err(e)
+            }
+        }
+    }
+
+    fn commit_step(
+        &self,
+        store: &dyn Store,
+        working: &str,
+        final_path: &str,
+        claim: &StepClaim,
+    ) -> Result<()> {
+        match self.commit(store, working, final_path) {
+            Err(e) if e.kind() == ErrorKind::AlreadyExists => {
+                let claim_path = join_path(final_path, STEP_CLAIM_FILE);
+                if read_claim(store, &claim_path)?.as_deref() == Some(claim.token.as_str()) {
+                    // Only the claim holder commits: the commit file is our own earlier write.
+                    return Ok(());
+                }
+                Err(e)
+            }
+            other => other,
+        }
+    }
+
+    fn abandon_step(
+        &self,
+        store: &dyn Store,
+        working: &str,
+        final_path: &str,
+        claim: &StepClaim,
+    ) -> Result<()> {
+        let _ = working;
+        if store
+            .stat(&join_path(final_path, COMMIT_SUCCESS_FILE))?
+            .is_some()
+        {
+            tracing::warn!(path = %store.location(final_path),
+                "a failed save leaves its step directory alone: it holds a commit file");
+            return Ok(());
+        }
+        let claim_path = join_path(final_path, STEP_CLAIM_FILE);
+        match read_claim(store, &claim_path)? {
+            Some(holder) if holder == claim.token => store.delete_prefix(final_path),
+            _ => {
+                tracing::warn!(path = %store.location(final_path),
+                    "a failed save leaves its step directory alone: another writer claimed it");
+                Ok(())
+            }
+        }
     }
 
     fn is_committed(&self, store: &dyn Store, dir: &str, name: &str) -> Result<bool> {

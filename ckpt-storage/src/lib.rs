@@ -32,14 +32,17 @@ mod runtime;
 mod stream;
 #[cfg(feature = "testkit")]
 pub mod testkit;
+pub mod writer_guard;
 
 pub use commit::{
-    protocol_for, AtomicRenameProtocol, AtomicityMode, CommitFileProtocol, CommitProtocol,
+    protocol_for, read_step_claim, AtomicRenameProtocol, AtomicityMode, CommitFileProtocol,
+    CommitProtocol, StepClaim,
 };
 pub use layers::{
     sync_files, verify_step, ChecksumManifest, CountingStore, DeferredSyncStore, FaultRule,
     FaultStore, FileChecksum, FileStatus, Gate, LatencyStore, LoggedOp, OpCounts, OpKind,
-    PathPattern, RecordingStore, VerifyReport, VerifyingStore, CHECKSUM_ALGORITHM, MANIFEST_FILE,
+    PathPattern, RecordingStore, RetryPolicy, RetryStore, VerifyReport, VerifyingStore,
+    CHECKSUM_ALGORITHM, MANIFEST_FILE,
 };
 #[cfg(any(feature = "s3", feature = "gcs", feature = "azblob"))]
 pub use object::install_http_transport;
@@ -47,9 +50,12 @@ pub use object::{
     AzblobConfig, GcsConfig, S3Config, UploadOptions, AZURITE_ACCOUNT, AZURITE_KEY,
     DEFAULT_S3_REGION,
 };
-pub use opendal_store::{open, OpendalStore};
+pub use opendal_store::{open, open_with_retries, OpendalStore};
 pub use path::{file_name, join_path, parent_path, validate_path};
 pub use stream::{BufferStream, ReadStream};
+pub use writer_guard::lease::{WriterLease, DEFAULT_LEASE_TTL_SECS, LEASE_FILE};
+pub use writer_guard::local::LOCAL_LOCK_FILE;
+pub use writer_guard::{writer_token, WriterLock};
 
 use chrono::{DateTime, Utc};
 use ckpt_core::Result;
@@ -105,9 +111,6 @@ pub struct EntryMeta {
     /// Last modification time, where the store keeps one.
     pub modified: Option<DateTime<Utc>>,
 }
-
-/// A held single-writer lock ([`Store::lock_for_writing`]); dropping it releases the lock.
-pub trait WriterLock: Debug + Send + Sync {}
 
 /// A place to keep checkpoints: a local directory, memory, or an object store bucket prefix.
 ///

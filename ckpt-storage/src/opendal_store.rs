@@ -589,8 +589,10 @@ pub(crate) fn from_opendal(e: opendal::Error, what: &str, location: String) -> E
         opendal::ErrorKind::Unsupported => ErrorKind::Unsupported,
         _ => ErrorKind::Storage,
     };
+    let temporary = e.is_temporary();
     Error::new(kind, format!("{what} failed"))
         .with_path(location)
+        .with_temporary(temporary)
         .with_source(e)
 }
 
@@ -1156,26 +1158,15 @@ impl Store for OpendalStore {
             .map_err(|e| self.err(e, "rename", from))
     }
 
-    /// Local roots: an exclusive `flock` on the root directory itself (no file is created in the
-    /// root, so Orbax sees nothing new); the kernel releases it when the process dies, so a
-    /// crashed writer never leaves a stale lock. The root must exist (managers create it first).
+    /// Local roots: a POSIX record lock on `<root>/.ckpt-writer.lock`, released by the kernel
+    /// when the process dies (so a crashed writer never leaves a stale lock) and never inherited
+    /// by child processes ([`crate::writer_guard::local`]). The root must exist (managers create
+    /// it first). Other backends: `None` (the manager takes a [`crate::WriterLease`] instead).
     fn lock_for_writing(&self) -> Result<Option<Box<dyn WriterLock>>> {
         let Some(root) = self.backend.local_root() else {
             return Ok(None);
         };
-        let dir = std::fs::File::open(root)
-            .map_err(|e| self.io_err(e, "opening the root to lock it", ""))?;
-        match dir.try_lock() {
-            Ok(()) => Ok(Some(Box::new(LocalWriterLock { _dir: dir }))),
-            Err(std::fs::TryLockError::WouldBlock) => Err(ckpt_core::Error::new(
-                ckpt_core::ErrorKind::Locked,
-                "another live checkpoint manager is writing this root; open it read-only, or close the other manager first",
-            )
-            .with_path(self.location(""))),
-            Err(std::fs::TryLockError::Error(e)) => {
-                Err(self.io_err(e, "locking the root for writing", ""))
-            }
-        }
+        crate::writer_guard::local::lock_local_root(root, &self.location("")).map(Some)
     }
 
     fn sync_dir(&self, path: &str) -> Result<()> {
@@ -1233,14 +1224,6 @@ impl<R: std::io::Read + Send> ReadStream for IoStream<R> {
     }
 }
 
-/// The writer lock of a local root: an open descriptor of the root directory holding `flock`.
-#[derive(Debug)]
-struct LocalWriterLock {
-    _dir: std::fs::File,
-}
-
-impl WriterLock for LocalWriterLock {}
-
 /// Opens a store from a URI or a plain path:
 /// * a plain path, relative (to the current directory) or absolute → [`OpendalStore::local`];
 /// * `file:///abs/path` (an empty or `localhost` host; no percent-decoding) → the same;
@@ -1251,6 +1234,10 @@ impl WriterLock for LocalWriterLock {}
 ///   [`crate::GcsConfig::from_env`] (feature `gcs`);
 /// * `azblob://container[/prefix]` (or `az://`) → [`OpendalStore::azblob`] with
 ///   [`crate::AzblobConfig::from_env`] (feature `azblob`).
+///
+/// The object stores come wrapped in a [`crate::RetryStore`] (default [`crate::RetryPolicy`]:
+/// up to 5 attempts, exponential backoff with full jitter, 60 s at most), which retries the
+/// temporary errors (500, 503, `SlowDown`, lost connections) that every SDK retries.
 ///
 /// A string is taken as a URI when it starts with `<scheme>://`, the scheme being a letter then
 /// letters, digits, `+`, `-` or `.`. Bucket URIs are not percent-decoded and take no query; a
@@ -1263,6 +1250,17 @@ impl WriterLock for LocalWriterLock {}
 /// feature is off (the message names the feature); `InvalidConfig` for a bad setting in the
 /// environment; else as the constructors.
 pub fn open(uri: &str) -> Result<Arc<dyn Store>> {
+    open_with_retries(uri, Some(crate::RetryPolicy::default()))
+}
+
+/// As [`open`], with the object stores behind a [`crate::RetryStore`] of `retry`, or of none
+/// (`None`: the bare [`OpendalStore`], for a caller that puts its own retry layer on top).
+///
+/// # Errors
+/// As [`open`].
+pub fn open_with_retries(uri: &str, retry: Option<crate::RetryPolicy>) -> Result<Arc<dyn Store>> {
+    #[cfg(not(any(feature = "s3", feature = "gcs", feature = "azblob")))]
+    let _ = retry;
     if uri.is_empty() {
         return Err(Error::invalid_argument("empty store location"));
     }
@@ -1292,27 +1290,30 @@ pub fn open(uri: &str) -> Result<Arc<dyn Store>> {
         "s3" => {
             let (bucket, prefix) = crate::object::split_bucket_uri(uri, rest)?;
             #[cfg(feature = "s3")]
-            return Ok(Arc::new(OpendalStore::s3(crate::S3Config::from_env(
-                bucket, prefix,
-            )?)?));
+            return Ok(retrying(
+                retry,
+                OpendalStore::s3(crate::S3Config::from_env(bucket, prefix)?)?,
+            ));
             #[cfg(not(feature = "s3"))]
             return Err(feature_off(uri, "s3", (bucket, prefix)));
         }
         "gs" | "gcs" => {
             let (bucket, prefix) = crate::object::split_bucket_uri(uri, rest)?;
             #[cfg(feature = "gcs")]
-            return Ok(Arc::new(OpendalStore::gcs(crate::GcsConfig::from_env(
-                bucket, prefix,
-            )?)?));
+            return Ok(retrying(
+                retry,
+                OpendalStore::gcs(crate::GcsConfig::from_env(bucket, prefix)?)?,
+            ));
             #[cfg(not(feature = "gcs"))]
             return Err(feature_off(uri, "gcs", (bucket, prefix)));
         }
         "azblob" | "az" => {
             let (container, prefix) = crate::object::split_bucket_uri(uri, rest)?;
             #[cfg(feature = "azblob")]
-            return Ok(Arc::new(OpendalStore::azblob(
-                crate::AzblobConfig::from_env(container, prefix)?,
-            )?));
+            return Ok(retrying(
+                retry,
+                OpendalStore::azblob(crate::AzblobConfig::from_env(container, prefix)?)?,
+            ));
             #[cfg(not(feature = "azblob"))]
             return Err(feature_off(uri, "azblob", (container, prefix)));
         }
@@ -1321,6 +1322,16 @@ pub fn open(uri: &str) -> Result<Arc<dyn Store>> {
              gs://, azblob://, or a plain path)"
         ))
         .with_path(uri.to_string())),
+    }
+}
+
+/// An object store behind a [`crate::RetryStore`] of `retry` (when given): object stores answer
+/// 500, 503 and `SlowDown` now and then, and every SDK retries them.
+#[cfg(any(feature = "s3", feature = "gcs", feature = "azblob"))]
+fn retrying(retry: Option<crate::RetryPolicy>, store: OpendalStore) -> Arc<dyn Store> {
+    match retry {
+        Some(policy) => Arc::new(crate::RetryStore::new(Arc::new(store), policy)),
+        None => Arc::new(store),
     }
 }
 

@@ -118,6 +118,9 @@ pub fn open_manager(cfg: &RunConfig) -> Result<CheckpointManager, AnyError> {
         cleanup_tmp_directories: true,
         root_metadata: Some(root_metadata),
         preemption: cfg.preemption.clone(),
+        // A rerun right after a run was killed on an object store waits out that run's writer
+        // lease (30 s at most) instead of failing with Locked.
+        wait_for_writer_secs: 45,
         ..Default::default()
     };
     if let Some(file) = &cfg.config_file {

@@ -704,6 +704,14 @@ impl Store for RecordingStore {
         Ok(())
     }
 
+    fn list_recursive(&self, path: &str) -> Result<Vec<String>> {
+        self.inner.list_recursive(path)
+    }
+
+    fn lock_for_writing(&self) -> Result<Option<Box<dyn crate::WriterLock>>> {
+        self.inner.lock_for_writing()
+    }
+
     fn sync_dir(&self, path: &str) -> Result<()> {
         self.inner.sync_dir(path)
     }
@@ -876,6 +884,14 @@ impl Store for VerifyingStore {
 
     fn rename(&self, from: &str, to: &str) -> Result<()> {
         self.inner.rename(from, to)
+    }
+
+    fn list_recursive(&self, path: &str) -> Result<Vec<String>> {
+        self.inner.list_recursive(path)
+    }
+
+    fn lock_for_writing(&self) -> Result<Option<Box<dyn crate::WriterLock>>> {
+        self.inner.lock_for_writing()
     }
 
     fn sync_dir(&self, path: &str) -> Result<()> {

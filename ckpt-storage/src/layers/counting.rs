@@ -260,6 +260,10 @@ impl Store for CountingStore {
         r
     }
 
+    fn lock_for_writing(&self) -> Result<Option<Box<dyn crate::WriterLock>>> {
+        self.inner.lock_for_writing()
+    }
+
     fn sync_dir(&self, path: &str) -> Result<()> {
         self.plain(OpKind::SyncDir, path, self.inner.sync_dir(path))
     }

@@ -160,6 +160,10 @@ impl Store for DeferredSyncStore {
         Ok(())
     }
 
+    fn lock_for_writing(&self) -> Result<Option<Box<dyn crate::WriterLock>>> {
+        self.inner.lock_for_writing()
+    }
+
     fn sync_dir(&self, path: &str) -> Result<()> {
         self.inner.sync_dir(path)
     }

@@ -30,6 +30,7 @@ pub struct FaultRule {
     path: Option<PathPattern>,
     once: bool,
     torn: bool,
+    temporary: bool,
 }
 
 impl FaultRule {
@@ -77,6 +78,13 @@ impl FaultRule {
         self
     }
 
+    /// The injected error is temporary ([`ckpt_core::Error::is_temporary`]), as an object
+    /// store's 500 or 503 is: a retry layer above retries it.
+    pub fn temporary(mut self) -> Self {
+        self.temporary = true;
+        self
+    }
+
     /// A torn write: when the matched operation is a `write`, the first half of the data
     /// (`len / 2` bytes, rounded down) is written through to the inner store before the error is
     /// returned, as a crash in the middle of the write would leave it. On every other operation
@@ -110,6 +118,7 @@ struct Injected {
     /// The operation's number (from 1).
     n: u64,
     torn: bool,
+    temporary: bool,
 }
 
 impl FaultState {
@@ -124,7 +133,11 @@ impl FaultState {
                 *spent = true;
             }
             self.faults_injected += 1;
-            return Some(Injected { n, torn: rule.torn });
+            return Some(Injected {
+                n,
+                torn: rule.torn,
+                temporary: rule.temporary,
+            });
         }
         None
     }
@@ -230,7 +243,7 @@ impl FaultStore {
     fn gate(&self, op: OpKind, path: &str) -> Result<()> {
         match self.check(op, &[path]) {
             None => Ok(()),
-            Some(inj) => Err(injected(op, path, None, inj.n, "")),
+            Some(inj) => Err(injected(op, path, None, inj.n, "").with_temporary(inj.temporary)),
         }
     }
 }
@@ -258,11 +271,19 @@ impl Store for FaultStore {
     fn write(&self, path: &str, data: &[u8]) -> Result<()> {
         match self.check(OpKind::Write, &[path]) {
             None => self.inner.write(path, data),
-            Some(Injected { n, torn: false }) => Err(injected(OpKind::Write, path, None, n, "")),
-            Some(Injected { n, torn: true }) => {
+            Some(Injected {
+                n,
+                torn: false,
+                temporary,
+            }) => Err(injected(OpKind::Write, path, None, n, "").with_temporary(temporary)),
+            Some(Injected {
+                n,
+                torn: true,
+                temporary,
+            }) => {
                 let half = data.len() / 2;
                 let extra = format!(" (torn write: {half} of {} bytes written)", data.len());
-                let err = injected(OpKind::Write, path, None, n, &extra);
+                let err = injected(OpKind::Write, path, None, n, &extra).with_temporary(temporary);
                 match self.inner.write(path, &data[..half]) {
                     Ok(()) => Err(err),
                     Err(e) => Err(err.with_source(e)),
@@ -319,9 +340,15 @@ impl Store for FaultStore {
 
     fn rename(&self, from: &str, to: &str) -> Result<()> {
         if let Some(inj) = self.check(OpKind::Rename, &[from, to]) {
-            return Err(injected(OpKind::Rename, from, Some(to), inj.n, ""));
+            return Err(
+                injected(OpKind::Rename, from, Some(to), inj.n, "").with_temporary(inj.temporary)
+            );
         }
         self.inner.rename(from, to)
+    }
+
+    fn lock_for_writing(&self) -> Result<Option<Box<dyn crate::WriterLock>>> {
+        self.inner.lock_for_writing()
     }
 
     fn sync_dir(&self, path: &str) -> Result<()> {
@@ -333,12 +360,20 @@ impl Store for FaultStore {
     fn write_parts_unsynced(&self, path: &str, parts: &[&[u8]]) -> Result<()> {
         match self.check(OpKind::Write, &[path]) {
             None => self.inner.write_parts_unsynced(path, parts),
-            Some(Injected { n, torn: false }) => Err(injected(OpKind::Write, path, None, n, "")),
-            Some(Injected { n, torn: true }) => {
+            Some(Injected {
+                n,
+                torn: false,
+                temporary,
+            }) => Err(injected(OpKind::Write, path, None, n, "").with_temporary(temporary)),
+            Some(Injected {
+                n,
+                torn: true,
+                temporary,
+            }) => {
                 let data = crate::stream::concat(parts);
                 let half = data.len() / 2;
                 let extra = format!(" (torn write: {half} of {} bytes written)", data.len());
-                let err = injected(OpKind::Write, path, None, n, &extra);
+                let err = injected(OpKind::Write, path, None, n, &extra).with_temporary(temporary);
                 match self.inner.write_parts_unsynced(path, &[&data[..half]]) {
                     Ok(()) => Err(err),
                     Err(e) => Err(err.with_source(e)),

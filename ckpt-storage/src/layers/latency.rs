@@ -274,6 +274,10 @@ impl Store for LatencyStore {
         self.inner.rename(from, to)
     }
 
+    fn lock_for_writing(&self) -> Result<Option<Box<dyn crate::WriterLock>>> {
+        self.inner.lock_for_writing()
+    }
+
     fn sync_dir(&self, path: &str) -> Result<()> {
         self.slow(&[path]);
         self.inner.sync_dir(path)

@@ -6,6 +6,8 @@
 //! * [`CountingStore`]: counts calls and bytes per operation and logs the calls that change the
 //!   store, for tests;
 //! * [`LatencyStore`] and [`Gate`]: adds a delay, and blocks writes until a test opens a gate;
+//! * [`RetryStore`] with [`RetryPolicy`]: retries temporary failures with backoff and jitter
+//!   (what `open` puts over every object store);
 //! * [`DeferredSyncStore`]: writes without fsync, remembering what to sync later
 //!   ([`sync_files`]);
 //! * [`RecordingStore`], [`VerifyingStore`], [`ChecksumManifest`], [`verify_step`]: CRC32C
@@ -21,6 +23,7 @@ mod counting;
 mod deferred_sync;
 mod fault;
 mod latency;
+mod retry;
 
 pub use checksum::{
     verify_step, ChecksumManifest, FileChecksum, FileStatus, RecordingStore, VerifyReport,
@@ -30,6 +33,7 @@ pub use counting::{CountingStore, LoggedOp, OpCounts};
 pub use deferred_sync::{sync_files, DeferredSyncStore};
 pub use fault::{FaultRule, FaultStore};
 pub use latency::{Gate, LatencyStore};
+pub use retry::{RetryPolicy, RetryStore};
 
 use std::fmt;
 use std::sync::{Mutex, MutexGuard};
