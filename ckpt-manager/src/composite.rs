@@ -133,7 +133,8 @@ impl<'a> Composite<'a> {
     /// for items moved in).
     ///
     /// # Errors
-    /// `InvalidArgument` naming the item when a JSON item cannot be serialized.
+    /// `InvalidArgument` naming the item when a JSON item cannot be serialized, or is nested
+    /// deeper than a restore can read ([`ckpt_core::pyjson::MAX_NESTING_DEPTH`]).
     pub(crate) fn capture(self) -> ckpt_core::Result<Captured<'a>> {
         if !self.capturable() {
             return Ok(Captured::NotCapturable(self));
@@ -148,6 +149,10 @@ impl<'a> Composite<'a> {
                         ))
                         .with_source(e)
                     })?;
+                    // What a restore could not parse is refused here, before `save` returns.
+                    let max = ckpt_core::pyjson::MAX_NESTING_DEPTH;
+                    let depth = ckpt_core::pyjson::value_nesting_depth(&value, max);
+                    ckpt_core::pyjson::check_nesting_depth(&format!("item {name:?}"), depth, max)?;
                     SaveItem::JsonValue(Cow::Owned(value))
                 }
                 SaveItem::JsonValue(v) => SaveItem::JsonValue(Cow::Owned(v.into_owned())),

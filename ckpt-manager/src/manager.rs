@@ -321,6 +321,16 @@ impl CheckpointManager {
         self.core.item_handlers(step)
     }
 
+    /// The items of `step`: its item directories (the `metrics` item included when the step has
+    /// metrics), sorted; what [`CheckpointManager::restore`] with no names restores.
+    ///
+    /// # Errors
+    /// `NotFound` when there is no such step directory; `Storage` when it cannot be listed.
+    pub fn item_names(&self, step: Step) -> Result<Vec<String>> {
+        self.settle_if_in_flight(step);
+        self.core.item_names(step)
+    }
+
     // ----------------------------------------------------------------------------- restore
 
     /// Restores every item of `step` (the latest committed step when `None`), as Orbax `restore`
@@ -382,6 +392,11 @@ impl CheckpointManager {
     /// - `InvalidArgument` when `items` is empty, an item name is not one path component, is
     ///   reserved (`_CHECKPOINT_METADATA`, `commit_success.txt`, `_CKPT_CHECKSUMS`, or `metrics`
     ///   when metrics are written), or the metrics lack `best_metric` (D5) — nothing is written;
+    /// - `InvalidArgument` naming the item when a JSON item (or the metrics, or the custom
+    ///   metadata) is nested deeper than a restore can read back
+    ///   ([`ckpt_core::pyjson::MAX_NESTING_DEPTH`] levels of arrays and objects) — nothing is
+    ///   written (a borrowed `serde::Serialize` item of a synchronous save is measured when its
+    ///   handler serializes it: the step's tmp directory is then removed);
     /// - `Timeout` when waiting for the previous save takes longer than `async_timeout_secs`;
     /// - `Handler`/`Storage`/… from writing what is written before `save` returns (a synchronous
     ///   save; the borrowed items of an asynchronous one on a local store), naming the step; the
@@ -421,6 +436,7 @@ impl CheckpointManager {
                 .with_step(step));
             }
         }
+        save::check_json_depth(step, &items, &options)?;
         let name = core.format.build_name(step);
         // Whether a committed step is there unlisted: checked here and now, except for a
         // background save on an object store (commit-file mode), where it is a network round

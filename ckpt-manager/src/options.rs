@@ -169,7 +169,8 @@ impl CheckpointManagerOptions {
     /// `InvalidConfig` naming the option: `save_interval_steps` 0 (not read-only), `keep_period` 0,
     /// a policy whose own validation fails, `preservation_policy` together with `max_to_keep`,
     /// `keep_period` or `keep_time_interval_secs`, a `todelete_subdir` that is not one path
-    /// component or parses as a step name.
+    /// component or parses as a step name, a `root_metadata` nested deeper than the root
+    /// metadata file could be read back with (`ckpt_core::pyjson::MAX_NESTING_DEPTH` - 1 levels).
     pub fn validate(&self) -> Result<()> {
         if !self.read_only
             && self.save_interval_steps == Some(0)
@@ -204,6 +205,13 @@ impl CheckpointManagerOptions {
                     "todelete_subdir {d:?} would be read as a step"
                 )));
             }
+        }
+        if let Some(m) = &self.root_metadata {
+            // Written inside `_ROOT_METADATA`'s top-level object: one level less than a file.
+            let max = ckpt_core::pyjson::MAX_NESTING_DEPTH;
+            let depth = crate::save::map_nesting_depth(m, max);
+            ckpt_core::pyjson::check_nesting_depth("root_metadata", depth, max - 1)
+                .map_err(|e| Error::invalid_config(e.message()))?;
         }
         if let Some(m) = &self.best_metric {
             if m.is_empty() {

@@ -6,7 +6,7 @@ use crate::shared::{Core, RetentionRun};
 use crate::{Composite, SaveOptions};
 use chrono::{DateTime, Utc};
 use ckpt_core::{
-    CheckpointInfo, Error, ErrorKind, ItemHandlers, Metrics, Result, Step, StepMetadata,
+    pyjson, CheckpointInfo, Error, ErrorKind, ItemHandlers, Metrics, Result, Step, StepMetadata,
     METRICS_ITEM_NAME, STEP_METADATA_FILE,
 };
 use ckpt_handlers::{CheckpointHandler, ItemDir, JsonHandler, SaveItem};
@@ -183,7 +183,7 @@ impl Staged {
             if let Some(d) = &deferred {
                 self.unsynced.extend(d.take_unsynced());
             }
-            written.map_err(|e| e.with_step(step))?;
+            written.map_err(|e| naming_item(e, item).with_step(step))?;
             self.checksums.merge(recorder.take_manifest());
             self.handler_strings
                 .insert((*item).to_string(), handler.type_string());
@@ -334,6 +334,64 @@ pub(crate) fn retention_decision(
         .map(|(s, _)| *s)
         .collect();
     (steps, to_delete)
+}
+
+/// How deeply arrays and objects nest in the JSON object `map` (as a whole file: `{}` is 1);
+/// the walk stops beyond `limit`.
+pub(crate) fn map_nesting_depth(map: &Metrics, limit: usize) -> usize {
+    let inner = map
+        .values()
+        .map(|v| pyjson::value_nesting_depth(v, limit))
+        .max()
+        .unwrap_or(0);
+    1 + inner
+}
+
+/// Refuses, before anything is written, JSON that a restore could not read back (issue 11,
+/// item 4): a JSON value item, the metrics (`<step>/metrics/metrics`) or the custom metadata
+/// (inside `_CHECKPOINT_METADATA`, one level down) nested deeper than the reader's limit
+/// ([`pyjson::MAX_NESTING_DEPTH`]). Borrowed `serde::Serialize` items are checked when they are
+/// serialized (a capture, or the JSON handler itself).
+///
+/// # Errors
+/// `InvalidArgument` naming the item (or `metrics` / `custom_metadata`), its depth, the limit
+/// and the step.
+pub(crate) fn check_json_depth(
+    step: Step,
+    items: &Composite<'_>,
+    options: &SaveOptions,
+) -> Result<()> {
+    let max = pyjson::MAX_NESTING_DEPTH;
+    for (name, item) in items.sorted() {
+        if let SaveItem::JsonValue(v) = item {
+            let depth = pyjson::value_nesting_depth(v, max);
+            pyjson::check_nesting_depth(&format!("item {name:?}"), depth, max)
+                .map_err(|e| e.with_step(step))?;
+        }
+    }
+    if let Some(m) = &options.metrics {
+        pyjson::check_nesting_depth("the metrics", map_nesting_depth(m, max), max)
+            .map_err(|e| e.with_step(step))?;
+    }
+    if let Some(m) = &options.custom_metadata {
+        pyjson::check_nesting_depth(
+            "the custom metadata (inside _CHECKPOINT_METADATA)",
+            map_nesting_depth(m, max),
+            max - 1,
+        )
+        .map_err(|e| e.with_step(step))?;
+    }
+    Ok(())
+}
+
+/// `e` (a handler's error for item `item`) naming the item, if it is bad input
+/// (`InvalidArgument`) whose message does not name it yet.
+pub(crate) fn naming_item(e: Error, item: &str) -> Error {
+    let quoted = format!("{item:?}");
+    if e.kind() != ErrorKind::InvalidArgument || e.message().contains(&quoted) {
+        return e;
+    }
+    e.prefixed(&format!("item {quoted}: "))
 }
 
 /// Checks the items of a save before anything is written.

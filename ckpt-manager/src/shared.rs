@@ -393,6 +393,12 @@ impl Core {
         }
     }
 
+    /// The item directories of `step`, sorted.
+    pub fn item_names(&self, step: Step) -> Result<Vec<String>> {
+        let dir = self.existing_step_dir(step)?;
+        self.item_dirs(&dir).map_err(|e| e.with_step(step))
+    }
+
     fn item_dirs(&self, dir: &str) -> Result<Vec<String>> {
         let mut items: Vec<String> = self
             .store

@@ -6,7 +6,10 @@
 //! ckpt gc ROOT --policy FILE [--dry-run] [--json]
 //!                                  apply a preservation policy (JSON or TOML file): each step
 //!                                  kept or deleted, with the policy's reason
-//! ckpt verify ROOT [STEP]          check every file against the step's checksum manifest
+//! ckpt verify ROOT [STEP] [--checksums-only]
+//!                                  check every file against the step's checksum manifest and
+//!                                  restore each item as `restore` would (not with
+//!                                  --checksums-only)
 //! ckpt cp SRC DST [--step N]       copy a root (or one step) to another store, each step
 //!                                  committed at DST with DST's protocol, checksums verified
 //! ```
@@ -73,13 +76,19 @@ enum Command {
         #[arg(long)]
         dry_run: bool,
     },
-    /// Check every file of a step (or of every step) against its recorded checksums.
+    /// Check every file of a step (or of every step) against its recorded checksums, and
+    /// restore each item as `restore` would, so that "ok" means the step restores.
     Verify {
         #[command(flatten)]
         root: RootArgs,
         /// Only this step (default: every committed step).
         #[arg(allow_hyphen_values = true)]
         step: Option<String>,
+        /// Only check the files against their checksums and the step metadata; do not restore
+        /// the items (faster, and reads each file once, but a file whose checksum matches and
+        /// that its handler cannot read passes).
+        #[arg(long)]
+        checksums_only: bool,
     },
     /// Copy a root, or one step, to another store (local disk, S3, ...): each step is committed
     /// at the destination with the destination's commit protocol, and every source file with a
@@ -123,7 +132,11 @@ fn main() -> ExitCode {
             policy,
             dry_run,
         } => gc(&root, &policy, dry_run),
-        Command::Verify { root, step } => verify(&root, step.as_deref()),
+        Command::Verify {
+            root,
+            step,
+            checksums_only,
+        } => verify(&root, step.as_deref(), checksums_only),
         Command::Cp { root, dst, step } => cp(&root, &dst, step.as_deref()),
     };
     match result {
@@ -147,10 +160,25 @@ fn parse_step(step: &str) -> Result<Step> {
         })
 }
 
-/// `ckpt verify`: re-reads every file recorded in each step's `_CKPT_CHECKSUMS` and prints each
-/// bad one; exits 1 (a `Corrupt` error naming the bad files) when any file is bad. Steps without
-/// checksums (written by Orbax) are reported as such and are not errors.
-fn verify(args: &RootArgs, step: Option<&str>) -> Result<()> {
+/// What restoring one item of a step as `restore` would gave, for `ckpt verify`.
+enum ItemCheck {
+    /// The item restores.
+    Restores,
+    /// It does not: the step is broken.
+    Fails(String),
+    /// This program cannot restore it (an Orbax tensorstore format, a handler it does not link,
+    /// no handler recorded): not checked, not counted as bad.
+    NotChecked(String),
+}
+
+/// `ckpt verify`: re-reads every file recorded in each step's `_CKPT_CHECKSUMS`, checks the step
+/// metadata, and (unless `checksums_only`) restores each item of each step as `restore` would
+/// (its handler from the step metadata, checksums verified), one item at a time; prints each bad
+/// file and each item that does not restore, and exits 1 (a `Corrupt` error naming them) when
+/// there is one. Steps without checksums (written by Orbax) are reported as such and are not
+/// errors; items this program cannot restore (`Unsupported`: tensorstore formats, handlers not
+/// linked in; or no handler recorded) are reported as not checked.
+fn verify(args: &RootArgs, step: Option<&str>, checksums_only: bool) -> Result<()> {
     let mngr = open(args)?;
     let step_given = step;
     let steps = match step {
@@ -159,12 +187,13 @@ fn verify(args: &RootArgs, step: Option<&str>) -> Result<()> {
     };
     let mut reports = Vec::new();
     let mut bad = Vec::new();
+    let mut failed = Vec::new();
     let gone = |step: Step| -> Result<bool> {
         let dir = mngr.step_dir_name(step);
         Ok(mngr.store().stat(&dir)?.is_none())
     };
     let mut deleted = Vec::new();
-    for step in steps {
+    'steps: for step in steps {
         let dir = mngr.step_dir_name(step);
         let report = match ckpt_manager::storage::verify_step(mngr.store().as_ref(), &dir) {
             Ok(r) => r,
@@ -185,6 +214,7 @@ fn verify(args: &RootArgs, step: Option<&str>) -> Result<()> {
         // The step metadata and metrics must parse too (they are not handler files), and a
         // step written by ckpt's own handlers must still have its checksum manifest.
         let mut meta_error = None;
+        let mut handlers = std::collections::BTreeMap::new();
         match mngr.step_metadata(step) {
             Err(e) if e.kind() == ErrorKind::NotFound && step_given.is_none() && gone(step)? => {
                 deleted.push(step);
@@ -192,10 +222,8 @@ fn verify(args: &RootArgs, step: Option<&str>) -> Result<()> {
             }
             Err(e) => meta_error = Some(e.to_string()),
             Ok(meta) => {
-                let ours = meta
-                    .item_handler_map()
-                    .values()
-                    .any(|h| h.starts_with("ckpt."));
+                handlers = meta.item_handler_map();
+                let ours = handlers.values().any(|h| h.starts_with("ckpt."));
                 if ours && !report.has_checksums {
                     meta_error = Some(format!(
                         "written by ckpt, but its checksum manifest {} is missing",
@@ -207,42 +235,128 @@ fn verify(args: &RootArgs, step: Option<&str>) -> Result<()> {
         if let Some(e) = &meta_error {
             bad.push(format!("step {step}: {e}"));
         }
-        reports.push((step, report, meta_error));
+        // Each item restored as `restore` would: only for a step whose files and metadata
+        // passed (a bad one is reported already, and restore would fail on the same file).
+        let mut items: Vec<(String, ItemCheck)> = Vec::new();
+        if !checksums_only && report.is_ok() && meta_error.is_none() {
+            let names = match mngr.item_names(step) {
+                Ok(n) => n,
+                Err(e) if e.kind() == ErrorKind::NotFound && step_given.is_none() => {
+                    deleted.push(step);
+                    continue;
+                }
+                Err(e) => return Err(e),
+            };
+            for item in names {
+                let check = match mngr.restore_items(Some(step), &[item.as_str()]) {
+                    Ok(_) => ItemCheck::Restores,
+                    Err(e)
+                        if e.kind() == ErrorKind::NotFound
+                            && step_given.is_none()
+                            && gone(step)? =>
+                    {
+                        deleted.push(step);
+                        continue 'steps;
+                    }
+                    Err(e) if e.kind() == ErrorKind::Unsupported => {
+                        ItemCheck::NotChecked(e.to_string())
+                    }
+                    Err(e)
+                        if e.kind() == ErrorKind::InvalidArgument
+                            && !handlers.contains_key(&item)
+                            && item != ckpt_manager::core::METRICS_ITEM_NAME =>
+                    {
+                        ItemCheck::NotChecked(format!("the step records no handler for it: {e}"))
+                    }
+                    Err(e) => {
+                        let why = e.to_string().replace('\n', " ");
+                        failed.push(format!(
+                            "step {step}: item {item:?} does not restore: {why}"
+                        ));
+                        ItemCheck::Fails(why)
+                    }
+                };
+                items.push((item, check));
+            }
+        }
+        reports.push((step, report, meta_error, items));
     }
     if args.json {
         let out: Vec<Value> = reports
             .iter()
-            .map(|(step, r, meta_error)| {
+            .map(|(step, r, meta_error, items)| {
                 let files: Vec<Value> = r
                     .files
                     .iter()
                     .map(|(p, st)| json!({"path": p, "status": st.to_string(), "bad": st.is_bad()}))
                     .collect();
-                json!({"step": step, "has_checksums": r.has_checksums, "ok": r.is_ok() && meta_error.is_none(),
-                       "metadata_error": meta_error, "files": files})
+                let restore: Vec<Value> = items
+                    .iter()
+                    .map(|(item, c)| match c {
+                        ItemCheck::Restores => {
+                            json!({"item": item, "restores": true, "checked": true, "error": null})
+                        }
+                        ItemCheck::Fails(e) => {
+                            json!({"item": item, "restores": false, "checked": true, "error": e})
+                        }
+                        ItemCheck::NotChecked(e) => {
+                            json!({"item": item, "restores": null, "checked": false, "error": e})
+                        }
+                    })
+                    .collect();
+                let restores = !items.iter().any(|(_, c)| matches!(c, ItemCheck::Fails(_)));
+                json!({"step": step, "has_checksums": r.has_checksums,
+                       "ok": r.is_ok() && meta_error.is_none() && restores,
+                       "metadata_error": meta_error, "files": files,
+                       "restore_checked": !checksums_only, "items": restore})
             })
             .collect();
         out!("{}", serde_json::to_string_pretty(&out).map_err(json_err)?);
     } else {
-        for (step, r, meta_error) in &reports {
+        for (step, r, meta_error, items) in &reports {
             let checked = r
                 .files
                 .iter()
                 .filter(|(_, st)| !matches!(st, ckpt_manager::storage::FileStatus::Unchecked))
                 .count();
+            let restored: Vec<&str> = items
+                .iter()
+                .filter(|(_, c)| matches!(c, ItemCheck::Restores))
+                .map(|(i, _)| i.as_str())
+                .collect();
+            let restores = if checksums_only || restored.is_empty() {
+                String::new()
+            } else {
+                format!(
+                    "; {} item(s) restore ({})",
+                    restored.len(),
+                    restored.join(", ")
+                )
+            };
             if let Some(e) = meta_error {
                 out!("step {step}: BAD metadata: {e}");
             }
             if !r.has_checksums {
-                out!("step {step}: no checksums recorded");
+                out!("step {step}: no checksums recorded{restores}");
             } else if r.is_ok() {
                 if meta_error.is_none() {
-                    out!("step {step}: ok ({checked} files)");
+                    out!("step {step}: ok ({checked} files){restores}");
                 }
             } else {
                 out!("step {step}: BAD");
                 for (path, status) in r.bad_files() {
                     out!("  {}: {status}", r.location_of(path));
+                }
+            }
+            for (item, c) in items {
+                match c {
+                    ItemCheck::Restores => {}
+                    ItemCheck::Fails(e) => {
+                        out!("step {step}: BAD: item {item:?} does not restore: {e}")
+                    }
+                    ItemCheck::NotChecked(e) => {
+                        out!("step {step}: item {item:?} not checked (this program cannot restore it): {e}")
+                    }
                 }
             }
         }
@@ -253,12 +367,20 @@ fn verify(args: &RootArgs, step: Option<&str>) -> Result<()> {
             out!("(no committed steps in {})", mngr.directory());
         }
     }
-    if bad.is_empty() {
+    let mut parts = Vec::new();
+    if !bad.is_empty() {
+        parts.push(format!("{} bad file(s)", bad.len()));
+    }
+    if !failed.is_empty() {
+        parts.push(format!("{} item(s) that do not restore", failed.len()));
+    }
+    if parts.is_empty() {
         Ok(())
     } else {
+        bad.extend(failed);
         Err(Error::corrupt(format!(
-            "{} bad file(s): {}",
-            bad.len(),
+            "{}: {}",
+            parts.join(", "),
             bad.join("; ")
         )))
     }

@@ -1,0 +1,28 @@
+//! Regression tests of issue 11 ("never lose a committed step … and the silent footguns"): one
+//! module per item, each test named after the bug it pins. Every test failed before its fix.
+//!
+//! The `train` example's own `main.rs` (with all its modules) is compiled in, so the tests of
+//! item 12 run the very program `cargo run --example train` runs, in a child process (see
+//! `tests/train_child`).
+
+#[allow(dead_code)]
+#[path = "../train_child/mod.rs"]
+mod train_child;
+
+#[allow(dead_code)]
+#[path = "../../examples/train/main.rs"]
+mod train;
+// The example's modules name each other as `crate::data` etc.
+#[allow(unused_imports)]
+use train::{checkpoint, data, model, optim, rng, trainer};
+
+mod common;
+
+mod written_but_unreadable;
+
+/// In the child process: runs `train` (see `train_child`). Must stay at the crate root: the
+/// child is started with this exact test name.
+#[test]
+fn child_runs_the_train_program() {
+    train_child::run_if_child(train::run_main);
+}
