@@ -117,7 +117,9 @@ impl CheckpointManager {
     /// was given and the root has none. Opening a root for reading changes no file in it.
     ///
     /// # Errors
-    /// `InvalidConfig` for options that cannot work (see [`CheckpointManagerOptions::validate`]);
+    /// `InvalidConfig` for options that cannot work (see [`CheckpointManagerOptions::validate`]),
+    /// or (a writer) when the preservation policy ranks by a metric none of the root's steps has
+    /// while some have metrics (unless [`CheckpointManagerOptions::allow_missing_best_metric`]);
     /// `InvalidArgument` when the root is a file; `Storage` when the store fails.
     pub fn with_store(store: Arc<dyn Store>, options: CheckpointManagerOptions) -> Result<Self> {
         Ok(CheckpointManager {
@@ -392,6 +394,10 @@ impl CheckpointManager {
     /// - `InvalidArgument` when `items` is empty, an item name is not one path component, is
     ///   reserved (`_CHECKPOINT_METADATA`, `commit_success.txt`, `_CKPT_CHECKSUMS`, or `metrics`
     ///   when metrics are written), or the metrics lack `best_metric` (D5) — nothing is written;
+    /// - `InvalidConfig` naming the metric and the metrics that exist when the preservation
+    ///   policy ranks by a metric that neither this step's metrics nor any committed step's
+    ///   have while some do have metrics (a misspelt name; see
+    ///   [`CheckpointManagerOptions::allow_missing_best_metric`]) — nothing is written;
     /// - `InvalidArgument` naming the item when a JSON item (or the metrics, or the custom
     ///   metadata) is nested deeper than a restore can read back
     ///   ([`ckpt_core::pyjson::MAX_NESTING_DEPTH`] levels of arrays and objects) — nothing is
@@ -435,6 +441,15 @@ impl CheckpointManager {
                 ))
                 .with_step(step));
             }
+        }
+        // A policy ranking by a metric that neither this step nor any committed one has (a
+        // typo) would delete the best steps: refused before anything is written (issue 11,
+        // item 8). The new step comes first: it usually has the metric, which ends the check.
+        if !core.ranking_metrics.is_empty() && !core.options.allow_missing_best_metric {
+            let new = CheckpointInfo::new(step, core.options.clock.now(), options.metrics.clone());
+            let st = core.state();
+            core.check_metrics_exist(std::iter::once(&new).chain(st.checkpoints.iter()))
+                .map_err(|e| e.with_step(step))?;
         }
         save::check_json_depth(step, &items, &options)?;
         let name = core.format.build_name(step);
@@ -660,8 +675,11 @@ impl CheckpointManager {
     ///
     /// # Errors
     /// `ReadOnly` on a read-only manager unless `dry_run`; `InvalidConfig` when the policy's own
-    /// validation fails; `Storage` when a delete fails (steps deleted before it stay deleted and
-    /// unlisted; the failing one stays listed).
+    /// validation fails, or when it ranks by a metric no step has while some steps have metrics
+    /// (a misspelt name, naming it and the metrics that exist; unless
+    /// [`CheckpointManagerOptions::allow_missing_best_metric`]) — nothing is deleted then;
+    /// `Storage` when a delete fails (steps deleted before it stay deleted and unlisted; the
+    /// failing one stays listed).
     pub fn apply_preservation(
         &mut self,
         policy: &dyn PreservationPolicy,
@@ -679,6 +697,11 @@ impl CheckpointManager {
             now: self.core.options.clock.now(),
         };
         let checkpoints = self.checkpoints();
+        crate::shared::check_policy_metrics(
+            policy,
+            &checkpoints,
+            self.core.options.allow_missing_best_metric,
+        )?;
         let verdicts = ckpt_policy::decide(policy, &checkpoints, &cx);
         let mut out = Vec::with_capacity(verdicts.len());
         for (step, verdict) in verdicts {

@@ -23,6 +23,24 @@ use ckpt_storage::{
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex, MutexGuard};
 
+/// [`ckpt_policy::check_metrics_exist`] unless `allow`, the error saying how to opt in.
+pub(crate) fn check_policy_metrics<'a, P, I>(policy: &P, checkpoints: I, allow: bool) -> Result<()>
+where
+    P: PreservationPolicy + ?Sized,
+    I: IntoIterator<Item = &'a CheckpointInfo>,
+    I::IntoIter: Clone,
+{
+    if allow {
+        return Ok(());
+    }
+    ckpt_policy::check_metrics_exist(policy, checkpoints).map_err(|e| {
+        Error::invalid_config(format!(
+            "{}; to use it anyway, set the manager option allow_missing_best_metric (ckpt gc: --allow-missing-metric)",
+            e.message()
+        ))
+    })
+}
+
 /// The committed steps as the manager knows them.
 #[derive(Debug, Default)]
 pub(crate) struct State {
@@ -124,6 +142,8 @@ pub(crate) struct Core {
     pub options: CheckpointManagerOptions,
     pub save_policy: Arc<dyn SaveDecisionPolicy>,
     pub preservation: Arc<dyn PreservationPolicy>,
+    /// The metrics `preservation` ranks by ([`PreservationPolicy::ranking_metrics`]).
+    pub ranking_metrics: Vec<String>,
     pub registry: HandlerRegistry,
     state: Mutex<State>,
     /// The deleter thread, with `enable_background_delete`.
@@ -184,6 +204,7 @@ impl Core {
         } else {
             store.lock_for_writing()?
         };
+        let ranking_metrics = preservation.ranking_metrics();
         let mut core = Core {
             store,
             protocol,
@@ -191,6 +212,7 @@ impl Core {
             options,
             save_policy,
             preservation,
+            ranking_metrics,
             registry,
             state: Mutex::new(State::default()),
             deleter: None,
@@ -207,8 +229,27 @@ impl Core {
             )?);
         }
         core.load(core.options.lightweight_initialize)?;
+        // A policy ranking by a metric none of the root's steps has (a typo) would delete the
+        // best steps at the first save: refused now (issue 11, item 8).
+        if !core.options.read_only {
+            core.check_metrics_exist(&core.state().checkpoints)?;
+        }
         core.write_root_metadata_once()?;
         Ok(core)
+    }
+
+    /// [`ckpt_policy::check_metrics_exist`] for this manager's preservation policy over
+    /// `checkpoints`, unless `allow_missing_best_metric`; the error says how to opt in.
+    pub fn check_metrics_exist<'a, I>(&self, checkpoints: I) -> Result<()>
+    where
+        I: IntoIterator<Item = &'a CheckpointInfo>,
+        I::IntoIter: Clone,
+    {
+        check_policy_metrics(
+            self.preservation.as_ref(),
+            checkpoints,
+            self.options.allow_missing_best_metric,
+        )
     }
 
     /// The listing, locked. A poisoned lock only means a thread panicked while holding plain data.

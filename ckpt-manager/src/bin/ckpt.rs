@@ -3,9 +3,11 @@
 //! ```text
 //! ckpt ls ROOT [--json]            the committed steps: commit time, items, metrics; latest marked
 //! ckpt show ROOT STEP [--json]     one step's metadata and items (JSON items with their value)
-//! ckpt gc ROOT --policy FILE [--dry-run] [--json]
+//! ckpt gc ROOT --policy FILE [--dry-run] [--json] [--allow-missing-metric]
 //!                                  apply a preservation policy (JSON or TOML file): each step
-//!                                  kept or deleted, with the policy's reason
+//!                                  kept or deleted, with the policy's reason; a policy ranking
+//!                                  by a metric no step has is refused unless
+//!                                  --allow-missing-metric
 //! ckpt verify ROOT [STEP] [--checksums-only]
 //!                                  check every file against the step's checksum manifest and
 //!                                  restore each item as `restore` would (not with
@@ -75,6 +77,10 @@ enum Command {
         /// Only print what the policy decides; delete nothing.
         #[arg(long)]
         dry_run: bool,
+        /// Apply a policy that ranks by a metric no step has although steps have metrics
+        /// (refused by default: a misspelt metric would delete the best steps).
+        #[arg(long)]
+        allow_missing_metric: bool,
     },
     /// Check every file of a step (or of every step) against its recorded checksums, and
     /// restore each item as `restore` would, so that "ok" means the step restores.
@@ -131,7 +137,8 @@ fn main() -> ExitCode {
             root,
             policy,
             dry_run,
-        } => gc(&root, &policy, dry_run),
+            allow_missing_metric,
+        } => gc(&root, &policy, dry_run, allow_missing_metric),
         Command::Verify {
             root,
             step,
@@ -470,11 +477,16 @@ fn cp(args: &RootArgs, dst: &str, step: Option<&str>) -> Result<()> {
 }
 
 fn open(args: &RootArgs) -> Result<CheckpointManager> {
-    open_root(args, true)
+    open_root(args, true, |o| o)
 }
 
-/// Opens an existing root (never creating it), read-only or for deleting steps.
-fn open_root(args: &RootArgs, read_only: bool) -> Result<CheckpointManager> {
+/// Opens an existing root (never creating it), read-only or for deleting steps, with the
+/// options `adjust` makes of the command's.
+fn open_root(
+    args: &RootArgs,
+    read_only: bool,
+    adjust: impl FnOnce(CheckpointManagerOptions) -> CheckpointManagerOptions,
+) -> Result<CheckpointManager> {
     let store = ckpt_manager::storage::open(&args.root)?;
     match store.stat("")? {
         Some(_) => {}
@@ -491,7 +503,7 @@ fn open_root(args: &RootArgs, read_only: bool) -> Result<CheckpointManager> {
         ..Default::default()
     };
     CheckpointManager::builder_with_store(store)
-        .options(options)
+        .options(adjust(options))
         .build()
 }
 
@@ -647,9 +659,17 @@ fn show(args: &RootArgs, step: &str) -> Result<()> {
     Ok(())
 }
 
-fn gc(args: &RootArgs, policy_file: &std::path::Path, dry_run: bool) -> Result<()> {
+fn gc(
+    args: &RootArgs,
+    policy_file: &std::path::Path,
+    dry_run: bool,
+    allow_missing_metric: bool,
+) -> Result<()> {
     let policy = ckpt_manager::preservation_policy_from_file(policy_file)?;
-    let mut mngr = open_root(args, dry_run)?;
+    let mut mngr = open_root(args, dry_run, |o| CheckpointManagerOptions {
+        allow_missing_best_metric: allow_missing_metric,
+        ..o
+    })?;
     let decisions = mngr.apply_preservation(policy.as_ref(), dry_run)?;
     if args.json {
         let out: Vec<Value> = decisions
