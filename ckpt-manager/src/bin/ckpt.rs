@@ -3,11 +3,12 @@
 //! ```text
 //! ckpt ls ROOT [--json]            the committed steps: commit time, items, metrics; latest marked
 //! ckpt show ROOT STEP [--json]     one step's metadata and items (JSON items with their value)
-//! ckpt gc ROOT --policy FILE [--dry-run] [--json] [--allow-missing-metric]
+//! ckpt gc ROOT --policy FILE [--dry-run] [--json] [--allow-missing-metric] [--allow-empty]
 //!                                  apply a preservation policy (JSON or TOML file): each step
 //!                                  kept or deleted, with the policy's reason; a policy ranking
 //!                                  by a metric no step has is refused unless
-//!                                  --allow-missing-metric
+//!                                  --allow-missing-metric, one keeping no step unless
+//!                                  --allow-empty
 //! ckpt verify ROOT [STEP] [--checksums-only]
 //!                                  check every file against the step's checksum manifest and
 //!                                  restore each item as `restore` would (not with
@@ -81,6 +82,10 @@ enum Command {
         /// (refused by default: a misspelt metric would delete the best steps).
         #[arg(long)]
         allow_missing_metric: bool,
+        /// Apply a policy that keeps none of the root's steps (refused by default: it would
+        /// delete every step).
+        #[arg(long)]
+        allow_empty: bool,
     },
     /// Check every file of a step (or of every step) against its recorded checksums, and
     /// restore each item as `restore` would, so that "ok" means the step restores.
@@ -138,7 +143,8 @@ fn main() -> ExitCode {
             policy,
             dry_run,
             allow_missing_metric,
-        } => gc(&root, &policy, dry_run, allow_missing_metric),
+            allow_empty,
+        } => gc(&root, &policy, dry_run, allow_missing_metric, allow_empty),
         Command::Verify {
             root,
             step,
@@ -664,13 +670,49 @@ fn gc(
     policy_file: &std::path::Path,
     dry_run: bool,
     allow_missing_metric: bool,
+    allow_empty: bool,
 ) -> Result<()> {
     let policy = ckpt_manager::preservation_policy_from_file(policy_file)?;
     let mut mngr = open_root(args, dry_run, |o| CheckpointManagerOptions {
         allow_missing_best_metric: allow_missing_metric,
         ..o
     })?;
-    let decisions = mngr.apply_preservation(policy.as_ref(), dry_run)?;
+    // Decide first, delete exactly what was decided: a policy that keeps none of the steps of
+    // a non-empty root is refused before anything is deleted (issue 11, item 9).
+    let mut decisions = mngr.apply_preservation(policy.as_ref(), true)?;
+    let keeps_none = !decisions.is_empty() && decisions.iter().all(|d| !d.keep);
+    let refusal = (keeps_none && !allow_empty).then(|| {
+        Error::invalid_config(format!(
+            "the policy keeps none of the {} step(s) of {}: it would delete every step; nothing was deleted (pass --allow-empty to delete them all)",
+            decisions.len(),
+            mngr.directory()
+        ))
+    });
+    if let Some(e) = refusal {
+        if !dry_run {
+            return Err(e);
+        }
+        // A dry run still shows what the policy decides, then says that gc would refuse it.
+        print_gc(args, &decisions, true, &mngr.directory())?;
+        return Err(e);
+    }
+    if !dry_run {
+        for d in decisions.iter_mut().filter(|d| !d.keep) {
+            mngr.delete(d.step)?;
+            d.deleted = true;
+        }
+    }
+    print_gc(args, &decisions, dry_run, &mngr.directory())?;
+    mngr.close()
+}
+
+/// Prints `ckpt gc`'s decisions: a table (or `--json`, a list) and a summary line.
+fn print_gc(
+    args: &RootArgs,
+    decisions: &[ckpt_manager::RetentionDecision],
+    dry_run: bool,
+    root: &str,
+) -> Result<()> {
     if args.json {
         let out: Vec<Value> = decisions
             .iter()
@@ -679,7 +721,7 @@ fn gc(
         out!("{}", serde_json::to_string_pretty(&out).map_err(json_err)?);
     } else {
         out!("{:<14} {:<14} REASON", "STEP", "ACTION");
-        for d in &decisions {
+        for d in decisions {
             let action = match (d.keep, d.deleted) {
                 (true, _) => "kept",
                 (false, true) => "deleted",
@@ -690,15 +732,12 @@ fn gc(
         let dropped = decisions.iter().filter(|d| !d.keep).count();
         let kept = decisions.len() - dropped;
         if dry_run {
-            out!(
-                "dry run: {kept} kept, {dropped} would be deleted in {}",
-                mngr.directory()
-            );
+            out!("dry run: {kept} kept, {dropped} would be deleted in {root}");
         } else {
-            out!("{kept} kept, {dropped} deleted in {}", mngr.directory());
+            out!("{kept} kept, {dropped} deleted in {root}");
         }
     }
-    mngr.close()
+    Ok(())
 }
 
 fn json_err(e: serde_json::Error) -> Error {

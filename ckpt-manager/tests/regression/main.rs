@@ -19,6 +19,7 @@ use train::{checkpoint, data, model, optim, rng, trainer};
 mod common;
 
 mod best_metric_missing_from_every_step;
+mod gc_policy_keeps_nothing;
 mod written_but_unreadable;
 
 /// In the child process: runs `train` (see `train_child`). Must stay at the crate root: the
