@@ -249,6 +249,13 @@ fn copy_tensors(tensors: &TensorMap) -> ckpt_core::Result<TensorMap> {
 pub struct SaveOptions {
     /// The step's metrics, e.g. `{"val_loss": 0.31}`: written to `<step>/metrics/metrics` (always,
     /// unless `prevent_write_metrics`; deviation D2) and used by `best_metric` retention.
+    ///
+    /// Values that rank must be finite numbers. A NaN or ±infinite `f64` cannot be held by
+    /// `serde_json::Value`: it becomes `null` (`Value::from(f64::NAN)`, `json!(f64::NAN)`), is
+    /// written as `null`, and ranks below every number (never the best step, the first
+    /// `BestN` drops). `save` logs a `tracing` warning for each such metric, once, naming the
+    /// step and the metric; retention that deletes a step without a usable value of the metric it
+    /// ranks by (missing, `null`) logs that deletion at WARN rather than INFO.
     pub metrics: Option<Metrics>,
     /// Stored in the step metadata's `custom_metadata`.
     pub custom_metadata: Option<Metrics>,
@@ -257,7 +264,7 @@ pub struct SaveOptions {
 }
 
 impl SaveOptions {
-    /// Sets the metrics.
+    /// Sets the metrics (see [`SaveOptions::metrics`]: a NaN becomes `null`, with a warning).
     pub fn metrics(mut self, metrics: Metrics) -> Self {
         self.metrics = Some(metrics);
         self

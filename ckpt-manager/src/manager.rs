@@ -375,7 +375,9 @@ impl CheckpointManager {
     /// Saves `items` as `step` (spec §3.5), returning `Ok(false)` when the save decision says no
     /// (or, read-only, without `force`). Writes every item into the step's tmp directory, commits
     /// items then the step, records the step, then applies the preservation policy over all steps
-    /// and deletes what it does not keep — possibly the new step itself.
+    /// and deletes what it does not keep — possibly the new step itself. A metric whose value is
+    /// `null` (what a NaN becomes, see [`SaveOptions::metrics`]) is logged as a warning naming
+    /// the step and the metric.
     ///
     /// With `enable_async_checkpointing` (the default) `save` returns `Ok(true)` as soon as the
     /// items no longer need the caller's memory, and the rest runs on a background thread: items
@@ -452,6 +454,7 @@ impl CheckpointManager {
                 .map_err(|e| e.with_step(step))?;
         }
         save::check_json_depth(step, &items, &options)?;
+        save::warn_unusable_metrics(step, options.metrics.as_ref());
         let name = core.format.build_name(step);
         // Whether a committed step is there unlisted: checked here and now, except for a
         // background save on an object store (commit-file mode), where it is a network round

@@ -277,6 +277,8 @@ pub(crate) fn run(
 
 /// Runs the preservation policy over the committed steps and deletes what it does not keep
 /// (spec §4.4). A delete that fails is logged and the step stays listed (retried next time).
+/// Each deletion is logged at INFO with the policy's reason, or at WARN when the step has no
+/// usable value of a metric the policy ranks by (issue 11, item 11).
 ///
 /// The decision uses the policy's keep flags on the listing in place (no copy of it, no
 /// reasons: well under a millisecond for 10,000 steps with the built-in policies); the
@@ -287,9 +289,29 @@ pub(crate) fn apply_retention(core: &Core) {
     let cx = PreservationContext {
         now: core.options.clock.now(),
     };
+    // For each step to delete, the ranking metrics it has no usable value of: deleting such a
+    // step is logged at WARN (it may be a good step whose metric was NaN or missing).
+    let mut lacking: BTreeMap<Step, Vec<&str>> = BTreeMap::new();
     let to_delete: Vec<Step> = {
         let mut st = core.state();
         let (steps, to_delete) = retention_decision(core, &st.checkpoints, &cx);
+        if !core.ranking_metrics.is_empty() {
+            for &step in &to_delete {
+                let pos = st.checkpoints.partition_point(|c| c.step < step);
+                let Some(info) = st.checkpoints.get(pos).filter(|c| c.step == step) else {
+                    continue;
+                };
+                let missing: Vec<&str> = core
+                    .ranking_metrics
+                    .iter()
+                    .map(String::as_str)
+                    .filter(|m| ckpt_policy::metric_value(info.metrics.as_ref(), m).is_none())
+                    .collect();
+                if !missing.is_empty() {
+                    lacking.insert(step, missing);
+                }
+            }
+        }
         tracing::debug!(
             steps = steps.len(),
             "retention decided over the committed steps"
@@ -302,16 +324,28 @@ pub(crate) fn apply_retention(core: &Core) {
         });
         to_delete
     };
-    let reasons: BTreeMap<Step, Verdict> =
-        if !to_delete.is_empty() && tracing::enabled!(tracing::Level::INFO) {
-            let verdicts = core.state().retention_verdicts(core.preservation.as_ref());
-            verdicts.into_iter().filter(|(_, v)| !v.keep).collect()
-        } else {
-            BTreeMap::new()
-        };
+    let wanted = tracing::enabled!(tracing::Level::INFO)
+        || (!lacking.is_empty() && tracing::enabled!(tracing::Level::WARN));
+    let reasons: BTreeMap<Step, Verdict> = if !to_delete.is_empty() && wanted {
+        let verdicts = core.state().retention_verdicts(core.preservation.as_ref());
+        verdicts.into_iter().filter(|(_, v)| !v.keep).collect()
+    } else {
+        BTreeMap::new()
+    };
     for step in to_delete {
         let reason = reasons.get(&step).map_or("", |v| v.reason.as_str());
-        tracing::info!(step, reason, "deleting step");
+        match lacking.get(&step) {
+            Some(missing) => {
+                let metric = missing.join(", ");
+                tracing::warn!(
+                    step,
+                    metric = metric.as_str(),
+                    reason,
+                    "deleting step {step}, which has no usable value of {metric} (missing, null or NaN), the metric retention ranks by"
+                );
+            }
+            None => tracing::info!(step, reason, "deleting step"),
+        }
         if let Err(e) = core.delete_step(step) {
             tracing::error!(step, error = %e, "retention could not delete the step; it stays listed");
         }
@@ -334,6 +368,22 @@ pub(crate) fn retention_decision(
         .map(|(s, _)| *s)
         .collect();
     (steps, to_delete)
+}
+
+/// Warns (once, at the save of `step`) about each metric whose value is `null`: what a NaN or
+/// ±infinite `f64` becomes in JSON (`serde_json::Value` cannot hold it), written so to disk, and
+/// ranked below every number by `BestN` (never best; the first to go).
+pub(crate) fn warn_unusable_metrics(step: Step, metrics: Option<&Metrics>) {
+    for (metric, value) in metrics.into_iter().flatten() {
+        if value.is_null() {
+            tracing::warn!(
+                step,
+                metric = metric.as_str(),
+                "metric {metric:?} of step {step} is null (a NaN or infinite value becomes null in JSON): \
+                 it is written as null and has no usable value for ranking"
+            );
+        }
+    }
 }
 
 /// How deeply arrays and objects nest in the JSON object `map` (as a whole file: `{}` is 1);

@@ -64,3 +64,76 @@ pub fn steps_of(root: &str) -> Vec<u64> {
         .unwrap()
         .all_steps()
 }
+
+/// One `tracing` event as [`capture_events`] saw it: its level and its fields as text
+/// (`message` included; string fields without quotes).
+#[derive(Debug, Clone)]
+pub struct CapturedEvent {
+    /// The event's level.
+    pub level: tracing::Level,
+    /// Field name → value.
+    pub fields: std::collections::BTreeMap<String, String>,
+}
+
+impl CapturedEvent {
+    /// The field `name`, or "".
+    pub fn field(&self, name: &str) -> &str {
+        self.fields.get(name).map_or("", String::as_str)
+    }
+}
+
+/// A subscriber that keeps every event (spans are ignored).
+struct Capture(std::sync::Arc<std::sync::Mutex<Vec<CapturedEvent>>>);
+
+struct Fields<'a>(&'a mut std::collections::BTreeMap<String, String>);
+
+impl tracing::field::Visit for Fields<'_> {
+    fn record_str(&mut self, field: &tracing::field::Field, value: &str) {
+        self.0.insert(field.name().to_string(), value.to_string());
+    }
+
+    fn record_debug(&mut self, field: &tracing::field::Field, value: &dyn std::fmt::Debug) {
+        self.0
+            .insert(field.name().to_string(), format!("{value:?}"));
+    }
+}
+
+impl tracing::Subscriber for Capture {
+    fn enabled(&self, _: &tracing::Metadata<'_>) -> bool {
+        true
+    }
+
+    fn new_span(&self, _: &tracing::span::Attributes<'_>) -> tracing::span::Id {
+        tracing::span::Id::from_u64(1)
+    }
+
+    fn record(&self, _: &tracing::span::Id, _: &tracing::span::Record<'_>) {}
+
+    fn record_follows_from(&self, _: &tracing::span::Id, _: &tracing::span::Id) {}
+
+    fn event(&self, event: &tracing::Event<'_>) {
+        let mut fields = std::collections::BTreeMap::new();
+        event.record(&mut Fields(&mut fields));
+        let captured = CapturedEvent {
+            level: *event.metadata().level(),
+            fields,
+        };
+        self.0
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push(captured);
+    }
+
+    fn enter(&self, _: &tracing::span::Id) {}
+
+    fn exit(&self, _: &tracing::span::Id) {}
+}
+
+/// Runs `f` with a subscriber on this thread that records every event, and returns `f`'s result
+/// and the events. Only events of this thread are seen: use synchronous saves.
+pub fn capture_events<R>(f: impl FnOnce() -> R) -> (R, Vec<CapturedEvent>) {
+    let events = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let result = tracing::subscriber::with_default(Capture(events.clone()), f);
+    let events = events.lock().unwrap_or_else(|p| p.into_inner()).clone();
+    (result, events)
+}

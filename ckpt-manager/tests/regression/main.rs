@@ -20,6 +20,7 @@ mod common;
 
 mod best_metric_missing_from_every_step;
 mod gc_policy_keeps_nothing;
+mod nan_metric_and_missing_best_metric_warn;
 mod written_but_unreadable;
 
 /// In the child process: runs `train` (see `train_child`). Must stay at the crate root: the
