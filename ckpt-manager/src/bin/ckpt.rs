@@ -15,11 +15,13 @@
 //!                                  --checksums-only)
 //! ckpt cp SRC DST [--step N]       copy a root (or one step) to another store, each step
 //!                                  committed at DST with DST's protocol, checksums verified
+//! ckpt rm ROOT STEP... [--yes]     delete steps (asks on a terminal; --yes needed otherwise)
 //! ```
 //! ROOT, SRC and DST are local paths, `file:///…`, `memory://`, or object-store URIs
 //! (`s3://bucket/prefix`, configured from the `AWS_*` environment; `gs://…`, `azblob://…`).
-//! `ls`, `show` and `gc --dry-run` open the root read-only and change nothing in it; `gc` deletes
-//! exactly the steps the policy does not keep (never a directory that is not a step). Every
+//! `ls`, `show`, `verify` and `gc --dry-run` open the root read-only and change nothing in it;
+//! `gc` deletes exactly the steps the policy does not keep (never a directory that is not a
+//! step), `rm` exactly the steps named. Every
 //! command takes `--step-prefix P` and `--step-format-fixed-length N` for roots whose step
 //! directories are named that way. Errors print one line and exit 1.
 
@@ -101,6 +103,18 @@ enum Command {
         #[arg(long)]
         checksums_only: bool,
     },
+    /// Delete steps of a root, through the checkpoint manager (each step hidden, then removed).
+    /// On a terminal it asks for each step; otherwise --yes is required.
+    Rm {
+        #[command(flatten)]
+        root: RootArgs,
+        /// The steps to delete.
+        #[arg(required = true)]
+        steps: Vec<String>,
+        /// Delete without asking (required when stdin is not a terminal).
+        #[arg(long, short = 'y')]
+        yes: bool,
+    },
     /// Copy a root, or one step, to another store (local disk, S3, ...): each step is committed
     /// at the destination with the destination's commit protocol, and every source file with a
     /// checksum is verified as it is read. Committed destination steps are never overwritten
@@ -151,6 +165,7 @@ fn main() -> ExitCode {
             checksums_only,
         } => verify(&root, step.as_deref(), checksums_only),
         Command::Cp { root, dst, step } => cp(&root, &dst, step.as_deref()),
+        Command::Rm { root, steps, yes } => rm(&root, &steps, yes),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -738,6 +753,71 @@ fn print_gc(
         }
     }
     Ok(())
+}
+
+/// `ckpt rm`: deletes `steps` (all checked first: each must be a committed step) with
+/// [`CheckpointManager::delete`]. Without `yes` it asks `delete step N of ROOT? [y/N]` (on
+/// stderr) for each step when stdin is a terminal (anything but `y`/`yes` keeps it), and refuses
+/// when it is not; either way nothing is deleted before every step was checked.
+fn rm(args: &RootArgs, steps: &[String], yes: bool) -> Result<()> {
+    use std::io::{BufRead, IsTerminal, Write};
+    let mut wanted = Vec::new();
+    for s in steps {
+        let step = parse_step(s)?;
+        if !wanted.contains(&step) {
+            wanted.push(step);
+        }
+    }
+    let mut mngr = open_root(args, false, |o| o)?;
+    let listed = mngr.all_steps();
+    let missing: Vec<Step> = wanted
+        .iter()
+        .copied()
+        .filter(|s| listed.binary_search(s).is_err())
+        .collect();
+    if !missing.is_empty() {
+        return Err(Error::not_found(format!(
+            "no step {missing:?} in {}; its steps are {listed:?}; nothing was deleted",
+            mngr.directory()
+        )));
+    }
+    if !yes && !std::io::stdin().is_terminal() {
+        return Err(Error::invalid_argument(format!(
+            "refusing to delete step(s) {wanted:?} of {} without confirmation: stdin is not a terminal; pass --yes to delete them",
+            mngr.directory()
+        )));
+    }
+    let mut deleted = Vec::new();
+    let mut kept = Vec::new();
+    for step in wanted {
+        if !yes {
+            eprint!("delete step {step} of {}? [y/N] ", mngr.directory());
+            let _ = std::io::stderr().flush();
+            let mut answer = String::new();
+            std::io::stdin()
+                .lock()
+                .read_line(&mut answer)
+                .map_err(|e| Error::invalid_argument("cannot read the answer").with_source(e))?;
+            let answer = answer.trim().to_ascii_lowercase();
+            if answer != "y" && answer != "yes" {
+                if !args.json {
+                    out!("kept step {step}");
+                }
+                kept.push(step);
+                continue;
+            }
+        }
+        mngr.delete(step)?;
+        if !args.json {
+            out!("deleted step {step}");
+        }
+        deleted.push(step);
+    }
+    if args.json {
+        let out = json!({"root": mngr.directory(), "deleted": deleted, "kept": kept});
+        out!("{}", serde_json::to_string_pretty(&out).map_err(json_err)?);
+    }
+    mngr.close()
 }
 
 fn json_err(e: serde_json::Error) -> Error {

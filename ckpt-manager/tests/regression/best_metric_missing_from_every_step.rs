@@ -204,6 +204,7 @@ fn train_config_with_a_misspelt_best_metric_is_refused() {
         seed: 1,
         config_file: None,
         preemption: None,
+        resume_from: None,
     };
     let root = d.path().join("root");
     let root = root.to_str().unwrap();

@@ -19,6 +19,7 @@ use train::{checkpoint, data, model, optim, rng, trainer};
 mod common;
 
 mod best_metric_missing_from_every_step;
+mod corrupt_latest_step_resume;
 mod gc_policy_keeps_nothing;
 mod nan_metric_and_missing_best_metric_warn;
 mod written_but_unreadable;
