@@ -118,6 +118,13 @@ impl Error {
         self.temporary
     }
 
+    /// This error with `prefix` put before its message (e.g. `item "state": `, to say which
+    /// item it concerns); kind, step, path and source unchanged.
+    pub fn prefixed(mut self, prefix: &str) -> Self {
+        self.message.insert_str(0, prefix);
+        self
+    }
+
     /// The kind of failure.
     pub fn kind(&self) -> ErrorKind {
         self.kind

@@ -57,6 +57,81 @@ pub fn from_slice(bytes: &[u8]) -> Result<serde_json::Value> {
     serde_json::from_str(&cleaned).map_err(|e| Error::corrupt("invalid JSON").with_source(e))
 }
 
+/// The deepest nesting of arrays and objects that [`from_slice`] reads (levels; `[[1]]` is 2):
+/// `serde_json`'s recursion limit. A deeper text is `Corrupt` there ("recursion limit
+/// exceeded"), so writers refuse it instead ([`check_nesting_depth`]): what cannot be read back
+/// is never written.
+pub const MAX_NESTING_DEPTH: usize = 127;
+
+/// How deeply arrays and objects nest in the JSON text `bytes` (levels: `1` is 0, `[]` and `{}`
+/// are 1, `{"a": [1]}` is 2), counting brackets outside strings. Linear in the length, no
+/// allocation; for text that is not JSON the count is still finite and meaningless.
+pub fn nesting_depth(bytes: &[u8]) -> usize {
+    let (mut depth, mut max) = (0usize, 0usize);
+    let (mut in_string, mut escaped) = (false, false);
+    for &b in bytes {
+        if in_string {
+            if escaped {
+                escaped = false;
+            } else if b == b'\\' {
+                escaped = true;
+            } else if b == b'"' {
+                in_string = false;
+            }
+            continue;
+        }
+        match b {
+            b'"' => in_string = true,
+            b'[' | b'{' => {
+                depth += 1;
+                max = max.max(depth);
+            }
+            b']' | b'}' => depth = depth.saturating_sub(1),
+            _ => {}
+        }
+    }
+    max
+}
+
+/// How deeply arrays and objects nest in `value`, as [`nesting_depth`] counts it in the value's
+/// text; the walk stops once it is deeper than `limit` (returning that depth). Iterative: any
+/// depth is measured without recursion.
+pub fn value_nesting_depth(value: &serde_json::Value, limit: usize) -> usize {
+    use serde_json::Value;
+    let mut max = 0;
+    let mut stack: Vec<(&Value, usize)> = vec![(value, 1)];
+    while let Some((v, d)) = stack.pop() {
+        let children: Box<dyn Iterator<Item = &Value>> = match v {
+            Value::Array(a) => Box::new(a.iter()),
+            Value::Object(o) => Box::new(o.values()),
+            _ => continue,
+        };
+        max = max.max(d);
+        if max > limit {
+            return max;
+        }
+        stack.extend(children.map(|c| (c, d + 1)));
+    }
+    max
+}
+
+/// Refuses JSON text nested deeper than `limit` levels (at most [`MAX_NESTING_DEPTH`] for a
+/// whole file; less for a value written inside another object, e.g. `limit - 1` for the value
+/// of a top-level key).
+///
+/// # Errors
+/// [`ErrorKind::InvalidArgument`] saying the depth and the limit, when `depth > limit`; `what`
+/// names the value (e.g. `"item \"state\""`).
+pub fn check_nesting_depth(what: &str, depth: usize, limit: usize) -> Result<()> {
+    if depth > limit {
+        return Err(Error::invalid_argument(format!(
+            "{what} is JSON nested {depth} levels deep, but at most {limit} levels can be read back \
+             (the JSON reader's recursion limit is {MAX_NESTING_DEPTH}); nothing was saved"
+        )));
+    }
+    Ok(())
+}
+
 /// Replaces bare `NaN`, `Infinity` and `-Infinity` tokens outside strings with `null`.
 fn replace_non_finite(text: &str) -> std::borrow::Cow<'_, str> {
     if !text.contains("NaN") && !text.contains("Infinity") {
@@ -298,6 +373,32 @@ mod tests {
             let e = from_slice(bad).err().map(|e| e.kind());
             assert_eq!(e, Some(ErrorKind::Corrupt), "{bad:?}");
         }
+    }
+
+    #[test]
+    fn the_depth_limit_is_what_from_slice_reads() {
+        let nested = |n: usize| format!("{}1{}", "[".repeat(n), "]".repeat(n));
+        let ok = nested(MAX_NESTING_DEPTH);
+        assert!(from_slice(ok.as_bytes()).is_ok());
+        assert_eq!(nesting_depth(ok.as_bytes()), MAX_NESTING_DEPTH);
+        let deep = nested(MAX_NESTING_DEPTH + 1);
+        let e = from_slice(deep.as_bytes()).err().map(|e| e.kind());
+        assert_eq!(e, Some(ErrorKind::Corrupt));
+        assert_eq!(nesting_depth(deep.as_bytes()), MAX_NESTING_DEPTH + 1);
+        // Objects count as arrays do; brackets inside strings do not count.
+        let v = json!({"a": [{"b": "[[[{{{"}], "c": 1});
+        let text = to_vec(&v).unwrap_or_default();
+        assert_eq!(nesting_depth(&text), 3);
+        assert_eq!(value_nesting_depth(&v, 100), 3);
+        assert_eq!(nesting_depth(br#""\"[[""#), 0);
+        assert_eq!(value_nesting_depth(&json!(1), 100), 0);
+        let v: serde_json::Value = serde_json::from_str(&ok).unwrap_or_default();
+        assert_eq!(value_nesting_depth(&v, 1000), MAX_NESTING_DEPTH);
+        assert_eq!(value_nesting_depth(&v, 10), 11);
+        assert!(check_nesting_depth("x", MAX_NESTING_DEPTH, MAX_NESTING_DEPTH).is_ok());
+        let e = check_nesting_depth("item \"s\"", 200, MAX_NESTING_DEPTH).unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::InvalidArgument);
+        assert!(e.message().contains("item \"s\"") && e.message().contains("200"));
     }
 
     proptest::proptest! {

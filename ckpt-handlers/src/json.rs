@@ -12,7 +12,9 @@ use serde::{Deserialize, Serialize};
 /// The file holds exactly what Python's `json.dumps(obj)` writes (see [`ckpt_core::pyjson`]), e.g.
 /// `{"x": 2}`, with no trailing newline. One deviation, from `ckpt_core::pyjson`: a non-finite
 /// float inside a `SaveItem::Json` value is written as `null` (Python writes `NaN`); files holding
-/// `NaN`/`Infinity` are still read, those values becoming `null`.
+/// `NaN`/`Infinity` are still read, those values becoming `null`. A value nested deeper than
+/// [`pyjson::MAX_NESTING_DEPTH`] levels of arrays and objects is refused at save
+/// (`InvalidArgument`): the reader could not parse it back.
 ///
 /// Saves [`SaveItem::Json`] and [`SaveItem::JsonValue`]; restores [`RestoredItem::Json`].
 /// Serialized (typetag) as `{"type": "<ORBAX_JSON_HANDLER>", "filename": "metadata"}`; a missing
@@ -64,8 +66,10 @@ impl CheckpointHandler for JsonHandler {
     ///
     /// # Errors
     /// `InvalidArgument` for variants other than `Json`/`JsonValue`, for a value that cannot be
-    /// JSON (e.g. a map with non-string keys) and for a bad `filename`; the store's errors
-    /// (`Storage`, ...) naming the file.
+    /// JSON (e.g. a map with non-string keys), for a value nested deeper than
+    /// [`pyjson::MAX_NESTING_DEPTH`] levels of arrays and objects (which `restore` could not
+    /// parse; nothing is written), and for a bad `filename`; the store's errors (`Storage`, ...)
+    /// naming the file.
     fn save(&self, dir: &ItemDir<'_>, item: &SaveItem<'_>) -> Result<()> {
         let bytes = match item {
             SaveItem::Json(v) => pyjson::to_vec(*v),
@@ -79,6 +83,13 @@ impl CheckpointHandler for JsonHandler {
             }
         };
         let bytes = bytes.map_err(|e| e.with_path(dir.location(&self.filename)))?;
+        // What `restore` cannot parse is never written (issue 11, item 4).
+        pyjson::check_nesting_depth(
+            "the value",
+            pyjson::nesting_depth(&bytes),
+            pyjson::MAX_NESTING_DEPTH,
+        )
+        .map_err(|e| e.with_path(dir.location(&self.filename)))?;
         write_file(dir, &self.filename, &bytes, "JSON item file")
     }
 

@@ -133,7 +133,8 @@ impl<'a> Composite<'a> {
     /// for items moved in).
     ///
     /// # Errors
-    /// `InvalidArgument` naming the item when a JSON item cannot be serialized.
+    /// `InvalidArgument` naming the item when a JSON item cannot be serialized, or is nested
+    /// deeper than a restore can read ([`ckpt_core::pyjson::MAX_NESTING_DEPTH`]).
     pub(crate) fn capture(self) -> ckpt_core::Result<Captured<'a>> {
         if !self.capturable() {
             return Ok(Captured::NotCapturable(self));
@@ -148,6 +149,10 @@ impl<'a> Composite<'a> {
                         ))
                         .with_source(e)
                     })?;
+                    // What a restore could not parse is refused here, before `save` returns.
+                    let max = ckpt_core::pyjson::MAX_NESTING_DEPTH;
+                    let depth = ckpt_core::pyjson::value_nesting_depth(&value, max);
+                    ckpt_core::pyjson::check_nesting_depth(&format!("item {name:?}"), depth, max)?;
                     SaveItem::JsonValue(Cow::Owned(value))
                 }
                 SaveItem::JsonValue(v) => SaveItem::JsonValue(Cow::Owned(v.into_owned())),
@@ -244,6 +249,13 @@ fn copy_tensors(tensors: &TensorMap) -> ckpt_core::Result<TensorMap> {
 pub struct SaveOptions {
     /// The step's metrics, e.g. `{"val_loss": 0.31}`: written to `<step>/metrics/metrics` (always,
     /// unless `prevent_write_metrics`; deviation D2) and used by `best_metric` retention.
+    ///
+    /// Values that rank must be finite numbers. A NaN or ±infinite `f64` cannot be held by
+    /// `serde_json::Value`: it becomes `null` (`Value::from(f64::NAN)`, `json!(f64::NAN)`), is
+    /// written as `null`, and ranks below every number (never the best step, the first
+    /// `BestN` drops). `save` logs a `tracing` warning for each such metric, once, naming the
+    /// step and the metric; retention that deletes a step without a usable value of the metric it
+    /// ranks by (missing, `null`) logs that deletion at WARN rather than INFO.
     pub metrics: Option<Metrics>,
     /// Stored in the step metadata's `custom_metadata`.
     pub custom_metadata: Option<Metrics>,
@@ -252,7 +264,7 @@ pub struct SaveOptions {
 }
 
 impl SaveOptions {
-    /// Sets the metrics.
+    /// Sets the metrics (see [`SaveOptions::metrics`]: a NaN becomes `null`, with a warning).
     pub fn metrics(mut self, metrics: Metrics) -> Self {
         self.metrics = Some(metrics);
         self

@@ -77,6 +77,9 @@ pub struct ManagerConfig {
     /// See [`CheckpointManagerOptions::keep_checkpoints_without_metrics`] (default true).
     #[serde(default = "default_true")]
     pub keep_checkpoints_without_metrics: bool,
+    /// See [`CheckpointManagerOptions::allow_missing_best_metric`] (default false).
+    #[serde(default)]
+    pub allow_missing_best_metric: bool,
     /// See [`CheckpointManagerOptions::step_prefix`].
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub step_prefix: Option<String>,
@@ -210,6 +213,7 @@ impl Default for ManagerConfig {
             best_metric: None,
             best_mode: BestMode::Max,
             keep_checkpoints_without_metrics: true,
+            allow_missing_best_metric: false,
             step_prefix: None,
             step_format_fixed_length: None,
             create: true,
@@ -464,6 +468,7 @@ impl ManagerConfig {
             best_metric,
             best_mode,
             keep_checkpoints_without_metrics,
+            allow_missing_best_metric,
             step_prefix,
             step_format_fixed_length,
             create,
@@ -527,6 +532,7 @@ impl ManagerConfig {
             best_metric: options.best_metric.clone(),
             best_mode: options.best_mode,
             keep_checkpoints_without_metrics: options.keep_checkpoints_without_metrics,
+            allow_missing_best_metric: options.allow_missing_best_metric,
             step_prefix: options.step_prefix.clone(),
             step_format_fixed_length: options.step_format_fixed_length,
             create: options.create,

@@ -120,7 +120,9 @@ impl CheckpointManager {
     /// was given and the root has none. Opening a root for reading changes no file in it.
     ///
     /// # Errors
-    /// `InvalidConfig` for options that cannot work (see [`CheckpointManagerOptions::validate`]);
+    /// `InvalidConfig` for options that cannot work (see [`CheckpointManagerOptions::validate`]),
+    /// or (a writer) when the preservation policy ranks by a metric none of the root's steps has
+    /// while some have metrics (unless [`CheckpointManagerOptions::allow_missing_best_metric`]);
     /// `InvalidArgument` when the root is a file; `Storage` when the store fails.
     pub fn with_store(store: Arc<dyn Store>, options: CheckpointManagerOptions) -> Result<Self> {
         Ok(CheckpointManager {
@@ -324,6 +326,16 @@ impl CheckpointManager {
         self.core.item_handlers(step)
     }
 
+    /// The items of `step`: its item directories (the `metrics` item included when the step has
+    /// metrics), sorted; what [`CheckpointManager::restore`] with no names restores.
+    ///
+    /// # Errors
+    /// `NotFound` when there is no such step directory; `Storage` when it cannot be listed.
+    pub fn item_names(&self, step: Step) -> Result<Vec<String>> {
+        self.settle_if_in_flight(step);
+        self.core.item_names(step)
+    }
+
     // ----------------------------------------------------------------------------- restore
 
     /// Restores every item of `step` (the latest committed step when `None`), as Orbax `restore`
@@ -366,7 +378,9 @@ impl CheckpointManager {
     /// Saves `items` as `step` (spec §3.5), returning `Ok(false)` when the save decision says no
     /// (or, read-only, without `force`). Writes every item into the step's tmp directory, commits
     /// items then the step, records the step, then applies the preservation policy over all steps
-    /// and deletes what it does not keep — possibly the new step itself.
+    /// and deletes what it does not keep — possibly the new step itself. A metric whose value is
+    /// `null` (what a NaN becomes, see [`SaveOptions::metrics`]) is logged as a warning naming
+    /// the step and the metric.
     ///
     /// With `enable_async_checkpointing` (the default) `save` returns `Ok(true)` as soon as the
     /// items no longer need the caller's memory, and the rest runs on a background thread: items
@@ -385,6 +399,15 @@ impl CheckpointManager {
     /// - `InvalidArgument` when `items` is empty, an item name is not one path component, is
     ///   reserved (`_CHECKPOINT_METADATA`, `commit_success.txt`, `_CKPT_CHECKSUMS`, or `metrics`
     ///   when metrics are written), or the metrics lack `best_metric` (D5) — nothing is written;
+    /// - `InvalidConfig` naming the metric and the metrics that exist when the preservation
+    ///   policy ranks by a metric that neither this step's metrics nor any committed step's
+    ///   have while some do have metrics (a misspelt name; see
+    ///   [`CheckpointManagerOptions::allow_missing_best_metric`]) — nothing is written;
+    /// - `InvalidArgument` naming the item when a JSON item (or the metrics, or the custom
+    ///   metadata) is nested deeper than a restore can read back
+    ///   ([`ckpt_core::pyjson::MAX_NESTING_DEPTH`] levels of arrays and objects) — nothing is
+    ///   written (a borrowed `serde::Serialize` item of a synchronous save is measured when its
+    ///   handler serializes it: the step's tmp directory is then removed);
     /// - `Timeout` when waiting for the previous save takes longer than `async_timeout_secs`;
     /// - `Handler`/`Storage`/… from writing what is written before `save` returns (a synchronous
     ///   save; the borrowed items of an asynchronous one on a local store), naming the step; the
@@ -424,6 +447,17 @@ impl CheckpointManager {
                 .with_step(step));
             }
         }
+        // A policy ranking by a metric that neither this step nor any committed one has (a
+        // typo) would delete the best steps: refused before anything is written (issue 11,
+        // item 8). The new step comes first: it usually has the metric, which ends the check.
+        if !core.ranking_metrics.is_empty() && !core.options.allow_missing_best_metric {
+            let new = CheckpointInfo::new(step, core.options.clock.now(), options.metrics.clone());
+            let st = core.state();
+            core.check_metrics_exist(std::iter::once(&new).chain(st.checkpoints.iter()))
+                .map_err(|e| e.with_step(step))?;
+        }
+        save::check_json_depth(step, &items, &options)?;
+        save::warn_unusable_metrics(step, options.metrics.as_ref());
         let name = core.format.build_name(step);
         // Whether a committed step is there unlisted: checked here and now, except for a
         // background save on an object store (commit-file mode), where it is a network round
@@ -680,8 +714,11 @@ impl CheckpointManager {
     ///
     /// # Errors
     /// `ReadOnly` on a read-only manager unless `dry_run`; `InvalidConfig` when the policy's own
-    /// validation fails; `Storage` when a delete fails (steps deleted before it stay deleted and
-    /// unlisted; the failing one stays listed).
+    /// validation fails, or when it ranks by a metric no step has while some steps have metrics
+    /// (a misspelt name, naming it and the metrics that exist; unless
+    /// [`CheckpointManagerOptions::allow_missing_best_metric`]) — nothing is deleted then;
+    /// `Storage` when a delete fails (steps deleted before it stay deleted and unlisted; the
+    /// failing one stays listed).
     pub fn apply_preservation(
         &mut self,
         policy: &dyn PreservationPolicy,
@@ -699,6 +736,11 @@ impl CheckpointManager {
             now: self.core.options.clock.now(),
         };
         let checkpoints = self.checkpoints();
+        crate::shared::check_policy_metrics(
+            policy,
+            &checkpoints,
+            self.core.options.allow_missing_best_metric,
+        )?;
         let verdicts = ckpt_policy::decide(policy, &checkpoints, &cx);
         let mut out = Vec::with_capacity(verdicts.len());
         for (step, verdict) in verdicts {

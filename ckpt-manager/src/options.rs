@@ -34,6 +34,15 @@ pub struct CheckpointManagerOptions {
     pub best_mode: BestMode,
     /// With `best_metric`: keep checkpoints that have no metrics (default true).
     pub keep_checkpoints_without_metrics: bool,
+    /// Accept a preservation policy (or `best_metric`) that ranks by a metric no step has
+    /// (default false). Without it, a misspelt metric (`val_los`) is an `InvalidConfig` error
+    /// naming the metric and the metrics that exist — when the manager is opened on a root
+    /// whose steps have metrics, at a `save` whose step and committed steps all lack it (before
+    /// anything is written), and in [`crate::CheckpointManager::apply_preservation`] — instead
+    /// of ranking every step as having no value and deleting the best ones
+    /// ([`ckpt_policy::check_metrics_exist`]). ckpt's own (Orbax raises `KeyError` at a save
+    /// whose metrics lack the key, and nothing for a `BestN` policy).
+    pub allow_missing_best_metric: bool,
     /// Step directories are named `<step_prefix>_<step>` (prefix matched literally, deviation D7).
     pub step_prefix: Option<String>,
     /// Zero-pad the step in directory names to this many digits.
@@ -127,6 +136,7 @@ impl Default for CheckpointManagerOptions {
             best_metric: None,
             best_mode: BestMode::Max,
             keep_checkpoints_without_metrics: true,
+            allow_missing_best_metric: false,
             step_prefix: None,
             step_format_fixed_length: None,
             step_name_format: None,
@@ -193,7 +203,8 @@ impl CheckpointManagerOptions {
     /// `InvalidConfig` naming the option: `save_interval_steps` 0 (not read-only), `keep_period` 0,
     /// a policy whose own validation fails, `preservation_policy` together with `max_to_keep`,
     /// `keep_period` or `keep_time_interval_secs`, a `todelete_subdir` that is not one path
-    /// component or parses as a step name.
+    /// component or parses as a step name, a `root_metadata` nested deeper than the root
+    /// metadata file could be read back with (`ckpt_core::pyjson::MAX_NESTING_DEPTH` - 1 levels).
     pub fn validate(&self) -> Result<()> {
         if !self.read_only
             && self.save_interval_steps == Some(0)
@@ -233,6 +244,13 @@ impl CheckpointManagerOptions {
             return Err(Error::invalid_config(
                 "writer_lease_ttl_secs must be at least 1 (or None to turn the writer lease off)",
             ));
+        }
+        if let Some(m) = &self.root_metadata {
+            // Written inside `_ROOT_METADATA`'s top-level object: one level less than a file.
+            let max = ckpt_core::pyjson::MAX_NESTING_DEPTH;
+            let depth = crate::save::map_nesting_depth(m, max);
+            ckpt_core::pyjson::check_nesting_depth("root_metadata", depth, max - 1)
+                .map_err(|e| Error::invalid_config(e.message()))?;
         }
         if let Some(m) = &self.best_metric {
             if m.is_empty() {
@@ -311,6 +329,12 @@ impl CheckpointManagerBuilder {
     /// See [`CheckpointManagerOptions::keep_checkpoints_without_metrics`].
     pub fn keep_checkpoints_without_metrics(mut self, keep: bool) -> Self {
         self.options.keep_checkpoints_without_metrics = keep;
+        self
+    }
+
+    /// See [`CheckpointManagerOptions::allow_missing_best_metric`].
+    pub fn allow_missing_best_metric(mut self, allow: bool) -> Self {
+        self.options.allow_missing_best_metric = allow;
         self
     }
 

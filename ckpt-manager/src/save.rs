@@ -6,7 +6,7 @@ use crate::shared::{Core, RetentionRun};
 use crate::{Composite, SaveOptions};
 use chrono::{DateTime, Utc};
 use ckpt_core::{
-    CheckpointInfo, Error, ErrorKind, ItemHandlers, Metrics, Result, Step, StepMetadata,
+    pyjson, CheckpointInfo, Error, ErrorKind, ItemHandlers, Metrics, Result, Step, StepMetadata,
     METRICS_ITEM_NAME, STEP_METADATA_FILE,
 };
 use ckpt_handlers::{CheckpointHandler, ItemDir, JsonHandler, SaveItem};
@@ -260,7 +260,7 @@ impl Staged {
             if let Some(d) = &deferred {
                 self.unsynced.extend(d.take_unsynced());
             }
-            written.map_err(|e| e.with_step(step))?;
+            written.map_err(|e| naming_item(e, item).with_step(step))?;
             self.checksums.merge(recorder.take_manifest());
             self.handler_strings
                 .insert((*item).to_string(), handler.type_string());
@@ -377,6 +377,8 @@ pub(crate) fn run(
 
 /// Runs the preservation policy over the committed steps and deletes what it does not keep
 /// (spec §4.4). A delete that fails is logged and the step stays listed (retried next time).
+/// Each deletion is logged at INFO with the policy's reason, or at WARN when the step has no
+/// usable value of a metric the policy ranks by (issue 11, item 11).
 ///
 /// The decision uses the policy's keep flags on the listing in place (no copy of it, no
 /// reasons: well under a millisecond for 10,000 steps with the built-in policies); the
@@ -387,9 +389,29 @@ pub(crate) fn apply_retention(core: &Core) {
     let cx = PreservationContext {
         now: core.options.clock.now(),
     };
+    // For each step to delete, the ranking metrics it has no usable value of: deleting such a
+    // step is logged at WARN (it may be a good step whose metric was NaN or missing).
+    let mut lacking: BTreeMap<Step, Vec<&str>> = BTreeMap::new();
     let to_delete: Vec<Step> = {
         let mut st = core.state();
         let (steps, to_delete) = retention_decision(core, &st.checkpoints, &cx);
+        if !core.ranking_metrics.is_empty() {
+            for &step in &to_delete {
+                let pos = st.checkpoints.partition_point(|c| c.step < step);
+                let Some(info) = st.checkpoints.get(pos).filter(|c| c.step == step) else {
+                    continue;
+                };
+                let missing: Vec<&str> = core
+                    .ranking_metrics
+                    .iter()
+                    .map(String::as_str)
+                    .filter(|m| ckpt_policy::metric_value(info.metrics.as_ref(), m).is_none())
+                    .collect();
+                if !missing.is_empty() {
+                    lacking.insert(step, missing);
+                }
+            }
+        }
         tracing::debug!(
             steps = steps.len(),
             "retention decided over the committed steps"
@@ -402,16 +424,28 @@ pub(crate) fn apply_retention(core: &Core) {
         });
         to_delete
     };
-    let reasons: BTreeMap<Step, Verdict> =
-        if !to_delete.is_empty() && tracing::enabled!(tracing::Level::INFO) {
-            let verdicts = core.state().retention_verdicts(core.preservation.as_ref());
-            verdicts.into_iter().filter(|(_, v)| !v.keep).collect()
-        } else {
-            BTreeMap::new()
-        };
+    let wanted = tracing::enabled!(tracing::Level::INFO)
+        || (!lacking.is_empty() && tracing::enabled!(tracing::Level::WARN));
+    let reasons: BTreeMap<Step, Verdict> = if !to_delete.is_empty() && wanted {
+        let verdicts = core.state().retention_verdicts(core.preservation.as_ref());
+        verdicts.into_iter().filter(|(_, v)| !v.keep).collect()
+    } else {
+        BTreeMap::new()
+    };
     for step in to_delete {
         let reason = reasons.get(&step).map_or("", |v| v.reason.as_str());
-        tracing::info!(step, reason, "deleting step");
+        match lacking.get(&step) {
+            Some(missing) => {
+                let metric = missing.join(", ");
+                tracing::warn!(
+                    step,
+                    metric = metric.as_str(),
+                    reason,
+                    "deleting step {step}, which has no usable value of {metric} (missing, null or NaN), the metric retention ranks by"
+                );
+            }
+            None => tracing::info!(step, reason, "deleting step"),
+        }
         if let Err(e) = core.delete_step(step) {
             tracing::error!(step, error = %e, "retention could not delete the step; it stays listed");
         }
@@ -434,6 +468,80 @@ pub(crate) fn retention_decision(
         .map(|(s, _)| *s)
         .collect();
     (steps, to_delete)
+}
+
+/// Warns (once, at the save of `step`) about each metric whose value is `null`: what a NaN or
+/// ±infinite `f64` becomes in JSON (`serde_json::Value` cannot hold it), written so to disk, and
+/// ranked below every number by `BestN` (never best; the first to go).
+pub(crate) fn warn_unusable_metrics(step: Step, metrics: Option<&Metrics>) {
+    for (metric, value) in metrics.into_iter().flatten() {
+        if value.is_null() {
+            tracing::warn!(
+                step,
+                metric = metric.as_str(),
+                "metric {metric:?} of step {step} is null (a NaN or infinite value becomes null in JSON): \
+                 it is written as null and has no usable value for ranking"
+            );
+        }
+    }
+}
+
+/// How deeply arrays and objects nest in the JSON object `map` (as a whole file: `{}` is 1);
+/// the walk stops beyond `limit`.
+pub(crate) fn map_nesting_depth(map: &Metrics, limit: usize) -> usize {
+    let inner = map
+        .values()
+        .map(|v| pyjson::value_nesting_depth(v, limit))
+        .max()
+        .unwrap_or(0);
+    1 + inner
+}
+
+/// Refuses, before anything is written, JSON that a restore could not read back (issue 11,
+/// item 4): a JSON value item, the metrics (`<step>/metrics/metrics`) or the custom metadata
+/// (inside `_CHECKPOINT_METADATA`, one level down) nested deeper than the reader's limit
+/// ([`pyjson::MAX_NESTING_DEPTH`]). Borrowed `serde::Serialize` items are checked when they are
+/// serialized (a capture, or the JSON handler itself).
+///
+/// # Errors
+/// `InvalidArgument` naming the item (or `metrics` / `custom_metadata`), its depth, the limit
+/// and the step.
+pub(crate) fn check_json_depth(
+    step: Step,
+    items: &Composite<'_>,
+    options: &SaveOptions,
+) -> Result<()> {
+    let max = pyjson::MAX_NESTING_DEPTH;
+    for (name, item) in items.sorted() {
+        if let SaveItem::JsonValue(v) = item {
+            let depth = pyjson::value_nesting_depth(v, max);
+            pyjson::check_nesting_depth(&format!("item {name:?}"), depth, max)
+                .map_err(|e| e.with_step(step))?;
+        }
+    }
+    if let Some(m) = &options.metrics {
+        pyjson::check_nesting_depth("the metrics", map_nesting_depth(m, max), max)
+            .map_err(|e| e.with_step(step))?;
+    }
+    if let Some(m) = &options.custom_metadata {
+        pyjson::check_nesting_depth(
+            "the custom metadata (inside _CHECKPOINT_METADATA)",
+            map_nesting_depth(m, max),
+            max - 1,
+        )
+        .map_err(|e| e.with_step(step))?;
+    }
+    Ok(())
+}
+
+/// `e` (a handler's error for item `item`) naming the item, if it is bad input
+/// (`InvalidArgument`) whose message does not name it yet.
+pub(crate) fn naming_item(e: Error, item: &str) -> Error {
+    let quoted = format!("{item:?}");
+    if e.kind() != ErrorKind::InvalidArgument || e.message().contains(&quoted) {
+        return e;
+    }
+    e.prefixed(&format!("item {quoted}: "))
 }
 
 /// Checks the items of a save before anything is written.

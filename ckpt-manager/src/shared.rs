@@ -24,6 +24,24 @@ use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
+/// [`ckpt_policy::check_metrics_exist`] unless `allow`, the error saying how to opt in.
+pub(crate) fn check_policy_metrics<'a, P, I>(policy: &P, checkpoints: I, allow: bool) -> Result<()>
+where
+    P: PreservationPolicy + ?Sized,
+    I: IntoIterator<Item = &'a CheckpointInfo>,
+    I::IntoIter: Clone,
+{
+    if allow {
+        return Ok(());
+    }
+    ckpt_policy::check_metrics_exist(policy, checkpoints).map_err(|e| {
+        Error::invalid_config(format!(
+            "{}; to use it anyway, set the manager option allow_missing_best_metric (ckpt gc: --allow-missing-metric)",
+            e.message()
+        ))
+    })
+}
+
 /// The committed steps as the manager knows them.
 #[derive(Debug, Default)]
 pub(crate) struct State {
@@ -163,6 +181,8 @@ pub(crate) struct Core {
     pub options: CheckpointManagerOptions,
     pub save_policy: Arc<dyn SaveDecisionPolicy>,
     pub preservation: Arc<dyn PreservationPolicy>,
+    /// The metrics `preservation` ranks by ([`PreservationPolicy::ranking_metrics`]).
+    pub ranking_metrics: Vec<String>,
     pub registry: HandlerRegistry,
     state: Mutex<State>,
     /// The deleter thread, with `enable_background_delete`.
@@ -242,6 +262,7 @@ impl Core {
             token: ckpt_storage::writer_token(),
             exclusive: writer_lock.is_some(),
         };
+        let ranking_metrics = preservation.ranking_metrics();
         let mut core = Core {
             store,
             protocol,
@@ -249,6 +270,7 @@ impl Core {
             options,
             save_policy,
             preservation,
+            ranking_metrics,
             registry,
             state: Mutex::new(State::default()),
             deleter: None,
@@ -266,6 +288,11 @@ impl Core {
             )?);
         }
         core.load(core.options.lightweight_initialize)?;
+        // A policy ranking by a metric none of the root's steps has (a typo) would delete the
+        // best steps at the first save: refused now (issue 11, item 8).
+        if !core.options.read_only {
+            core.check_metrics_exist(&core.state().checkpoints)?;
+        }
         core.write_root_metadata_once()?;
         Ok(core)
     }
@@ -280,6 +307,20 @@ impl Core {
             Some(lock) => lock.check(),
             None => Ok(()),
         }
+    }
+
+    /// [`ckpt_policy::check_metrics_exist`] for this manager's preservation policy over
+    /// `checkpoints`, unless `allow_missing_best_metric`; the error says how to opt in.
+    pub fn check_metrics_exist<'a, I>(&self, checkpoints: I) -> Result<()>
+    where
+        I: IntoIterator<Item = &'a CheckpointInfo>,
+        I::IntoIter: Clone,
+    {
+        check_policy_metrics(
+            self.preservation.as_ref(),
+            checkpoints,
+            self.options.allow_missing_best_metric,
+        )
     }
 
     /// The listing, locked. A poisoned lock only means a thread panicked while holding plain data.
@@ -462,6 +503,12 @@ impl Core {
                     .with_path(self.store.location(&name)),
             ),
         }
+    }
+
+    /// The item directories of `step`, sorted.
+    pub fn item_names(&self, step: Step) -> Result<Vec<String>> {
+        let dir = self.existing_step_dir(step)?;
+        self.item_dirs(&dir).map_err(|e| e.with_step(step))
     }
 
     fn item_dirs(&self, dir: &str) -> Result<Vec<String>> {

@@ -2573,12 +2573,14 @@ fn cli_ls_and_gc_on_a_root_full_of_bad_input() {
 
         let policy = sb.base.join("keep_none.json");
         fs::write(&policy, r#"{"type": "LatestN", "n": 0}"#).unwrap();
+        // A policy keeping nothing needs --allow-empty (issue 11, item 9).
         let (code, out, err) = ckpt_cli(&[
             "gc",
             sb.root_str(),
             "--policy",
             policy.to_str().unwrap(),
             "--json",
+            "--allow-empty",
         ]);
         fs::remove_file(&policy).unwrap();
         assert_eq!(code, Some(0), "stderr: {err}");

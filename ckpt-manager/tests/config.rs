@@ -249,6 +249,7 @@ fn full_config_json() -> serde_json::Value {
         "best_metric": "val_loss",
         "best_mode": "min",
         "keep_checkpoints_without_metrics": false,
+        "allow_missing_best_metric": true,
         "step_prefix": "ckpt",
         "step_format_fixed_length": 6,
         "create": false,

@@ -44,6 +44,7 @@ fn config(dir: &Path, steps: u64, max_to_keep: u64) -> RunConfig {
         seed: 7,
         config_file: None,
         preemption: None,
+        resume_from: None,
     }
 }
 

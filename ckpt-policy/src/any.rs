@@ -111,6 +111,17 @@ impl PreservationPolicy for AnyPreservationPolicy {
         out
     }
 
+    /// The union of the children's, each name once, in the children's order.
+    fn ranking_metrics(&self) -> Vec<String> {
+        let mut out: Vec<String> = Vec::new();
+        for name in self.policies.iter().flat_map(|p| p.ranking_metrics()) {
+            if !out.contains(&name) {
+                out.push(name);
+            }
+        }
+        out
+    }
+
     /// # Errors
     /// `InvalidConfig` when `policies` is empty; otherwise the first child's error, its message
     /// prefixed with the child's index.

@@ -170,6 +170,11 @@ impl PreservationPolicy for BestN {
             .collect()
     }
 
+    /// `[metric]`.
+    fn ranking_metrics(&self) -> Vec<String> {
+        vec![self.metric.clone()]
+    }
+
     fn keep_flags(&self, checkpoints: &[CheckpointInfo], _cx: &PreservationContext) -> Vec<bool> {
         let len = checkpoints.len();
         let n = match self.n {

@@ -18,6 +18,7 @@
 //! - [`BestMode`] and [`best_step`] (always): the ranking `BestN` uses, for a manager's
 //!   `best_step()`.
 //! - [`decide`] (always): sort a listing read in any order and apply a preservation policy.
+//! - [`check_metrics_exist`] (always): refuse a policy ranking by a metric no checkpoint has.
 //! - [`legacy_save_decision`], [`legacy_should_save_fn_decision`] and [`legacy_preservation`]
 //!   (always): the mapping of Orbax's legacy
 //!   options onto policies (spec §3.3, §4.3).
@@ -186,6 +187,72 @@ pub trait PreservationPolicy: Debug + Send + Sync {
     fn validate(&self) -> Result<()> {
         Ok(())
     }
+
+    /// The names of the metrics this policy ranks checkpoints by, for [`check_metrics_exist`]:
+    /// `BestN` returns its `metric`, a composite policy the union of its children's (each name
+    /// once, in the children's order). The default is none: a policy of another crate that
+    /// ranks by a metric should override it, so that a misspelt metric name is caught.
+    fn ranking_metrics(&self) -> Vec<String> {
+        Vec::new()
+    }
+}
+
+/// Refuses a preservation policy that ranks by a metric no checkpoint has, while some
+/// checkpoints do have metrics: a misspelt name (`val_los` for `val_loss`) would otherwise rank
+/// every checkpoint as having no value and silently delete the best ones.
+///
+/// `checkpoints` is any listing (order does not matter), e.g. the committed steps followed by
+/// the step about to be saved. A metric counts as present when some checkpoint's metrics hold its
+/// key, whatever the value. Nothing is refused when no checkpoint has any metric (a fresh root,
+/// or a run that records none), nor for a policy without [ranking
+/// metrics](PreservationPolicy::ranking_metrics). Linear in the listing at most; it stops as
+/// soon as every ranking metric is found (at the first checkpoint, in the usual case).
+///
+/// # Errors
+/// `InvalidConfig` naming the missing metric(s) and every metric name the checkpoints have.
+pub fn check_metrics_exist<'a, P, I>(policy: &P, checkpoints: I) -> Result<()>
+where
+    P: PreservationPolicy + ?Sized,
+    I: IntoIterator<Item = &'a CheckpointInfo>,
+    I::IntoIter: Clone,
+{
+    let mut missing = policy.ranking_metrics();
+    if missing.is_empty() {
+        return Ok(());
+    }
+    let listing = checkpoints.into_iter();
+    for c in listing.clone() {
+        if let Some(m) = &c.metrics {
+            missing.retain(|k| !m.contains_key(k));
+            if missing.is_empty() {
+                return Ok(());
+            }
+        }
+    }
+    let existing: std::collections::BTreeSet<&str> = listing
+        .filter_map(|c| c.metrics.as_ref())
+        .flat_map(|m| m.keys().map(String::as_str))
+        .collect();
+    if existing.is_empty() {
+        return Ok(());
+    }
+    let quoted = |names: &mut dyn Iterator<Item = &str>| {
+        names
+            .map(|n| format!("{n:?}"))
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    let what = if missing.len() == 1 {
+        "metric"
+    } else {
+        "metrics"
+    };
+    Err(Error::invalid_config(format!(
+        "the preservation policy ranks by the {what} {}, which no checkpoint has (the metrics the checkpoints have: {}); \
+         ranking by it would treat every checkpoint as having no value and could delete the best ones",
+        quoted(&mut missing.iter().map(String::as_str)),
+        quoted(&mut existing.into_iter()),
+    )))
 }
 
 /// Applies `policy` to `checkpoints` given in any order: sorts a copy ascending by step (then by
@@ -245,4 +312,63 @@ pub fn preservation_policy_from_json(text: &str) -> Result<Box<dyn PreservationP
         .map_err(|e| Error::invalid_config(format!("cannot read the preservation policy: {e}")))?;
     policy.validate()?;
     Ok(policy)
+}
+
+#[cfg(all(test, feature = "best", feature = "latest"))]
+mod tests {
+    use super::*;
+    use chrono::TimeZone;
+
+    fn ck(step: Step, metrics: Option<&[(&str, f64)]>) -> CheckpointInfo {
+        let metrics = metrics.map(|pairs| {
+            pairs
+                .iter()
+                .map(|(k, v)| ((*k).to_string(), serde_json::json!(v)))
+                .collect()
+        });
+        let time = Utc
+            .timestamp_opt(step as i64, 0)
+            .single()
+            .unwrap_or_default();
+        CheckpointInfo::new(step, time, metrics)
+    }
+
+    fn any(policies: Vec<Box<dyn PreservationPolicy>>) -> AnyPreservationPolicy {
+        AnyPreservationPolicy::new(policies)
+    }
+
+    #[test]
+    fn ranking_metrics_of_composites_are_the_union() {
+        let p = any(vec![
+            Box::new(LatestN::new(Some(1))),
+            Box::new(BestN::new("loss", BestMode::Min, Some(1))),
+            Box::new(any(vec![
+                Box::new(BestN::new("acc", BestMode::Max, Some(1))),
+                Box::new(BestN::new("loss", BestMode::Min, Some(3))),
+            ])),
+        ]);
+        assert_eq!(p.ranking_metrics(), ["loss", "acc"]);
+        assert!(LatestN::new(Some(1)).ranking_metrics().is_empty());
+    }
+
+    #[test]
+    fn a_metric_no_checkpoint_has_is_refused_naming_what_exists() {
+        let p = BestN::new("val_los", BestMode::Min, Some(1));
+        let cs = [ck(1, None), ck(2, Some(&[("val_loss", 0.5), ("acc", 0.1)]))];
+        let e = check_metrics_exist(&p, &cs).unwrap_err();
+        assert_eq!(e.kind(), ckpt_core::ErrorKind::InvalidConfig);
+        assert!(
+            e.message().contains("\"val_los\"") && e.message().contains("\"acc\", \"val_loss\""),
+            "{e}"
+        );
+        // Present in one checkpoint is enough; no metrics anywhere is nothing to compare.
+        let ok = BestN::new("acc", BestMode::Max, Some(1));
+        assert!(check_metrics_exist(&ok, &cs).is_ok());
+        assert!(check_metrics_exist(&p, &[ck(1, None), ck(2, None)]).is_ok());
+        assert!(check_metrics_exist(&p, &[]).is_ok());
+        assert!(check_metrics_exist(&LatestN::new(Some(1)), &cs).is_ok());
+        // A listing plus a step about to be saved.
+        let new = ck(3, Some(&[("val_los", 1.0)]));
+        assert!(check_metrics_exist(&p, std::iter::once(&new).chain(cs.iter())).is_ok());
+    }
 }

@@ -24,7 +24,7 @@ use ckpt_manager::policy::{
     AnyPreservationPolicy, BestN, EveryNSteps, LatestN, PreservationContext, PreservationPolicy,
 };
 use ckpt_manager::{
-    BestMode, CheckpointInfo, CheckpointManager, CheckpointManagerOptions, Composite,
+    BestMode, CheckpointInfo, CheckpointManager, CheckpointManagerOptions, Composite, ErrorKind,
     ManagerConfig, Metrics, PreemptionSource, SaveOptions, Step,
 };
 use std::io::Write;
@@ -66,6 +66,11 @@ pub struct RunConfig {
     /// Where a preemption comes from (the program passes SIGTERM's); when it reports one, the
     /// loop saves the current step and stops.
     pub preemption: Option<Arc<dyn PreemptionSource>>,
+    /// Resume from this committed step instead of the latest (`--resume-from`): for a root whose
+    /// latest step is broken. The later steps stay in the root; saves resume once training
+    /// passes the latest step (a save below it is skipped, as the manager skips any save at or
+    /// below its latest step).
+    pub resume_from: Option<Step>,
 }
 
 /// What a run did, for the caller to report or check.
@@ -158,17 +163,66 @@ pub fn open_manager(cfg: &RunConfig) -> Result<CheckpointManager, AnyError> {
 /// Returns the step resumed from as well.
 ///
 /// # Errors
-/// When the latest checkpoint cannot be restored or does not hold this program's items (a
-/// message naming the item).
+/// As [`resume_from`] without a step.
 pub fn resume_or_init<'d>(
     mngr: &CheckpointManager,
     data: &'d Data,
     seed: u64,
 ) -> Result<(Trainer<'d>, Option<Step>), AnyError> {
-    let Some(latest) = mngr.latest_step() else {
-        return Ok((Trainer::new(data, seed), None));
+    resume_from(mngr, data, seed, None)
+}
+
+/// The model of checkpoint `step` in `mngr` (the latest when `None`; a fresh one from `seed`
+/// when the root has no checkpoint), and the step resumed from.
+///
+/// # Errors
+/// When `step` is not a checkpoint of the root (a message listing the steps there are); when the
+/// checkpoint cannot be restored or does not hold this program's items (a message naming the
+/// item). A latest checkpoint that is `Corrupt` gets a message saying how to resume from the
+/// step before it (`--resume-from`) or delete it (`ckpt rm`).
+pub fn resume_from<'d>(
+    mngr: &CheckpointManager,
+    data: &'d Data,
+    seed: u64,
+    step: Option<Step>,
+) -> Result<(Trainer<'d>, Option<Step>), AnyError> {
+    let steps = mngr.all_steps();
+    let latest = match step {
+        Some(s) if steps.binary_search(&s).is_err() => {
+            return Err(format!(
+                "--resume-from {s}: {} holds no checkpoint {s}; its checkpoints are {steps:?}",
+                mngr.directory()
+            )
+            .into())
+        }
+        Some(s) => s,
+        None => match steps.last() {
+            Some(&l) => l,
+            None => return Ok((Trainer::new(data, seed), None)),
+        },
     };
-    let restored = mngr.restore(Some(latest))?;
+    let restored = match mngr.restore(Some(latest)) {
+        Ok(r) => r,
+        Err(e) if e.kind() == ErrorKind::Corrupt && step.is_none() => {
+            let before = steps.iter().rev().nth(1);
+            let hint = match before {
+                Some(p) => format!(
+                    "to resume from the checkpoint before it, rerun with --resume-from {p} (the later \
+                     checkpoints stay), or delete it first with `ckpt rm {} {latest}`",
+                    mngr.directory()
+                ),
+                None => format!(
+                    "it is the only checkpoint: delete it with `ckpt rm {} {latest}` to start afresh",
+                    mngr.directory()
+                ),
+            };
+            return Err(format!(
+                "the latest checkpoint, step {latest}, is corrupt and cannot be restored ({e}); {hint}"
+            )
+            .into());
+        }
+        Err(e) => return Err(e.into()),
+    };
     let state: TrainState = restored.json(TRAIN_STATE)?;
     if state.step != latest {
         return Err(format!(
@@ -255,6 +309,16 @@ pub fn save_step(
 ) -> Result<bool, AnyError> {
     let step = trainer.state.step;
     if !force && !mngr.should_save(step) {
+        return Ok(false);
+    }
+    // Resumed from an older step (--resume-from), the root may hold this step already: it is
+    // kept as it is, never overwritten.
+    if force && mngr.all_steps().binary_search(&step).is_ok() {
+        writeln!(
+            out,
+            "step {step:>6}  not saved: {} already holds a checkpoint {step}, kept as it is",
+            mngr.directory()
+        )?;
         return Ok(false);
     }
     let (val_loss, val_acc) = trainer.validate();
@@ -369,7 +433,10 @@ pub fn run<'d>(
     out: &mut dyn Write,
 ) -> Result<RunOutcome<'d>, AnyError> {
     let mut mngr = open_manager(cfg)?;
-    let (mut trainer, resumed_from) = resume_or_init(&mngr, data, cfg.seed)?;
+    let (mut trainer, resumed_from) = match cfg.resume_from {
+        Some(step) => resume_from(&mngr, data, cfg.seed, Some(step))?,
+        None => resume_or_init(&mngr, data, cfg.seed)?,
+    };
     match resumed_from {
         Some(step) => {
             let s = &trainer.state;
@@ -381,6 +448,14 @@ pub fn run<'d>(
                 data.n_train(),
                 s.data_seed
             )?;
+            let later: Vec<Step> = mngr.all_steps().into_iter().filter(|&l| l > step).collect();
+            if !later.is_empty() {
+                writeln!(
+                    out,
+                    "note: resumed from step {step} as asked (--resume-from); the later checkpoints {later:?} stay, and saves resume after step {}",
+                    later[later.len() - 1]
+                )?;
+            }
             if s.data_seed != cfg.seed {
                 writeln!(
                     out,

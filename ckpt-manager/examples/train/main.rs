@@ -3,6 +3,7 @@
 //! ```text
 //! cargo run --release --example train -- --dir DIR [--steps N] [--save-every K]
 //!     [--max-to-keep M] [--best-n B] [--keep-period P] [--seed S] [--config FILE]
+//!     [--resume-from STEP]
 //! ```
 //!
 //! A one-hidden-layer MLP learns to predict the quality rating of red wines (the UCI Wine
@@ -20,6 +21,10 @@
 //! (`tests/train_sigterm.rs`). A second SIGTERM ends it at once. `--config FILE` reads a manager
 //! config (JSON or TOML, see `ManagerConfig`) whose fields override the options above, e.g. a
 //! file holding only a `preservation_policy` replaces the retention.
+//!
+//! When the latest checkpoint is corrupt, the run stops (exit 1) saying so on stderr and how to
+//! go on: `--resume-from STEP` resumes from an older checkpoint (the later ones stay, and saves
+//! resume once training passes them), or `ckpt rm DIR STEP` deletes the broken one.
 //!
 //! [`CheckpointManager`]: ckpt_manager::CheckpointManager
 
@@ -67,6 +72,10 @@ struct Args {
     /// A manager config, JSON (.json) or TOML (.toml), whose fields override the options above.
     #[arg(long, value_name = "FILE")]
     config: Option<std::path::PathBuf>,
+    /// Resume from this checkpoint instead of the latest (e.g. when the latest is corrupt). The
+    /// later checkpoints stay; saves resume once training passes the latest.
+    #[arg(long, value_name = "STEP")]
+    resume_from: Option<u64>,
 }
 
 fn main() -> ExitCode {
@@ -113,6 +122,7 @@ pub fn run_main(argv: impl IntoIterator<Item = OsString>) -> ExitCode {
         seed: args.seed,
         config_file: args.config,
         preemption: Some(preemption),
+        resume_from: args.resume_from,
     };
     let started = std::time::Instant::now();
     let data = data::Data::wine_quality();

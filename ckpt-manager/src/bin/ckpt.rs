@@ -3,17 +3,25 @@
 //! ```text
 //! ckpt ls ROOT [--json]            the committed steps: commit time, items, metrics; latest marked
 //! ckpt show ROOT STEP [--json]     one step's metadata and items (JSON items with their value)
-//! ckpt gc ROOT --policy FILE [--dry-run] [--json]
+//! ckpt gc ROOT --policy FILE [--dry-run] [--json] [--allow-missing-metric] [--allow-empty]
 //!                                  apply a preservation policy (JSON or TOML file): each step
-//!                                  kept or deleted, with the policy's reason
-//! ckpt verify ROOT [STEP]          check every file against the step's checksum manifest
+//!                                  kept or deleted, with the policy's reason; a policy ranking
+//!                                  by a metric no step has is refused unless
+//!                                  --allow-missing-metric, one keeping no step unless
+//!                                  --allow-empty
+//! ckpt verify ROOT [STEP] [--checksums-only]
+//!                                  check every file against the step's checksum manifest and
+//!                                  restore each item as `restore` would (not with
+//!                                  --checksums-only)
 //! ckpt cp SRC DST [--step N]       copy a root (or one step) to another store, each step
 //!                                  committed at DST with DST's protocol, checksums verified
+//! ckpt rm ROOT STEP... [--yes]     delete steps (asks on a terminal; --yes needed otherwise)
 //! ```
 //! ROOT, SRC and DST are local paths, `file:///…`, `memory://`, or object-store URIs
 //! (`s3://bucket/prefix`, configured from the `AWS_*` environment; `gs://…`, `azblob://…`).
-//! `ls`, `show` and `gc --dry-run` open the root read-only and change nothing in it; `gc` deletes
-//! exactly the steps the policy does not keep (never a directory that is not a step). Every
+//! `ls`, `show`, `verify` and `gc --dry-run` open the root read-only and change nothing in it;
+//! `gc` deletes exactly the steps the policy does not keep (never a directory that is not a
+//! step), `rm` exactly the steps named. Every
 //! command takes `--step-prefix P` and `--step-format-fixed-length N` for roots whose step
 //! directories are named that way. Errors print one line and exit 1.
 
@@ -72,14 +80,40 @@ enum Command {
         /// Only print what the policy decides; delete nothing.
         #[arg(long)]
         dry_run: bool,
+        /// Apply a policy that ranks by a metric no step has although steps have metrics
+        /// (refused by default: a misspelt metric would delete the best steps).
+        #[arg(long)]
+        allow_missing_metric: bool,
+        /// Apply a policy that keeps none of the root's steps (refused by default: it would
+        /// delete every step).
+        #[arg(long)]
+        allow_empty: bool,
     },
-    /// Check every file of a step (or of every step) against its recorded checksums.
+    /// Check every file of a step (or of every step) against its recorded checksums, and
+    /// restore each item as `restore` would, so that "ok" means the step restores.
     Verify {
         #[command(flatten)]
         root: RootArgs,
         /// Only this step (default: every committed step).
         #[arg(allow_hyphen_values = true)]
         step: Option<String>,
+        /// Only check the files against their checksums and the step metadata; do not restore
+        /// the items (faster, and reads each file once, but a file whose checksum matches and
+        /// that its handler cannot read passes).
+        #[arg(long)]
+        checksums_only: bool,
+    },
+    /// Delete steps of a root, through the checkpoint manager (each step hidden, then removed).
+    /// On a terminal it asks for each step; otherwise --yes is required.
+    Rm {
+        #[command(flatten)]
+        root: RootArgs,
+        /// The steps to delete.
+        #[arg(required = true)]
+        steps: Vec<String>,
+        /// Delete without asking (required when stdin is not a terminal).
+        #[arg(long, short = 'y')]
+        yes: bool,
     },
     /// Copy a root, or one step, to another store (local disk, S3, ...): each step is committed
     /// at the destination with the destination's commit protocol, and every source file with a
@@ -122,9 +156,16 @@ fn main() -> ExitCode {
             root,
             policy,
             dry_run,
-        } => gc(&root, &policy, dry_run),
-        Command::Verify { root, step } => verify(&root, step.as_deref()),
+            allow_missing_metric,
+            allow_empty,
+        } => gc(&root, &policy, dry_run, allow_missing_metric, allow_empty),
+        Command::Verify {
+            root,
+            step,
+            checksums_only,
+        } => verify(&root, step.as_deref(), checksums_only),
         Command::Cp { root, dst, step } => cp(&root, &dst, step.as_deref()),
+        Command::Rm { root, steps, yes } => rm(&root, &steps, yes),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -147,10 +188,25 @@ fn parse_step(step: &str) -> Result<Step> {
         })
 }
 
-/// `ckpt verify`: re-reads every file recorded in each step's `_CKPT_CHECKSUMS` and prints each
-/// bad one; exits 1 (a `Corrupt` error naming the bad files) when any file is bad. Steps without
-/// checksums (written by Orbax) are reported as such and are not errors.
-fn verify(args: &RootArgs, step: Option<&str>) -> Result<()> {
+/// What restoring one item of a step as `restore` would gave, for `ckpt verify`.
+enum ItemCheck {
+    /// The item restores.
+    Restores,
+    /// It does not: the step is broken.
+    Fails(String),
+    /// This program cannot restore it (an Orbax tensorstore format, a handler it does not link,
+    /// no handler recorded): not checked, not counted as bad.
+    NotChecked(String),
+}
+
+/// `ckpt verify`: re-reads every file recorded in each step's `_CKPT_CHECKSUMS`, checks the step
+/// metadata, and (unless `checksums_only`) restores each item of each step as `restore` would
+/// (its handler from the step metadata, checksums verified), one item at a time; prints each bad
+/// file and each item that does not restore, and exits 1 (a `Corrupt` error naming them) when
+/// there is one. Steps without checksums (written by Orbax) are reported as such and are not
+/// errors; items this program cannot restore (`Unsupported`: tensorstore formats, handlers not
+/// linked in; or no handler recorded) are reported as not checked.
+fn verify(args: &RootArgs, step: Option<&str>, checksums_only: bool) -> Result<()> {
     let mngr = open(args)?;
     let step_given = step;
     let steps = match step {
@@ -159,12 +215,13 @@ fn verify(args: &RootArgs, step: Option<&str>) -> Result<()> {
     };
     let mut reports = Vec::new();
     let mut bad = Vec::new();
+    let mut failed = Vec::new();
     let gone = |step: Step| -> Result<bool> {
         let dir = mngr.step_dir_name(step);
         Ok(mngr.store().stat(&dir)?.is_none())
     };
     let mut deleted = Vec::new();
-    for step in steps {
+    'steps: for step in steps {
         let dir = mngr.step_dir_name(step);
         let report = match ckpt_manager::storage::verify_step(mngr.store().as_ref(), &dir) {
             Ok(r) => r,
@@ -185,6 +242,7 @@ fn verify(args: &RootArgs, step: Option<&str>) -> Result<()> {
         // The step metadata and metrics must parse too (they are not handler files), and a
         // step written by ckpt's own handlers must still have its checksum manifest.
         let mut meta_error = None;
+        let mut handlers = std::collections::BTreeMap::new();
         match mngr.step_metadata(step) {
             Err(e) if e.kind() == ErrorKind::NotFound && step_given.is_none() && gone(step)? => {
                 deleted.push(step);
@@ -192,10 +250,8 @@ fn verify(args: &RootArgs, step: Option<&str>) -> Result<()> {
             }
             Err(e) => meta_error = Some(e.to_string()),
             Ok(meta) => {
-                let ours = meta
-                    .item_handler_map()
-                    .values()
-                    .any(|h| h.starts_with("ckpt."));
+                handlers = meta.item_handler_map();
+                let ours = handlers.values().any(|h| h.starts_with("ckpt."));
                 if ours && !report.has_checksums {
                     meta_error = Some(format!(
                         "written by ckpt, but its checksum manifest {} is missing",
@@ -207,42 +263,128 @@ fn verify(args: &RootArgs, step: Option<&str>) -> Result<()> {
         if let Some(e) = &meta_error {
             bad.push(format!("step {step}: {e}"));
         }
-        reports.push((step, report, meta_error));
+        // Each item restored as `restore` would: only for a step whose files and metadata
+        // passed (a bad one is reported already, and restore would fail on the same file).
+        let mut items: Vec<(String, ItemCheck)> = Vec::new();
+        if !checksums_only && report.is_ok() && meta_error.is_none() {
+            let names = match mngr.item_names(step) {
+                Ok(n) => n,
+                Err(e) if e.kind() == ErrorKind::NotFound && step_given.is_none() => {
+                    deleted.push(step);
+                    continue;
+                }
+                Err(e) => return Err(e),
+            };
+            for item in names {
+                let check = match mngr.restore_items(Some(step), &[item.as_str()]) {
+                    Ok(_) => ItemCheck::Restores,
+                    Err(e)
+                        if e.kind() == ErrorKind::NotFound
+                            && step_given.is_none()
+                            && gone(step)? =>
+                    {
+                        deleted.push(step);
+                        continue 'steps;
+                    }
+                    Err(e) if e.kind() == ErrorKind::Unsupported => {
+                        ItemCheck::NotChecked(e.to_string())
+                    }
+                    Err(e)
+                        if e.kind() == ErrorKind::InvalidArgument
+                            && !handlers.contains_key(&item)
+                            && item != ckpt_manager::core::METRICS_ITEM_NAME =>
+                    {
+                        ItemCheck::NotChecked(format!("the step records no handler for it: {e}"))
+                    }
+                    Err(e) => {
+                        let why = e.to_string().replace('\n', " ");
+                        failed.push(format!(
+                            "step {step}: item {item:?} does not restore: {why}"
+                        ));
+                        ItemCheck::Fails(why)
+                    }
+                };
+                items.push((item, check));
+            }
+        }
+        reports.push((step, report, meta_error, items));
     }
     if args.json {
         let out: Vec<Value> = reports
             .iter()
-            .map(|(step, r, meta_error)| {
+            .map(|(step, r, meta_error, items)| {
                 let files: Vec<Value> = r
                     .files
                     .iter()
                     .map(|(p, st)| json!({"path": p, "status": st.to_string(), "bad": st.is_bad()}))
                     .collect();
-                json!({"step": step, "has_checksums": r.has_checksums, "ok": r.is_ok() && meta_error.is_none(),
-                       "metadata_error": meta_error, "files": files})
+                let restore: Vec<Value> = items
+                    .iter()
+                    .map(|(item, c)| match c {
+                        ItemCheck::Restores => {
+                            json!({"item": item, "restores": true, "checked": true, "error": null})
+                        }
+                        ItemCheck::Fails(e) => {
+                            json!({"item": item, "restores": false, "checked": true, "error": e})
+                        }
+                        ItemCheck::NotChecked(e) => {
+                            json!({"item": item, "restores": null, "checked": false, "error": e})
+                        }
+                    })
+                    .collect();
+                let restores = !items.iter().any(|(_, c)| matches!(c, ItemCheck::Fails(_)));
+                json!({"step": step, "has_checksums": r.has_checksums,
+                       "ok": r.is_ok() && meta_error.is_none() && restores,
+                       "metadata_error": meta_error, "files": files,
+                       "restore_checked": !checksums_only, "items": restore})
             })
             .collect();
         out!("{}", serde_json::to_string_pretty(&out).map_err(json_err)?);
     } else {
-        for (step, r, meta_error) in &reports {
+        for (step, r, meta_error, items) in &reports {
             let checked = r
                 .files
                 .iter()
                 .filter(|(_, st)| !matches!(st, ckpt_manager::storage::FileStatus::Unchecked))
                 .count();
+            let restored: Vec<&str> = items
+                .iter()
+                .filter(|(_, c)| matches!(c, ItemCheck::Restores))
+                .map(|(i, _)| i.as_str())
+                .collect();
+            let restores = if checksums_only || restored.is_empty() {
+                String::new()
+            } else {
+                format!(
+                    "; {} item(s) restore ({})",
+                    restored.len(),
+                    restored.join(", ")
+                )
+            };
             if let Some(e) = meta_error {
                 out!("step {step}: BAD metadata: {e}");
             }
             if !r.has_checksums {
-                out!("step {step}: no checksums recorded");
+                out!("step {step}: no checksums recorded{restores}");
             } else if r.is_ok() {
                 if meta_error.is_none() {
-                    out!("step {step}: ok ({checked} files)");
+                    out!("step {step}: ok ({checked} files){restores}");
                 }
             } else {
                 out!("step {step}: BAD");
                 for (path, status) in r.bad_files() {
                     out!("  {}: {status}", r.location_of(path));
+                }
+            }
+            for (item, c) in items {
+                match c {
+                    ItemCheck::Restores => {}
+                    ItemCheck::Fails(e) => {
+                        out!("step {step}: BAD: item {item:?} does not restore: {e}")
+                    }
+                    ItemCheck::NotChecked(e) => {
+                        out!("step {step}: item {item:?} not checked (this program cannot restore it): {e}")
+                    }
                 }
             }
         }
@@ -253,12 +395,20 @@ fn verify(args: &RootArgs, step: Option<&str>) -> Result<()> {
             out!("(no committed steps in {})", mngr.directory());
         }
     }
-    if bad.is_empty() {
+    let mut parts = Vec::new();
+    if !bad.is_empty() {
+        parts.push(format!("{} bad file(s)", bad.len()));
+    }
+    if !failed.is_empty() {
+        parts.push(format!("{} item(s) that do not restore", failed.len()));
+    }
+    if parts.is_empty() {
         Ok(())
     } else {
+        bad.extend(failed);
         Err(Error::corrupt(format!(
-            "{} bad file(s): {}",
-            bad.len(),
+            "{}: {}",
+            parts.join(", "),
             bad.join("; ")
         )))
     }
@@ -348,11 +498,16 @@ fn cp(args: &RootArgs, dst: &str, step: Option<&str>) -> Result<()> {
 }
 
 fn open(args: &RootArgs) -> Result<CheckpointManager> {
-    open_root(args, true)
+    open_root(args, true, |o| o)
 }
 
-/// Opens an existing root (never creating it), read-only or for deleting steps.
-fn open_root(args: &RootArgs, read_only: bool) -> Result<CheckpointManager> {
+/// Opens an existing root (never creating it), read-only or for deleting steps, with the
+/// options `adjust` makes of the command's.
+fn open_root(
+    args: &RootArgs,
+    read_only: bool,
+    adjust: impl FnOnce(CheckpointManagerOptions) -> CheckpointManagerOptions,
+) -> Result<CheckpointManager> {
     let store = ckpt_manager::storage::open(&args.root)?;
     match store.stat("")? {
         Some(_) => {}
@@ -369,7 +524,7 @@ fn open_root(args: &RootArgs, read_only: bool) -> Result<CheckpointManager> {
         ..Default::default()
     };
     CheckpointManager::builder_with_store(store)
-        .options(options)
+        .options(adjust(options))
         .build()
 }
 
@@ -525,10 +680,54 @@ fn show(args: &RootArgs, step: &str) -> Result<()> {
     Ok(())
 }
 
-fn gc(args: &RootArgs, policy_file: &std::path::Path, dry_run: bool) -> Result<()> {
+fn gc(
+    args: &RootArgs,
+    policy_file: &std::path::Path,
+    dry_run: bool,
+    allow_missing_metric: bool,
+    allow_empty: bool,
+) -> Result<()> {
     let policy = ckpt_manager::preservation_policy_from_file(policy_file)?;
-    let mut mngr = open_root(args, dry_run)?;
-    let decisions = mngr.apply_preservation(policy.as_ref(), dry_run)?;
+    let mut mngr = open_root(args, dry_run, |o| CheckpointManagerOptions {
+        allow_missing_best_metric: allow_missing_metric,
+        ..o
+    })?;
+    // Decide first, delete exactly what was decided: a policy that keeps none of the steps of
+    // a non-empty root is refused before anything is deleted (issue 11, item 9).
+    let mut decisions = mngr.apply_preservation(policy.as_ref(), true)?;
+    let keeps_none = !decisions.is_empty() && decisions.iter().all(|d| !d.keep);
+    let refusal = (keeps_none && !allow_empty).then(|| {
+        Error::invalid_config(format!(
+            "the policy keeps none of the {} step(s) of {}: it would delete every step; nothing was deleted (pass --allow-empty to delete them all)",
+            decisions.len(),
+            mngr.directory()
+        ))
+    });
+    if let Some(e) = refusal {
+        if !dry_run {
+            return Err(e);
+        }
+        // A dry run still shows what the policy decides, then says that gc would refuse it.
+        print_gc(args, &decisions, true, &mngr.directory())?;
+        return Err(e);
+    }
+    if !dry_run {
+        for d in decisions.iter_mut().filter(|d| !d.keep) {
+            mngr.delete(d.step)?;
+            d.deleted = true;
+        }
+    }
+    print_gc(args, &decisions, dry_run, &mngr.directory())?;
+    mngr.close()
+}
+
+/// Prints `ckpt gc`'s decisions: a table (or `--json`, a list) and a summary line.
+fn print_gc(
+    args: &RootArgs,
+    decisions: &[ckpt_manager::RetentionDecision],
+    dry_run: bool,
+    root: &str,
+) -> Result<()> {
     if args.json {
         let out: Vec<Value> = decisions
             .iter()
@@ -537,7 +736,7 @@ fn gc(args: &RootArgs, policy_file: &std::path::Path, dry_run: bool) -> Result<(
         out!("{}", serde_json::to_string_pretty(&out).map_err(json_err)?);
     } else {
         out!("{:<14} {:<14} REASON", "STEP", "ACTION");
-        for d in &decisions {
+        for d in decisions {
             let action = match (d.keep, d.deleted) {
                 (true, _) => "kept",
                 (false, true) => "deleted",
@@ -548,13 +747,75 @@ fn gc(args: &RootArgs, policy_file: &std::path::Path, dry_run: bool) -> Result<(
         let dropped = decisions.iter().filter(|d| !d.keep).count();
         let kept = decisions.len() - dropped;
         if dry_run {
-            out!(
-                "dry run: {kept} kept, {dropped} would be deleted in {}",
-                mngr.directory()
-            );
+            out!("dry run: {kept} kept, {dropped} would be deleted in {root}");
         } else {
-            out!("{kept} kept, {dropped} deleted in {}", mngr.directory());
+            out!("{kept} kept, {dropped} deleted in {root}");
         }
+    }
+    Ok(())
+}
+
+/// `ckpt rm`: deletes `steps` (all checked first: each must be a committed step) with
+/// [`CheckpointManager::delete`]. Without `yes` it asks `delete step N of ROOT? [y/N]` (on
+/// stderr) for each step when stdin is a terminal (anything but `y`/`yes` keeps it), and refuses
+/// when it is not; either way nothing is deleted before every step was checked.
+fn rm(args: &RootArgs, steps: &[String], yes: bool) -> Result<()> {
+    use std::io::{BufRead, IsTerminal, Write};
+    let mut wanted = Vec::new();
+    for s in steps {
+        let step = parse_step(s)?;
+        if !wanted.contains(&step) {
+            wanted.push(step);
+        }
+    }
+    let mut mngr = open_root(args, false, |o| o)?;
+    let listed = mngr.all_steps();
+    let missing: Vec<Step> = wanted
+        .iter()
+        .copied()
+        .filter(|s| listed.binary_search(s).is_err())
+        .collect();
+    if !missing.is_empty() {
+        return Err(Error::not_found(format!(
+            "no step {missing:?} in {}; its steps are {listed:?}; nothing was deleted",
+            mngr.directory()
+        )));
+    }
+    if !yes && !std::io::stdin().is_terminal() {
+        return Err(Error::invalid_argument(format!(
+            "refusing to delete step(s) {wanted:?} of {} without confirmation: stdin is not a terminal; pass --yes to delete them",
+            mngr.directory()
+        )));
+    }
+    let mut deleted = Vec::new();
+    let mut kept = Vec::new();
+    for step in wanted {
+        if !yes {
+            eprint!("delete step {step} of {}? [y/N] ", mngr.directory());
+            let _ = std::io::stderr().flush();
+            let mut answer = String::new();
+            std::io::stdin()
+                .lock()
+                .read_line(&mut answer)
+                .map_err(|e| Error::invalid_argument("cannot read the answer").with_source(e))?;
+            let answer = answer.trim().to_ascii_lowercase();
+            if answer != "y" && answer != "yes" {
+                if !args.json {
+                    out!("kept step {step}");
+                }
+                kept.push(step);
+                continue;
+            }
+        }
+        mngr.delete(step)?;
+        if !args.json {
+            out!("deleted step {step}");
+        }
+        deleted.push(step);
+    }
+    if args.json {
+        let out = json!({"root": mngr.directory(), "deleted": deleted, "kept": kept});
+        out!("{}", serde_json::to_string_pretty(&out).map_err(json_err)?);
     }
     mngr.close()
 }
