@@ -49,7 +49,7 @@ pub use config::{
     preservation_policy_from_file, preservation_policy_from_json_str,
     preservation_policy_from_toml_str, ManagerConfig,
 };
-pub use manager::{CheckpointManager, RetentionDecision};
+pub use manager::{CheckpointManager, RetentionDecision, SaveOutcome};
 pub use options::{CheckpointManagerBuilder, CheckpointManagerOptions};
 pub use preemption::{ManualPreemption, PreemptionSource};
 pub use restored::Restored;

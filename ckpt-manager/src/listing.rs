@@ -11,7 +11,8 @@ use std::collections::BTreeMap;
 /// The committed steps directly under the root and their directory names, ascending by step.
 /// Names that do not parse as steps of `format`, files, tmp directories and (in commit-file mode)
 /// directories without a commit file are not steps. When two names parse to the same step (a
-/// composite format), the first in name order wins.
+/// composite format), the first in name order wins; [`committed_steps_with_shadowed`] also
+/// returns the others.
 ///
 /// Requests: one listing of the root ([`CommitProtocol::committed_children`]); on an object
 /// store in commit-file mode that is one paginated recursive listing, with no request per step.
@@ -20,7 +21,22 @@ pub(crate) fn committed_steps(
     protocol: &dyn CommitProtocol,
     format: &dyn NameFormat,
 ) -> Result<BTreeMap<Step, String>> {
+    Ok(committed_steps_with_shadowed(store, protocol, format)?.0)
+}
+
+/// The other committed names of steps listed under more than one name.
+pub(crate) type Shadowed = BTreeMap<Step, Vec<String>>;
+
+/// As [`committed_steps`], plus, for each step listed under more than one name (a composite
+/// format reading `7` and `ckpt_7`), the committed names it is not listed under: deleting the
+/// step deletes those too, or the step would come back at the next listing (issue 11, item 7).
+pub(crate) fn committed_steps_with_shadowed(
+    store: &dyn Store,
+    protocol: &dyn CommitProtocol,
+    format: &dyn NameFormat,
+) -> Result<(BTreeMap<Step, String>, Shadowed)> {
     let mut out = BTreeMap::new();
+    let mut shadowed: BTreeMap<Step, Vec<String>> = BTreeMap::new();
     for name in protocol.committed_children(store, "")? {
         if is_tmp_name(&name) {
             continue;
@@ -28,9 +44,16 @@ pub(crate) fn committed_steps(
         let Some(step) = format.parse_name(&name) else {
             continue;
         };
-        out.entry(step).or_insert(name);
+        match out.entry(step) {
+            std::collections::btree_map::Entry::Vacant(v) => {
+                v.insert(name);
+            }
+            std::collections::btree_map::Entry::Occupied(_) => {
+                shadowed.entry(step).or_default().push(name)
+            }
+        }
     }
-    Ok(out)
+    Ok((out, shadowed))
 }
 
 /// Reads `<dir>/_CHECKPOINT_METADATA`: `Ok(None)` when the file is missing.

@@ -72,6 +72,48 @@ pub struct RetentionDecision {
     pub deleted: bool,
 }
 
+/// What a call of [`CheckpointManager::save_with_outcome`] did, and why when it did not save
+/// (issue 11, item 10; Orbax's `save` returns a bare `False`, Orbax issue 527).
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum SaveOutcome {
+    /// The step is saved (or, asynchronously, being saved).
+    Saved,
+    /// Not saved: the manager is read-only (and the save was not forced).
+    ReadOnly,
+    /// Not saved: the step is not above the latest step, committed or in flight (spec §3.4).
+    NotAboveLatest {
+        /// The latest step.
+        latest: Step,
+    },
+    /// Not saved: the save decision policy said no for this step.
+    DeclinedByPolicy {
+        /// The policy, as its `Debug` form.
+        policy: String,
+    },
+}
+
+impl SaveOutcome {
+    /// Whether the step was saved.
+    pub fn saved(&self) -> bool {
+        *self == SaveOutcome::Saved
+    }
+
+    /// Why the step was not saved, in words (`None` when it was).
+    pub fn reason(&self) -> Option<String> {
+        match self {
+            SaveOutcome::Saved => None,
+            SaveOutcome::ReadOnly => Some("the manager is read-only".to_string()),
+            SaveOutcome::NotAboveLatest { latest } => Some(format!(
+                "the step is not above the latest step {latest} (a forced save saves it anyway)"
+            )),
+            SaveOutcome::DeclinedByPolicy { policy } => {
+                Some(format!("the save decision policy {policy} said no"))
+            }
+        }
+    }
+}
+
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|p| p.into_inner())
 }
@@ -231,8 +273,13 @@ impl CheckpointManager {
     /// call, under its lock, and taken out again (so this stays in microseconds with 10,000
     /// steps).
     pub fn should_save(&self, step: Step) -> bool {
+        self.save_decision(step).saved()
+    }
+
+    /// [`CheckpointManager::should_save`] with the reason when the answer is no.
+    pub fn save_decision(&self, step: Step) -> SaveOutcome {
         if self.core.options.read_only {
-            return false;
+            return SaveOutcome::ReadOnly;
         }
         let (in_flight, running) = match lock(&self.in_flight).as_ref() {
             Some(f) => (Some(f.info.clone()), !f.is_done()),
@@ -253,17 +300,22 @@ impl CheckpointManager {
             }
         }
         let previous = &view.state.checkpoints;
-        if previous.last().is_some_and(|l| step <= l.step) {
-            return false;
+        if let Some(l) = previous.last().filter(|l| step <= l.step) {
+            return SaveOutcome::NotAboveLatest { latest: l.step };
         }
         let cx = DecisionContext {
             is_saving_in_progress: running,
             reached_preemption,
             now,
         };
-        self.core
-            .save_policy
-            .should_save(&CheckpointInfo::new(step, now, None), previous, &cx)
+        let policy = &self.core.save_policy;
+        if policy.should_save(&CheckpointInfo::new(step, now, None), previous, &cx) {
+            SaveOutcome::Saved
+        } else {
+            SaveOutcome::DeclinedByPolicy {
+                policy: format!("{policy:?}"),
+            }
+        }
     }
 
     /// Re-reads the steps, their times and metrics from the root (Orbax `reload`, always a full
@@ -414,6 +466,23 @@ impl CheckpointManager {
     ///   tmp directory is removed and no step becomes visible. Failures of the background part
     ///   come from the next call instead.
     pub fn save(&mut self, step: Step, items: Composite<'_>, options: SaveOptions) -> Result<bool> {
+        self.save_with_outcome(step, items, options)
+            .map(|o| o.saved())
+    }
+
+    /// As [`CheckpointManager::save`], saying what was done: [`SaveOutcome::Saved`], or why the
+    /// step was not saved (read-only, not above the latest step, declined by the save decision
+    /// policy). A step not above the latest one is also logged at WARN (it is usually a
+    /// mistake: a restarted loop counting from 0, Orbax issue 527); a policy's no at DEBUG.
+    ///
+    /// # Errors
+    /// As [`CheckpointManager::save`].
+    pub fn save_with_outcome(
+        &mut self,
+        step: Step,
+        items: Composite<'_>,
+        options: SaveOptions,
+    ) -> Result<SaveOutcome> {
         if self.core.options.read_only {
             if options.force {
                 return Err(Error::new(
@@ -422,11 +491,30 @@ impl CheckpointManager {
                 )
                 .with_step(step));
             }
-            return Ok(false);
+            return Ok(SaveOutcome::ReadOnly);
         }
         self.report_finished()?;
-        if !options.force && !self.should_save(step) {
-            return Ok(false);
+        if !options.force {
+            let decision = self.save_decision(step);
+            match &decision {
+                SaveOutcome::Saved => {}
+                SaveOutcome::NotAboveLatest { latest } => {
+                    tracing::warn!(
+                        step,
+                        latest,
+                        "save skipped: the step is not above the latest step"
+                    );
+                    return Ok(decision);
+                }
+                other => {
+                    tracing::debug!(
+                        step,
+                        reason = other.reason().unwrap_or_default(),
+                        "save skipped"
+                    );
+                    return Ok(decision);
+                }
+            }
         }
         self.wait_until_finished()?;
         let core = &self.core;
@@ -520,7 +608,7 @@ impl CheckpointManager {
                     check_committed: deferred_check,
                     fence,
                 };
-                return save::run(core, &job, staged, &phase).map(|()| true);
+                return save::run(core, &job, staged, &phase).map(|()| SaveOutcome::Saved);
             }
         };
         let job = SaveJob {
@@ -560,7 +648,7 @@ impl CheckpointManager {
             started: Instant::now(),
             fence,
         });
-        Ok(true)
+        Ok(SaveOutcome::Saved)
     }
 
     /// Blocks until the save in flight (if any) has committed and its retention has run, and

@@ -3,7 +3,7 @@
 //! updates when a step commits.
 
 use crate::deleter::{remove_dir, Deleter};
-use crate::listing::{committed_steps, load_infos, read_metrics, read_step_metadata};
+use crate::listing::{committed_steps_with_shadowed, load_infos, read_metrics, read_step_metadata};
 use crate::options::CheckpointManagerOptions;
 use crate::Restored;
 use ckpt_core::{
@@ -49,6 +49,9 @@ pub(crate) struct State {
     pub checkpoints: Vec<CheckpointInfo>,
     /// The directory name each committed step was listed or saved under.
     pub dir_names: BTreeMap<Step, String>,
+    /// Other committed directory names of a listed step (a composite name format that reads
+    /// two names of one step): deleted with the step.
+    pub shadowed: BTreeMap<Step, Vec<String>>,
     /// The last retention run, whose verdicts are computed only when asked for.
     pub last_retention: Option<RetentionRun>,
 }
@@ -86,6 +89,7 @@ impl State {
             }
         }
         self.dir_names.remove(&step);
+        self.shadowed.remove(&step);
     }
 
     /// Replaces the listing (a reload), keeping what the last retention run saw.
@@ -330,13 +334,15 @@ impl Core {
 
     /// Re-reads the committed steps from the store.
     pub fn load(&self, lightweight: bool) -> Result<()> {
-        let names = committed_steps(
+        let (names, shadowed) = committed_steps_with_shadowed(
             self.store.as_ref(),
             self.protocol.as_ref(),
             self.format.as_ref(),
         )?;
         let checkpoints = load_infos(self.store.as_ref(), &names, lightweight);
-        self.state().replace(checkpoints, names);
+        let mut st = self.state();
+        st.replace(checkpoints, names);
+        st.shadowed = shadowed;
         Ok(())
     }
 
@@ -622,19 +628,37 @@ impl Core {
     pub fn delete_step(&self, step: Step) -> Result<()> {
         self.check_writer().map_err(|e| e.with_step(step))?;
         let name = self.step_dir_name(step);
+        // The step's other names (a composite format) go first: were they left, the step would
+        // be listed again under one of them.
+        let shadowed = self
+            .state()
+            .shadowed
+            .get(&step)
+            .cloned()
+            .unwrap_or_default();
         match &self.deleter {
             Some(d) => {
+                for other in shadowed {
+                    d.enqueue(step, other)?;
+                }
                 d.enqueue(step, name)?;
                 self.state().forget(step);
             }
             None => {
-                remove_dir(
-                    self.store.as_ref(),
-                    self.protocol.as_ref(),
-                    step,
-                    &name,
-                    self.options.todelete_subdir.as_deref(),
-                )?;
+                for other in shadowed.iter().chain(std::iter::once(&name)) {
+                    remove_dir(
+                        self.store.as_ref(),
+                        self.protocol.as_ref(),
+                        step,
+                        other,
+                        self.options.todelete_subdir.as_deref(),
+                    )?;
+                    if other != &name {
+                        if let Some(v) = self.state().shadowed.get_mut(&step) {
+                            v.retain(|n| n != other);
+                        }
+                    }
+                }
                 self.state().forget(step);
             }
         }

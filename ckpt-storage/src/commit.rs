@@ -317,6 +317,22 @@ fn remove_leftover(store: &dyn Store, path: &str, what: &str) -> Result<()> {
     Ok(())
 }
 
+/// Validates `final_path` ([`check_final`]) and refuses it when it holds a commit file.
+fn check_uncommitted(store: &dyn Store, final_path: &str) -> Result<()> {
+    check_final(final_path)?;
+    if store
+        .stat(&join_path(final_path, COMMIT_SUCCESS_FILE))?
+        .is_some()
+    {
+        return Err(Error::new(
+            ErrorKind::AlreadyExists,
+            "the directory is already committed",
+        )
+        .with_path(store.location(final_path)));
+    }
+    Ok(())
+}
+
 /// The writer token in the claim file of the step directory `step_dir` (commit-file mode), or
 /// `None` when it has none.
 ///
@@ -403,17 +419,7 @@ impl CommitProtocol for CommitFileProtocol {
     }
 
     fn prepare(&self, store: &dyn Store, final_path: &str) -> Result<String> {
-        check_final(final_path)?;
-        if store
-            .stat(&join_path(final_path, COMMIT_SUCCESS_FILE))?
-            .is_some()
-        {
-            return Err(Error::new(
-                ErrorKind::AlreadyExists,
-                "the directory is already committed",
-            )
-            .with_path(store.location(final_path)));
-        }
+        check_uncommitted(store, final_path)?;
         remove_leftover(store, final_path, "an uncommitted directory")?;
         store.create_dir(final_path)?;
         Ok(final_path.to_string())
@@ -459,17 +465,7 @@ impl CommitProtocol for CommitFileProtocol {
         final_path: &str,
         claim: &StepClaim,
     ) -> Result<String> {
-        check_final(final_path)?;
-        if store
-            .stat(&join_path(final_path, COMMIT_SUCCESS_FILE))?
-            .is_some()
-        {
-            return Err(Error::new(
-                ErrorKind::AlreadyExists,
-                "the directory is already committed",
-            )
-            .with_path(store.location(final_path)));
-        }
+        check_uncommitted(store, final_path)?;
         let claim_path = join_path(final_path, STEP_CLAIM_FILE);
         if !store.list_dir(final_path)?.is_empty() {
             if !claim.exclusive {

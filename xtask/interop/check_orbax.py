@@ -11,7 +11,8 @@ For every root in the manifest it checks:
   * layout and bytes, read off the files (no Orbax involved but its deserializers):
     - the expected step directories exist, and the leftovers that must not count as steps too;
     - a step directory holds only _CHECKPOINT_METADATA, commit_success.txt, ckpt's checksum
-      manifest _CKPT_CHECKSUMS (a file, which Orbax ignores) and the item dirs;
+      manifest _CKPT_CHECKSUMS (a file, which Orbax ignores), in commit-file mode the writer's
+      claim _CKPT_WRITER (a file too), and the item dirs;
     - commit_success.txt in every step and item directory, with Orbax's exact text;
     - _CHECKPOINT_METADATA: parses with Orbax's step_metadata_serialization, keys in Orbax's
       order, and is byte for byte what Orbax writes for the same metadata;
@@ -138,7 +139,9 @@ def check_files(root, ocp_mods):
 
     def entries(sdir=sdir, items=items):
       have = sorted(os.listdir(sdir))
-      want = sorted(["_CHECKPOINT_METADATA", "_CKPT_CHECKSUMS", "commit_success.txt"] + items)
+      # In commit-file mode ckpt's writer claims the step first (_CKPT_WRITER, a file Orbax ignores).
+      claim = [] if atomic else ["_CKPT_WRITER"]
+      want = sorted(["_CHECKPOINT_METADATA", "_CKPT_CHECKSUMS", "commit_success.txt"] + claim + items)
       expect(have == want, f"step directory holds {have}, expected {want}")
       for i in items:
         expect(os.path.isdir(os.path.join(sdir, i)), f"{i} is not a directory")

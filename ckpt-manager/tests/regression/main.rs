@@ -25,12 +25,14 @@ mod common;
 mod abandoned_save_keeps_running;
 mod best_metric_missing_from_every_step;
 mod commit_race_deletes_winner;
+mod composite_format_leaves_a_twin;
 mod corrupt_latest_step_resume;
 mod gc_policy_keeps_nothing;
 mod layers_drop_the_writer_lock;
 mod nan_metric_and_missing_best_metric_warn;
 mod no_retries_on_object_stores;
 mod second_writer_breaks_live_save;
+mod skipped_save_says_nothing;
 mod spurious_locked_while_spawning;
 mod written_but_unreadable;
 
