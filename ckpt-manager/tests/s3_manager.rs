@@ -81,22 +81,30 @@ fn opening_2000_steps_is_one_listing() {
         .unwrap();
     let counts = counting.counts();
     assert_eq!(m.all_steps(), (0..2000).collect::<Vec<u64>>());
-    assert_eq!(
-        counts.get(OpKind::ListDir),
-        1,
+    // A 500 from moto (a loaded machine) is retried by the manager's retry layer above the
+    // counting one: each such attempt is counted once more, and as a temporary failure.
+    let retried = counts.temporary_failures;
+    assert!(
+        counts.get(OpKind::ListDir) <= 1 + retried,
         "one (paginated, recursive) listing: {counts:?}"
     );
     // Opening checks the root itself (two stats of `""`, one `create_dir("")`, a no-op on S3)
     // and takes the writer lease (one conditional create): a fixed cost, whatever the number of
     // steps. Nothing is asked of any step.
-    assert!(counts.stat <= 2, "no stat per step: {counts:?}");
+    assert!(counts.stat <= 2 + retried, "no stat per step: {counts:?}");
     assert_eq!(
         counts.read + counts.read_range,
         0,
         "no read per step: {counts:?}"
     );
-    assert!(counts.total() <= 5, "nothing per step: {counts:?}");
-    assert_eq!(counts.write_if_absent, 1, "the writer lease: {counts:?}");
+    assert!(
+        counts.total() <= 5 + retried,
+        "nothing per step: {counts:?}"
+    );
+    assert!(
+        counts.write_if_absent >= 1 && counts.write_if_absent <= 1 + retried,
+        "the writer lease: {counts:?}"
+    );
     assert_eq!(counts.write, 0, "{counts:?}");
 }
 

@@ -333,6 +333,7 @@ fn counts_calls_bytes_and_logs_changes() {
                 sync_file: 0,
                 bytes_written: 7,
                 bytes_read: 8,
+                temporary_failures: 0,
             }
         );
         assert_eq!(c.total(), 13);

@@ -78,5 +78,9 @@ pub fn fresh_root(name: &str) -> Option<(String, S3Config)> {
 
 /// The store of `config`.
 pub fn store(config: &S3Config) -> std::sync::Arc<dyn ckpt_manager::storage::Store> {
-    std::sync::Arc::new(OpendalStore::s3(config.clone()).expect("S3 store"))
+    // As ckpt uses it: behind the retry layer (moto answers a 500 now and then under load).
+    std::sync::Arc::new(ckpt_manager::storage::RetryStore::new(
+        std::sync::Arc::new(OpendalStore::s3(config.clone()).expect("S3 store")),
+        ckpt_manager::storage::RetryPolicy::default(),
+    ))
 }

@@ -39,6 +39,10 @@ pub struct OpCounts {
     pub bytes_written: u64,
     /// Bytes returned by `read` and `read_range` calls that succeeded.
     pub bytes_read: u64,
+    /// Calls that failed with a temporary error ([`ckpt_core::Error::is_temporary`]): each is an
+    /// attempt that a retry layer above ([`crate::RetryStore`]) makes again, so these are the
+    /// retries made over this store (also counted in their kind's count).
+    pub temporary_failures: u64,
 }
 
 impl OpCounts {
@@ -173,6 +177,9 @@ impl CountingStore {
     ) {
         let mut st = lock(&self.state);
         st.counts.bump(op);
+        if result.as_ref().is_err_and(|e| e.is_temporary()) {
+            st.counts.temporary_failures += 1;
+        }
         if let Ok(v) = result {
             let (written, read) = bytes(v);
             st.counts.bytes_written += written;
