@@ -111,7 +111,7 @@ pub struct CheckpointManagerOptions {
     pub wait_for_writer_secs: u64,
     /// How storage operations that fail with a temporary error (an object store's 500, 503 or
     /// `SlowDown`) are retried: the manager puts a [`ckpt_storage::RetryStore`] of this policy
-    /// over any store that is not local (default [`ckpt_storage::RetryPolicy::default`]: 5
+    /// over any store that is not local (default [`ckpt_storage::RetryPolicy::default`]: 10
     /// attempts, exponential backoff with full jitter from 100 ms up to 5 s, 60 s at most);
     /// `None`: no retries. Local file systems report no temporary errors. ckpt's own.
     pub retry: Option<ckpt_storage::RetryPolicy>,

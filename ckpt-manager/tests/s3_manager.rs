@@ -77,6 +77,8 @@ fn opening_2000_steps_is_one_listing() {
     let counting = Arc::new(CountingStore::new(Arc::clone(&s3)));
     let m = CheckpointManager::builder_with_store(counting.clone())
         .lightweight_initialize(true)
+        // No lease renewal (a read and a write) during the count, however slow the machine.
+        .writer_lease_ttl_secs(Some(3600))
         .build()
         .unwrap();
     let counts = counting.counts();

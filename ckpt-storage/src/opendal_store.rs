@@ -1236,7 +1236,7 @@ impl<R: std::io::Read + Send> ReadStream for IoStream<R> {
 ///   [`crate::AzblobConfig::from_env`] (feature `azblob`).
 ///
 /// The object stores come wrapped in a [`crate::RetryStore`] (default [`crate::RetryPolicy`]:
-/// up to 5 attempts, exponential backoff with full jitter, 60 s at most), which retries the
+/// up to 10 attempts, exponential backoff with full jitter, 60 s at most), which retries the
 /// temporary errors (500, 503, `SlowDown`, lost connections) that every SDK retries.
 ///
 /// A string is taken as a URI when it starts with `<scheme>://`, the scheme being a letter then

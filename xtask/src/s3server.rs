@@ -33,7 +33,8 @@ const REQUIREMENTS: &[&str] = &["moto[s3]==5.2.5", "flask==3.1.3", "flask-cors==
 /// How long the server may take to answer after it is spawned.
 const READY_TIMEOUT: Duration = Duration::from_secs(60);
 
-/// Runs moto's server and exits as soon as the parent process is gone (the parent id changes).
+/// Runs moto's server and exits as soon as the parent process is gone (the parent id changes);
+/// makes its conditional creates atomic, as S3's are.
 const WRAPPER: &str = r#"
 import os, sys, threading, time
 parent = os.getppid()
@@ -43,6 +44,18 @@ def watch():
             os._exit(0)
         time.sleep(0.5)
 threading.Thread(target=watch, daemon=True).start()
+# moto checks If-None-Match and then stores the object in two steps, so under its threaded server
+# two conditional creates of one key can both succeed; S3 makes a conditional create atomic (the
+# commit protocol's step claims rely on it). Do the same: conditional PUTs run one at a time.
+import moto.s3.responses as _responses
+_create_lock = threading.Lock()
+_put_object = _responses.S3Response.put_object
+def _atomic_put_object(self):
+    if self.headers.get("If-None-Match"):
+        with _create_lock:
+            return _put_object(self)
+    return _put_object(self)
+_responses.S3Response.put_object = _atomic_put_object
 from moto.server import main
 sys.exit(main(sys.argv[1:]))
 "#;

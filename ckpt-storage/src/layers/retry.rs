@@ -23,7 +23,7 @@ use std::time::{Duration, Instant};
 /// at `max_backoff`, and no new attempt once `max_elapsed` has passed since the first.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct RetryPolicy {
-    /// Attempts per operation, the first included (default 5; 1 turns retries off).
+    /// Attempts per operation, the first included (default 10; 1 turns retries off).
     pub max_attempts: u32,
     /// The backoff cap before the first retry (default 100 ms).
     pub initial_backoff: Duration,
@@ -36,7 +36,7 @@ pub struct RetryPolicy {
 impl Default for RetryPolicy {
     fn default() -> Self {
         RetryPolicy {
-            max_attempts: 5,
+            max_attempts: 10,
             initial_backoff: Duration::from_millis(100),
             max_backoff: Duration::from_secs(5),
             max_elapsed: Duration::from_secs(60),
