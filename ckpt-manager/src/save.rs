@@ -290,8 +290,7 @@ impl Staged {
                 Err(e)
                     if e.kind() == ErrorKind::AlreadyExists
                         && core.protocol.mode() == AtomicityMode::CommitFile
-                        && ckpt_storage::read_step_claim(store, &self.working)?.as_deref()
-                            == Some(core.claim.token.as_str()) => {}
+                        && core.claim.is_held_in(store, &self.working)? => {}
                 other => other?,
             }
         }

@@ -102,6 +102,16 @@ pub struct StepClaim {
     pub exclusive: bool,
 }
 
+impl StepClaim {
+    /// Whether the claim file of the step directory `step_dir` holds this writer's token.
+    ///
+    /// # Errors
+    /// Store errors other than `NotFound` (no claim file: `Ok(false)`).
+    pub fn is_held_in(&self, store: &dyn Store, step_dir: &str) -> Result<bool> {
+        Ok(read_step_claim(store, step_dir)?.as_deref() == Some(self.token.as_str()))
+    }
+}
+
 /// How a directory is written and made visible (spec §1.3). Object-safe; the manager keeps an
 /// `Arc<dyn CommitProtocol>` from [`protocol_for`].
 ///
@@ -490,7 +500,7 @@ impl CommitProtocol for CommitFileProtocol {
             // Our own create, retried after its answer was lost.
             Err(e)
                 if e.kind() == ErrorKind::AlreadyExists
-                    && read_claim(store, &claim_path)?.as_deref() == Some(claim.token.as_str()) =>
+                    && claim.is_held_in(store, final_path)? =>
             {
                 Ok(final_path.to_string())
             }
@@ -526,8 +536,7 @@ impl CommitProtocol for CommitFileProtocol {
     ) -> Result<()> {
         match self.commit(store, working, final_path) {
             Err(e) if e.kind() == ErrorKind::AlreadyExists => {
-                let claim_path = join_path(final_path, STEP_CLAIM_FILE);
-                if read_claim(store, &claim_path)?.as_deref() == Some(claim.token.as_str()) {
+                if claim.is_held_in(store, final_path)? {
                     // Only the claim holder commits: the commit file is our own earlier write.
                     return Ok(());
                 }
@@ -553,10 +562,9 @@ impl CommitProtocol for CommitFileProtocol {
                 "a failed save leaves its step directory alone: it holds a commit file");
             return Ok(());
         }
-        let claim_path = join_path(final_path, STEP_CLAIM_FILE);
-        match read_claim(store, &claim_path)? {
-            Some(holder) if holder == claim.token => store.delete_prefix(final_path),
-            _ => {
+        match claim.is_held_in(store, final_path)? {
+            true => store.delete_prefix(final_path),
+            false => {
                 tracing::warn!(path = %store.location(final_path),
                     "a failed save leaves its step directory alone: another writer claimed it");
                 Ok(())

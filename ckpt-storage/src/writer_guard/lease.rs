@@ -48,6 +48,16 @@ pub struct LeaseRecord {
 }
 
 impl LeaseRecord {
+    /// This process's record for the writer `token`, expiring `ttl` after `now`.
+    fn mine(token: &str, now: DateTime<Utc>, ttl: Duration) -> LeaseRecord {
+        LeaseRecord {
+            holder: token.to_string(),
+            host: host_name(),
+            pid: std::process::id(),
+            expires_at: now + chrono_ttl(ttl),
+        }
+    }
+
     fn to_bytes(&self, ttl: Duration) -> Vec<u8> {
         let v = json!({
             "holder": self.holder,
@@ -131,15 +141,9 @@ impl WriterLease {
             .with_path(store.location("")));
         }
         let token = writer_token();
-        let record = |now: DateTime<Utc>| LeaseRecord {
-            holder: token.clone(),
-            host: host_name(),
-            pid: std::process::id(),
-            expires_at: now + chrono_ttl(ttl),
-        };
         for attempt in 0..2 {
             let now = Utc::now();
-            let mine = record(now);
+            let mine = LeaseRecord::mine(&token, now, ttl);
             match store.write_if_absent(LEASE_FILE, &mine.to_bytes(ttl)) {
                 Ok(()) => return Ok(Self::start(store, token, ttl, mine.expires_at)),
                 Err(e) if e.kind() == ErrorKind::AlreadyExists => {}
@@ -281,12 +285,7 @@ impl Shared {
                 return false;
             }
         }
-        let record = LeaseRecord {
-            holder: self.token.clone(),
-            host: host_name(),
-            pid: std::process::id(),
-            expires_at: now + chrono_ttl(self.ttl),
-        };
+        let record = LeaseRecord::mine(&self.token, now, self.ttl);
         match self.store.write(LEASE_FILE, &record.to_bytes(self.ttl)) {
             Ok(()) => self.lock().0 = record.expires_at,
             Err(e) => tracing::warn!(error = %e, "could not renew the writer lease"),
