@@ -50,6 +50,7 @@ pub(crate) fn variant_name(item: &SaveItem<'_>) -> &'static str {
         SaveItem::JsonValue(_) => "SaveItem::JsonValue",
         SaveItem::Tensors(_) => "SaveItem::Tensors",
         SaveItem::Bytes(_) => "SaveItem::Bytes",
+        SaveItem::PyTree(_) => "SaveItem::PyTree",
         SaveItem::Custom(_) => "SaveItem::Custom",
     }
 }

@@ -6,9 +6,11 @@
 //! ([`handler_for_type_string`]). Built in:
 //! - [`JsonHandler`]: Orbax `JsonCheckpointHandler`'s format and type string (spec §2.1);
 //! - [`TensorHandler`]: named n-d arrays in one safetensors file (`ckpt.tensors`);
-//! - [`BytesHandler`]: one opaque byte string (`ckpt.bytes`).
+//! - [`BytesHandler`]: one opaque byte string (`ckpt.bytes`);
+//! - [`StandardHandler`], [`PyTreeHandler`]: Orbax's `StandardCheckpointHandler` and
+//!   `PyTreeCheckpointHandler` (a [`PyTree`] of arrays in OCDBT or zarr, docs/orbax-arrays/).
 //!
-//! Orbax's tensorstore handlers (Standard, PyTree, Array) are recognised by type string and
+//! Orbax's `ArrayCheckpointHandler` and `ProtoCheckpointHandler` are recognised by type string and
 //! restoring them fails with [`ckpt_core::ErrorKind::Unsupported`] naming the item and the handler.
 #![deny(missing_docs)]
 
@@ -63,6 +65,68 @@ impl<'a> ItemDir<'a> {
         } else {
             format!("{}/{}", self.path, name)
         })
+    }
+
+    /// The path of `rel`, a `/`-separated path below this directory (`d/<hex>`,
+    /// `ocdbt.process_0/d/<hex>`, `params.w/0.0`), each component checked as by
+    /// [`ItemDir::file_path`] and by the store's path rules.
+    ///
+    /// # Errors
+    /// `InvalidArgument` when a component is empty, `.`, `..`, holds a backslash or NUL, or
+    /// begins or ends with whitespace.
+    pub fn nested_path(&self, rel: &str) -> Result<String> {
+        let mut out = self.path.to_string();
+        for part in rel.split('/') {
+            let one = self.file_path(part)?;
+            let name = &one[one.len() - part.len()..];
+            if name.starts_with(char::is_whitespace) || name.ends_with(char::is_whitespace) {
+                return Err(Error::invalid_argument(format!(
+                    "invalid path {rel:?} in item directory {}: a component begins or ends with whitespace",
+                    self.path
+                )));
+            }
+            out = ckpt_storage::join_path(&out, name);
+        }
+        Ok(out)
+    }
+
+    /// Reads bytes `range` of the file at nested path `rel` (see [`ItemDir::nested_path`]).
+    ///
+    /// # Errors
+    /// As [`ItemDir::nested_path`] and [`Store::read_range`] (`NotFound` when it is missing).
+    pub fn read_range_at(&self, rel: &str, range: std::ops::Range<u64>) -> Result<Vec<u8>> {
+        self.store.read_range(&self.nested_path(rel)?, range)
+    }
+
+    /// Reads the file at nested path `rel`.
+    ///
+    /// # Errors
+    /// As [`ItemDir::nested_path`] and [`Store::read`] (`NotFound` when it is missing).
+    pub fn read_at(&self, rel: &str) -> Result<Vec<u8>> {
+        self.store.read(&self.nested_path(rel)?)
+    }
+
+    /// The size in bytes of the file at nested path `rel`.
+    ///
+    /// # Errors
+    /// `NotFound` when it is missing; as [`ItemDir::nested_path`] and [`Store::stat`].
+    pub fn size_at(&self, rel: &str) -> Result<u64> {
+        let path = self.nested_path(rel)?;
+        match self.store.stat(&path)? {
+            Some(m) => Ok(m.size),
+            None => Err(Error::not_found(format!(
+                "file not found ({})",
+                self.store.location(&path)
+            ))),
+        }
+    }
+
+    /// Writes the file at nested path `rel` durably from `parts` (creating its directories).
+    ///
+    /// # Errors
+    /// As [`ItemDir::nested_path`] and [`Store::write_parts`].
+    pub fn write_parts_at(&self, rel: &str, parts: &[&[u8]]) -> Result<()> {
+        self.store.write_parts(&self.nested_path(rel)?, parts)
     }
 
     /// The full location of file `name` (for messages).
@@ -128,6 +192,9 @@ pub enum SaveItem<'a> {
     Tensors(Cow<'a, TensorMap>),
     /// Opaque bytes, written by [`BytesHandler`].
     Bytes(Cow<'a, [u8]>),
+    /// A pytree of arrays, written in Orbax's format by [`StandardHandler`] (or
+    /// [`PyTreeHandler`]).
+    PyTree(Cow<'a, PyTree>),
     /// Anything else, for third-party handlers, which downcast it.
     Custom(&'a (dyn std::any::Any + Sync)),
 }
@@ -153,6 +220,7 @@ impl Debug for SaveItem<'_> {
             SaveItem::JsonValue(v) => write!(f, "SaveItem::JsonValue({v})"),
             SaveItem::Tensors(t) => write!(f, "SaveItem::Tensors({} tensors)", t.len()),
             SaveItem::Bytes(b) => write!(f, "SaveItem::Bytes({} bytes)", b.len()),
+            SaveItem::PyTree(t) => write!(f, "SaveItem::PyTree({} leaves)", t.leaves().len()),
             SaveItem::Custom(_) => f.write_str("SaveItem::Custom(..)"),
         }
     }
@@ -167,6 +235,8 @@ pub enum RestoredItem {
     Tensors(TensorMap),
     /// Opaque bytes (from [`BytesHandler`]).
     Bytes(Vec<u8>),
+    /// A pytree (from [`StandardHandler`] / [`PyTreeHandler`]: Orbax's array items).
+    PyTree(PyTree),
     /// Anything else, from third-party handlers.
     Custom(Box<dyn std::any::Any + Send + Sync>),
 }
@@ -207,7 +277,10 @@ pub trait CheckpointHandler: Debug + Send + Sync {
 mod bytes;
 mod common;
 mod json;
+pub mod ocdbt;
 mod orbax;
+pub mod orbax_array;
+mod pytree;
 mod registry;
 mod tensor;
 mod tensor_handler;
@@ -215,6 +288,8 @@ mod tensor_handler;
 pub use bytes::BytesHandler;
 pub use json::JsonHandler;
 pub use orbax::{is_orbax_tensorstore_handler, ORBAX_JSON_HANDLER, ORBAX_TENSORSTORE_HANDLERS};
+pub use orbax_array::{ArrayLayout, ArrayOptions, PyTreeHandler, StandardHandler};
+pub use pytree::{param_name, KeyEntry, PyTree};
 pub use registry::{default_handler_for, handler_for_type_string, HandlerRegistry};
 pub use tensor::{DType, Element, Tensor, TensorMap};
 pub use tensor_handler::TensorHandler;

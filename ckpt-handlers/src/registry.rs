@@ -79,7 +79,8 @@ pub fn handler_for_type_string(type_string: &str) -> Result<Box<dyn CheckpointHa
 
 /// The built-in handler that saves `item` when no handler is registered for it:
 /// `Json`/`JsonValue` → [`JsonHandler::default`] (file `metadata`, Orbax's format), `Tensors` →
-/// [`TensorHandler`], `Bytes` → [`BytesHandler`] (Orbax's global arg-type registry, spec §6.1).
+/// [`TensorHandler`], `Bytes` → [`BytesHandler`], `PyTree` → [`crate::StandardHandler`] (OCDBT,
+/// as Orbax's `StandardSave`) (Orbax's global arg-type registry, spec §6.1).
 ///
 /// # Errors
 /// `InvalidArgument` for `Custom` items, which need a handler registered for their item name.
@@ -88,6 +89,7 @@ pub fn default_handler_for(item: &SaveItem<'_>) -> Result<Arc<dyn CheckpointHand
         SaveItem::Json(_) | SaveItem::JsonValue(_) => Arc::new(JsonHandler::default()),
         SaveItem::Tensors(_) => Arc::new(TensorHandler),
         SaveItem::Bytes(_) => Arc::new(BytesHandler),
+        SaveItem::PyTree(_) => Arc::new(crate::StandardHandler::default()),
         SaveItem::Custom(_) => {
             return Err(Error::invalid_argument(
                 "SaveItem::Custom has no default handler: register a handler for this item",

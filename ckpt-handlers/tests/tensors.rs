@@ -291,7 +291,13 @@ fn unsupported_dtype_in_file() {
 
 fn arb_tensor() -> impl Strategy<Value = Tensor> {
     (
-        prop::sample::select(DType::ALL.to_vec()),
+        // complex128 has no safetensors dtype (TensorHandler refuses it; tested in the crate).
+        prop::sample::select(
+            DType::ALL
+                .into_iter()
+                .filter(|d| *d != DType::C128)
+                .collect::<Vec<_>>(),
+        ),
         prop::collection::vec(0usize..4, 0..4),
     )
         .prop_flat_map(|(dtype, shape)| {
