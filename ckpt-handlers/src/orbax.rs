@@ -5,17 +5,17 @@
 pub const ORBAX_JSON_HANDLER: &str =
     "orbax.checkpoint._src.handlers.json_checkpoint_handler.JsonCheckpointHandler";
 
-/// Type strings of Orbax's handlers that store arrays in tensorstore formats (OCDBT, zarr) or
-/// protobufs, which ckpt cannot read (spec §1.5, §2.2).
-pub const ORBAX_TENSORSTORE_HANDLERS: [&str; 4] = [
-    "orbax.checkpoint._src.handlers.standard_checkpoint_handler.StandardCheckpointHandler",
-    "orbax.checkpoint._src.handlers.pytree_checkpoint_handler.PyTreeCheckpointHandler",
+/// Type strings of Orbax's handlers whose items ckpt cannot read: `ArrayCheckpointHandler` (one
+/// bare array, tensorstore format) and `ProtoCheckpointHandler` (a protobuf) (spec §1.5, §2.2).
+/// Orbax's `StandardCheckpointHandler` and `PyTreeCheckpointHandler` items are read (and
+/// written) by [`crate::StandardHandler`] and [`crate::PyTreeHandler`].
+pub const ORBAX_TENSORSTORE_HANDLERS: [&str; 2] = [
     "orbax.checkpoint._src.handlers.array_checkpoint_handler.ArrayCheckpointHandler",
     "orbax.checkpoint._src.handlers.proto_checkpoint_handler.ProtoCheckpointHandler",
 ];
 
-/// Whether `type_string` is one of [`ORBAX_TENSORSTORE_HANDLERS`] (Orbax's Standard, PyTree, Array
-/// and Proto handlers), whose items ckpt cannot restore.
+/// Whether `type_string` is one of [`ORBAX_TENSORSTORE_HANDLERS`] (Orbax's Array and Proto
+/// handlers), whose items ckpt cannot restore.
 pub fn is_orbax_tensorstore_handler(type_string: &str) -> bool {
     ORBAX_TENSORSTORE_HANDLERS.contains(&type_string)
 }
@@ -40,7 +40,7 @@ mod tests {
         assert!(!is_orbax_tensorstore_handler("StandardCheckpointHandler"));
         assert_eq!(
             class_name(ORBAX_TENSORSTORE_HANDLERS[0]),
-            "StandardCheckpointHandler"
+            "ArrayCheckpointHandler"
         );
         assert_eq!(class_name("plain"), "plain");
     }

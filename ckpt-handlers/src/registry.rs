@@ -47,7 +47,7 @@ fn lookup(type_string: &str) -> std::result::Result<Box<dyn CheckpointHandler>, 
 /// A handler built this way has its fields' serde defaults (a [`JsonHandler`] writes `metadata`).
 ///
 /// # Errors
-/// - `Unsupported` for Orbax's tensorstore handlers (Standard, PyTree, Array, Proto; see
+/// - `Unsupported` for Orbax's Array and Proto handlers (see
 ///   [`crate::is_orbax_tensorstore_handler`]), unless a linked handler claims that string: the
 ///   message says the data was written by Orbax's `<Class>` (tensorstore format), which ckpt cannot
 ///   read;
@@ -150,8 +150,8 @@ impl HandlerRegistry {
     /// # Errors
     /// - `InvalidArgument` naming the item when it is not registered and `type_string` is `None`;
     /// - `Unsupported` naming the item and the string when the string names an Orbax tensorstore
-    ///   handler (`item "state" was written by handler "...StandardCheckpointHandler": Orbax's
-    ///   StandardCheckpointHandler (tensorstore format), which ckpt cannot read`) or no linked
+    ///   handler ckpt cannot read (`item "state" was written by handler "...ArrayCheckpointHandler":
+    ///   Orbax's ArrayCheckpointHandler (tensorstore format), which ckpt cannot read`) or no linked
     ///   handler;
     /// - `Handler` naming the item when the handler cannot be built from its type string alone.
     pub fn resolve(

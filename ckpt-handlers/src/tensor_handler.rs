@@ -74,7 +74,7 @@ impl TensorHandler {
             .map(|(n, t)| {
                 safetensors::Dtype::try_from(t.dtype())
                     .map(|d| (n, t, d))
-                    .map_err(|e| e.prefixed(&format!("tensor {n:?}")))
+                    .map_err(|e| e.prefixed(&format!("tensor {n:?}: ")))
             })
             .collect::<Result<_>>()?;
         order.sort_by(|(ln, _, l), (rn, _, r)| r.cmp(l).then(ln.cmp(rn)));

@@ -17,8 +17,13 @@ use std::borrow::Cow;
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 
+/// The roots: `testdata/orbax/arrays`, or the directory `CKPT_ORBAX_ARRAYS_DIR` names (where
+/// `cargo xtask interop` has Orbax write them afresh).
 fn arrays_dir() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../testdata/orbax/arrays")
+    match std::env::var_os("CKPT_ORBAX_ARRAYS_DIR") {
+        Some(d) => PathBuf::from(d),
+        None => Path::new(env!("CARGO_MANIFEST_DIR")).join("../testdata/orbax/arrays"),
+    }
 }
 
 fn load(name: &str) -> Json {

@@ -1,7 +1,7 @@
 //! The items of one save (`Composite`) and the per-save options (`SaveOptions`).
 
 use ckpt_core::{Metrics, DEFAULT_ITEM_NAME};
-use ckpt_handlers::{SaveItem, Tensor, TensorMap};
+use ckpt_handlers::{PyTree, SaveItem, Tensor, TensorMap};
 use std::borrow::Cow;
 
 /// The named items of one save, as Orbax `args.Composite` (spec §6). Each item is written into
@@ -57,6 +57,19 @@ impl<'a> Composite<'a> {
     /// Adds a tensor item, moved in.
     pub fn tensors_owned(self, name: impl Into<String>, tensors: TensorMap) -> Self {
         self.item(name, SaveItem::Tensors(Cow::Owned(tensors)))
+    }
+
+    /// Adds a pytree item (nested dicts and lists of arrays and scalars), borrowed, written in
+    /// Orbax's `StandardSave` format (OCDBT + zarr) unless a handler is registered for `name`
+    /// (e.g. `StandardHandler::with_layout(ArrayLayout::Zarr)`, or a `PyTreeHandler`). Orbax
+    /// restores it with `restore(step)` and `args.StandardRestore`.
+    pub fn pytree(self, name: impl Into<String>, tree: &'a PyTree) -> Self {
+        self.item(name, SaveItem::PyTree(Cow::Borrowed(tree)))
+    }
+
+    /// Adds a pytree item, moved in (see [`Composite::pytree`]).
+    pub fn pytree_owned(self, name: impl Into<String>, tree: PyTree) -> Self {
+        self.item(name, SaveItem::PyTree(Cow::Owned(tree)))
     }
 
     /// Adds an opaque bytes item, borrowed.
@@ -115,6 +128,7 @@ impl<'a> Composite<'a> {
                 i,
                 SaveItem::Tensors(Cow::Borrowed(_))
                     | SaveItem::Bytes(Cow::Borrowed(_))
+                    | SaveItem::PyTree(Cow::Borrowed(_))
                     | SaveItem::Custom(_)
             )
         });
@@ -165,6 +179,8 @@ impl<'a> Composite<'a> {
                     SaveItem::Bytes(Cow::Owned(copies.pop().unwrap_or_default()))
                 }
                 SaveItem::Bytes(Cow::Owned(b)) => SaveItem::Bytes(Cow::Owned(b)),
+                SaveItem::PyTree(Cow::Borrowed(t)) => SaveItem::PyTree(Cow::Owned(t.clone())),
+                SaveItem::PyTree(Cow::Owned(t)) => SaveItem::PyTree(Cow::Owned(t)),
                 SaveItem::Custom(_) => {
                     return Err(ckpt_core::Error::invalid_argument(format!(
                         "item {name:?} cannot be captured"

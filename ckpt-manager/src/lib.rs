@@ -27,6 +27,7 @@ mod composite;
 mod config;
 pub mod copy;
 mod deleter;
+pub mod export;
 mod listing;
 mod manager;
 mod options;

@@ -1,7 +1,7 @@
 //! What `restore` returns.
 
 use ckpt_core::{Error, Result, Step};
-use ckpt_handlers::{RestoredItem, TensorMap};
+use ckpt_handlers::{PyTree, RestoredItem, TensorMap};
 use std::collections::BTreeMap;
 
 /// The items restored from one step, by name.
@@ -72,6 +72,18 @@ impl Restored {
         match self.require(name)? {
             RestoredItem::Tensors(t) => Ok(t),
             _ => Err(self.wrong_kind(name, "tensor")),
+        }
+    }
+
+    /// Pytree item `name` (an Orbax `StandardSave`/`PyTreeSave` item, or one ckpt wrote with
+    /// [`crate::Composite::pytree`]).
+    ///
+    /// # Errors
+    /// `NotFound` when there is no such item; `InvalidArgument` when it is not a pytree item.
+    pub fn pytree(&self, name: &str) -> Result<&PyTree> {
+        match self.require(name)? {
+            RestoredItem::PyTree(t) => Ok(t),
+            _ => Err(self.wrong_kind(name, "pytree")),
         }
     }
 

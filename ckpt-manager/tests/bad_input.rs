@@ -1164,7 +1164,7 @@ fn unknown_handler_strings_are_unsupported_naming_item_and_string() {
     });
 }
 
-/// Orbax's tensorstore handlers (Standard, PyTree, Array, Proto): `Unsupported` naming the item,
+/// Orbax's handlers ckpt cannot read (Array, Proto): `Unsupported` naming the item,
 /// the string, the class and the format.
 #[test]
 fn orbax_tensorstore_handlers_are_unsupported() {

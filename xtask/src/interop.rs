@@ -114,6 +114,7 @@ fn run(keep: bool) -> Result<(), String> {
         "xtask interop: Orbax checks ran in {:.1} s",
         t.elapsed().as_secs_f64()
     );
+    let checked = checked.and_then(|()| arrays(&workspace, &interop, &py, &out, &cargo));
     match (&checked, keep) {
         (Ok(()), false) => {
             if let Err(e) = std::fs::remove_dir_all(&out) {
@@ -126,6 +127,71 @@ fn run(keep: bool) -> Result<(), String> {
         ),
     }
     checked
+}
+
+/// The array part (issue 13): Orbax writes roots of every layout with
+/// `xtask/interop/arrays/gen_orbax_arrays.py` and ckpt's reader test reads them bit-exactly
+/// (`CKPT_ORBAX_ARRAYS_DIR`); ckpt writes pytree roots with the example `write_pytree_roots` and
+/// `check_ckpt_pytrees.py` has Orbax list, restore and prune them.
+fn arrays(
+    workspace: &Path,
+    interop: &Path,
+    py: &Path,
+    out: &Path,
+    cargo: &str,
+) -> Result<(), String> {
+    let arrays = interop.join("arrays");
+    let orbax_out = out.join("orbax-arrays");
+    let t = Instant::now();
+    crate::run_status(
+        Command::new(py)
+            .arg(arrays.join("gen_orbax_arrays.py"))
+            .arg(&orbax_out)
+            .stdout(Stdio::null()),
+        "Orbax writing the array roots",
+    )?;
+    eprintln!(
+        "xtask interop: Orbax wrote the array roots in {:.1} s",
+        t.elapsed().as_secs_f64()
+    );
+    crate::run_status(
+        Command::new(cargo)
+            .args([
+                "test",
+                "--quiet",
+                "-p",
+                "ckpt-handlers",
+                "--test",
+                "orbax_arrays",
+            ])
+            .env("CKPT_ORBAX_ARRAYS_DIR", &orbax_out)
+            .current_dir(workspace),
+        "ckpt reading the roots Orbax just wrote",
+    )?;
+    let pytrees = out.join("ckpt-pytrees");
+    let out_arg = pytrees.to_string_lossy();
+    crate::run_status(
+        Command::new(cargo)
+            .args([
+                "run",
+                "--quiet",
+                "-p",
+                "ckpt-manager",
+                "--example",
+                "write_pytree_roots",
+                "--",
+                out_arg.as_ref(),
+            ])
+            .current_dir(workspace)
+            .stdout(Stdio::null()),
+        "ckpt writing the pytree roots",
+    )?;
+    crate::run_status(
+        Command::new(py)
+            .arg(arrays.join("check_ckpt_pytrees.py"))
+            .arg(pytrees.join("pytrees.json")),
+        "Orbax reading ckpt's pytree roots (see the FAIL lines above)",
+    )
 }
 
 /// A new, empty directory for the roots.

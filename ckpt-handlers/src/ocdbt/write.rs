@@ -25,8 +25,19 @@ pub struct Layout {
     pub manifest: Vec<u8>,
 }
 
-/// Lays out a database holding `entries` (key, value length, inline value bytes when the value is
-/// at most [`MAX_INLINE_VALUE_BYTES`]) in data file `data_file` (a path relative to the database
+/// One key of a database to write.
+#[derive(Debug, Clone, Copy)]
+pub struct Entry<'a> {
+    /// The key.
+    pub key: &'a [u8],
+    /// The value's length in bytes.
+    pub len: u64,
+    /// The value when it goes inline into the leaf (at most [`MAX_INLINE_VALUE_BYTES`]), `None`
+    /// when it is written out of line into the data file.
+    pub inline: Option<&'a [u8]>,
+}
+
+/// Lays out a database holding `entries` in data file `data_file` (a path relative to the database
 /// directory, e.g. `d/<32 hex>`): keys must be strictly increasing as bytes.
 ///
 /// `uuid` is the database identifier, `commit_time_ns` the commit time (ns since the Unix epoch).
@@ -37,7 +48,7 @@ pub struct Layout {
 /// or there are no entries (an empty database has no root; ckpt never writes one); `Handler`
 /// when zstd fails.
 pub fn layout(
-    entries: &[(&[u8], u64, Option<&[u8]>)],
+    entries: &[Entry<'_>],
     data_file: &str,
     uuid: [u8; 16],
     commit_time_ns: u64,
@@ -47,14 +58,15 @@ pub fn layout(
             "an OCDBT database needs at least one key",
         ));
     }
-    for (i, (k, _, _)) in entries.iter().enumerate() {
+    for (i, e) in entries.iter().enumerate() {
+        let k = e.key;
         if k.len() > 65535 {
             return Err(Error::invalid_argument(format!(
                 "OCDBT key {:?} is longer than 65535 bytes",
                 String::from_utf8_lossy(k)
             )));
         }
-        if i > 0 && *k <= entries[i - 1].0 {
+        if i > 0 && k <= entries[i - 1].key {
             return Err(Error::invalid_argument(format!(
                 "OCDBT keys are not strictly increasing at {:?}",
                 String::from_utf8_lossy(k)
@@ -64,11 +76,11 @@ pub fn layout(
     let mut indirect = Vec::new();
     let mut offsets = Vec::new();
     let mut offset = 0u64;
-    for (i, (_, len, inline)) in entries.iter().enumerate() {
-        if inline.is_none() {
+    for (i, e) in entries.iter().enumerate() {
+        if e.inline.is_none() {
             indirect.push(i);
             offsets.push(offset);
-            offset += len;
+            offset += e.len;
         }
     }
     let values_bytes = offset;
@@ -85,24 +97,24 @@ pub fn layout(
             if i == 0 {
                 0
             } else {
-                common_prefix(entries[i - 1].0, entries[i].0)
+                common_prefix(entries[i - 1].key, entries[i].key)
             }
         })
         .collect();
     for s in &shared[1..] {
         put_varint(&mut body, *s as u64);
     }
-    for (i, (k, _, _)) in entries.iter().enumerate() {
-        put_varint(&mut body, (k.len() - shared[i]) as u64);
+    for (i, e) in entries.iter().enumerate() {
+        put_varint(&mut body, (e.key.len() - shared[i]) as u64);
     }
-    for (i, (k, _, _)) in entries.iter().enumerate() {
-        body.extend_from_slice(&k[shared[i]..]);
+    for (i, e) in entries.iter().enumerate() {
+        body.extend_from_slice(&e.key[shared[i]..]);
     }
-    for (_, len, _) in entries {
-        put_varint(&mut body, *len);
+    for e in entries {
+        put_varint(&mut body, e.len);
     }
-    for (_, _, inline) in entries {
-        body.push(u8::from(inline.is_none()));
+    for e in entries {
+        body.push(u8::from(e.inline.is_none()));
     }
     for _ in &indirect {
         put_varint(&mut body, 0);
@@ -110,9 +122,9 @@ pub fn layout(
     for o in &offsets {
         put_varint(&mut body, *o);
     }
-    for (_, len, inline) in entries {
-        if let Some(v) = inline {
-            if v.len() as u64 != *len {
+    for e in entries {
+        if let Some(v) = e.inline {
+            if v.len() as u64 != e.len {
                 return Err(Error::invalid_argument("inline value length mismatch"));
             }
             body.extend_from_slice(v);

@@ -149,7 +149,7 @@ impl Source<'_> {
         match self {
             Source::Ocdbt(db, files) => db
                 .read(files, full.as_bytes())
-                .map_err(|e| e.prefixed(&format!("{}", files.0.location(ocdbt::MANIFEST_FILE)))),
+                .map_err(|e| e.prefixed(&format!("{}: ", files.0.location(ocdbt::MANIFEST_FILE)))),
             Source::Dirs(dir) => dir.read_at(&full),
         }
     }
@@ -607,11 +607,12 @@ pub fn save_item(dir: &ItemDir<'_>, item: &SaveItem<'_>, options: &ArrayOptions)
 fn write_ocdbt(dir: &ItemDir<'_>, entries: &BTreeMap<Vec<u8>, &[u8]>) -> Result<()> {
     let (hex, uuid) = random_hex();
     let data_file = format!("d/{hex}");
-    let list: Vec<(&[u8], u64, Option<&[u8]>)> = entries
+    let list: Vec<ocdbt::Entry<'_>> = entries
         .iter()
-        .map(|(k, v)| {
-            let inline = (v.len() <= ocdbt::MAX_INLINE_VALUE_BYTES).then_some(*v);
-            (k.as_slice(), v.len() as u64, inline)
+        .map(|(k, v)| ocdbt::Entry {
+            key: k.as_slice(),
+            len: v.len() as u64,
+            inline: (v.len() <= ocdbt::MAX_INLINE_VALUE_BYTES).then_some(*v),
         })
         .collect();
     let now = std::time::SystemTime::now()

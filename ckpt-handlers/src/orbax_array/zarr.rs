@@ -616,7 +616,10 @@ pub fn choose_chunk_shape(
             break;
         };
         let full = shape[d].max(1);
-        let next = (1..chunk[d]).rev().find(|x| full % x == 0).unwrap_or(1);
+        let next = (1..chunk[d])
+            .rev()
+            .find(|x| full.is_multiple_of(*x))
+            .unwrap_or(1);
         chunk[d] = next;
     }
     chunk

@@ -29,6 +29,7 @@ use ckpt_manager::core::{ErrorKind, Step};
 use ckpt_manager::{CheckpointManager, CheckpointManagerOptions, Error, Result};
 use clap::{Args, Parser, Subcommand};
 use serde_json::{json, Value};
+use std::io::IsTerminal as _;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -129,6 +130,38 @@ enum Command {
         #[arg(long, allow_hyphen_values = true)]
         step: Option<String>,
     },
+    /// Write every array of a tensor-holding item (an Orbax pytree in any layout, or a
+    /// ckpt.tensors item) into one safetensors file; keys are the key paths joined by `.`
+    /// (`params.dense.kernel`), scalars are 0-d tensors.
+    Export {
+        #[command(flatten)]
+        root: RootArgs,
+        /// The step to export.
+        #[arg(allow_hyphen_values = true)]
+        step: String,
+        /// The safetensors file to write.
+        out: PathBuf,
+        /// The item (default: the step's only tensor-holding item).
+        #[arg(long)]
+        item: Option<String>,
+    },
+    /// Commit a new step holding the arrays of a safetensors file: as an Orbax pytree (nested
+    /// dicts rebuilt from the dotted names; Orbax restores it) or as a ckpt.tensors item.
+    Import {
+        /// The safetensors file to read.
+        input: PathBuf,
+        #[command(flatten)]
+        root: RootArgs,
+        /// The new step.
+        step: String,
+        /// The item name.
+        #[arg(long, default_value = "default")]
+        item: String,
+        /// How to store the arrays: `orbax` (StandardSave, OCDBT + zarr) or `ckpt`
+        /// (ckpt.tensors).
+        #[arg(long, default_value = "orbax", value_parser = ["orbax", "ckpt"])]
+        format: String,
+    },
 }
 
 #[derive(Args)]
@@ -166,6 +199,19 @@ fn main() -> ExitCode {
         } => verify(&root, step.as_deref(), checksums_only),
         Command::Cp { root, dst, step } => cp(&root, &dst, step.as_deref()),
         Command::Rm { root, steps, yes } => rm(&root, &steps, yes),
+        Command::Export {
+            root,
+            step,
+            out,
+            item,
+        } => export(&root, &step, &out, item.as_deref()),
+        Command::Import {
+            input,
+            root,
+            step,
+            item,
+            format,
+        } => import(&input, &root, &step, &item, &format),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -620,7 +666,8 @@ fn show(args: &RootArgs, step: &str) -> Result<()> {
     let meta = mngr.step_metadata(step)?;
     let metrics = mngr.metrics(step)?;
     let handlers = mngr.item_handlers(step)?;
-    let mut names: Vec<String> = mngr.item_metadata(step)?.into_keys().collect();
+    let item_meta = mngr.item_metadata(step)?;
+    let mut names: Vec<String> = item_meta.keys().cloned().collect();
     for n in handlers.keys() {
         if !names.contains(n) {
             names.push(n.clone());
@@ -640,7 +687,15 @@ fn show(args: &RootArgs, step: &str) -> Result<()> {
         } else {
             Value::Null
         };
-        items.insert(name.clone(), json!({"handler": handler, "value": value}));
+        let metadata = item_meta
+            .get(name)
+            .cloned()
+            .flatten()
+            .unwrap_or(Value::Null);
+        items.insert(
+            name.clone(),
+            json!({"handler": handler, "value": value, "metadata": metadata}),
+        );
     }
     let out = json!({
         "step": step,
@@ -676,8 +731,148 @@ fn show(args: &RootArgs, step: &str) -> Result<()> {
         if !item["value"].is_null() {
             out!("      value: {}", item["value"]);
         }
+        for line in array_lines(&item["metadata"]) {
+            out!("      {line}");
+        }
     }
     Ok(())
+}
+
+/// A byte progress bar on a terminal (none when stdout is not one, or with --json).
+fn byte_bar(args: &RootArgs) -> Option<indicatif::ProgressBar> {
+    (std::io::stdout().is_terminal() && !args.json).then(|| {
+        let bar = indicatif::ProgressBar::new(0);
+        bar.set_style(
+            indicatif::ProgressStyle::with_template(
+                "{msg:<12} [{bar:30}] {bytes}/{total_bytes} {bytes_per_sec} eta {eta}",
+            )
+            .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar())
+            .progress_chars("=> "),
+        );
+        bar
+    })
+}
+
+fn export(args: &RootArgs, step: &str, out: &std::path::Path, item: Option<&str>) -> Result<()> {
+    let step = parse_step(step)?;
+    let mngr = open(args)?;
+    let bar = byte_bar(args);
+    if let Some(b) = &bar {
+        b.set_message("exporting");
+    }
+    let (name, n) =
+        ckpt_manager::export::export_safetensors(&mngr, step, item, out, &mut |done, total| {
+            if let Some(b) = &bar {
+                b.set_length(total);
+                b.set_position(done);
+            }
+        })?;
+    if let Some(b) = &bar {
+        b.finish_and_clear();
+    }
+    if args.json {
+        out!(
+            "{}",
+            json!({"step": step, "item": name, "arrays": n, "out": out.display().to_string()})
+        );
+    } else {
+        out!(
+            "exported {n} arrays of item {name:?} of step {step} to {}",
+            out.display()
+        );
+    }
+    Ok(())
+}
+
+fn import(
+    input: &std::path::Path,
+    args: &RootArgs,
+    step: &str,
+    item: &str,
+    format: &str,
+) -> Result<()> {
+    let step = parse_step(step)?;
+    let format = match format {
+        "ckpt" => ckpt_manager::export::ImportFormat::Ckpt,
+        _ => ckpt_manager::export::ImportFormat::Orbax,
+    };
+    let store = ckpt_manager::storage::open(&args.root)?;
+    let options = CheckpointManagerOptions {
+        step_prefix: args.step_prefix.clone(),
+        step_format_fixed_length: args.step_format_fixed_length,
+        ..Default::default()
+    };
+    let mut mngr = CheckpointManager::builder_with_store(store)
+        .options(options)
+        .build()?;
+    let spinner = (std::io::stdout().is_terminal() && !args.json).then(|| {
+        let s = indicatif::ProgressBar::new_spinner();
+        s.set_message(format!("importing {} as step {step}", input.display()));
+        s.enable_steady_tick(std::time::Duration::from_millis(120));
+        s
+    });
+    let n = ckpt_manager::export::import_safetensors(&mut mngr, input, step, item, format)?;
+    if let Some(s) = spinner {
+        s.finish_and_clear();
+    }
+    mngr.close()?;
+    if args.json {
+        out!("{}", json!({"step": step, "item": item, "arrays": n}));
+    } else {
+        out!(
+            "imported {n} arrays from {} as item {item:?} of step {step}",
+            input.display()
+        );
+    }
+    Ok(())
+}
+
+/// One line per array of an item's metadata: a pytree's leaves (`key dtype[shape] bytes`) or a
+/// tensors item's tensors (`name dtype[shape]`); nothing for other items.
+fn array_lines(metadata: &Value) -> Vec<String> {
+    let dims = |v: &Value| {
+        let d: Vec<String> = v
+            .as_array()
+            .map(|a| a.iter().map(|x| x.to_string()).collect())
+            .unwrap_or_default();
+        d.join(", ")
+    };
+    let mut out = Vec::new();
+    if let Some(leaves) = metadata.get("leaves").and_then(Value::as_array) {
+        out.push(format!(
+            "layout: {}, {} leaves",
+            metadata["layout"].as_str().unwrap_or("?"),
+            leaves.len()
+        ));
+        for l in leaves {
+            let key = l["key"].as_str().unwrap_or("?");
+            match l.get("dtype").and_then(Value::as_str) {
+                Some(dtype) => out.push(format!(
+                    "{key}: {dtype}[{}] {} bytes{}",
+                    dims(&l["shape"]),
+                    l["bytes"],
+                    if l["value_type"] == "scalar" {
+                        " (scalar)"
+                    } else {
+                        ""
+                    }
+                )),
+                None => out.push(format!(
+                    "{key}: {}",
+                    l["value_type"].as_str().unwrap_or("?")
+                )),
+            }
+        }
+    } else if let Some(tensors) = metadata.get("tensors").and_then(Value::as_object) {
+        for (name, t) in tensors {
+            out.push(format!(
+                "{name}: {}[{}]",
+                t["dtype"].as_str().unwrap_or("?"),
+                dims(&t["shape"])
+            ));
+        }
+    }
+    out
 }
 
 fn gc(
