@@ -28,6 +28,12 @@ pub const PYTREE_HANDLER: &str =
 
 /// `_strings.json`: the string leaves of an item, by param name.
 const STRINGS_FILE: &str = "_strings.json";
+/// Arrays above this many bytes (16 MiB) are checked against their stored bytes before their
+/// buffer is allocated.
+const PLAUSIBILITY_CHECK_BYTES: u64 = 16 << 20;
+/// Most bytes one stored zstd byte can decode to (a 128 KiB RLE block is 4 bytes).
+const MAX_ZSTD_RATIO: u64 = 40_000;
+
 /// Largest chunk Orbax lets one OCDBT value be (its `target_data_file_size`), in bytes (2 GiB).
 const OCDBT_MAX_CHUNK: u64 = 2 << 30;
 
@@ -151,6 +157,20 @@ impl Source<'_> {
                 .read(files, full.as_bytes())
                 .map_err(|e| e.prefixed(&format!("{}: ", files.0.location(ocdbt::MANIFEST_FILE)))),
             Source::Dirs(dir) => dir.read_at(&full),
+        }
+    }
+
+    /// The stored length of `<param>/<key>` in bytes, without reading it.
+    fn stored_len(&self, param: &str, key: &str) -> Result<u64> {
+        let full = format!("{param}/{key}");
+        match self {
+            Source::Ocdbt(db, files) => db.get(full.as_bytes()).map(|v| v.len()).ok_or_else(|| {
+                Error::not_found(format!(
+                    "{}: key {full:?} is not in the OCDBT database",
+                    files.0.location(ocdbt::MANIFEST_FILE)
+                ))
+            }),
+            Source::Dirs(dir) => dir.size_at(&full),
         }
     }
 
@@ -293,18 +313,51 @@ fn restore_leaf(
     })
 }
 
+/// How errors name an array: its param name and where its zarr metadata is (a key of the
+/// item's OCDBT database, or a file).
+fn array_what(dir: &ItemDir<'_>, source: &Source<'_>, param: &str, zarr3: bool) -> String {
+    let meta_key = if zarr3 { "zarr.json" } else { ".zarray" };
+    match source {
+        Source::Ocdbt(..) => format!(
+            "array {param:?} (key {param}/{meta_key} of {})",
+            dir.location(ocdbt::MANIFEST_FILE)
+        ),
+        Source::Dirs(_) => {
+            let rel = format!("{param}/{meta_key}");
+            let at = dir
+                .nested_path(&rel)
+                .map(|p| dir.store().location(&p))
+                .unwrap_or(rel);
+            format!("array {param:?} ({at})")
+        }
+    }
+}
+
 fn read_array(dir: &ItemDir<'_>, source: &Source<'_>, param: &str, zarr3: bool) -> Result<Tensor> {
-    let what = format!(
-        "array {param:?} of {}",
-        dir.location(if matches!(source, Source::Ocdbt(..)) {
-            ocdbt::MANIFEST_FILE
-        } else {
-            METADATA_FILE
-        })
-    );
+    let what = array_what(dir, source, param, zarr3);
     let meta = source.array_meta(param, zarr3, &what)?;
     let (_, len) = crate::tensor::checked_sizes(meta.dtype, &meta.shape)
         .ok_or_else(|| Error::corrupt(format!("{what}: size overflows")))?;
+    if len as u64 > PLAUSIBILITY_CHECK_BYTES {
+        // The size comes from metadata anyone can write: before allocating it, check that the
+        // stored chunks could hold it (zstd expands at most ~32768:1).
+        let mut stored = 0u64;
+        for index in zarr::chunk_grid(&meta) {
+            stored = stored
+                .saturating_add(source.stored_len(param, &zarr::chunk_key(meta.version, &index))?);
+        }
+        let limit = if meta.zstd {
+            stored.saturating_mul(MAX_ZSTD_RATIO)
+        } else {
+            stored
+        };
+        if len as u64 > limit.saturating_add(1 << 20) {
+            return Err(Error::corrupt(format!(
+                "{what}: shape {:?} of {} needs {len} bytes, more than its {stored} stored bytes can hold",
+                meta.shape, meta.dtype
+            )));
+        }
+    }
     let mut buf: Vec<u8> = Vec::new();
     buf.try_reserve_exact(len)
         .map_err(|_| Error::corrupt(format!("{what}: {len} bytes cannot be allocated")))?;
@@ -345,7 +398,7 @@ pub fn tree_metadata(dir: &ItemDir<'_>) -> Result<Json> {
             leaf.value_type.as_str(),
             "np.ndarray" | "jax.Array" | "scalar"
         ) {
-            let what = format!("array {param:?} of {}", dir.path());
+            let what = array_what(dir, &source, &param, meta.use_zarr3);
             let a = source.array_meta(&param, meta.use_zarr3, &what)?;
             let bytes = crate::tensor::checked_sizes(a.dtype, &a.shape).map(|(_, b)| b);
             entry["dtype"] = json!(a.dtype.name());
