@@ -73,7 +73,20 @@ fn main() -> ExitCode {
         Some("azurite-test") => azurite::main(&args[1..]),
         Some("gcs-test") => gcs::main(&args[1..]),
         Some("crash") => crash::main(&args[1..]),
-        Some("bench") => xtask::bench::drive(&args[1..], Some(&bench_s3)),
+        Some("bench") => {
+            // The `orbax` section compares with orbax-checkpoint in the interop venv.
+            let workspace = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+                .parent()
+                .map(std::path::Path::to_path_buf)
+                .unwrap_or_default();
+            let venv_dir = xtask::bench::target_dir().join("interop-venv");
+            if let Err(e) =
+                venv::ensure(&venv_dir, &workspace.join("xtask/interop/requirements.txt"))
+            {
+                eprintln!("xtask bench: no Orbax venv ({e}); the orbax section will be skipped");
+            }
+            xtask::bench::drive(&args[1..], Some(&bench_s3))
+        }
         other => {
             eprintln!(
                 "usage: cargo xtask ci | scenario CASE.json | interop [--keep] | crash [--iterations N] [--seed S] | bench [--quick] [--json FILE]"

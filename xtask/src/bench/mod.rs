@@ -13,6 +13,9 @@
 //!   with borrowed and moved-in items, and time until committed);
 //! * `memory`: the same on the memory store, against a raw opendal put/get of the same bytes;
 //! * `s3`: the same on S3 (the local moto server), against a raw opendal put/get;
+//! * `orbax`: Orbax's array format beside orbax-checkpoint itself (the interop venv) and the raw
+//!   disk: Orbax's StandardSave and restore, ckpt's save in that format and restore of Orbax's
+//!   item, raw write+fsync, raw read + zstd decompress, peak RSS ([`orbax`]);
 //! * `overhead`: a root of 10,000 committed steps: open (normal, lightweight, cold), `all_steps`,
 //!   `should_save`, the retention decision, a whole small save;
 //! * `peak`: peak RSS of a save and a restore beyond the items, one child process per case.
@@ -23,6 +26,7 @@
 //! which are measured in the same run with repetitions interleaved.
 
 pub mod io;
+pub mod orbax;
 pub mod overhead;
 pub mod payload;
 pub mod peakmem;
@@ -133,7 +137,7 @@ const MALLOC_ENV: &str = "MALLOC_MMAP_THRESHOLD_";
 const MMAP_THRESHOLD: &str = "131072";
 
 /// All sections, in run order.
-const SECTIONS: [&str; 5] = ["fs", "memory", "s3", "overhead", "peak"];
+const SECTIONS: [&str; 6] = ["fs", "memory", "s3", "orbax", "overhead", "peak"];
 
 const USAGE: &str = "usage: cargo xtask bench [--quick] [--json FILE] [--only fs,memory,s3,overhead,peak] \
 [--sizes 256M,1G] [--s3-sizes 256M] [--layouts one,mixed64] [--reps N] [--steps N] [--no-s3] [--no-build]";
@@ -366,6 +370,12 @@ fn run_sections(b: &mut Bench, cx: &Ctx) -> Result<(), String> {
         b.report.notes.push(
             "S3: no local S3 server (CKPT_TEST_S3_ENDPOINT unset): no S3 figures".to_string(),
         );
+    }
+    if want(cx, "orbax") {
+        for &size in &cx.sizes {
+            eprintln!("bench: Orbax format beside Orbax, {}", size_label(size));
+            orbax::orbax_section(b, cx, size)?;
+        }
     }
     if want(cx, "overhead") {
         eprintln!("bench: overhead with {} steps", cx.steps);
