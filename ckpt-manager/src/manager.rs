@@ -413,6 +413,38 @@ impl CheckpointManager {
         self.restore_impl(step, Some(names))
     }
 
+    /// Restores only the leaves `leaves` (Orbax param names: the key path joined by `.`, e.g.
+    /// `params.dense.kernel`) of pytree item `item` of `step` (the latest when `None`), reading
+    /// only their chunks; the other leaves are left out of the tree.
+    ///
+    /// # Errors
+    /// As [`CheckpointManager::restore_items`]; `InvalidArgument` when the item is not a pytree
+    /// item or a leaf is not in it.
+    pub fn restore_leaves(
+        &self,
+        step: Option<Step>,
+        item: &str,
+        leaves: &[&str],
+    ) -> Result<ckpt_handlers::PyTree> {
+        self.settle_quietly();
+        let step = match step {
+            Some(s) => s,
+            None => self.latest_step().ok_or_else(|| {
+                Error::not_found("no committed steps to restore")
+                    .with_path(self.core.store.location(""))
+            })?,
+        };
+        let only: std::collections::BTreeSet<String> =
+            leaves.iter().map(|l| l.to_string()).collect();
+        let restored = self.core.restore(step, Some(&[item]), Some(&only))?;
+        match restored.into_items().remove(item) {
+            Some(ckpt_handlers::RestoredItem::PyTree(t)) => Ok(t),
+            _ => Err(Error::invalid_argument(format!(
+                "item {item:?} of step {step} is not a pytree item"
+            ))),
+        }
+    }
+
     fn restore_impl(&self, step: Option<Step>, names: Option<&[&str]>) -> Result<Restored> {
         self.settle_quietly();
         let step = match step {
@@ -422,7 +454,7 @@ impl CheckpointManager {
                     .with_path(self.core.store.location(""))
             })?,
         };
-        self.core.restore(step, names)
+        self.core.restore(step, names, None)
     }
 
     // ----------------------------------------------------------------------------- save

@@ -544,7 +544,12 @@ impl Core {
     }
 
     /// Restores the items `names` (all when `None`) of `step` (spec §5.4, §6.4).
-    pub fn restore(&self, step: Step, names: Option<&[&str]>) -> Result<Restored> {
+    pub fn restore(
+        &self,
+        step: Step,
+        names: Option<&[&str]>,
+        leaves: Option<&std::collections::BTreeSet<String>>,
+    ) -> Result<Restored> {
         let dir = self.existing_step_dir(step)?;
         if !self.protocol.is_committed(self.store.as_ref(), "", &dir)? || is_tmp_name(&dir) {
             return Err(Error::invalid_argument(format!(
@@ -611,9 +616,24 @@ impl Core {
                 .handler_for(&item, handlers.get(&item).map(String::as_str))
                 .map_err(|e| e.with_step(step))?;
             let path = format!("{dir}/{item}");
-            let value = handler
-                .restore(&ItemDir::new(reader, &path))
-                .map_err(|e| e.with_step(step))?;
+            let item_dir = ItemDir::new(reader, &path);
+            let value = match leaves {
+                None => handler.restore(&item_dir),
+                Some(only) => {
+                    let ts = handler.type_string();
+                    if ts != ckpt_handlers::orbax_array::STANDARD_HANDLER
+                        && ts != ckpt_handlers::orbax_array::PYTREE_HANDLER
+                    {
+                        return Err(Error::invalid_argument(format!(
+                            "item {item:?} is not a pytree item (its handler is {ts:?}): only pytree leaves can be restored by name"
+                        ))
+                        .with_step(step));
+                    }
+                    ckpt_handlers::orbax_array::restore_tree(&item_dir, Some(only))
+                        .map(ckpt_handlers::RestoredItem::PyTree)
+                }
+            }
+            .map_err(|e| e.with_step(step))?;
             items.insert(item, value);
         }
         Ok(Restored::new(step, items))
