@@ -271,3 +271,92 @@ fn bad_trees_are_refused() {
     .is_err());
     let _ = KeyEntry::Index(0);
 }
+
+/// Large arrays: several chunks and data files (ckpt's writer), and large values sharing one
+/// data file (as Orbax writes them), which are decoded as a stream.
+#[test]
+fn large_arrays_chunked_and_streamed() {
+    use ckpt_handlers::ocdbt::{layout, Entry, Stored};
+    let mut x = 0x9e37_79b9_7f4a_7c15u64;
+    let mut rnd = |n: usize| -> Vec<u8> {
+        (0..n)
+            .map(|_| {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                x as u8
+            })
+            .collect()
+    };
+    let a = Tensor::new(DType::U8, [20 << 20], rnd(20 << 20)).unwrap();
+    let b = Tensor::new(DType::U8, [5, 4 << 20], rnd(20 << 20)).unwrap();
+    let tree = PyTree::dict().with("a", a).with("b", b);
+    let (tmp, store) = common::local();
+    let dir = ItemDir::new(&store, "item");
+    save_item(
+        &dir,
+        &SaveItem::PyTree(Cow::Borrowed(&tree)),
+        &ArrayOptions::default(),
+    )
+    .unwrap();
+    let data_files = std::fs::read_dir(tmp.path().join("item/d"))
+        .unwrap()
+        .count();
+    assert!(data_files >= 4, "{data_files} data files");
+    assert_eq!(restore_tree(&dir, None).unwrap(), tree);
+
+    // One chunk per array, both in one data file: each value is a 20 MiB part of the file.
+    let one = ArrayOptions {
+        layout: ArrayLayout::Ocdbt,
+        chunk_byte_size: Some(1 << 30),
+    };
+    let (tmp2, store2) = common::local();
+    let dir2 = ItemDir::new(&store2, "item");
+    save_item(&dir2, &SaveItem::PyTree(Cow::Borrowed(&tree)), &one).unwrap();
+    struct Files(std::path::PathBuf);
+    impl DbFiles for Files {
+        fn size(&self, p: &str) -> ckpt_core::Result<u64> {
+            Ok(std::fs::metadata(self.0.join(p)).unwrap().len())
+        }
+        fn read_range(&self, p: &str, r: std::ops::Range<u64>) -> ckpt_core::Result<Vec<u8>> {
+            Ok(std::fs::read(self.0.join(p)).unwrap()[r.start as usize..r.end as usize].to_vec())
+        }
+    }
+    let item = tmp2.path().join("item");
+    let files = Files(item.clone());
+    let db = Database::open(
+        &files,
+        &std::fs::read(item.join("manifest.ocdbt")).unwrap(),
+        "m",
+    )
+    .unwrap();
+    let values: Vec<(Vec<u8>, Vec<u8>)> = db
+        .entries()
+        .keys()
+        .map(|k| (k.clone(), db.read(&files, k).unwrap()))
+        .collect();
+    let mut shared = Vec::new();
+    let mut entries = Vec::new();
+    for (k, v) in &values {
+        let value = if v.len() > 1024 {
+            let offset = shared.len() as u64;
+            shared.extend_from_slice(v);
+            Stored::Indirect {
+                file: 0,
+                offset,
+                len: v.len() as u64,
+            }
+        } else {
+            Stored::Inline(v)
+        };
+        entries.push(Entry { key: k, value });
+    }
+    assert!(shared.len() > 40 << 20);
+    std::fs::remove_dir_all(item.join("d")).unwrap();
+    std::fs::create_dir_all(item.join("d")).unwrap();
+    std::fs::write(item.join("d/shared"), &shared).unwrap();
+    let l = layout(&entries, &["d/shared"], "d/node", [1; 16], 0).unwrap();
+    std::fs::write(item.join("d/node"), &l.node).unwrap();
+    std::fs::write(item.join("manifest.ocdbt"), &l.manifest).unwrap();
+    assert_eq!(restore_tree(&dir2, None).unwrap(), tree);
+}

@@ -15,7 +15,7 @@ pub use codec::{
     VERSION_NODE_MAGIC,
 };
 pub use read::{decode_manifest, Config, Database, DbFiles, Manifest, Value};
-pub use write::{layout, Entry, Layout, MAX_DECODED_NODE_BYTES, MAX_INLINE_VALUE_BYTES};
+pub use write::{layout, Entry, Layout, Stored, MAX_DECODED_NODE_BYTES, MAX_INLINE_VALUE_BYTES};
 
 /// The manifest's file name at the top of a database (and an Orbax item directory).
 pub const MANIFEST_FILE: &str = "manifest.ocdbt";

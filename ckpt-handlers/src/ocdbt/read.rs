@@ -462,6 +462,14 @@ impl Database {
         Ok(bytes)
     }
 
+    /// The size in bytes of data file `file` (asked of `files` once, then remembered).
+    ///
+    /// # Errors
+    /// As [`DbFiles::size`].
+    pub fn file_size(&self, files: &dyn DbFiles, file: &str) -> Result<u64> {
+        self.size_of(files, file)
+    }
+
     /// Every key and its value's location, in key order.
     pub fn entries(&self) -> &BTreeMap<Vec<u8>, Value> {
         &self.entries

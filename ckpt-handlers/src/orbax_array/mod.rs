@@ -6,7 +6,10 @@
 //! `use_ocdbt=False`).
 
 pub mod metadata;
+mod write;
 pub mod zarr;
+
+pub use write::{save_item, DATA_FILE_BYTES, DEFAULT_CHUNK_BYTES};
 
 use crate::ocdbt::{self, Database, DbFiles};
 use crate::pytree::{param_name, KeyEntry, PyTree};
@@ -34,9 +37,6 @@ const PLAUSIBILITY_CHECK_BYTES: u64 = 16 << 20;
 /// Most bytes one stored zstd byte can decode to (a 128 KiB RLE block is 4 bytes).
 const MAX_ZSTD_RATIO: u64 = 40_000;
 
-/// Largest chunk Orbax lets one OCDBT value be (its `target_data_file_size`), in bytes (2 GiB).
-const OCDBT_MAX_CHUNK: u64 = 2 << 30;
-
 /// How an item's arrays are laid out when ckpt writes them.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -54,8 +54,10 @@ pub struct ArrayOptions {
     /// The layout written (reading takes any).
     #[serde(default)]
     pub layout: ArrayLayout,
-    /// Target chunk size in bytes, as Orbax's `SaveArgs(chunk_byte_size=…)`: `None` writes each
-    /// array as one chunk (arrays over 2 GiB in 2 GiB chunks with OCDBT), as Orbax does by default.
+    /// Target chunk size in bytes, as Orbax's `SaveArgs(chunk_byte_size=…)`; `None` is ckpt's
+    /// default, [`DEFAULT_CHUNK_BYTES`] (16 MiB; deviation: Orbax's default is one chunk per
+    /// array). An array no larger than the target is one chunk; with OCDBT the target is capped at
+    /// 2 GiB, as Orbax's.
     #[serde(default)]
     pub chunk_byte_size: Option<u64>,
 }
@@ -180,6 +182,126 @@ impl Source<'_> {
         } else {
             zarr::parse_zarray(&self.read(param, ".zarray")?, what)
         }
+    }
+}
+
+/// The chunks of one array leaf.
+struct LeafSource<'s, 'a> {
+    source: &'s Source<'a>,
+    param: &'s str,
+}
+
+/// Values above this many bytes (16 MiB) that share their data file with others are decoded as
+/// a stream, 8 MiB of stored bytes at a time, instead of being read whole first.
+const STREAM_VALUE_BYTES: u64 = 16 << 20;
+/// The piece of a streamed value read at a time, in bytes.
+const STREAM_PIECE: u64 = 8 << 20;
+
+impl zarr::ChunkSource for LeafSource<'_, '_> {
+    fn read(&self, key: &str) -> Result<Vec<u8>> {
+        self.source.read(self.param, key)
+    }
+
+    fn decode_into(&self, key: &str, zstd: bool, out: &mut [u8], what: &str) -> Result<()> {
+        if let (true, Source::Ocdbt(db, files)) = (zstd, self.source) {
+            let full = format!("{}/{key}", self.param);
+            if let Some(ocdbt::Value::Indirect {
+                file,
+                offset,
+                length,
+            }) = db.get(full.as_bytes())
+            {
+                let size = db.file_size(files, file)?;
+                // A value that is its whole file is read whole (a checking store verifies the
+                // file as it reads it); a large one sharing its file (Orbax's) is streamed.
+                let whole_file = *offset == 0 && *length == size;
+                if *length > STREAM_VALUE_BYTES && !whole_file {
+                    if offset.saturating_add(*length) > size {
+                        return Err(Error::corrupt(format!(
+                            "OCDBT reference {file}@{offset}+{length} is outside the file ({size} bytes)"
+                        )));
+                    }
+                    return stream_decode(files, file, *offset, *length, out, what);
+                }
+            }
+        }
+        zarr::decode_plain(&self.read(key)?, zstd, out, what)
+    }
+}
+
+/// Reads bytes `offset .. offset + length` of `file` in [`STREAM_PIECE`] pieces.
+struct RangeReader<'f> {
+    files: &'f ItemFiles<'f>,
+    file: &'f str,
+    pos: u64,
+    end: u64,
+    piece: Vec<u8>,
+    at: usize,
+}
+
+impl std::io::Read for RangeReader<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        if self.at == self.piece.len() {
+            if self.pos == self.end {
+                return Ok(0);
+            }
+            let n = STREAM_PIECE.min(self.end - self.pos);
+            self.piece = self
+                .files
+                .read_range(self.file, self.pos..self.pos + n)
+                .map_err(std::io::Error::other)?;
+            if self.piece.len() as u64 != n {
+                return Err(std::io::Error::other(format!(
+                    "{}: short read at {}",
+                    self.file, self.pos
+                )));
+            }
+            self.pos += n;
+            self.at = 0;
+        }
+        let n = buf.len().min(self.piece.len() - self.at);
+        buf[..n].copy_from_slice(&self.piece[self.at..self.at + n]);
+        self.at += n;
+        Ok(n)
+    }
+}
+
+/// Decodes the zstd frame at `file[offset .. offset + length]` into `out` as a stream: it must
+/// fill `out` exactly.
+fn stream_decode(
+    files: &ItemFiles<'_>,
+    file: &str,
+    offset: u64,
+    length: u64,
+    out: &mut [u8],
+    what: &str,
+) -> Result<()> {
+    use std::io::Read;
+    let reader = RangeReader {
+        files,
+        file,
+        pos: offset,
+        end: offset + length,
+        piece: Vec::new(),
+        at: 0,
+    };
+    let mut decoder = zstd::stream::read::Decoder::new(reader)
+        .map_err(|e| Error::corrupt(format!("{what}: zstd")).with_source(e))?
+        .single_frame();
+    decoder.read_exact(out).map_err(|e| {
+        Error::corrupt(format!(
+            "{what}: zstd chunk does not decode to the chunk's size"
+        ))
+        .with_source(e)
+    })?;
+    let mut extra = [0u8; 1];
+    match decoder.read(&mut extra) {
+        Ok(0) => Ok(()),
+        Ok(_) => Err(Error::corrupt(format!(
+            "{what}: zstd chunk decodes to more than {} bytes",
+            out.len()
+        ))),
+        Err(e) => Err(Error::corrupt(format!("{what}: zstd chunk")).with_source(e)),
     }
 }
 
@@ -362,7 +484,7 @@ fn read_array(dir: &ItemDir<'_>, source: &Source<'_>, param: &str, zarr3: bool) 
     buf.try_reserve_exact(len)
         .map_err(|_| Error::corrupt(format!("{what}: {len} bytes cannot be allocated")))?;
     buf.resize(len, 0);
-    zarr::decode_array(&meta, &mut buf, &mut |key| source.read(param, key), &what)?;
+    zarr::decode_array(&meta, &mut buf, &LeafSource { source, param }, &what)?;
     Tensor::new(meta.dtype, meta.shape.clone(), buf)
         .map_err(|e| Error::corrupt(format!("{what}: {}", e.message())))
 }
@@ -414,268 +536,4 @@ pub fn tree_metadata(dir: &ItemDir<'_>) -> Result<Json> {
         "custom_metadata": meta.custom_metadata,
         "leaves": leaves,
     }))
-}
-
-/// A tree's leaves as ckpt writes them: path, param name, value type, and what is stored.
-struct PlannedLeaf<'t> {
-    path: Vec<KeyEntry>,
-    param: String,
-    value_type: &'static str,
-    array: Option<&'t Tensor>,
-    string: Option<&'t str>,
-}
-
-fn plan(tree: &PyTree) -> Result<Vec<PlannedLeaf<'_>>> {
-    if !matches!(tree, PyTree::Dict(_) | PyTree::List(_)) {
-        return Err(Error::invalid_argument(
-            "an Orbax pytree item must be a dict or a list at its top",
-        ));
-    }
-    let mut seen = BTreeSet::new();
-    let mut out = Vec::new();
-    for (path, leaf) in tree.leaves() {
-        let param = param_name(&path);
-        for k in &path {
-            if let KeyEntry::Key(s) = k {
-                if s.is_empty() || s.contains('/') || s.contains('\0') {
-                    return Err(Error::invalid_argument(format!(
-                        "pytree key {s:?} (leaf {param:?}) cannot name an Orbax array: keys must be non-empty and hold no '/' or NUL"
-                    )));
-                }
-            }
-        }
-        if path.is_empty() {
-            continue; // an empty top-level dict or list: no leaves at all
-        }
-        if !seen.insert(param.clone()) {
-            return Err(Error::invalid_argument(format!(
-                "two pytree leaves have the param name {param:?} (keys joined by '.'), which Orbax stores under one name"
-            )));
-        }
-        let (value_type, array, string) = match leaf {
-            PyTree::Array(t) => {
-                if t.num_elements() == 0 {
-                    return Err(Error::invalid_argument(format!(
-                        "leaf {param:?} has shape {:?}: Orbax cannot save arrays with zero size",
-                        t.shape()
-                    )));
-                }
-                ("np.ndarray", Some(t), None)
-            }
-            PyTree::Scalar(t) => {
-                if !t.shape().is_empty() {
-                    return Err(Error::invalid_argument(format!(
-                        "scalar leaf {param:?} has shape {:?}, not [] (use PyTree::Array)",
-                        t.shape()
-                    )));
-                }
-                ("scalar", Some(t), None)
-            }
-            PyTree::String(s) => ("string", None, Some(s.as_str())),
-            PyTree::None => ("None", None, None),
-            PyTree::Dict(_) => ("Dict", None, None),
-            PyTree::List(_) => ("List", None, None),
-        };
-        out.push(PlannedLeaf {
-            path,
-            param,
-            value_type,
-            array,
-            string,
-        });
-    }
-    Ok(out)
-}
-
-/// 128 random bits as 32 lowercase hex digits (OCDBT data file names and uuids).
-fn random_hex() -> (String, [u8; 16]) {
-    use std::hash::{BuildHasher, Hasher};
-    let mut bytes = [0u8; 16];
-    for half in bytes.chunks_mut(8) {
-        let mut h = std::collections::hash_map::RandomState::new().build_hasher();
-        h.write_u128(
-            std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .map(|d| d.as_nanos())
-                .unwrap_or(0),
-        );
-        half.copy_from_slice(&h.finish().to_le_bytes());
-    }
-    let hex = bytes.iter().map(|b| format!("{b:02x}")).collect();
-    (hex, bytes)
-}
-
-/// The stored zarr files of one array leaf: `(key below the param name, bytes)`.
-type ArrayFiles = Vec<(String, Vec<u8>)>;
-
-fn encode_array(t: &Tensor, options: &ArrayOptions) -> Result<ArrayFiles> {
-    let bytes = t.as_bytes().len() as u64;
-    let target = match (options.layout, options.chunk_byte_size) {
-        (ArrayLayout::Ocdbt, Some(c)) => Some(c.min(OCDBT_MAX_CHUNK)),
-        (ArrayLayout::Ocdbt, None) if bytes > OCDBT_MAX_CHUNK => Some(OCDBT_MAX_CHUNK),
-        (ArrayLayout::Ocdbt, None) => None,
-        (ArrayLayout::Zarr, c) => c,
-    };
-    if target.is_some_and(|c| c < t.dtype().size_in_bytes() as u64) {
-        return Err(Error::invalid_argument(format!(
-            "chunk_byte_size {target:?} is smaller than one {} element",
-            t.dtype()
-        )));
-    }
-    let chunks = zarr::choose_chunk_shape(
-        t.shape(),
-        t.dtype(),
-        target.map(|c| usize::try_from(c).unwrap_or(usize::MAX)),
-    );
-    let mut out = vec![(
-        ".zarray".to_string(),
-        zarr::zarray_bytes(t.dtype(), t.shape(), &chunks),
-    )];
-    zarr::encode_chunks(t.dtype(), t.shape(), &chunks, t.as_bytes(), &mut |k, v| {
-        out.push((k, v));
-        Ok(())
-    })?;
-    Ok(out)
-}
-
-/// Encodes every array leaf, in parallel across leaves.
-fn encode_all(leaves: &[PlannedLeaf<'_>], options: &ArrayOptions) -> Result<Vec<ArrayFiles>> {
-    let arrays: Vec<&Tensor> = leaves.iter().filter_map(|l| l.array).collect();
-    let results: Vec<std::sync::Mutex<Option<Result<ArrayFiles>>>> =
-        arrays.iter().map(|_| std::sync::Mutex::new(None)).collect();
-    let next = AtomicUsize::new(0);
-    let work = || loop {
-        let i = next.fetch_add(1, Ordering::Relaxed);
-        let Some(t) = arrays.get(i) else { break };
-        let r = encode_array(t, options);
-        if let Ok(mut slot) = results[i].lock() {
-            *slot = Some(r);
-        }
-    };
-    let threads = std::thread::available_parallelism()
-        .map(|n| n.get())
-        .unwrap_or(1)
-        .min(arrays.len())
-        .max(1);
-    std::thread::scope(|s| {
-        for _ in 1..threads {
-            s.spawn(work);
-        }
-        work();
-    });
-    results
-        .into_iter()
-        .map(|slot| {
-            slot.into_inner()
-                .ok()
-                .flatten()
-                .unwrap_or_else(|| Err(Error::new(ErrorKind::Handler, "an encode thread failed")))
-        })
-        .collect()
-}
-
-/// Writes `item` (a [`SaveItem::PyTree`], or [`SaveItem::Tensors`] as a flat dict) into `dir` as
-/// Orbax's `StandardSave`/`PyTreeSave` would, in `options.layout`: the arrays, `_strings.json`
-/// when there are string leaves, then `_METADATA`; for OCDBT the data file before
-/// `manifest.ocdbt`.
-///
-/// # Errors
-/// `InvalidArgument` for another item kind, a tree that is not a dict or list at its top, a key
-/// that is empty or holds `/`, two leaves with one param name, a zero-size array, a non-0-d
-/// scalar; `Storage` when writing fails; `Handler` when compression fails.
-pub fn save_item(dir: &ItemDir<'_>, item: &SaveItem<'_>, options: &ArrayOptions) -> Result<()> {
-    let flat;
-    let tree = match item {
-        SaveItem::PyTree(t) => t.as_ref(),
-        SaveItem::Tensors(map) => {
-            flat = PyTree::Dict(
-                map.iter()
-                    .map(|(k, t)| (k.clone(), PyTree::Array(t.clone())))
-                    .collect(),
-            );
-            &flat
-        }
-        other => {
-            return Err(crate::common::wrong_item(
-                "the Orbax array handler",
-                other,
-                "SaveItem::PyTree or SaveItem::Tensors",
-            ))
-        }
-    };
-    let leaves = plan(tree)?;
-    let encoded = encode_all(&leaves, options)?;
-    let mut per_array = leaves
-        .iter()
-        .filter(|l| l.array.is_some())
-        .zip(encoded.iter());
-    match options.layout {
-        ArrayLayout::Ocdbt => {
-            let mut entries: BTreeMap<Vec<u8>, &[u8]> = BTreeMap::new();
-            for (leaf, files) in per_array.by_ref() {
-                for (key, bytes) in files {
-                    entries.insert(format!("{}/{key}", leaf.param).into_bytes(), bytes);
-                }
-            }
-            if !entries.is_empty() {
-                write_ocdbt(dir, &entries)?;
-            }
-        }
-        ArrayLayout::Zarr => {
-            for (leaf, files) in per_array.by_ref() {
-                for (key, bytes) in files {
-                    dir.write_parts_at(&format!("{}/{key}", leaf.param), &[bytes])?;
-                }
-            }
-        }
-    }
-    let strings: BTreeMap<&str, &str> = leaves
-        .iter()
-        .filter_map(|l| l.string.map(|s| (l.param.as_str(), s)))
-        .collect();
-    if !strings.is_empty() {
-        let bytes = serde_json::to_vec(&strings).map_err(|e| {
-            Error::invalid_argument("string leaves cannot be written").with_source(e)
-        })?;
-        dir.write(STRINGS_FILE, &bytes)?;
-    }
-    let meta = TreeMetadata {
-        leaves: leaves
-            .iter()
-            .map(|l| LeafMetadata {
-                path: l.path.clone(),
-                value_type: l.value_type.to_string(),
-                skip_deserialize: matches!(l.value_type, "None" | "Dict" | "List"),
-            })
-            .collect(),
-        use_ocdbt: options.layout == ArrayLayout::Ocdbt,
-        use_zarr3: false,
-        custom_metadata: Json::Null,
-    };
-    dir.write(METADATA_FILE, &metadata::to_bytes(&meta)?)
-}
-
-/// Writes one OCDBT database of `entries` (key → value) at the top of `dir`: `d/<hex>` (the
-/// values over 1024 bytes, then the leaf node), then `manifest.ocdbt`.
-fn write_ocdbt(dir: &ItemDir<'_>, entries: &BTreeMap<Vec<u8>, &[u8]>) -> Result<()> {
-    let (hex, uuid) = random_hex();
-    let data_file = format!("d/{hex}");
-    let list: Vec<ocdbt::Entry<'_>> = entries
-        .iter()
-        .map(|(k, v)| ocdbt::Entry {
-            key: k.as_slice(),
-            len: v.len() as u64,
-            inline: (v.len() <= ocdbt::MAX_INLINE_VALUE_BYTES).then_some(*v),
-        })
-        .collect();
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_nanos() as u64)
-        .unwrap_or(0);
-    let layout = ocdbt::layout(&list, &data_file, uuid, now)?;
-    let values: Vec<&[u8]> = entries.values().copied().collect();
-    let mut parts: Vec<&[u8]> = layout.indirect.iter().map(|&i| values[i]).collect();
-    parts.push(&layout.node);
-    dir.write_parts_at(&data_file, &parts)?;
-    dir.write(ocdbt::MANIFEST_FILE, &layout.manifest)
 }

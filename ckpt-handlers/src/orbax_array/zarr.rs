@@ -367,8 +367,11 @@ pub fn chunk_key(version: ZarrVersion, index: &[usize]) -> String {
     }
 }
 
-/// Decompresses (or takes) one stored chunk of `expected` bytes into `out` (exactly that long).
-fn decode_plain(stored: &[u8], zstd: bool, out: &mut [u8], what: &str) -> Result<()> {
+/// Decompresses (or takes) one stored chunk into `out`, which it must fill exactly.
+///
+/// # Errors
+/// `Corrupt` naming `what` when the bytes do not decode to exactly `out.len()` bytes.
+pub fn decode_plain(stored: &[u8], zstd: bool, out: &mut [u8], what: &str) -> Result<()> {
     if !zstd {
         if stored.len() != out.len() {
             return Err(bad(
@@ -394,49 +397,66 @@ fn decode_plain(stored: &[u8], zstd: bool, out: &mut [u8], what: &str) -> Result
     Ok(())
 }
 
-/// Copies the in-bounds part of a chunk (full shape `chunk`, at element origin `origin`, bytes in
-/// `src`) into the array buffer `dst` of `shape`, or the reverse when `gather` (array → chunk,
-/// leaving out-of-bounds chunk bytes as they are).
-fn copy_box(
+/// The rows of the in-bounds part of a chunk (full shape `chunk`, at element origin `origin`)
+/// of an array of `shape`: `(offset in the array, offset in the chunk, length)`, in bytes.
+fn box_rows(
     shape: &[usize],
     chunk: &[usize],
     origin: &[usize],
     item: usize,
-    src_chunk: &mut [u8],
-    array: &mut [u8],
-    gather: bool,
-) {
+) -> Vec<(usize, usize, usize)> {
     let rank = shape.len();
     if rank == 0 {
-        if gather {
-            src_chunk[..item].copy_from_slice(&array[..item]);
-        } else {
-            array[..item].copy_from_slice(&src_chunk[..item]);
-        }
-        return;
+        return vec![(0, 0, item)];
     }
     let extent: Vec<usize> = (0..rank)
         .map(|d| chunk[d].min(shape[d].saturating_sub(origin[d])))
         .collect();
     if extent.contains(&0) {
-        return;
+        return Vec::new();
     }
     let row = extent[rank - 1] * item;
-    let outer: Vec<usize> = extent[..rank - 1].to_vec();
-    for idx in grid_indices(&outer) {
-        let mut a = 0usize;
-        let mut c = 0usize;
-        for d in 0..rank - 1 {
-            a = a * shape[d] + origin[d] + idx[d];
-            c = c * chunk[d] + idx[d];
-        }
-        a = (a * shape[rank - 1] + origin[rank - 1]) * item;
-        c = c * chunk[rank - 1] * item;
-        if gather {
-            src_chunk[c..c + row].copy_from_slice(&array[a..a + row]);
-        } else {
-            array[a..a + row].copy_from_slice(&src_chunk[c..c + row]);
-        }
+    grid_indices(&extent[..rank - 1])
+        .into_iter()
+        .map(|idx| {
+            let mut a = 0usize;
+            let mut c = 0usize;
+            for d in 0..rank - 1 {
+                a = a * shape[d] + origin[d] + idx[d];
+                c = c * chunk[d] + idx[d];
+            }
+            a = (a * shape[rank - 1] + origin[rank - 1]) * item;
+            c = c * chunk[rank - 1] * item;
+            (a, c, row)
+        })
+        .collect()
+}
+
+/// Copies the in-bounds part of a decoded chunk into the array buffer.
+fn scatter(
+    shape: &[usize],
+    chunk: &[usize],
+    origin: &[usize],
+    item: usize,
+    src: &[u8],
+    array: &mut [u8],
+) {
+    for (a, c, n) in box_rows(shape, chunk, origin, item) {
+        array[a..a + n].copy_from_slice(&src[c..c + n]);
+    }
+}
+
+/// Copies the in-bounds part of a chunk out of the array buffer (the rest of `dst` unchanged).
+fn gather(
+    shape: &[usize],
+    chunk: &[usize],
+    origin: &[usize],
+    item: usize,
+    array: &[u8],
+    dst: &mut [u8],
+) {
+    for (a, c, n) in box_rows(shape, chunk, origin, item) {
+        dst[c..c + n].copy_from_slice(&array[a..a + n]);
     }
 }
 
@@ -451,137 +471,241 @@ fn copy_box(
 pub fn decode_array(
     meta: &ArrayMeta,
     out: &mut [u8],
-    read: &mut dyn FnMut(&str) -> Result<Vec<u8>>,
+    src: &dyn ChunkSource,
     what: &str,
 ) -> Result<()> {
+    if meta.inner.is_some() {
+        for index in chunk_grid(meta) {
+            decode_shard(meta, &index, out, src, what)?;
+        }
+        return Ok(());
+    }
     let item = meta.dtype.size_in_bytes();
     let chunk_bytes = checked_sizes(meta.dtype, &meta.chunks)
         .map(|(_, b)| b)
         .ok_or_else(|| bad(what, "chunk size overflows"))?;
-    let whole = meta.chunks == meta.shape || meta.shape.is_empty();
-    let mut scratch = Vec::new();
-    for index in chunk_grid(meta) {
+    // Chunks that are contiguous runs of the array decode straight into their part of `out`,
+    // on several threads; the others (edge chunks, chunks cut across trailing dimensions) decode
+    // into a scratch buffer and are copied into place.
+    let mut rest = Vec::new();
+    {
+        let mut direct: Vec<(String, &mut [u8])> = Vec::new();
+        let mut tail: &mut [u8] = out;
+        let mut consumed = 0usize;
+        for index in chunk_grid(meta) {
+            match contiguous_range(meta.dtype, &meta.shape, &meta.chunks, &index) {
+                Some(r) if r.start >= consumed && r.end - consumed <= tail.len() => {
+                    let (_, t) = std::mem::take(&mut tail).split_at_mut(r.start - consumed);
+                    let (piece, t2) = t.split_at_mut(r.len());
+                    direct.push((chunk_key(meta.version, &index), piece));
+                    tail = t2;
+                    consumed = r.end;
+                }
+                _ => rest.push(index),
+            }
+        }
+        parallel_decode(direct, meta.zstd, src, what)?;
+    }
+    let mut scratch = vec![0u8; if rest.is_empty() { 0 } else { chunk_bytes }];
+    for index in rest {
         let key = chunk_key(meta.version, &index);
-        let stored = read(&key)?;
         let at = format!("{what} chunk {key}");
+        src.decode_into(&key, meta.zstd, &mut scratch, &at)?;
         let origin: Vec<usize> = index.iter().zip(&meta.chunks).map(|(i, c)| i * c).collect();
-        let place = |bytes: &mut [u8], chunk: &[usize], origin: &[usize], out: &mut [u8]| {
-            copy_box(&meta.shape, chunk, origin, item, bytes, out, false);
-        };
-        match &meta.inner {
-            None if whole => decode_plain(&stored, meta.zstd, out, &at)?,
-            None => {
-                scratch.resize(chunk_bytes, 0);
-                decode_plain(&stored, meta.zstd, &mut scratch, &at)?;
-                place(&mut scratch, &meta.chunks, &origin, out);
+        scatter(&meta.shape, &meta.chunks, &origin, item, &scratch, out);
+    }
+    Ok(())
+}
+
+/// Where an array's stored chunks come from (a key below the array's name: `0.0`, `c/0/1`).
+pub trait ChunkSource: Sync {
+    /// The stored bytes of chunk `key`.
+    ///
+    /// # Errors
+    /// `NotFound` for a missing chunk; as the store.
+    fn read(&self, key: &str) -> Result<Vec<u8>>;
+
+    /// Decodes stored chunk `key` (a zstd frame when `zstd`, else raw bytes) into `out`, which it
+    /// must fill exactly. The default reads it whole; a source may stream large values.
+    ///
+    /// # Errors
+    /// As [`ChunkSource::read`]; `Corrupt` naming `what` when it does not decode to `out.len()`
+    /// bytes.
+    fn decode_into(&self, key: &str, zstd: bool, out: &mut [u8], what: &str) -> Result<()> {
+        decode_plain(&self.read(key)?, zstd, out, what)
+    }
+}
+
+/// Decodes each `(key, destination)` on up to `available_parallelism` threads; the first error
+/// (in chunk order) wins.
+fn parallel_decode(
+    jobs: Vec<(String, &mut [u8])>,
+    zstd: bool,
+    src: &dyn ChunkSource,
+    what: &str,
+) -> Result<()> {
+    let threads = std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(1)
+        .min(jobs.len());
+    let n = jobs.len();
+    let queue = std::sync::Mutex::new(jobs.into_iter().enumerate().collect::<Vec<_>>());
+    let errors: std::sync::Mutex<Vec<(usize, Error)>> = std::sync::Mutex::new(Vec::new());
+    let failed = std::sync::atomic::AtomicBool::new(false);
+    let work = || loop {
+        if failed.load(std::sync::atomic::Ordering::Relaxed) {
+            break;
+        }
+        let job = queue.lock().ok().and_then(|mut q| q.pop());
+        let Some((i, (key, out))) = job else { break };
+        let at = format!("{what} chunk {key}");
+        if let Err(e) = src.decode_into(&key, zstd, out, &at) {
+            failed.store(true, std::sync::atomic::Ordering::Relaxed);
+            if let Ok(mut v) = errors.lock() {
+                v.push((i, e));
             }
-            Some(inner) => {
-                let counts: Vec<usize> =
-                    meta.chunks.iter().zip(inner).map(|(c, i)| c / i).collect();
-                let n: usize = counts.iter().product();
-                let index_len = n
-                    .checked_mul(16)
-                    .and_then(|x| x.checked_add(4))
-                    .ok_or_else(|| bad(&at, "shard index overflows"))?;
-                if stored.len() < index_len {
-                    return Err(bad(&at, "shard is shorter than its index"));
-                }
-                let (idx, data_start) = if meta.index_at_start {
-                    (&stored[..index_len], 0)
-                } else {
-                    (&stored[stored.len() - index_len..], 0)
-                };
-                let _ = data_start;
-                let crc = crc32c::crc32c(&idx[..index_len - 4]);
-                let stored_crc = u32::from_le_bytes([
-                    idx[index_len - 4],
-                    idx[index_len - 3],
-                    idx[index_len - 2],
-                    idx[index_len - 1],
-                ]);
-                if crc != stored_crc {
-                    return Err(bad(&at, "shard index fails its crc32c"));
-                }
-                let inner_bytes = checked_sizes(meta.dtype, inner)
-                    .map(|(_, b)| b)
-                    .ok_or_else(|| bad(&at, "inner chunk size overflows"))?;
-                let single = n == 1 && whole;
-                for (k, sub) in grid_indices(&counts).into_iter().enumerate() {
-                    let e = &idx[k * 16..k * 16 + 16];
-                    let off = u64::from_le_bytes(e[..8].try_into().unwrap_or([0; 8]));
-                    let len = u64::from_le_bytes(e[8..].try_into().unwrap_or([0; 8]));
-                    if off == u64::MAX && len == u64::MAX {
-                        return Err(Error::not_found(format!(
-                            "{at}: inner chunk {sub:?} is missing"
-                        )));
-                    }
-                    let end = off
-                        .checked_add(len)
-                        .filter(|e| *e as usize <= stored.len())
-                        .ok_or_else(|| {
-                            bad(&at, format!("inner chunk {sub:?} lies outside the shard"))
-                        })?;
-                    let body = &stored[off as usize..end as usize];
-                    if single {
-                        decode_plain(body, meta.zstd, out, &at)?;
-                    } else {
-                        scratch.resize(inner_bytes, 0);
-                        decode_plain(body, meta.zstd, &mut scratch, &at)?;
-                        let o: Vec<usize> = origin
-                            .iter()
-                            .zip(&sub)
-                            .zip(inner)
-                            .map(|((o, s), i)| o + s * i)
-                            .collect();
-                        place(&mut scratch, inner, &o, out);
-                    }
-                }
+        }
+    };
+    if threads <= 1 || n <= 1 {
+        work();
+    } else {
+        std::thread::scope(|s| {
+            for _ in 1..threads {
+                s.spawn(work);
             }
+            work();
+        });
+    }
+    let mut errs = errors.into_inner().unwrap_or_default();
+    errs.sort_by_key(|(i, _)| *i);
+    match errs.into_iter().next() {
+        Some((_, e)) => Err(e),
+        None => Ok(()),
+    }
+}
+
+/// Decodes one zarr v3 shard (`sharding_indexed`) into `out`.
+fn decode_shard(
+    meta: &ArrayMeta,
+    index: &[usize],
+    out: &mut [u8],
+    src: &dyn ChunkSource,
+    what: &str,
+) -> Result<()> {
+    let Some(inner) = &meta.inner else {
+        return Err(bad(what, "not a sharded array"));
+    };
+    let item = meta.dtype.size_in_bytes();
+    let whole = meta.chunks == meta.shape || meta.shape.is_empty();
+    let key = chunk_key(meta.version, index);
+    let stored = src.read(&key)?;
+    let at = format!("{what} chunk {key}");
+    let origin: Vec<usize> = index.iter().zip(&meta.chunks).map(|(i, c)| i * c).collect();
+    let counts: Vec<usize> = meta.chunks.iter().zip(inner).map(|(c, i)| c / i).collect();
+    let n: usize = counts.iter().product();
+    let index_len = n
+        .checked_mul(16)
+        .and_then(|x| x.checked_add(4))
+        .ok_or_else(|| bad(&at, "shard index overflows"))?;
+    if stored.len() < index_len {
+        return Err(bad(&at, "shard is shorter than its index"));
+    }
+    let idx = if meta.index_at_start {
+        &stored[..index_len]
+    } else {
+        &stored[stored.len() - index_len..]
+    };
+    let crc = crc32c::crc32c(&idx[..index_len - 4]);
+    let stored_crc = u32::from_le_bytes([
+        idx[index_len - 4],
+        idx[index_len - 3],
+        idx[index_len - 2],
+        idx[index_len - 1],
+    ]);
+    if crc != stored_crc {
+        return Err(bad(&at, "shard index fails its crc32c"));
+    }
+    let inner_bytes = checked_sizes(meta.dtype, inner)
+        .map(|(_, b)| b)
+        .ok_or_else(|| bad(&at, "inner chunk size overflows"))?;
+    let single = n == 1 && whole;
+    let mut scratch = Vec::new();
+    for (k, sub) in grid_indices(&counts).into_iter().enumerate() {
+        let e = &idx[k * 16..k * 16 + 16];
+        let off = u64::from_le_bytes(e[..8].try_into().unwrap_or([0; 8]));
+        let len = u64::from_le_bytes(e[8..].try_into().unwrap_or([0; 8]));
+        if off == u64::MAX && len == u64::MAX {
+            return Err(Error::not_found(format!(
+                "{at}: inner chunk {sub:?} is missing"
+            )));
+        }
+        let end = off
+            .checked_add(len)
+            .filter(|e| *e as usize <= stored.len())
+            .ok_or_else(|| bad(&at, format!("inner chunk {sub:?} lies outside the shard")))?;
+        let body = &stored[off as usize..end as usize];
+        if single {
+            decode_plain(body, meta.zstd, out, &at)?;
+        } else {
+            scratch.resize(inner_bytes, 0);
+            decode_plain(body, meta.zstd, &mut scratch, &at)?;
+            let o: Vec<usize> = origin
+                .iter()
+                .zip(&sub)
+                .zip(inner)
+                .map(|((o, s), i)| o + s * i)
+                .collect();
+            scatter(&meta.shape, inner, &o, item, &scratch, out);
         }
     }
     Ok(())
 }
 
-/// Encodes the chunks of an array (C-order bytes `data` of `dtype` and `shape`) split into
-/// `chunks`, as zarr v2 zstd level 1 frames, calling `emit(key, frame)` per chunk in grid order.
-///
-/// # Errors
-/// `Handler` when zstd fails; whatever `emit` returns.
-pub fn encode_chunks(
+/// The stored (uncompressed) bytes of chunk `index` of an array (C-order bytes `data` of
+/// `dtype` and `shape`) cut into `chunks`: borrowed from `data` when the chunk is a contiguous
+/// run of it (it spans every trailing dimension and lies within the array, e.g. the whole
+/// array), else gathered into a new buffer, with zeros where an edge chunk reaches past the array
+/// (zarr stores edge chunks at full size).
+pub fn chunk_data<'a>(
     dtype: DType,
     shape: &[usize],
     chunks: &[usize],
-    data: &[u8],
-    emit: &mut dyn FnMut(String, Vec<u8>) -> Result<()>,
-) -> Result<()> {
-    let meta = ArrayMeta {
-        version: ZarrVersion::V2,
-        dtype,
-        shape: shape.to_vec(),
-        chunks: chunks.to_vec(),
-        inner: None,
-        zstd: true,
-        index_at_start: false,
-    };
+    index: &[usize],
+    data: &'a [u8],
+) -> std::borrow::Cow<'a, [u8]> {
     let item = dtype.size_in_bytes();
-    let whole = chunks == shape || shape.is_empty();
-    let chunk_bytes = checked_sizes(dtype, chunks).map(|(_, b)| b).unwrap_or(0);
-    let mut scratch = vec![0u8; if whole { 0 } else { chunk_bytes }];
-    let mut data_copy: Option<Vec<u8>> = None;
-    for index in chunk_grid(&meta) {
-        let key = chunk_key(ZarrVersion::V2, &index);
-        let frame = if whole {
-            compress(data)?
-        } else {
-            let origin: Vec<usize> = index.iter().zip(chunks).map(|(i, c)| i * c).collect();
-            scratch.iter_mut().for_each(|b| *b = 0);
-            let array = data_copy.get_or_insert_with(|| data.to_vec());
-            copy_box(shape, chunks, &origin, item, &mut scratch, array, true);
-            compress(&scratch)?
-        };
-        emit(key, frame)?;
+    if shape.is_empty() {
+        return std::borrow::Cow::Borrowed(data);
     }
-    Ok(())
+    let origin: Vec<usize> = index.iter().zip(chunks).map(|(i, c)| i * c).collect();
+    let inner: usize = shape[1..].iter().product::<usize>() * item;
+    let contiguous = chunks[1..] == shape[1..] && origin[0] + chunks[0] <= shape[0];
+    if contiguous {
+        let start = origin[0] * inner;
+        return std::borrow::Cow::Borrowed(&data[start..start + chunks[0] * inner]);
+    }
+    let n: usize = chunks.iter().product::<usize>() * item;
+    let mut buf = vec![0u8; n];
+    gather(shape, chunks, &origin, item, data, &mut buf);
+    std::borrow::Cow::Owned(buf)
+}
+
+/// Whether chunk `index`'s bytes are a contiguous run of the array's (see [`chunk_data`]), and
+/// if so their byte range in the array.
+pub fn contiguous_range(
+    dtype: DType,
+    shape: &[usize],
+    chunks: &[usize],
+    index: &[usize],
+) -> Option<std::ops::Range<usize>> {
+    let item = dtype.size_in_bytes();
+    if shape.is_empty() {
+        return Some(0..item);
+    }
+    let first = index[0] * chunks[0];
+    let inner: usize = shape[1..].iter().product::<usize>() * item;
+    (chunks[1..] == shape[1..] && first + chunks[0] <= shape[0])
+        .then(|| first * inner..(first + chunks[0]) * inner)
 }
 
 /// zstd level 1 (Orbax's zarr compressor), with the content size in the frame header.
@@ -666,15 +790,21 @@ mod tests {
         let shape = [5usize, 3];
         let data: Vec<u8> = (0..15u8).collect();
         let mut stored = std::collections::BTreeMap::new();
-        encode_chunks(DType::U8, &shape, &[2, 2], &data, &mut |k, v| {
-            stored.insert(k, v);
-            Ok(())
-        })
-        .unwrap();
+        let meta0 = parse_zarray(&zarray_bytes(DType::U8, &shape, &[2, 2]), "t").unwrap();
+        for index in chunk_grid(&meta0) {
+            let raw = chunk_data(DType::U8, &shape, &[2, 2], &index, &data);
+            stored.insert(chunk_key(ZarrVersion::V2, &index), compress(&raw).unwrap());
+        }
         assert_eq!(stored.len(), 6);
         let meta = parse_zarray(&zarray_bytes(DType::U8, &shape, &[2, 2]), "t").unwrap();
+        struct Map(std::collections::BTreeMap<String, Vec<u8>>);
+        impl ChunkSource for Map {
+            fn read(&self, key: &str) -> Result<Vec<u8>> {
+                Ok(self.0[key].clone())
+            }
+        }
         let mut out = vec![0u8; 15];
-        decode_array(&meta, &mut out, &mut |k| Ok(stored[k].clone()), "t").unwrap();
+        decode_array(&meta, &mut out, &Map(stored), "t").unwrap();
         assert_eq!(out, data);
     }
 }
