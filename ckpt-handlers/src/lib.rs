@@ -284,6 +284,7 @@ mod pytree;
 mod registry;
 mod tensor;
 mod tensor_handler;
+mod tensor_interop;
 
 pub use bytes::BytesHandler;
 pub use json::JsonHandler;
