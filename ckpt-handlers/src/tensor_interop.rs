@@ -2,7 +2,9 @@
 //! `safetensors::serialize` and the crates that take `View`s, e.g. candle), and, with the
 //! `ndarray` feature, conversions to and from `ndarray` arrays.
 
-use crate::{Element, Tensor};
+#[cfg(feature = "ndarray")]
+use crate::Element;
+use crate::Tensor;
 use ckpt_core::Result;
 
 impl Tensor {
