@@ -139,7 +139,7 @@ const MMAP_THRESHOLD: &str = "131072";
 /// All sections, in run order.
 const SECTIONS: [&str; 6] = ["fs", "memory", "s3", "orbax", "overhead", "peak"];
 
-const USAGE: &str = "usage: cargo xtask bench [--quick] [--json FILE] [--only fs,memory,s3,overhead,peak] \
+const USAGE: &str = "usage: cargo xtask bench [--quick] [--json FILE] [--only fs,memory,s3,orbax,overhead,peak] \
 [--sizes 256M,1G] [--s3-sizes 256M] [--layouts one,mixed64] [--reps N] [--steps N] [--no-s3] [--no-build]";
 
 /// Parses the bench's arguments (the driver passes them through).
