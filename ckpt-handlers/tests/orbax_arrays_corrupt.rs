@@ -47,13 +47,23 @@ fn item(layout: ArrayLayout) -> (tempfile::TempDir, PathBuf) {
     (tmp, p)
 }
 
+/// The data file holding the B+tree node (ckpt writes it alone in its own file; the other data
+/// files hold chunk values), found by its magic number so the choice never depends on listing
+/// order.
 fn data_file(item: &Path) -> PathBuf {
-    let d = fs::read_dir(item.join("d"))
+    let mut files: Vec<PathBuf> = fs::read_dir(item.join("d"))
         .unwrap()
-        .next()
-        .unwrap()
-        .unwrap();
-    d.path()
+        .map(|e| e.unwrap().path())
+        .collect();
+    files.sort();
+    files
+        .into_iter()
+        .find(|f| {
+            fs::read(f)
+                .unwrap()
+                .starts_with(&BTREE_NODE_MAGIC.to_be_bytes())
+        })
+        .expect("a node file")
 }
 
 /// Restores the item and its metadata; both must fail with `kind`, the restore's message
