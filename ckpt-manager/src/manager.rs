@@ -427,13 +427,7 @@ impl CheckpointManager {
         leaves: &[&str],
     ) -> Result<ckpt_handlers::PyTree> {
         self.settle_quietly();
-        let step = match step {
-            Some(s) => s,
-            None => self.latest_step().ok_or_else(|| {
-                Error::not_found("no committed steps to restore")
-                    .with_path(self.core.store.location(""))
-            })?,
-        };
+        let step = self.step_to_restore(step)?;
         let only: std::collections::BTreeSet<String> =
             leaves.iter().map(|l| l.to_string()).collect();
         let restored = self.core.restore(step, Some(&[item]), Some(&only))?;
@@ -445,15 +439,20 @@ impl CheckpointManager {
         }
     }
 
-    fn restore_impl(&self, step: Option<Step>, names: Option<&[&str]>) -> Result<Restored> {
-        self.settle_quietly();
-        let step = match step {
-            Some(s) => s,
+    /// `step`, or the latest committed step when `None`.
+    fn step_to_restore(&self, step: Option<Step>) -> Result<Step> {
+        match step {
+            Some(s) => Ok(s),
             None => self.latest_step().ok_or_else(|| {
                 Error::not_found("no committed steps to restore")
                     .with_path(self.core.store.location(""))
-            })?,
-        };
+            }),
+        }
+    }
+
+    fn restore_impl(&self, step: Option<Step>, names: Option<&[&str]>) -> Result<Restored> {
+        self.settle_quietly();
+        let step = self.step_to_restore(step)?;
         self.core.restore(step, names, None)
     }
 
