@@ -31,8 +31,8 @@
 use ckpt_manager::core::{ErrorKind, Result, TMP_DIR_SUFFIX};
 use ckpt_manager::handlers::{RestoredItem, Tensor, TensorMap};
 use ckpt_manager::storage::{
-    AtomicityMode, Capabilities, Entry, EntryMeta, FaultRule, FaultStore, OpKind, OpendalStore,
-    Store, WriterLock,
+    provided, AtomicityMode, Entry, EntryMeta, FaultRule, FaultStore, OpKind, OpendalStore,
+    ReadStream, Store,
 };
 use ckpt_manager::{CheckpointManager, Composite, Error, Metrics, SaveOptions, Step};
 use serde_json::{json, Value};
@@ -234,12 +234,25 @@ impl Tracer {
     }
 }
 
-impl Store for Tracer {
-    fn capabilities(&self) -> Capabilities {
-        self.inner.capabilities()
+impl ckpt_manager::storage::StoreLayer for Tracer {
+    fn inner(&self) -> &dyn Store {
+        self.inner.as_ref()
     }
-    fn location(&self, path: &str) -> String {
-        self.inner.location(path)
+    // As `Store`'s provided methods (not forwarded), so that they reach the traced calls below.
+    fn write_parts(&self, path: &str, parts: &[&[u8]]) -> Result<()> {
+        provided::write_parts(self, path, parts)
+    }
+    fn write_parts_unsynced(&self, path: &str, parts: &[&[u8]]) -> Result<()> {
+        provided::write_parts_unsynced(self, path, parts)
+    }
+    fn sync_file(&self, path: &str) -> Result<()> {
+        provided::sync_file(path)
+    }
+    fn open_read(&self, path: &str) -> Result<Box<dyn ReadStream + '_>> {
+        provided::open_read(self, path)
+    }
+    fn list_recursive(&self, path: &str) -> Result<Vec<String>> {
+        provided::list_recursive(self, path)
     }
     fn write(&self, path: &str, data: &[u8]) -> Result<()> {
         self.rec(OpKind::Write, path, None);
@@ -293,9 +306,6 @@ impl Store for Tracer {
     fn rename(&self, from: &str, to: &str) -> Result<()> {
         self.rec(OpKind::Rename, from, Some(to));
         self.inner.rename(from, to)
-    }
-    fn lock_for_writing(&self) -> Result<Option<Box<dyn WriterLock>>> {
-        self.inner.lock_for_writing()
     }
     fn sync_dir(&self, path: &str) -> Result<()> {
         self.rec(OpKind::SyncDir, path, None);

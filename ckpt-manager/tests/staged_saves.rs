@@ -8,77 +8,27 @@
 use ckpt_manager::core::Result;
 use ckpt_manager::handlers::{Tensor, TensorMap};
 use ckpt_manager::storage::{
-    Capabilities, CountingStore, Entry, EntryMeta, FaultRule, FaultStore, Gate, OpKind,
-    OpendalStore, ReadStream, Store, WriterLock,
+    CountingStore, FaultRule, FaultStore, Gate, OpKind, OpendalStore, Store,
 };
 use ckpt_manager::{CheckpointManager, Composite, SaveOptions};
-use std::ops::Range;
 use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-/// Passes everything through, except that `sync_file` first waits at a gate.
+/// Passes everything through (a `StoreLayer`), except that `sync_file` first waits at a gate.
 #[derive(Debug)]
 struct HeldSyncs {
     inner: Arc<dyn Store>,
     gate: Gate,
 }
 
-impl Store for HeldSyncs {
-    fn capabilities(&self) -> Capabilities {
-        self.inner.capabilities()
-    }
-    fn location(&self, path: &str) -> String {
-        self.inner.location(path)
-    }
-    fn write(&self, path: &str, data: &[u8]) -> Result<()> {
-        self.inner.write(path, data)
-    }
-    fn write_if_absent(&self, path: &str, data: &[u8]) -> Result<()> {
-        self.inner.write_if_absent(path, data)
-    }
-    fn write_parts(&self, path: &str, parts: &[&[u8]]) -> Result<()> {
-        self.inner.write_parts(path, parts)
-    }
-    fn write_parts_unsynced(&self, path: &str, parts: &[&[u8]]) -> Result<()> {
-        self.inner.write_parts_unsynced(path, parts)
+impl ckpt_manager::storage::StoreLayer for HeldSyncs {
+    fn inner(&self) -> &dyn Store {
+        self.inner.as_ref()
     }
     fn sync_file(&self, path: &str) -> Result<()> {
         self.gate.pass();
         self.inner.sync_file(path)
-    }
-    fn read(&self, path: &str) -> Result<Vec<u8>> {
-        self.inner.read(path)
-    }
-    fn open_read(&self, path: &str) -> Result<Box<dyn ReadStream + '_>> {
-        self.inner.open_read(path)
-    }
-    fn read_range(&self, path: &str, range: Range<u64>) -> Result<Vec<u8>> {
-        self.inner.read_range(path, range)
-    }
-    fn stat(&self, path: &str) -> Result<Option<EntryMeta>> {
-        self.inner.stat(path)
-    }
-    fn list_dir(&self, path: &str) -> Result<Vec<Entry>> {
-        self.inner.list_dir(path)
-    }
-    fn create_dir(&self, path: &str) -> Result<()> {
-        self.inner.create_dir(path)
-    }
-    fn delete(&self, path: &str) -> Result<()> {
-        self.inner.delete(path)
-    }
-    fn delete_prefix(&self, path: &str) -> Result<()> {
-        self.inner.delete_prefix(path)
-    }
-    fn rename(&self, from: &str, to: &str) -> Result<()> {
-        self.inner.rename(from, to)
-    }
-    fn lock_for_writing(&self) -> Result<Option<Box<dyn WriterLock>>> {
-        self.inner.lock_for_writing()
-    }
-    fn sync_dir(&self, path: &str) -> Result<()> {
-        self.inner.sync_dir(path)
     }
 }
 

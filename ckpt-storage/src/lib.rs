@@ -24,6 +24,7 @@
 #![deny(missing_docs)]
 
 mod commit;
+mod layer;
 mod layers;
 mod object;
 mod opendal_store;
@@ -38,6 +39,7 @@ pub use commit::{
     protocol_for, read_step_claim, AtomicRenameProtocol, AtomicityMode, CommitFileProtocol,
     CommitProtocol, StepClaim,
 };
+pub use layer::{provided, StoreLayer};
 pub use layers::{
     sync_files, verify_step, ChecksumManifest, CountingStore, DeferredSyncStore, FaultRule,
     FaultStore, FileChecksum, FileStatus, Gate, LatencyStore, LoggedOp, OpCounts, OpKind,
@@ -151,7 +153,7 @@ pub trait Store: Debug + Send + Sync {
     /// # Errors
     /// As [`Store::write`].
     fn write_parts(&self, path: &str, parts: &[&[u8]]) -> Result<()> {
-        self.write(path, &stream::concat(parts))
+        layer::provided::write_parts(self, path, parts)
     }
 
     /// As [`Store::write_parts`], except that the file need not be durable when this returns:
@@ -166,7 +168,7 @@ pub trait Store: Debug + Send + Sync {
     /// # Errors
     /// As [`Store::write_parts`].
     fn write_parts_unsynced(&self, path: &str, parts: &[&[u8]]) -> Result<()> {
-        self.write_parts(path, parts)
+        layer::provided::write_parts_unsynced(self, path, parts)
     }
 
     /// Makes the file at `path` durable (fsync of the file), after
@@ -177,8 +179,7 @@ pub trait Store: Debug + Send + Sync {
     /// `NotFound` when there is no file at `path` (a durable store); `Storage` when the fsync
     /// fails: the file's contents are then not known to be on stable storage.
     fn sync_file(&self, path: &str) -> Result<()> {
-        let _ = path;
-        Ok(())
+        layer::provided::sync_file(path)
     }
 
     /// Reads a whole file.
@@ -200,8 +201,7 @@ pub trait Store: Debug + Send + Sync {
     /// # Errors
     /// As [`Store::read`].
     fn open_read(&self, path: &str) -> Result<Box<dyn ReadStream + '_>> {
-        let data = self.read(path)?;
-        Ok(Box::new(BufferStream::new(data, self.location(path))))
+        layer::provided::open_read(self, path)
     }
 
     /// Reads the bytes `range` (byte offsets, end exclusive) of a file.
@@ -237,20 +237,7 @@ pub trait Store: Debug + Send + Sync {
     /// # Errors
     /// `InvalidArgument` for a bad path; `Storage` (e.g. `path` is a file on a local file system).
     fn list_recursive(&self, path: &str) -> Result<Vec<String>> {
-        let mut out = Vec::new();
-        let mut stack = vec![String::new()];
-        while let Some(rel) = stack.pop() {
-            let dir = join_path(path, &rel);
-            for e in self.list_dir(&dir)? {
-                let child = join_path(&rel, &e.name);
-                match e.kind {
-                    EntryKind::File => out.push(child),
-                    EntryKind::Dir => stack.push(child),
-                    EntryKind::Symlink => {}
-                }
-            }
-        }
-        Ok(out)
+        layer::provided::list_recursive(self, path)
     }
 
     /// Creates directory `path` and its parents; succeeds if it exists. A no-op where directories

@@ -2,11 +2,14 @@
 //! (counting, fault, latency, deferred-sync, checksum recording or verifying) ran with no writer
 //! lock of its local root: a second writer was not refused. (With the writer lease of issue 11
 //! such a manager fell back to a lease through the layer, which hangs behind a closed gate.)
+//! Every layer is now a `StoreLayer` (ckpt-storage), which forwards every call it does not
+//! override, `lock_for_writing` included; this test opens a writer through each layer the crate
+//! ships, the retry layer too, and stacked.
 
 use ckpt_manager::core::ErrorKind;
 use ckpt_manager::storage::{
     ChecksumManifest, CountingStore, DeferredSyncStore, FaultStore, LatencyStore, OpendalStore,
-    RecordingStore, Store, VerifyingStore,
+    RecordingStore, RetryPolicy, RetryStore, Store, VerifyingStore,
 };
 use ckpt_manager::CheckpointManager;
 use std::sync::Arc;
@@ -30,6 +33,19 @@ fn every_shipped_layer_keeps_the_local_writer_lock() {
         (
             "recording",
             Arc::new(RecordingStore::new(Arc::clone(&local), "", "item")),
+        ),
+        (
+            "retry",
+            Arc::new(RetryStore::new(Arc::clone(&local), RetryPolicy::default())),
+        ),
+        (
+            "retry over counting over fault",
+            Arc::new(RetryStore::new(
+                Arc::new(CountingStore::new(Arc::new(FaultStore::new(Arc::clone(
+                    &local,
+                ))))),
+                RetryPolicy::default(),
+            )),
         ),
         (
             "verifying",

@@ -7,12 +7,10 @@
 use ckpt_manager::core::{Error, ErrorKind, Result};
 use ckpt_manager::handlers::{Tensor, TensorMap};
 use ckpt_manager::storage::{
-    Capabilities, CountingStore, Entry, EntryMeta, FaultRule, FaultStore, OpendalStore,
-    RetryPolicy, RetryStore, Store,
+    CountingStore, FaultRule, FaultStore, OpendalStore, RetryPolicy, RetryStore, Store,
 };
 use ckpt_manager::{CheckpointManager, Composite, SaveOptions};
 use serde_json::json;
-use std::ops::Range;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -108,15 +106,9 @@ struct LostAnswers {
     lost: Mutex<Vec<String>>,
 }
 
-impl Store for LostAnswers {
-    fn capabilities(&self) -> Capabilities {
-        self.inner.capabilities()
-    }
-    fn location(&self, path: &str) -> String {
-        self.inner.location(path)
-    }
-    fn write(&self, path: &str, data: &[u8]) -> Result<()> {
-        self.inner.write(path, data)
+impl ckpt_manager::storage::StoreLayer for LostAnswers {
+    fn inner(&self) -> &dyn Store {
+        self.inner.as_ref()
     }
     fn write_if_absent(&self, path: &str, data: &[u8]) -> Result<()> {
         self.inner.write_if_absent(path, data)?;
@@ -126,36 +118,6 @@ impl Store for LostAnswers {
         }
         lost.push(path.to_string());
         Err(Error::storage(format!("the answer to creating {path} was lost")).with_temporary(true))
-    }
-    fn read(&self, path: &str) -> Result<Vec<u8>> {
-        self.inner.read(path)
-    }
-    fn read_range(&self, path: &str, range: Range<u64>) -> Result<Vec<u8>> {
-        self.inner.read_range(path, range)
-    }
-    fn stat(&self, path: &str) -> Result<Option<EntryMeta>> {
-        self.inner.stat(path)
-    }
-    fn list_dir(&self, path: &str) -> Result<Vec<Entry>> {
-        self.inner.list_dir(path)
-    }
-    fn list_recursive(&self, path: &str) -> Result<Vec<String>> {
-        self.inner.list_recursive(path)
-    }
-    fn create_dir(&self, path: &str) -> Result<()> {
-        self.inner.create_dir(path)
-    }
-    fn delete(&self, path: &str) -> Result<()> {
-        self.inner.delete(path)
-    }
-    fn delete_prefix(&self, path: &str) -> Result<()> {
-        self.inner.delete_prefix(path)
-    }
-    fn rename(&self, from: &str, to: &str) -> Result<()> {
-        self.inner.rename(from, to)
-    }
-    fn sync_dir(&self, path: &str) -> Result<()> {
-        self.inner.sync_dir(path)
     }
 }
 

@@ -10,9 +10,7 @@
 //! instructions when the CPU has them (several GB/s per core) and a table otherwise.
 
 use super::lock;
-use crate::{
-    join_path, validate_path, Capabilities, Entry, EntryKind, EntryMeta, ReadStream, Store,
-};
+use crate::{join_path, validate_path, Entry, EntryKind, ReadStream, Store};
 use ckpt_core::{Error, ErrorKind, Result, COMMIT_SUCCESS_FILE, STEP_METADATA_FILE};
 use serde_json::Value;
 use std::collections::BTreeMap;
@@ -612,17 +610,24 @@ impl RecordingStore {
     }
 }
 
-impl Store for RecordingStore {
-    fn capabilities(&self) -> Capabilities {
-        self.inner.capabilities()
+impl crate::StoreLayer for RecordingStore {
+    fn inner(&self) -> &dyn Store {
+        self.inner.as_ref()
     }
 
-    fn location(&self, path: &str) -> String {
-        self.inner.location(path)
+    /// Not forwarded: a durable [`Store::write_parts`] through this store (so it is recorded), what
+    /// [`Store::write_parts_unsynced`] does by default; [`Store::sync_file`] then has nothing to do.
+    fn write_parts_unsynced(&self, path: &str, parts: &[&[u8]]) -> Result<()> {
+        crate::provided::write_parts_unsynced(self, path, parts)
+    }
+
+    /// Not forwarded: nothing to do, every write through this store is durable.
+    fn sync_file(&self, path: &str) -> Result<()> {
+        crate::provided::sync_file(path)
     }
 
     fn write(&self, path: &str, data: &[u8]) -> Result<()> {
-        self.write_parts(path, &[data])
+        Store::write_parts(self, path, &[data])
     }
 
     /// Passes the parts through to the inner store's `write_parts` (no concatenation), and
@@ -643,30 +648,6 @@ impl Store for RecordingStore {
         self.inner.write_if_absent(path, data)?;
         self.record_write(path, data);
         Ok(())
-    }
-
-    fn read(&self, path: &str) -> Result<Vec<u8>> {
-        self.inner.read(path)
-    }
-
-    fn open_read(&self, path: &str) -> Result<Box<dyn ReadStream + '_>> {
-        self.inner.open_read(path)
-    }
-
-    fn read_range(&self, path: &str, range: Range<u64>) -> Result<Vec<u8>> {
-        self.inner.read_range(path, range)
-    }
-
-    fn stat(&self, path: &str) -> Result<Option<EntryMeta>> {
-        self.inner.stat(path)
-    }
-
-    fn list_dir(&self, path: &str) -> Result<Vec<Entry>> {
-        self.inner.list_dir(path)
-    }
-
-    fn create_dir(&self, path: &str) -> Result<()> {
-        self.inner.create_dir(path)
     }
 
     fn delete(&self, path: &str) -> Result<()> {
@@ -702,18 +683,6 @@ impl Store for RecordingStore {
             }
         }
         Ok(())
-    }
-
-    fn list_recursive(&self, path: &str) -> Result<Vec<String>> {
-        self.inner.list_recursive(path)
-    }
-
-    fn lock_for_writing(&self) -> Result<Option<Box<dyn crate::WriterLock>>> {
-        self.inner.lock_for_writing()
-    }
-
-    fn sync_dir(&self, path: &str) -> Result<()> {
-        self.inner.sync_dir(path)
     }
 }
 
@@ -780,25 +749,20 @@ impl VerifyingStore {
     }
 }
 
-impl Store for VerifyingStore {
-    fn capabilities(&self) -> Capabilities {
-        self.inner.capabilities()
+impl crate::StoreLayer for VerifyingStore {
+    fn inner(&self) -> &dyn Store {
+        self.inner.as_ref()
     }
 
-    fn location(&self, path: &str) -> String {
-        self.inner.location(path)
+    /// Not forwarded: a durable [`Store::write_parts`] through this store (unchecked, as every write), what
+    /// [`Store::write_parts_unsynced`] does by default; [`Store::sync_file`] then has nothing to do.
+    fn write_parts_unsynced(&self, path: &str, parts: &[&[u8]]) -> Result<()> {
+        crate::provided::write_parts_unsynced(self, path, parts)
     }
 
-    fn write(&self, path: &str, data: &[u8]) -> Result<()> {
-        self.inner.write(path, data)
-    }
-
-    fn write_if_absent(&self, path: &str, data: &[u8]) -> Result<()> {
-        self.inner.write_if_absent(path, data)
-    }
-
-    fn write_parts(&self, path: &str, parts: &[&[u8]]) -> Result<()> {
-        self.inner.write_parts(path, parts)
+    /// Not forwarded: nothing to do, every write through this store is durable.
+    fn sync_file(&self, path: &str) -> Result<()> {
+        crate::provided::sync_file(path)
     }
 
     fn read(&self, path: &str) -> Result<Vec<u8>> {
@@ -860,42 +824,6 @@ impl Store for VerifyingStore {
         }
         // Both bounds are <= size, which is a usize: the casts cannot truncate.
         Ok(data[range.start as usize..range.end as usize].to_vec())
-    }
-
-    fn stat(&self, path: &str) -> Result<Option<EntryMeta>> {
-        self.inner.stat(path)
-    }
-
-    fn list_dir(&self, path: &str) -> Result<Vec<Entry>> {
-        self.inner.list_dir(path)
-    }
-
-    fn create_dir(&self, path: &str) -> Result<()> {
-        self.inner.create_dir(path)
-    }
-
-    fn delete(&self, path: &str) -> Result<()> {
-        self.inner.delete(path)
-    }
-
-    fn delete_prefix(&self, path: &str) -> Result<()> {
-        self.inner.delete_prefix(path)
-    }
-
-    fn rename(&self, from: &str, to: &str) -> Result<()> {
-        self.inner.rename(from, to)
-    }
-
-    fn list_recursive(&self, path: &str) -> Result<Vec<String>> {
-        self.inner.list_recursive(path)
-    }
-
-    fn lock_for_writing(&self) -> Result<Option<Box<dyn crate::WriterLock>>> {
-        self.inner.lock_for_writing()
-    }
-
-    fn sync_dir(&self, path: &str) -> Result<()> {
-        self.inner.sync_dir(path)
     }
 }
 

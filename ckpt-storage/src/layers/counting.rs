@@ -1,7 +1,7 @@
 //! [`CountingStore`]: a store that counts calls and bytes and logs changes, for tests.
 
 use super::{lock, OpKind};
-use crate::{Capabilities, Entry, EntryMeta, Store};
+use crate::{Entry, EntryMeta, Store};
 use ckpt_core::Result;
 use std::ops::Range;
 use std::sync::{Arc, Mutex};
@@ -201,13 +201,21 @@ impl CountingStore {
     }
 }
 
-impl Store for CountingStore {
-    fn capabilities(&self) -> Capabilities {
-        self.inner.capabilities()
+impl crate::StoreLayer for CountingStore {
+    fn inner(&self) -> &dyn Store {
+        self.inner.as_ref()
     }
 
-    fn location(&self, path: &str) -> String {
-        self.inner.location(path)
+    /// Not forwarded: as one [`Store::write`] of the concatenated parts, so that it is counted as
+    /// a `write` (what [`Store::write_parts`] does by default).
+    fn write_parts(&self, path: &str, parts: &[&[u8]]) -> Result<()> {
+        crate::provided::write_parts(self, path, parts)
+    }
+
+    /// Not forwarded: one [`Store::read`], served from memory, so that it is counted as a `read`
+    /// (what [`Store::open_read`] does by default).
+    fn open_read(&self, path: &str) -> Result<Box<dyn crate::ReadStream + '_>> {
+        crate::provided::open_read(self, path)
     }
 
     fn write(&self, path: &str, data: &[u8]) -> Result<()> {
@@ -265,10 +273,6 @@ impl Store for CountingStore {
         let r = self.inner.rename(from, to);
         self.record(OpKind::Rename, from, Some(to), &r, |_| (0, 0));
         r
-    }
-
-    fn lock_for_writing(&self) -> Result<Option<Box<dyn crate::WriterLock>>> {
-        self.inner.lock_for_writing()
     }
 
     fn sync_dir(&self, path: &str) -> Result<()> {

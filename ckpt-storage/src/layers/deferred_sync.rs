@@ -1,9 +1,8 @@
 //! [`DeferredSyncStore`]: writes now, fsyncs later.
 
 use super::lock;
-use crate::{Capabilities, Entry, EntryMeta, ReadStream, Store};
+use crate::Store;
 use ckpt_core::Result;
-use std::ops::Range;
 use std::sync::{Arc, Mutex};
 
 /// A [`Store`] whose `write` and `write_parts` leave the fsync for later: they call the inner
@@ -79,21 +78,17 @@ pub fn sync_files(store: &dyn Store, paths: &[String]) -> Result<()> {
     paths.iter().try_for_each(|p| store.sync_file(p))
 }
 
-impl Store for DeferredSyncStore {
-    fn capabilities(&self) -> Capabilities {
-        self.inner.capabilities()
-    }
-
-    fn location(&self, path: &str) -> String {
-        self.inner.location(path)
+impl crate::StoreLayer for DeferredSyncStore {
+    fn inner(&self) -> &dyn Store {
+        self.inner.as_ref()
     }
 
     fn write(&self, path: &str, data: &[u8]) -> Result<()> {
-        self.write_parts_unsynced(path, &[data])
+        Store::write_parts_unsynced(self, path, &[data])
     }
 
     fn write_parts(&self, path: &str, parts: &[&[u8]]) -> Result<()> {
-        self.write_parts_unsynced(path, parts)
+        Store::write_parts_unsynced(self, path, parts)
     }
 
     fn write_parts_unsynced(&self, path: &str, parts: &[&[u8]]) -> Result<()> {
@@ -106,38 +101,6 @@ impl Store for DeferredSyncStore {
         self.inner.sync_file(path)?;
         lock(&self.unsynced).retain(|p| p != path);
         Ok(())
-    }
-
-    fn write_if_absent(&self, path: &str, data: &[u8]) -> Result<()> {
-        self.inner.write_if_absent(path, data)
-    }
-
-    fn read(&self, path: &str) -> Result<Vec<u8>> {
-        self.inner.read(path)
-    }
-
-    fn open_read(&self, path: &str) -> Result<Box<dyn ReadStream + '_>> {
-        self.inner.open_read(path)
-    }
-
-    fn read_range(&self, path: &str, range: Range<u64>) -> Result<Vec<u8>> {
-        self.inner.read_range(path, range)
-    }
-
-    fn stat(&self, path: &str) -> Result<Option<EntryMeta>> {
-        self.inner.stat(path)
-    }
-
-    fn list_dir(&self, path: &str) -> Result<Vec<Entry>> {
-        self.inner.list_dir(path)
-    }
-
-    fn list_recursive(&self, path: &str) -> Result<Vec<String>> {
-        self.inner.list_recursive(path)
-    }
-
-    fn create_dir(&self, path: &str) -> Result<()> {
-        self.inner.create_dir(path)
     }
 
     fn delete(&self, path: &str) -> Result<()> {
@@ -158,14 +121,6 @@ impl Store for DeferredSyncStore {
             self.remember(&format!("{to}{rest}"));
         }
         Ok(())
-    }
-
-    fn lock_for_writing(&self) -> Result<Option<Box<dyn crate::WriterLock>>> {
-        self.inner.lock_for_writing()
-    }
-
-    fn sync_dir(&self, path: &str) -> Result<()> {
-        self.inner.sync_dir(path)
     }
 }
 

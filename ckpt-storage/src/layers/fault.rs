@@ -1,7 +1,7 @@
 //! [`FaultStore`]: a store that fails chosen operations, for tests.
 
 use super::{lock, OpKind, PathPattern};
-use crate::{Capabilities, Entry, EntryMeta, Store};
+use crate::{Entry, EntryMeta, Store};
 use ckpt_core::{Error, Result};
 use std::ops::Range;
 use std::sync::{Arc, Mutex};
@@ -259,13 +259,21 @@ fn injected(op: OpKind, path: &str, to: Option<&str>, n: u64, extra: &str) -> Er
     .with_path(path.to_string())
 }
 
-impl Store for FaultStore {
-    fn capabilities(&self) -> Capabilities {
-        self.inner.capabilities()
+impl crate::StoreLayer for FaultStore {
+    fn inner(&self) -> &dyn Store {
+        self.inner.as_ref()
     }
 
-    fn location(&self, path: &str) -> String {
-        self.inner.location(path)
+    /// Not forwarded: as one [`Store::write`] of the concatenated parts, so that it is faulted as
+    /// a `write` (what [`Store::write_parts`] does by default).
+    fn write_parts(&self, path: &str, parts: &[&[u8]]) -> Result<()> {
+        crate::provided::write_parts(self, path, parts)
+    }
+
+    /// Not forwarded: one [`Store::read`], served from memory, so that it is faulted as a `read`
+    /// (what [`Store::open_read`] does by default).
+    fn open_read(&self, path: &str) -> Result<Box<dyn crate::ReadStream + '_>> {
+        crate::provided::open_read(self, path)
     }
 
     fn write(&self, path: &str, data: &[u8]) -> Result<()> {
@@ -345,10 +353,6 @@ impl Store for FaultStore {
             );
         }
         self.inner.rename(from, to)
-    }
-
-    fn lock_for_writing(&self) -> Result<Option<Box<dyn crate::WriterLock>>> {
-        self.inner.lock_for_writing()
     }
 
     fn sync_dir(&self, path: &str) -> Result<()> {

@@ -2,7 +2,7 @@
 //! them through.
 
 use super::{lock, PathPattern};
-use crate::{Capabilities, Entry, EntryMeta, Store};
+use crate::{Entry, EntryMeta, Store};
 use ckpt_core::Result;
 use std::ops::Range;
 use std::sync::{Arc, Condvar, Mutex};
@@ -209,13 +209,21 @@ impl LatencyStore {
     }
 }
 
-impl Store for LatencyStore {
-    fn capabilities(&self) -> Capabilities {
-        self.inner.capabilities()
+impl crate::StoreLayer for LatencyStore {
+    fn inner(&self) -> &dyn Store {
+        self.inner.as_ref()
     }
 
-    fn location(&self, path: &str) -> String {
-        self.inner.location(path)
+    /// Not forwarded: as one [`Store::write`] of the concatenated parts, so that it is delayed as
+    /// a `write` (what [`Store::write_parts`] does by default).
+    fn write_parts(&self, path: &str, parts: &[&[u8]]) -> Result<()> {
+        crate::provided::write_parts(self, path, parts)
+    }
+
+    /// Not forwarded: one [`Store::read`], served from memory, so that it is delayed as a `read`
+    /// (what [`Store::open_read`] does by default).
+    fn open_read(&self, path: &str) -> Result<Box<dyn crate::ReadStream + '_>> {
+        crate::provided::open_read(self, path)
     }
 
     fn write(&self, path: &str, data: &[u8]) -> Result<()> {
@@ -272,10 +280,6 @@ impl Store for LatencyStore {
     fn rename(&self, from: &str, to: &str) -> Result<()> {
         self.slow(&[from, to]);
         self.inner.rename(from, to)
-    }
-
-    fn lock_for_writing(&self) -> Result<Option<Box<dyn crate::WriterLock>>> {
-        self.inner.lock_for_writing()
     }
 
     fn sync_dir(&self, path: &str) -> Result<()> {

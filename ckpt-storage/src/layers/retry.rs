@@ -11,7 +11,7 @@
 //! by being written once. `rename` is not retried (a retry after a lost answer would fail on a
 //! rename that happened); no store that reports temporary errors can rename anyway.
 
-use crate::{Capabilities, Entry, EntryMeta, ReadStream, Store, WriterLock};
+use crate::{Entry, EntryMeta, ReadStream, Store};
 use ckpt_core::{Error, Result};
 use std::ops::Range;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -137,13 +137,9 @@ fn gave_up(e: Error, attempts: u32) -> Error {
     e
 }
 
-impl Store for RetryStore {
-    fn capabilities(&self) -> Capabilities {
-        self.inner.capabilities()
-    }
-
-    fn location(&self, path: &str) -> String {
-        self.inner.location(path)
+impl crate::StoreLayer for RetryStore {
+    fn inner(&self) -> &dyn Store {
+        self.inner.as_ref()
     }
 
     fn write(&self, path: &str, data: &[u8]) -> Result<()> {
@@ -207,14 +203,6 @@ impl Store for RetryStore {
 
     fn delete_prefix(&self, path: &str) -> Result<()> {
         self.run("delete_prefix", path, || self.inner.delete_prefix(path))
-    }
-
-    fn rename(&self, from: &str, to: &str) -> Result<()> {
-        self.inner.rename(from, to)
-    }
-
-    fn lock_for_writing(&self) -> Result<Option<Box<dyn WriterLock>>> {
-        self.inner.lock_for_writing()
     }
 
     fn sync_dir(&self, path: &str) -> Result<()> {
