@@ -21,9 +21,23 @@
 //! ```
 //!
 //! The crates underneath are re-exported: [`core`], [`policy`], [`storage`], [`handlers`].
+//!
+//! # Features
+//! All on by default; a library user can depend with `default-features = false` plus the ones
+//! it needs, and then pulls no command-line or HTTP crate.
+//! - `latest`, `interval`, `best`, `time`, `custom`: the preservation-policy families of
+//!   `ckpt-policy` (`LatestN`; `EveryNSteps`; `BestN`; `EveryNSeconds`/`LatestDuration`;
+//!   `CustomSteps`). A config naming a family that is off is `InvalidConfig`.
+//! - `sigterm`: `SigtermPreemption` (signal-hook).
+//! - `s3`, `gcs`, `azblob`: the object-store backends of `ckpt-storage` (`s3://`, `gs://`,
+//!   `azblob://` roots); without one, such a root is `Unsupported` naming the feature.
+//! - `config`: `ManagerConfig` and `preservation_policy_from_*` (TOML and JSON files; toml).
+//! - `cli`: the `ckpt` tool and the `train` example (clap, indicatif, unicode-width); implies
+//!   `config` and every backend.
 #![deny(missing_docs)]
 
 mod composite;
+#[cfg(feature = "config")]
 mod config;
 pub mod copy;
 mod deleter;
@@ -46,6 +60,7 @@ pub use ckpt_storage as storage;
 pub use ckpt_core::{CheckpointInfo, Error, ErrorKind, Metrics, Result, Step};
 pub use ckpt_policy::BestMode;
 pub use composite::{Composite, SaveOptions};
+#[cfg(feature = "config")]
 pub use config::{
     preservation_policy_from_file, preservation_policy_from_json_str,
     preservation_policy_from_toml_str, ManagerConfig,

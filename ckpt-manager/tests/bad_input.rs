@@ -15,6 +15,8 @@
 //!
 //! Cases marked `#[ignore = "bug: ..."]` assert the behaviour the docs, the spec or issue 4 ask for
 //! and fail today; each says why in its doc comment.
+// These tests run the `ckpt` binary, which needs the `cli` feature.
+#![cfg(feature = "cli")]
 
 use ckpt_manager::core::{ErrorKind, Result, Step};
 use ckpt_manager::handlers::{Tensor, TensorMap, ORBAX_JSON_HANDLER, ORBAX_TENSORSTORE_HANDLERS};

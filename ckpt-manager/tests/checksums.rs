@@ -1,6 +1,8 @@
 //! Checksums (issue 4): every file a handler writes has its size and CRC32C recorded in the step's
 //! `_CKPT_CHECKSUMS`; restore verifies by default, so a flipped bit or a truncated file is a
 //! `Corrupt` error naming the file, never wrong data.
+// These tests run the `ckpt` binary, which needs the `cli` feature.
+#![cfg(feature = "cli")]
 
 use ckpt_manager::core::ErrorKind;
 use ckpt_manager::handlers::{Tensor, TensorMap};

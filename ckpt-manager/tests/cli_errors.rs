@@ -1,5 +1,7 @@
 //! `ckpt ls/show` on bad input: a one-line error on stderr, nothing on stdout, exit status 1,
 //! and nothing in the root changed.
+// These tests run the `ckpt` binary, which needs the `cli` feature.
+#![cfg(feature = "cli")]
 
 use std::path::Path;
 use std::process::Command;

@@ -1,6 +1,8 @@
 //! Every root in `testdata/orbax/fixtures/` (written by orbax-checkpoint 0.12.8) reads back as
 //! Orbax reported it in the matching `*.expected.json` (`reopen`), through the manager and through
 //! `ckpt ls/show --json`; opening a root changes no file in it.
+// These tests run the `ckpt` binary, which needs the `cli` feature.
+#![cfg(feature = "cli")]
 
 use ckpt_manager::core::ErrorKind;
 use ckpt_manager::{BestMode, CheckpointManager, CheckpointManagerOptions};

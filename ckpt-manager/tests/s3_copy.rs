@@ -2,6 +2,8 @@
 //! local → S3 → local keeps every step, its checksums and the root metadata, and `ckpt verify`
 //! passes on each copy; a corrupted source file makes `cp` fail naming it, with no visible
 //! partial step at the destination; a committed destination step is never overwritten.
+// These tests run the `ckpt` binary, which needs the `cli` feature.
+#![cfg(feature = "cli")]
 
 mod s3_common;
 

@@ -4,7 +4,9 @@
 //!   real manager on a temporary root and prints the output JSON (the folder's README is the
 //!   contract; `python3 testdata/orbax/compare.py --all testdata/orbax/cases cargo xtask scenario`).
 //! - `ci`: everything CI checks, in order: formatting, clippy (warnings are errors), the whole
-//!   test suite, ckpt-policy built with its default features off, and last the Orbax
+//!   test suite, ckpt-policy and ckpt-manager built with their default features off, the
+//!   object-store backends and ckpt-handlers' `ndarray` feature linted, the lean-library check
+//!   (`ckpt-manager --no-default-features` pulls no CLI or HTTP crate), and last the Orbax
 //!   interoperability check below. Stops at the first failure. The test steps run against a
 //!   local S3 server (below) started first and stopped after them; CI fails, with the reason,
 //!   if it cannot be started.
@@ -186,6 +188,26 @@ fn ci() -> ExitCode {
         eprintln!("xtask ci: FAILED at `cargo {}`", all_features.join(" "));
         return ExitCode::FAILURE;
     }
+    // ckpt-handlers' optional ndarray conversions must keep compiling, warning-free.
+    let ndarray = [
+        "clippy",
+        "-p",
+        "ckpt-handlers",
+        "--all-targets",
+        "--features",
+        "ndarray",
+        "--",
+        "-D",
+        "warnings",
+    ];
+    if !cargo(&ndarray) {
+        eprintln!("xtask ci: FAILED at `cargo {}`", ndarray.join(" "));
+        return ExitCode::FAILURE;
+    }
+    if let Err(e) = lean_library() {
+        eprintln!("xtask ci: FAILED: {e}");
+        return ExitCode::FAILURE;
+    }
     eprintln!("xtask: interop");
     if !interop::run_ok(false) {
         eprintln!("xtask ci: FAILED at `cargo xtask interop`");
@@ -193,6 +215,63 @@ fn ci() -> ExitCode {
     }
     eprintln!("xtask ci: all checks passed");
     ExitCode::SUCCESS
+}
+
+/// Crates that only the `ckpt` tool (feature `cli`) or an object-store backend may bring in.
+const NOT_IN_THE_LEAN_LIBRARY: [&str; 7] = [
+    "clap",
+    "indicatif",
+    "toml",
+    "unicode-width",
+    "reqwest",
+    "rustls",
+    "hyper",
+];
+
+/// Checks that `ckpt-manager` used as a library (`--no-default-features`) pulls none of
+/// [`NOT_IN_THE_LEAN_LIBRARY`] (issue 12): reads `cargo tree -e normal`.
+fn lean_library() -> Result<(), String> {
+    let args = [
+        "tree",
+        "-p",
+        "ckpt-manager",
+        "--no-default-features",
+        "-e",
+        "normal",
+        "--prefix",
+        "none",
+    ];
+    eprintln!("xtask: cargo {}", args.join(" "));
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_string());
+    let out = Command::new(cargo)
+        .args(args)
+        .output()
+        .map_err(|e| format!("cannot run cargo tree: {e}"))?;
+    if !out.status.success() {
+        return Err(format!(
+            "cargo tree exited with {}: {}",
+            out.status,
+            String::from_utf8_lossy(&out.stderr)
+        ));
+    }
+    let text = String::from_utf8_lossy(&out.stdout);
+    let found: Vec<&str> = text
+        .lines()
+        .filter_map(|l| l.split_whitespace().next())
+        .filter(|name| NOT_IN_THE_LEAN_LIBRARY.contains(name))
+        .collect();
+    if found.is_empty() {
+        eprintln!(
+            "xtask: ckpt-manager --no-default-features: {} crates, none of {:?}",
+            text.lines().count(),
+            NOT_IN_THE_LEAN_LIBRARY
+        );
+        Ok(())
+    } else {
+        Err(format!(
+            "ckpt-manager --no-default-features pulls {found:?} (only the `cli` feature or a backend may)"
+        ))
+    }
 }
 
 fn scenario(path: Option<&str>) -> ExitCode {
