@@ -10,9 +10,11 @@
 //! * [`CommitProtocol`], [`AtomicityMode`], [`protocol_for`]: atomic rename and commit file;
 //! * [`validate_path`], [`join_path`], [`parent_path`], [`file_name`]: store paths;
 //! * `testkit` (feature `testkit`): the conformance functions every store must pass;
-//! * layers, stores that wrap an `Arc<dyn Store>` and add one thing (`src/layers/`):
-//!   [`FaultStore`] (injected failures), [`CountingStore`] (call counts and a log of changes),
-//!   [`LatencyStore`] with [`Gate`] (delays, held writes), and the checksum layers
+//! * layers, stores that wrap an `Arc<dyn Store>` and add one thing (`src/layers/`, over the
+//!   forwarding base [`StoreLayer`]): [`RetryStore`], [`DeferredSyncStore`], the test doubles
+//!   behind the feature `test-layers` (`FaultStore`: injected failures; `CountingStore`: call
+//!   counts and a log of changes; `LatencyStore` with `Gate`: delays, held writes), and the
+//!   checksum layers
 //!   [`RecordingStore`], [`VerifyingStore`], [`ChecksumManifest`] and [`verify_step`] (CRC32C of
 //!   every file of a step, in `<step>/_CKPT_CHECKSUMS`; ckpt's own, Orbax has no checksums).
 //!
@@ -41,10 +43,14 @@ pub use commit::{
 };
 pub use layer::{provided, StoreLayer};
 pub use layers::{
-    sync_files, verify_step, ChecksumManifest, CountingStore, DeferredSyncStore, FaultRule,
-    FaultStore, FileChecksum, FileStatus, Gate, LatencyStore, LoggedOp, OpCounts, OpKind,
-    PathPattern, RecordingStore, RetryPolicy, RetryStore, VerifyReport, VerifyingStore,
-    CHECKSUM_ALGORITHM, MANIFEST_FILE,
+    sync_files, verify_step, ChecksumManifest, DeferredSyncStore, FileChecksum, FileStatus,
+    RecordingStore, RetryPolicy, RetryStore, VerifyReport, VerifyingStore, CHECKSUM_ALGORITHM,
+    MANIFEST_FILE,
+};
+#[cfg(any(test, feature = "test-layers"))]
+pub use layers::{
+    CountingStore, FaultRule, FaultStore, Gate, LatencyStore, LoggedOp, OpCounts, OpKind,
+    PathPattern,
 };
 #[cfg(any(feature = "s3", feature = "gcs", feature = "azblob"))]
 pub use object::install_http_transport;
