@@ -23,7 +23,7 @@ use std::time::{Duration, Instant};
 /// once the items are captured, and the write, commit, retention and deletions run on a background
 /// thread; at most one save is in flight and the next `save` waits for it.
 ///
-/// Deviations from Orbax 0.12.8 (DESIGN.md): `all_steps` is ascending and lists committed steps
+/// Deviations from Orbax 0.12.8 (docs/deviations.md): `all_steps` is ascending and lists committed steps
 /// only, and `latest_step` is the largest committed step (D1); metrics given to `save` are always
 /// written (D2); a forced save or a delete on a read-only manager is a `ReadOnly` error (D3); zero
 /// intervals are rejected when the manager is built (D4); metrics lacking the best metric are

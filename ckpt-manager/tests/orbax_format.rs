@@ -1,5 +1,5 @@
 //! A root written by ckpt has Orbax's layout and file formats, byte for byte where the spec says
-//! so (orbax-spec.md §1.3–§1.7), compared with the files orbax-checkpoint 0.12.8 wrote in
+//! so (docs/orbax-behaviour.md §1.3–§1.7), compared with the files orbax-checkpoint 0.12.8 wrote in
 //! `testdata/orbax/fixtures`.
 
 use ckpt_manager::core::pyjson;

@@ -1,6 +1,6 @@
-//! The spec's tables for the legacy options (orbax-spec.md §7.2 M1–M10, M12–M14, M19–M23; §7.3
+//! The spec's tables for the legacy options (docs/orbax-behaviour.md §7.2 M1–M10, M12–M14, M19–M23; §7.3
 //! S1–S3, S5–S8, S14, S17, S21–S23, S27–S29) as tests, one per row, on real directories.
-//! Adjusted only for DESIGN.md's deviations, noted where they apply.
+//! Adjusted only for the deviations of docs/deviations.md, noted where they apply.
 
 use chrono::{DateTime, TimeDelta, Utc};
 use ckpt_manager::core::{ErrorKind, ManualClock};

@@ -1,6 +1,6 @@
-//! The remaining rows of the spec's manager-level tables (orbax-spec.md §7.2 M11, M15–M18, M24;
-//! §7.3 S4, S9–S13, S15, S16, S18–S20, S24–S26) as tests, adjusted only for DESIGN.md's
-//! deviations (noted where they apply). The other rows are in spec_tables.rs.
+//! The remaining rows of the spec's manager-level tables (docs/orbax-behaviour.md §7.2 M11, M15–M18, M24;
+//! §7.3 S4, S9–S13, S15, S16, S18–S20, S24–S26) as tests, adjusted only for the
+//! deviations of docs/deviations.md (noted where they apply). The other rows are in spec_tables.rs.
 
 use chrono::{DateTime, TimeDelta, Utc};
 use ckpt_manager::core::{ErrorKind, ManualClock, Result, Step};

@@ -70,7 +70,7 @@ use ckpt_core::Result;
 use std::fmt::Debug;
 use std::ops::Range;
 
-/// What a store can do; the commit protocol is chosen from this (DESIGN.md, "ckpt-storage").
+/// What a store can do; the commit protocol is chosen from this (docs/design.md, "Storage and commit protocols").
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct Capabilities {
     /// `rename` of a directory is atomic (local file systems). Object stores: false.

@@ -20,7 +20,7 @@
 //! - `gcs-test`: the conformance suite, less conditional creates and multipart uploads, against
 //!   `gcp-storage-emulator` from PyPI (see `xtask/src/gcs.rs`); not part of `ci`.
 //! - `interop [--keep]`: checks that orbax-checkpoint 0.12.8 itself reads roots written by ckpt
-//!   (DESIGN.md, "On-disk format"). It
+//!   (docs/design.md, "On-disk format"). It
 //!   1. creates or reuses the Python virtual environment `target/interop-venv` and pip-installs
 //!      into it the pinned wheels of `xtask/interop/requirements.txt` (orbax-checkpoint 0.12.8,
 //!      `jax[cpu]` and their dependencies: about 170 MB of wheels from PyPI, 730 MB installed, 25 s
