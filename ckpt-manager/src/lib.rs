@@ -47,6 +47,7 @@ mod manager;
 mod options;
 mod preemption;
 mod restored;
+mod retention;
 mod save;
 mod shared;
 #[cfg(feature = "sigterm")]
@@ -65,9 +66,10 @@ pub use config::{
     preservation_policy_from_file, preservation_policy_from_json_str,
     preservation_policy_from_toml_str, ManagerConfig,
 };
-pub use manager::{CheckpointManager, RetentionDecision, SaveOutcome};
+pub use manager::{CheckpointManager, SaveOutcome};
 pub use options::{CheckpointManagerBuilder, CheckpointManagerOptions};
 pub use preemption::{ManualPreemption, PreemptionSource};
 pub use restored::Restored;
+pub use retention::RetentionDecision;
 #[cfg(feature = "sigterm")]
 pub use sigterm::{SigtermOptions, SigtermPreemption};

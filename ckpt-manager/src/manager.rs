@@ -4,6 +4,7 @@ use crate::composite::Captured;
 use crate::options::{CheckpointManagerBuilder, CheckpointManagerOptions, RootSpec};
 use crate::save::{self, Fence, Phase, PhaseCell, SaveJob, Staged};
 use crate::shared::Core;
+use crate::RetentionDecision;
 use crate::{Composite, Restored, SaveOptions};
 use ckpt_core::{
     CheckpointInfo, Error, ErrorKind, Metrics, Result, RootMetadata, Step, StepMetadata,
@@ -57,19 +58,6 @@ impl InFlight {
     fn is_done(&self) -> bool {
         *lock(&self.phase) == Phase::Done || self.handle.is_finished()
     }
-}
-
-/// What [`CheckpointManager::apply_preservation`] decided for one step.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct RetentionDecision {
-    /// The step.
-    pub step: Step,
-    /// Whether the policy keeps it.
-    pub keep: bool,
-    /// Why (the policy's verdict reason).
-    pub reason: String,
-    /// Whether its directory was deleted (false for kept steps and in a dry run).
-    pub deleted: bool,
 }
 
 /// What a call of [`CheckpointManager::save_with_outcome`] did, and why when it did not save
@@ -248,7 +236,7 @@ impl CheckpointManager {
             now: self.core.options.clock.now(),
         };
         let st = self.core.state();
-        save::retention_decision(&self.core, &st.checkpoints, &cx).1
+        crate::retention::decision(self.core.preservation.as_ref(), &st.checkpoints, &cx).1
     }
 
     /// Whether a save is still being written or committed in the background (spec §5.3).
@@ -851,31 +839,8 @@ impl CheckpointManager {
         }
         policy.validate()?;
         self.settle_quietly();
-        let cx = PreservationContext {
-            now: self.core.options.clock.now(),
-        };
         let checkpoints = self.checkpoints();
-        crate::shared::check_policy_metrics(
-            policy,
-            &checkpoints,
-            self.core.options.allow_missing_best_metric,
-        )?;
-        let verdicts = ckpt_policy::decide(policy, &checkpoints, &cx);
-        let mut out = Vec::with_capacity(verdicts.len());
-        for (step, verdict) in verdicts {
-            let mut deleted = false;
-            if !verdict.keep && !dry_run {
-                self.core.delete_step(step)?;
-                deleted = true;
-            }
-            out.push(RetentionDecision {
-                step,
-                keep: verdict.keep,
-                reason: verdict.reason,
-                deleted,
-            });
-        }
-        Ok(out)
+        crate::retention::apply(&self.core, policy, &checkpoints, dry_run)
     }
 
     /// Waits for the save in flight and for background deletions, and closes the manager (spec

@@ -2,7 +2,7 @@
 //! then retention over the committed steps. Runs on the caller's thread (synchronous saves) or on
 //! the background save thread (asynchronous saves, spec §5.8).
 
-use crate::shared::{Core, RetentionRun};
+use crate::shared::Core;
 use crate::{Composite, SaveOptions};
 use chrono::{DateTime, Utc};
 use ckpt_core::{
@@ -10,7 +10,6 @@ use ckpt_core::{
     METRICS_ITEM_NAME, STEP_METADATA_FILE,
 };
 use ckpt_handlers::{CheckpointHandler, ItemDir, JsonHandler, SaveItem};
-use ckpt_policy::{PreservationContext, Verdict};
 use ckpt_storage::{
     sync_files, AtomicityMode, ChecksumManifest, DeferredSyncStore, EntryKind, RecordingStore,
     Store,
@@ -369,104 +368,9 @@ pub(crate) fn run(
     set_phase(phase, Phase::Retention);
     let info = CheckpointInfo::new(step, job.time, job.options.metrics.clone());
     core.state().insert(info, job.name.clone());
-    apply_retention(core);
+    crate::retention::after_save(core);
     set_phase(phase, Phase::Done);
     Ok(())
-}
-
-/// Runs the preservation policy over the committed steps and deletes what it does not keep
-/// (spec §4.4). A delete that fails is logged and the step stays listed (retried next time).
-/// Each deletion is logged at INFO with the policy's reason, or at WARN when the step has no
-/// usable value of a metric the policy ranks by (issue 11, item 11).
-///
-/// The decision uses the policy's keep flags on the listing in place (no copy of it, no
-/// reasons: well under a millisecond for 10,000 steps with the built-in policies); the
-/// verdicts with their reasons are computed only when wanted: for the log line of a deleted
-/// step when `info` logging is on, and by `last_retention`. A policy returning too few flags
-/// keeps the steps it says nothing about.
-pub(crate) fn apply_retention(core: &Core) {
-    let cx = PreservationContext {
-        now: core.options.clock.now(),
-    };
-    // For each step to delete, the ranking metrics it has no usable value of: deleting such a
-    // step is logged at WARN (it may be a good step whose metric was NaN or missing).
-    let mut lacking: BTreeMap<Step, Vec<&str>> = BTreeMap::new();
-    let to_delete: Vec<Step> = {
-        let mut st = core.state();
-        let (steps, to_delete) = retention_decision(core, &st.checkpoints, &cx);
-        if !core.ranking_metrics.is_empty() {
-            for &step in &to_delete {
-                let pos = st.checkpoints.partition_point(|c| c.step < step);
-                let Some(info) = st.checkpoints.get(pos).filter(|c| c.step == step) else {
-                    continue;
-                };
-                let missing: Vec<&str> = core
-                    .ranking_metrics
-                    .iter()
-                    .map(String::as_str)
-                    .filter(|m| ckpt_policy::metric_value(info.metrics.as_ref(), m).is_none())
-                    .collect();
-                if !missing.is_empty() {
-                    lacking.insert(step, missing);
-                }
-            }
-        }
-        tracing::debug!(
-            steps = steps.len(),
-            "retention decided over the committed steps"
-        );
-        st.last_retention = Some(RetentionRun {
-            steps,
-            cx,
-            removed: BTreeMap::new(),
-            verdicts: None,
-        });
-        to_delete
-    };
-    let wanted = tracing::enabled!(tracing::Level::INFO)
-        || (!lacking.is_empty() && tracing::enabled!(tracing::Level::WARN));
-    let reasons: BTreeMap<Step, Verdict> = if !to_delete.is_empty() && wanted {
-        let verdicts = core.state().retention_verdicts(core.preservation.as_ref());
-        verdicts.into_iter().filter(|(_, v)| !v.keep).collect()
-    } else {
-        BTreeMap::new()
-    };
-    for step in to_delete {
-        let reason = reasons.get(&step).map_or("", |v| v.reason.as_str());
-        match lacking.get(&step) {
-            Some(missing) => {
-                let metric = missing.join(", ");
-                tracing::warn!(
-                    step,
-                    metric = metric.as_str(),
-                    reason,
-                    "deleting step {step}, which has no usable value of {metric} (missing, null or NaN), the metric retention ranks by"
-                );
-            }
-            None => tracing::info!(step, reason, "deleting step"),
-        }
-        if let Err(e) = core.delete_step(step) {
-            tracing::error!(step, error = %e, "retention could not delete the step; it stays listed");
-        }
-    }
-}
-
-/// The steps of `checkpoints` and those of them the preservation policy does not keep (from its
-/// keep flags; a missing flag keeps), both ascending.
-pub(crate) fn retention_decision(
-    core: &Core,
-    checkpoints: &[CheckpointInfo],
-    cx: &PreservationContext,
-) -> (Vec<Step>, Vec<Step>) {
-    let flags = core.preservation.keep_flags(checkpoints, cx);
-    let steps: Vec<Step> = checkpoints.iter().map(|c| c.step).collect();
-    let to_delete = steps
-        .iter()
-        .zip(flags.into_iter().chain(std::iter::repeat(true)))
-        .filter(|(_, keep)| !keep)
-        .map(|(s, _)| *s)
-        .collect();
-    (steps, to_delete)
 }
 
 /// Warns (once, at the save of `step`) about each metric whose value is `null`: what a NaN or

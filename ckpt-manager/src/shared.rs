@@ -5,6 +5,7 @@
 use crate::deleter::{remove_dir, Deleter};
 use crate::listing::{committed_steps_with_shadowed, load_infos, read_metrics, read_step_metadata};
 use crate::options::CheckpointManagerOptions;
+use crate::retention::{check_policy_metrics, RetentionRun};
 use crate::Restored;
 use ckpt_core::{
     is_tmp_name, validate_item_name, CheckpointInfo, Error, ErrorKind, Metrics, NameFormat, Result,
@@ -13,8 +14,8 @@ use ckpt_core::{
 };
 use ckpt_handlers::{CheckpointHandler, HandlerRegistry, ItemDir, JsonHandler};
 use ckpt_policy::{
-    legacy_preservation, legacy_save_decision, LegacyRetention, PreservationContext,
-    PreservationPolicy, SaveDecisionPolicy, Verdict,
+    legacy_preservation, legacy_save_decision, LegacyRetention, PreservationPolicy,
+    SaveDecisionPolicy, Verdict,
 };
 use ckpt_storage::{
     protocol_for, ChecksumManifest, CommitProtocol, EntryKind, StepClaim, Store, VerifyingStore,
@@ -23,24 +24,6 @@ use ckpt_storage::{
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
-
-/// [`ckpt_policy::check_metrics_exist`] unless `allow`, the error saying how to opt in.
-pub(crate) fn check_policy_metrics<'a, P, I>(policy: &P, checkpoints: I, allow: bool) -> Result<()>
-where
-    P: PreservationPolicy + ?Sized,
-    I: IntoIterator<Item = &'a CheckpointInfo>,
-    I::IntoIter: Clone,
-{
-    if allow {
-        return Ok(());
-    }
-    ckpt_policy::check_metrics_exist(policy, checkpoints).map_err(|e| {
-        Error::invalid_config(format!(
-            "{}; to use it anyway, set the manager option allow_missing_best_metric (ckpt gc: --allow-missing-metric)",
-            e.message()
-        ))
-    })
-}
 
 /// The committed steps as the manager knows them.
 #[derive(Debug, Default)]
@@ -54,22 +37,6 @@ pub(crate) struct State {
     pub shadowed: BTreeMap<Step, Vec<String>>,
     /// The last retention run, whose verdicts are computed only when asked for.
     pub last_retention: Option<RetentionRun>,
-}
-
-/// What a retention run saw, so that its verdicts (with reasons) can be computed when someone
-/// asks (`last_retention`, an info log) instead of on every save: formatting one reason per
-/// step costs milliseconds on a root of 10,000 steps, the keep flags a fraction of that.
-#[derive(Debug)]
-pub(crate) struct RetentionRun {
-    /// The steps of the listing the run saw, ascending.
-    pub steps: Vec<Step>,
-    /// The run's context.
-    pub cx: PreservationContext,
-    /// The infos of those steps that have left the listing since (deleted by the run itself or
-    /// later, or replaced by a reload): moved here, never copied, while `verdicts` is `None`.
-    pub removed: BTreeMap<Step, CheckpointInfo>,
-    /// The verdicts, once computed.
-    pub verdicts: Option<Vec<(Step, Verdict)>>,
 }
 
 impl State {
@@ -103,38 +70,12 @@ impl State {
         self.dir_names = names;
     }
 
-    /// The verdicts of the last retention run, computed now if they were not yet: the run's
-    /// listing is rebuilt from the current one and the infos that left it since.
+    /// The verdicts of the last retention run ([`RetentionRun::verdicts`]), empty before the
+    /// first.
     pub fn retention_verdicts(&mut self, policy: &dyn PreservationPolicy) -> Vec<(Step, Verdict)> {
-        let Some(run) = self.last_retention.as_mut() else {
-            return Vec::new();
-        };
-        if let Some(v) = &run.verdicts {
-            return v.clone();
-        }
-        let listing: Vec<CheckpointInfo> = run
-            .steps
-            .iter()
-            .filter_map(|s| {
-                run.removed.get(s).cloned().or_else(|| {
-                    let pos = self.checkpoints.partition_point(|c| c.step < *s);
-                    self.checkpoints.get(pos).filter(|c| c.step == *s).cloned()
-                })
-            })
-            .collect();
-        let verdicts = policy.should_preserve(&listing, &run.cx);
-        let decided: Vec<(Step, Verdict)> = listing.iter().map(|c| c.step).zip(verdicts).collect();
-        run.removed.clear();
-        run.verdicts = Some(decided.clone());
-        decided
-    }
-}
-
-impl RetentionRun {
-    /// Keeps `info` when the run saw its step and its verdicts are still to be computed.
-    fn keep_info(&mut self, info: CheckpointInfo) {
-        if self.verdicts.is_none() && self.steps.binary_search(&info.step).is_ok() {
-            self.removed.entry(info.step).or_insert(info);
+        match self.last_retention.as_mut() {
+            Some(run) => run.verdicts(&self.checkpoints, policy),
+            None => Vec::new(),
         }
     }
 }
