@@ -44,12 +44,12 @@ mod deleter;
 pub mod export;
 mod listing;
 mod manager;
+mod open_root;
 mod options;
 mod preemption;
 mod restored;
 mod retention;
 mod save;
-mod shared;
 #[cfg(feature = "sigterm")]
 mod sigterm;
 

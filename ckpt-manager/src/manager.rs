@@ -1,9 +1,9 @@
 //! `CheckpointManager`: the public API.
 
 use crate::composite::Captured;
+use crate::open_root::OpenRoot;
 use crate::options::{CheckpointManagerBuilder, CheckpointManagerOptions, RootSpec};
 use crate::save::{self, Fence, Phase, PhaseCell, SaveJob, Staged};
-use crate::shared::Core;
 use crate::RetentionDecision;
 use crate::{Composite, Restored, SaveOptions};
 use ckpt_core::{
@@ -35,7 +35,7 @@ use std::time::{Duration, Instant};
 /// (`&mut self`).
 #[derive(Debug)]
 pub struct CheckpointManager {
-    core: Arc<Core>,
+    root: Arc<OpenRoot>,
     in_flight: Mutex<Option<InFlight>>,
     pending_error: Mutex<Option<Error>>,
 }
@@ -109,7 +109,7 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 /// The listing, locked, with the save in flight put in at `added` for a save decision; taken out
 /// again when dropped (also if the policy panics).
 struct DecisionView<'a> {
-    state: MutexGuard<'a, crate::shared::State>,
+    state: MutexGuard<'a, crate::open_root::State>,
     added: Option<usize>,
 }
 
@@ -139,7 +139,7 @@ impl CheckpointManager {
     /// `InvalidArgument` for an unknown URI scheme or a root that is a file; otherwise as
     /// [`CheckpointManager::with_store`].
     pub fn open(root: &str, options: CheckpointManagerOptions) -> Result<Self> {
-        // Retries come from the manager's own policy (Core::open), not from `open`'s default.
+        // Retries come from the manager's own policy (OpenRoot::open), not from `open`'s default.
         let store = ckpt_storage::open_with_retries(root, None)?;
         Self::with_store(store, options)
     }
@@ -156,7 +156,7 @@ impl CheckpointManager {
     /// `InvalidArgument` when the root is a file; `Storage` when the store fails.
     pub fn with_store(store: Arc<dyn Store>, options: CheckpointManagerOptions) -> Result<Self> {
         Ok(CheckpointManager {
-            core: Arc::new(Core::open(store, options)?),
+            root: Arc::new(OpenRoot::open(store, options)?),
             in_flight: Mutex::new(None),
             pending_error: Mutex::new(None),
         })
@@ -167,7 +167,7 @@ impl CheckpointManager {
     /// The committed steps, ascending (deviation D1: Orbax keeps insertion order and also lists
     /// a save still in flight).
     pub fn all_steps(&self) -> Vec<Step> {
-        self.core
+        self.root
             .state()
             .checkpoints
             .iter()
@@ -177,53 +177,53 @@ impl CheckpointManager {
 
     /// The committed checkpoints with their times and metrics, ascending by step.
     pub fn checkpoints(&self) -> Vec<CheckpointInfo> {
-        self.core.state().checkpoints.clone()
+        self.root.state().checkpoints.clone()
     }
 
     /// The largest committed step, or `None` (deviation D1: Orbax returns the step saved last).
     pub fn latest_step(&self) -> Option<Step> {
-        self.core.state().checkpoints.last().map(|c| c.step)
+        self.root.state().checkpoints.last().map(|c| c.step)
     }
 
     /// The best committed step by `best_metric` (ties: the higher step), or the latest step when
     /// no `best_metric` is set; `None` when no listed checkpoint has a usable value (spec §5.3).
     pub fn best_step(&self) -> Option<Step> {
-        let o = &self.core.options;
+        let o = &self.root.options;
         match &o.best_metric {
             None => self.latest_step(),
             Some(metric) => {
-                ckpt_policy::best_step(&self.core.state().checkpoints, metric, o.best_mode)
+                ckpt_policy::best_step(&self.root.state().checkpoints, metric, o.best_mode)
             }
         }
     }
 
     /// The root, as a local path or URI.
     pub fn directory(&self) -> String {
-        self.core.store.location("")
+        self.root.store.location("")
     }
 
     /// The store holding the root.
     pub fn store(&self) -> &Arc<dyn Store> {
-        &self.core.store
+        &self.root.store
     }
 
     /// The options in effect (after the read-only rewrites of spec §5.1).
     pub fn options(&self) -> &CheckpointManagerOptions {
-        &self.core.options
+        &self.root.options
     }
 
     /// The verdicts of the last retention run (one per checkpoint it saw, with reasons), empty
     /// before the first save.
     pub fn last_retention(&self) -> Vec<(Step, Verdict)> {
-        self.core
+        self.root
             .state()
-            .retention_verdicts(self.core.preservation.as_ref())
+            .retention_verdicts(self.root.preservation.as_ref())
     }
 
     /// The directory name of `step` in this root: the name it was listed under, else the name the
     /// format builds.
     pub fn step_dir_name(&self, step: Step) -> String {
-        self.core.step_dir_name(step)
+        self.root.step_dir_name(step)
     }
 
     /// The committed steps the configured preservation policy would delete if retention ran now
@@ -233,10 +233,10 @@ impl CheckpointManager {
     /// such query).
     pub fn steps_to_delete(&self) -> Vec<Step> {
         let cx = PreservationContext {
-            now: self.core.options.clock.now(),
+            now: self.root.options.clock.now(),
         };
-        let st = self.core.state();
-        crate::retention::decision(self.core.preservation.as_ref(), &st.checkpoints, &cx).1
+        let st = self.root.state();
+        crate::retention::decision(self.root.preservation.as_ref(), &st.checkpoints, &cx).1
     }
 
     /// Whether a save is still being written or committed in the background (spec §5.3).
@@ -246,7 +246,7 @@ impl CheckpointManager {
 
     /// Whether the preemption source (if any) reports a preemption at `step`.
     pub fn reached_preemption(&self, step: Step) -> bool {
-        self.core
+        self.root
             .options
             .preemption
             .as_ref()
@@ -266,7 +266,7 @@ impl CheckpointManager {
 
     /// [`CheckpointManager::should_save`] with the reason when the answer is no.
     pub fn save_decision(&self, step: Step) -> SaveOutcome {
-        if self.core.options.read_only {
+        if self.root.options.read_only {
             return SaveOutcome::ReadOnly;
         }
         let (in_flight, running) = match lock(&self.in_flight).as_ref() {
@@ -274,9 +274,9 @@ impl CheckpointManager {
             None => (None, false),
         };
         let reached_preemption = self.reached_preemption(step);
-        let now = self.core.options.clock.now();
+        let now = self.root.options.clock.now();
         let mut view = DecisionView {
-            state: self.core.state(),
+            state: self.root.state(),
             added: None,
         };
         if let Some(info) = in_flight {
@@ -296,7 +296,7 @@ impl CheckpointManager {
             reached_preemption,
             now,
         };
-        let policy = &self.core.save_policy;
+        let policy = &self.root.save_policy;
         if policy.should_save(&CheckpointInfo::new(step, now, None), previous, &cx) {
             SaveOutcome::Saved
         } else {
@@ -314,7 +314,7 @@ impl CheckpointManager {
     /// `Storage` when the root cannot be listed.
     pub fn reload(&mut self) -> Result<()> {
         self.settle_quietly();
-        self.core.load(false)
+        self.root.load(false)
     }
 
     /// The metrics stored with `step` (`<step>/metrics/metrics`), or `None` when it has none.
@@ -323,7 +323,7 @@ impl CheckpointManager {
     /// `NotFound` when there is no such step directory; `Corrupt` when the file is broken.
     pub fn metrics(&self, step: Step) -> Result<Option<Metrics>> {
         self.settle_if_in_flight(step);
-        self.core.metrics(step)
+        self.root.metrics(step)
     }
 
     /// The root metadata (spec §1.6): `_ROOT_METADATA`, else the legacy `metadata/metadata`, else
@@ -333,7 +333,7 @@ impl CheckpointManager {
     /// # Errors
     /// `NotFound` when `metadata/` exists but holds neither file; `Corrupt` when the file is broken.
     pub fn metadata(&self) -> Result<RootMetadata> {
-        self.core.root_metadata()
+        self.root.root_metadata()
     }
 
     /// The step metadata of `step` (spec §5.5), its `metrics` filled from the metrics file. A step
@@ -343,7 +343,7 @@ impl CheckpointManager {
     /// `NotFound` when there is no such step directory; `Corrupt` when a file is broken.
     pub fn step_metadata(&self, step: Step) -> Result<StepMetadata> {
         self.settle_if_in_flight(step);
-        self.core.step_metadata(step)
+        self.root.step_metadata(step)
     }
 
     /// What each item's handler tells about it without restoring (spec §5.5 `item_metadata`): one
@@ -353,7 +353,7 @@ impl CheckpointManager {
     /// `NotFound` when there is no such step; `Corrupt` when a handler finds a broken file.
     pub fn item_metadata(&self, step: Step) -> Result<BTreeMap<String, Option<serde_json::Value>>> {
         self.settle_if_in_flight(step);
-        self.core.item_metadata(step)
+        self.root.item_metadata(step)
     }
 
     /// The handler type string recorded for each item of a step (empty when the step has no
@@ -363,7 +363,7 @@ impl CheckpointManager {
     /// `NotFound` when there is no such step.
     pub fn item_handlers(&self, step: Step) -> Result<BTreeMap<String, String>> {
         self.settle_if_in_flight(step);
-        self.core.item_handlers(step)
+        self.root.item_handlers(step)
     }
 
     /// The items of `step`: its item directories (the `metrics` item included when the step has
@@ -373,7 +373,7 @@ impl CheckpointManager {
     /// `NotFound` when there is no such step directory; `Storage` when it cannot be listed.
     pub fn item_names(&self, step: Step) -> Result<Vec<String>> {
         self.settle_if_in_flight(step);
-        self.core.item_names(step)
+        self.root.item_names(step)
     }
 
     // ----------------------------------------------------------------------------- restore
@@ -418,7 +418,7 @@ impl CheckpointManager {
         let step = self.step_to_restore(step)?;
         let only: std::collections::BTreeSet<String> =
             leaves.iter().map(|l| l.to_string()).collect();
-        let restored = self.core.restore(step, Some(&[item]), Some(&only))?;
+        let restored = self.root.restore(step, Some(&[item]), Some(&only))?;
         match restored.into_items().remove(item) {
             Some(ckpt_handlers::RestoredItem::PyTree(t)) => Ok(t),
             _ => Err(Error::invalid_argument(format!(
@@ -433,7 +433,7 @@ impl CheckpointManager {
             Some(s) => Ok(s),
             None => self.latest_step().ok_or_else(|| {
                 Error::not_found("no committed steps to restore")
-                    .with_path(self.core.store.location(""))
+                    .with_path(self.root.store.location(""))
             }),
         }
     }
@@ -441,7 +441,7 @@ impl CheckpointManager {
     fn restore_impl(&self, step: Option<Step>, names: Option<&[&str]>) -> Result<Restored> {
         self.settle_quietly();
         let step = self.step_to_restore(step)?;
-        self.core.restore(step, names, None)
+        self.root.restore(step, names, None)
     }
 
     // ----------------------------------------------------------------------------- save
@@ -502,7 +502,7 @@ impl CheckpointManager {
         items: Composite<'_>,
         options: SaveOptions,
     ) -> Result<SaveOutcome> {
-        if self.core.options.read_only {
+        if self.root.options.read_only {
             if options.force {
                 return Err(Error::new(
                     ErrorKind::ReadOnly,
@@ -536,17 +536,17 @@ impl CheckpointManager {
             }
         }
         self.wait_until_finished()?;
-        let core = &self.core;
-        if core.state().dir_names.contains_key(&step) {
+        let root = &self.root;
+        if root.state().dir_names.contains_key(&step) {
             return Err(Error::new(
                 ErrorKind::AlreadyExists,
                 format!("checkpoint for step {step} already exists"),
             )
             .with_step(step));
         }
-        let write_metrics = options.metrics.is_some() && !core.options.prevent_write_metrics;
+        let write_metrics = options.metrics.is_some() && !root.options.prevent_write_metrics;
         save::check_items(step, &items, write_metrics)?;
-        if let (Some(metric), Some(m)) = (&core.options.best_metric, &options.metrics) {
+        if let (Some(metric), Some(m)) = (&root.options.best_metric, &options.metrics) {
             if !m.contains_key(metric) {
                 return Err(Error::invalid_argument(format!(
                     "metrics of step {step} lack the best metric {metric:?}; nothing was saved"
@@ -557,32 +557,32 @@ impl CheckpointManager {
         // A policy ranking by a metric that neither this step nor any committed one has (a
         // typo) would delete the best steps: refused before anything is written (issue 11,
         // item 8). The new step comes first: it usually has the metric, which ends the check.
-        if !core.ranking_metrics.is_empty() && !core.options.allow_missing_best_metric {
-            let new = CheckpointInfo::new(step, core.options.clock.now(), options.metrics.clone());
-            let st = core.state();
-            core.check_metrics_exist(std::iter::once(&new).chain(st.checkpoints.iter()))
+        if !root.ranking_metrics.is_empty() && !root.options.allow_missing_best_metric {
+            let new = CheckpointInfo::new(step, root.options.clock.now(), options.metrics.clone());
+            let st = root.state();
+            root.check_metrics_exist(std::iter::once(&new).chain(st.checkpoints.iter()))
                 .map_err(|e| e.with_step(step))?;
         }
         save::check_json_depth(step, &items, &options)?;
         save::warn_unusable_metrics(step, options.metrics.as_ref());
-        let name = core.format.build_name(step);
+        let name = root.format.build_name(step);
         // Whether a committed step is there unlisted: checked here and now, except for a
         // background save on an object store (commit-file mode), where it is a network round
         // trip that would block the caller; its background thread checks first, before writing
         // anything (Orbax checks only its cached listing, spec §5.1).
-        let deferred_check = core.options.enable_async_checkpointing
-            && core.protocol.mode() == AtomicityMode::CommitFile
+        let deferred_check = root.options.enable_async_checkpointing
+            && root.protocol.mode() == AtomicityMode::CommitFile
             && items.capturable();
         if !deferred_check {
-            save::check_not_committed(core, step, &name)?;
+            save::check_not_committed(root, step, &name)?;
         }
-        let async_save = core.options.enable_async_checkpointing;
+        let async_save = root.options.enable_async_checkpointing;
         // On a local store (disk or memory), a background save writes the borrowed items here
         // and now: into the page cache without fsync, about one copy of them, which is what
         // copying them for the background thread would cost anyway. The thread then syncs and
         // commits them, so the save reaches its commit as soon as a synchronous one would. On
         // object stores (a write is an upload) they are copied instead.
-        let (now_items, later_items) = if async_save && core.store.capabilities().local {
+        let (now_items, later_items) = if async_save && root.store.capabilities().local {
             items.split_borrowed()
         } else {
             (Composite::new(), items)
@@ -590,13 +590,13 @@ impl CheckpointManager {
         let staged = if now_items.is_empty() {
             None
         } else {
-            let mut staged = Staged::begin(core, step, &name)?;
-            if let Err(e) = staged.write_items(core, &now_items, None, true) {
-                return Err(staged.abandon(core, e));
+            let mut staged = Staged::begin(root, step, &name)?;
+            if let Err(e) = staged.write_items(root, &now_items, None, true) {
+                return Err(staged.abandon(root, e));
             }
             Some(staged)
         };
-        let time = core.options.clock.now();
+        let time = root.options.clock.now();
         let info = CheckpointInfo::new(step, time, options.metrics.clone());
         let phase: PhaseCell = Arc::new(Mutex::new(Phase::Queued));
         let fence = Arc::new(Fence::default());
@@ -607,7 +607,7 @@ impl CheckpointManager {
                 Ok(Captured::NotCapturable(items)) => Err(items),
                 Err(e) => {
                     return Err(match staged {
-                        Some(staged) => staged.abandon(core, e),
+                        Some(staged) => staged.abandon(root, e),
                         None => e,
                     });
                 }
@@ -627,7 +627,7 @@ impl CheckpointManager {
                     check_committed: deferred_check,
                     fence,
                 };
-                return save::run(core, &job, staged, &phase).map(|()| SaveOutcome::Saved);
+                return save::run(root, &job, staged, &phase).map(|()| SaveOutcome::Saved);
             }
         };
         let job = SaveJob {
@@ -641,12 +641,12 @@ impl CheckpointManager {
             fence: Arc::clone(&fence),
         };
         let (tx, done) = mpsc::channel();
-        let (core2, phase2) = (Arc::clone(core), Arc::clone(&phase));
+        let (core2, phase2) = (Arc::clone(root), Arc::clone(&phase));
         let handle = std::thread::Builder::new()
             .name(format!("ckpt-save-{step}"))
             .spawn(move || {
                 let result = save::run(&core2, &job, staged, &phase2);
-                // Never keep the manager's core (and its writer lock) alive while freeing memory.
+                // Never keep the open root (and its writer lock) alive while freeing memory.
                 drop(core2);
                 // The receiver is gone only if the manager abandoned this save.
                 let _ = tx.send(result);
@@ -689,7 +689,7 @@ impl CheckpointManager {
     }
 
     fn timeout(&self) -> Duration {
-        Duration::from_secs(self.core.options.async_timeout_secs)
+        Duration::from_secs(self.root.options.async_timeout_secs)
     }
 
     /// Waits for `f` at most `async_timeout_secs`. A save that times out is abandoned: fenced so
@@ -713,7 +713,7 @@ impl CheckpointManager {
             }
             Err(RecvTimeoutError::Timeout) => {
                 let phase = *lock(&f.phase);
-                let secs = self.core.options.async_timeout_secs;
+                let secs = self.root.options.async_timeout_secs;
                 let err = if f.fence.is_abandoned() {
                     format!(
                         "the background save of step {step}, abandoned earlier, has still not stopped after another {secs} s (phase: {}); no other save starts until it has",
@@ -798,7 +798,7 @@ impl CheckpointManager {
     /// `ReadOnly` on a read-only manager (deviation D3: Orbax silently does nothing); `NotFound`
     /// when `step` is not listed; `Storage` when the store fails (the step then stays listed).
     pub fn delete(&mut self, step: Step) -> Result<()> {
-        if self.core.options.read_only {
+        if self.root.options.read_only {
             return Err(Error::new(
                 ErrorKind::ReadOnly,
                 format!("cannot delete step {step}: the manager is read-only"),
@@ -806,13 +806,13 @@ impl CheckpointManager {
             .with_step(step));
         }
         self.settle_quietly();
-        if !self.core.state().dir_names.contains_key(&step) {
+        if !self.root.state().dir_names.contains_key(&step) {
             return Err(
                 Error::not_found(format!("cannot delete step {step}: no such step"))
                     .with_step(step),
             );
         }
-        self.core.delete_step(step)
+        self.root.delete_step(step)
     }
 
     /// Applies `policy` to the committed steps now (what `ckpt gc` does): each step gets the
@@ -831,7 +831,7 @@ impl CheckpointManager {
         policy: &dyn PreservationPolicy,
         dry_run: bool,
     ) -> Result<Vec<RetentionDecision>> {
-        if self.core.options.read_only && !dry_run {
+        if self.root.options.read_only && !dry_run {
             return Err(Error::new(
                 ErrorKind::ReadOnly,
                 "cannot delete steps: the manager is read-only (use a dry run)",
@@ -840,7 +840,7 @@ impl CheckpointManager {
         policy.validate()?;
         self.settle_quietly();
         let checkpoints = self.checkpoints();
-        crate::retention::apply(&self.core, policy, &checkpoints, dry_run)
+        crate::retention::apply(&self.root, policy, &checkpoints, dry_run)
     }
 
     /// Waits for the save in flight and for background deletions, and closes the manager (spec
@@ -850,7 +850,7 @@ impl CheckpointManager {
     /// As [`CheckpointManager::wait_until_finished`]; the first background deletion error.
     pub fn close(self) -> Result<()> {
         let waited = self.wait_until_finished();
-        let drained = self.core.drain_deletions();
+        let drained = self.root.drain_deletions();
         waited.and(drained)
     }
 }
@@ -871,7 +871,7 @@ impl Drop for CheckpointManager {
         if let Some(e) = lock(&self.pending_error).take() {
             tracing::error!(error = %e, "an unreported background save error was dropped with the manager");
         }
-        if let Err(e) = self.core.drain_deletions() {
+        if let Err(e) = self.root.drain_deletions() {
             tracing::error!(error = %e, "a background deletion failed");
         }
     }

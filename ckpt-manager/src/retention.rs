@@ -5,7 +5,7 @@
 //! [`crate::CheckpointManager::last_retention`] ([`RetentionRun::verdicts`]). Every path
 //! treats a step the policy gives no verdict for as kept, and logs each deletion alike.
 
-use crate::shared::Core;
+use crate::open_root::OpenRoot;
 use ckpt_core::{CheckpointInfo, Error, Result, Step};
 use ckpt_policy::{PreservationContext, PreservationPolicy, Verdict};
 use std::collections::BTreeMap;
@@ -69,10 +69,10 @@ pub(crate) fn verdicts(
     ckpt_policy::decide(policy, checkpoints, cx)
 }
 
-/// The ranking metrics of `core`'s policy that `info` has no usable value of (missing, null or
+/// The ranking metrics of `root`'s policy that `info` has no usable value of (missing, null or
 /// NaN): deleting such a step is logged at WARN (it may be a good step whose metric was bad).
-fn lacking_metrics<'a>(core: &'a Core, info: &CheckpointInfo) -> Vec<&'a str> {
-    core.ranking_metrics
+fn lacking_metrics<'a>(root: &'a OpenRoot, info: &CheckpointInfo) -> Vec<&'a str> {
+    root.ranking_metrics
         .iter()
         .map(String::as_str)
         .filter(|m| ckpt_policy::metric_value(info.metrics.as_ref(), m).is_none())
@@ -83,8 +83,8 @@ fn lacking_metrics<'a>(core: &'a Core, info: &CheckpointInfo) -> Vec<&'a str> {
 /// step lacks a metric the policy ranks by (issue 11, item 11).
 ///
 /// # Errors
-/// As [`Core::delete_step`].
-fn delete(core: &Core, step: Step, reason: &str, lacking: &[&str]) -> Result<()> {
+/// As [`OpenRoot::delete_step`].
+fn delete(root: &OpenRoot, step: Step, reason: &str, lacking: &[&str]) -> Result<()> {
     if lacking.is_empty() {
         tracing::info!(step, reason, "deleting step");
     } else {
@@ -96,7 +96,7 @@ fn delete(core: &Core, step: Step, reason: &str, lacking: &[&str]) -> Result<()>
             "deleting step {step}, which has no usable value of {metric} (missing, null or NaN), the metric retention ranks by"
         );
     }
-    core.delete_step(step)
+    root.delete_step(step)
 }
 
 /// Retention after a save commits: runs the manager's policy over the committed steps and
@@ -108,19 +108,19 @@ fn delete(core: &Core, step: Step, reason: &str, lacking: &[&str]) -> Result<()>
 /// with their reasons are computed only when wanted: for the log line of a deleted step when
 /// `info` logging is on, and by `last_retention` (what the run saw is kept as a
 /// [`RetentionRun`]).
-pub(crate) fn after_save(core: &Core) {
+pub(crate) fn after_save(root: &OpenRoot) {
     let cx = PreservationContext {
-        now: core.options.clock.now(),
+        now: root.options.clock.now(),
     };
     let mut lacking: BTreeMap<Step, Vec<&str>> = BTreeMap::new();
     let to_delete: Vec<Step> = {
-        let mut st = core.state();
-        let (steps, to_delete) = decision(core.preservation.as_ref(), &st.checkpoints, &cx);
-        if !core.ranking_metrics.is_empty() {
+        let mut st = root.state();
+        let (steps, to_delete) = decision(root.preservation.as_ref(), &st.checkpoints, &cx);
+        if !root.ranking_metrics.is_empty() {
             for &step in &to_delete {
                 let pos = st.checkpoints.partition_point(|c| c.step < step);
                 if let Some(info) = st.checkpoints.get(pos).filter(|c| c.step == step) {
-                    let missing = lacking_metrics(core, info);
+                    let missing = lacking_metrics(root, info);
                     if !missing.is_empty() {
                         lacking.insert(step, missing);
                     }
@@ -142,7 +142,7 @@ pub(crate) fn after_save(core: &Core) {
     let wanted = tracing::enabled!(tracing::Level::INFO)
         || (!lacking.is_empty() && tracing::enabled!(tracing::Level::WARN));
     let reasons: BTreeMap<Step, Verdict> = if !to_delete.is_empty() && wanted {
-        let verdicts = core.state().retention_verdicts(core.preservation.as_ref());
+        let verdicts = root.state().retention_verdicts(root.preservation.as_ref());
         verdicts.into_iter().filter(|(_, v)| !v.keep).collect()
     } else {
         BTreeMap::new()
@@ -150,7 +150,7 @@ pub(crate) fn after_save(core: &Core) {
     for step in to_delete {
         let reason = reasons.get(&step).map_or("", |v| v.reason.as_str());
         let missing = lacking.get(&step).map_or(&[][..], Vec::as_slice);
-        if let Err(e) = delete(core, step, reason, missing) {
+        if let Err(e) = delete(root, step, reason, missing) {
             tracing::error!(step, error = %e, "retention could not delete the step; it stays listed");
         }
     }
@@ -165,14 +165,14 @@ pub(crate) fn after_save(core: &Core) {
 /// (unless `allow_missing_best_metric`) — nothing is deleted then; `Storage` when a delete
 /// fails (steps deleted before it stay deleted; the failing one stays listed).
 pub(crate) fn apply(
-    core: &Core,
+    root: &OpenRoot,
     policy: &dyn PreservationPolicy,
     checkpoints: &[CheckpointInfo],
     dry_run: bool,
 ) -> Result<Vec<RetentionDecision>> {
-    check_policy_metrics(policy, checkpoints, core.options.allow_missing_best_metric)?;
+    check_policy_metrics(policy, checkpoints, root.options.allow_missing_best_metric)?;
     let cx = PreservationContext {
-        now: core.options.clock.now(),
+        now: root.options.clock.now(),
     };
     let ranking = policy.ranking_metrics();
     let mut out = Vec::with_capacity(checkpoints.len());
@@ -187,7 +187,7 @@ pub(crate) fn apply(
                     info.is_some_and(|i| ckpt_policy::metric_value(i.metrics.as_ref(), m).is_none())
                 })
                 .collect();
-            delete(core, step, &verdict.reason, &missing)?;
+            delete(root, step, &verdict.reason, &missing)?;
             deleted = true;
         }
         out.push(RetentionDecision {

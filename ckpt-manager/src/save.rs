@@ -2,7 +2,7 @@
 //! then retention over the committed steps. Runs on the caller's thread (synchronous saves) or on
 //! the background save thread (asynchronous saves, spec §5.8).
 
-use crate::shared::Core;
+use crate::open_root::OpenRoot;
 use crate::{Composite, SaveOptions};
 use chrono::{DateTime, Utc};
 use ckpt_core::{
@@ -145,10 +145,10 @@ pub(crate) struct SaveJob<'a> {
 ///
 /// # Errors
 /// `AlreadyExists` naming the step and the directory; `Storage` when the store fails.
-pub(crate) fn check_not_committed(core: &Core, step: Step, name: &str) -> Result<()> {
-    let store = core.store.as_ref();
-    let committed_there = match core.protocol.mode() {
-        AtomicityMode::CommitFile => core
+pub(crate) fn check_not_committed(root: &OpenRoot, step: Step, name: &str) -> Result<()> {
+    let store = root.store.as_ref();
+    let committed_there = match root.protocol.mode() {
+        AtomicityMode::CommitFile => root
             .protocol
             .is_committed(store, "", name)
             .map_err(|e| e.with_step(step))?,
@@ -157,7 +157,7 @@ pub(crate) fn check_not_committed(core: &Core, step: Step, name: &str) -> Result
                 .stat(name)
                 .map_err(|e| e.with_step(step))?
                 .is_some_and(|m| m.kind == EntryKind::Dir)
-                && core.protocol.is_committed(store, "", name)?
+                && root.protocol.is_committed(store, "", name)?
         }
     };
     if committed_there {
@@ -195,11 +195,11 @@ impl Staged {
     ///
     /// # Errors
     /// From the commit protocol's `prepare`, naming the step.
-    pub(crate) fn begin(core: &Core, step: Step, name: &str) -> Result<Staged> {
-        core.check_writer().map_err(|e| e.with_step(step))?;
-        let working = core
+    pub(crate) fn begin(root: &OpenRoot, step: Step, name: &str) -> Result<Staged> {
+        root.check_writer().map_err(|e| e.with_step(step))?;
+        let working = root
             .protocol
-            .prepare_step(core.store.as_ref(), name, &core.claim)
+            .prepare_step(root.store.as_ref(), name, &root.claim)
             .map_err(|e| e.with_step(step))?;
         Ok(Staged {
             step,
@@ -209,7 +209,7 @@ impl Staged {
             handler_strings: BTreeMap::new(),
             checksums: ChecksumManifest::new(),
             unsynced: Vec::new(),
-            meta: StepMetadata::started_at(core.options.clock.now()),
+            meta: StepMetadata::started_at(root.options.clock.now()),
         })
     }
 
@@ -222,7 +222,7 @@ impl Staged {
     /// directory: [`Staged::abandon`]).
     pub(crate) fn write_items(
         &mut self,
-        core: &Core,
+        root: &OpenRoot,
         items: &Composite<'_>,
         metrics: Option<&Metrics>,
         defer_sync: bool,
@@ -231,7 +231,7 @@ impl Staged {
         let metrics_value;
         let mut all: Vec<(&str, &SaveItem<'_>, Arc<dyn CheckpointHandler>)> = Vec::new();
         for (item, value) in items.sorted() {
-            let handler = match core.registry.get(item) {
+            let handler = match root.registry.get(item) {
                 Some(h) => h,
                 None => ckpt_handlers::default_handler_for(value)?,
             };
@@ -245,14 +245,14 @@ impl Staged {
             all.sort_by(|a, b| a.0.cmp(b.0));
         }
         let deferred =
-            defer_sync.then(|| Arc::new(DeferredSyncStore::new(Arc::clone(&core.store))));
+            defer_sync.then(|| Arc::new(DeferredSyncStore::new(Arc::clone(&root.store))));
         let target: Arc<dyn Store> = match &deferred {
             Some(d) => d.clone(),
-            None => Arc::clone(&core.store),
+            None => Arc::clone(&root.store),
         };
         for (item, value, handler) in &all {
             let final_item = format!("{}/{item}", self.working);
-            let w = core.protocol.prepare(core.store.as_ref(), &final_item)?;
+            let w = root.protocol.prepare(root.store.as_ref(), &final_item)?;
             // Every file the handler writes gets its size and CRC32C recorded (issue 4).
             let recorder = RecordingStore::new(Arc::clone(&target), &w, item);
             let written = handler.save(&ItemDir::new(&recorder, &w), value);
@@ -273,8 +273,8 @@ impl Staged {
     ///
     /// # Errors
     /// The first store or protocol error (the caller removes the working directory).
-    fn commit(&mut self, core: &Core, job: &SaveJob<'_>, phase: &PhaseCell) -> Result<()> {
-        let store = core.store.as_ref();
+    fn commit(&mut self, root: &OpenRoot, job: &SaveJob<'_>, phase: &PhaseCell) -> Result<()> {
+        let store = root.store.as_ref();
         job.fence.check(job.step)?;
         sync_files(store, &self.unsynced)?;
         self.checksums.write_to(store, &self.working)?;
@@ -283,40 +283,40 @@ impl Staged {
             Some(ItemHandlers::Map(std::mem::take(&mut self.handler_strings)));
         self.meta.custom_metadata = job.options.custom_metadata.clone().unwrap_or_default();
         for (w, final_item) in &self.items {
-            match core.protocol.commit(store, w, final_item) {
+            match root.protocol.commit(store, w, final_item) {
                 // In commit-file mode the item lies in a step directory this writer claimed: a
                 // commit file already there is its own earlier (retried) create.
                 Err(e)
                     if e.kind() == ErrorKind::AlreadyExists
-                        && core.protocol.mode() == AtomicityMode::CommitFile
-                        && core.claim.is_held_in(store, &self.working)? => {}
+                        && root.protocol.mode() == AtomicityMode::CommitFile
+                        && root.claim.is_held_in(store, &self.working)? => {}
                 other => other?,
             }
         }
         // Written once, complete, just before the step commits: the working directory is
         // invisible until then (a tmp name, or no commit file), so earlier versions of the file
         // served no reader, and each cost a durable write (an fsync, or a PUT on an object store).
-        self.meta.commit_timestamp_nsecs = core.options.clock.now().timestamp_nanos_opt();
+        self.meta.commit_timestamp_nsecs = root.options.clock.now().timestamp_nanos_opt();
         let meta_path = format!("{}/{STEP_METADATA_FILE}", self.working);
         store.write(&meta_path, &self.meta.to_json_bytes()?)?;
         // Last chance to find the root's writer guard lost before the step becomes visible; past
         // the fence, a timeout no longer abandons this save.
-        core.check_writer()?;
+        root.check_writer()?;
         if !job.fence.enter_commit() {
             return Err(abandoned_error(job.step));
         }
-        core.protocol
-            .commit_step(store, &self.working, &job.name, &core.claim)
+        root.protocol
+            .commit_step(store, &self.working, &job.name, &root.claim)
     }
 
     /// Removes what a save that failed with `e` wrote (best effort, logged) — never a step
     /// directory that holds a commit file or another writer's claim
     /// ([`ckpt_storage::CommitProtocol::abandon_step`]) — and returns `e` naming the step
     /// (unless it names one already).
-    pub(crate) fn abandon(self, core: &Core, e: Error) -> Error {
+    pub(crate) fn abandon(self, root: &OpenRoot, e: Error) -> Error {
         let removed =
-            core.protocol
-                .abandon_step(core.store.as_ref(), &self.working, &self.name, &core.claim);
+            root.protocol
+                .abandon_step(root.store.as_ref(), &self.working, &self.name, &root.claim);
         if let Err(cleanup) = removed {
             tracing::warn!(step = self.step, error = %cleanup, "could not remove the tmp directory of a failed save");
         }
@@ -333,7 +333,7 @@ impl Staged {
 /// `staged` is the step as the caller began it (`None`: begun here). On failure the working
 /// directory is removed (best effort), nothing is recorded and nothing is deleted.
 pub(crate) fn run(
-    core: &Core,
+    root: &OpenRoot,
     job: &SaveJob<'_>,
     staged: Option<Staged>,
     phase: &PhaseCell,
@@ -349,26 +349,26 @@ pub(crate) fn run(
     };
     job.fence.check(step).map_err(fail)?;
     if job.check_committed {
-        check_not_committed(core, step, &job.name).map_err(fail)?;
+        check_not_committed(root, step, &job.name).map_err(fail)?;
     }
     set_phase(phase, Phase::WritingItems);
     let mut staged = match staged {
         Some(s) => s,
-        None => Staged::begin(core, step, &job.name).map_err(fail)?,
+        None => Staged::begin(root, step, &job.name).map_err(fail)?,
     };
     let metrics = job
         .write_metrics
         .then(|| job.options.metrics.clone().unwrap_or_default());
     let written = staged
-        .write_items(core, &job.items, metrics.as_ref(), false)
-        .and_then(|()| staged.commit(core, job, phase));
+        .write_items(root, &job.items, metrics.as_ref(), false)
+        .and_then(|()| staged.commit(root, job, phase));
     if let Err(e) = written {
-        return Err(fail(staged.abandon(core, e)));
+        return Err(fail(staged.abandon(root, e)));
     }
     set_phase(phase, Phase::Retention);
     let info = CheckpointInfo::new(step, job.time, job.options.metrics.clone());
-    core.state().insert(info, job.name.clone());
-    crate::retention::after_save(core);
+    root.state().insert(info, job.name.clone());
+    crate::retention::after_save(root);
     set_phase(phase, Phase::Done);
     Ok(())
 }

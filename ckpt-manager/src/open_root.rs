@@ -1,4 +1,4 @@
-//! The shared part of a manager: what is fixed when it is opened (store, protocol, name format,
+//! [`OpenRoot`], the open checkpoint root a manager and its background save share: what is fixed when it is opened (store, protocol, name format,
 //! options, policies, handlers) and the listing of committed steps, which the background save
 //! updates when a step commits.
 
@@ -118,8 +118,11 @@ fn take_writer_guard(
     }
 }
 
+/// An open checkpoint root: the store, commit protocol, name format, options, policies and
+/// handlers fixed at opening, the writer guard, and the listing of committed steps. Shared (in an
+/// `Arc`) by a manager and its background save.
 #[derive(Debug)]
-pub(crate) struct Core {
+pub(crate) struct OpenRoot {
     pub store: Arc<dyn Store>,
     pub protocol: Arc<dyn CommitProtocol>,
     pub format: Arc<dyn NameFormat>,
@@ -139,10 +142,10 @@ pub(crate) struct Core {
     pub claim: StepClaim,
 }
 
-impl Core {
+impl OpenRoot {
     /// Validates the options, builds the policies and handlers, creates the root, cleans tmp
     /// directories, lists the steps and writes the root metadata once (spec §5.2).
-    pub fn open(store: Arc<dyn Store>, options: CheckpointManagerOptions) -> Result<Core> {
+    pub fn open(store: Arc<dyn Store>, options: CheckpointManagerOptions) -> Result<OpenRoot> {
         options.validate()?;
         let store: Arc<dyn Store> = match options.retry {
             Some(policy) if !store.capabilities().local => {
@@ -208,7 +211,7 @@ impl Core {
             exclusive: writer_lock.is_some(),
         };
         let ranking_metrics = preservation.ranking_metrics();
-        let mut core = Core {
+        let mut root = OpenRoot {
             store,
             protocol,
             format,
@@ -222,24 +225,24 @@ impl Core {
             writer_lock,
             claim,
         };
-        if core.options.cleanup_tmp_directories && !core.options.read_only {
-            core.cleanup_tmp_directories()?;
+        if root.options.cleanup_tmp_directories && !root.options.read_only {
+            root.cleanup_tmp_directories()?;
         }
-        if core.options.enable_background_delete && !core.options.read_only {
-            core.deleter = Some(Deleter::start(
-                Arc::clone(&core.store),
-                Arc::clone(&core.protocol),
-                core.options.todelete_subdir.clone(),
+        if root.options.enable_background_delete && !root.options.read_only {
+            root.deleter = Some(Deleter::start(
+                Arc::clone(&root.store),
+                Arc::clone(&root.protocol),
+                root.options.todelete_subdir.clone(),
             )?);
         }
-        core.load(core.options.lightweight_initialize)?;
+        root.load(root.options.lightweight_initialize)?;
         // A policy ranking by a metric none of the root's steps has (a typo) would delete the
         // best steps at the first save: refused now (issue 11, item 8).
-        if !core.options.read_only {
-            core.check_metrics_exist(&core.state().checkpoints)?;
+        if !root.options.read_only {
+            root.check_metrics_exist(&root.state().checkpoints)?;
         }
-        core.write_root_metadata_once()?;
-        Ok(core)
+        root.write_root_metadata_once()?;
+        Ok(root)
     }
 
     /// Whether this manager may still write: its writer guard, if any, is still held (a lease
