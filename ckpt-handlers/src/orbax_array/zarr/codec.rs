@@ -1,0 +1,242 @@
+//! Chunk decoding into an array buffer (zstd or raw, v3 shards, in parallel across chunks) and
+//! encoding (zstd level 1, as Orbax).
+
+use super::*;
+
+/// Decompresses (or takes) one stored chunk into `out`, which it must fill exactly.
+///
+/// # Errors
+/// `Corrupt` naming `what` when the bytes do not decode to exactly `out.len()` bytes.
+pub fn decode_plain(stored: &[u8], zstd: bool, out: &mut [u8], what: &str) -> Result<()> {
+    if !zstd {
+        if stored.len() != out.len() {
+            return Err(bad(
+                what,
+                format!(
+                    "chunk is {} bytes, {} expected uncompressed",
+                    stored.len(),
+                    out.len()
+                ),
+            ));
+        }
+        out.copy_from_slice(stored);
+        return Ok(());
+    }
+    let n = zstd::bulk::decompress_to_buffer(stored, out)
+        .map_err(|e| bad(what, "zstd chunk does not decode to the chunk's size").with_source(e))?;
+    if n != out.len() {
+        return Err(bad(
+            what,
+            format!("zstd chunk decodes to {n} bytes, {} expected", out.len()),
+        ));
+    }
+    Ok(())
+}
+
+/// Decodes every chunk of an array into `out` (its C-order bytes, `product(shape) * itemsize`
+/// long), reading chunk `key` through `read`. A chunk covering the whole array decodes straight
+/// into `out`.
+///
+/// # Errors
+/// `NotFound` (from `read`) for a missing chunk (Orbax reads never fill missing chunks);
+/// `Corrupt` naming `what` and the chunk for a chunk that does not decode to its size, a shard
+/// index that is wrong or fails its crc32c.
+pub fn decode_array(
+    meta: &ArrayMeta,
+    out: &mut [u8],
+    src: &dyn ChunkSource,
+    what: &str,
+) -> Result<()> {
+    if meta.inner.is_some() {
+        for index in chunk_grid(meta) {
+            decode_shard(meta, &index, out, src, what)?;
+        }
+        return Ok(());
+    }
+    let item = meta.dtype.size_in_bytes();
+    let chunk_bytes = checked_sizes(meta.dtype, &meta.chunks)
+        .map(|(_, b)| b)
+        .ok_or_else(|| bad(what, "chunk size overflows"))?;
+    // Chunks that are contiguous runs of the array decode straight into their part of `out`,
+    // on several threads; the others (edge chunks, chunks cut across trailing dimensions) decode
+    // into a scratch buffer and are copied into place.
+    let mut rest = Vec::new();
+    {
+        let mut direct: Vec<(String, &mut [u8])> = Vec::new();
+        let mut tail: &mut [u8] = out;
+        let mut consumed = 0usize;
+        for index in chunk_grid(meta) {
+            match contiguous_range(meta.dtype, &meta.shape, &meta.chunks, &index) {
+                Some(r) if r.start >= consumed && r.end - consumed <= tail.len() => {
+                    let (_, t) = std::mem::take(&mut tail).split_at_mut(r.start - consumed);
+                    let (piece, t2) = t.split_at_mut(r.len());
+                    direct.push((chunk_key(meta.version, &index), piece));
+                    tail = t2;
+                    consumed = r.end;
+                }
+                _ => rest.push(index),
+            }
+        }
+        parallel_decode(direct, meta.zstd, src, what)?;
+    }
+    let mut scratch = vec![0u8; if rest.is_empty() { 0 } else { chunk_bytes }];
+    for index in rest {
+        let key = chunk_key(meta.version, &index);
+        let at = format!("{what} chunk {key}");
+        src.decode_into(&key, meta.zstd, &mut scratch, &at)?;
+        let origin: Vec<usize> = index.iter().zip(&meta.chunks).map(|(i, c)| i * c).collect();
+        scatter(&meta.shape, &meta.chunks, &origin, item, &scratch, out);
+    }
+    Ok(())
+}
+
+/// Where an array's stored chunks come from (a key below the array's name: `0.0`, `c/0/1`).
+pub trait ChunkSource: Sync {
+    /// The stored bytes of chunk `key`.
+    ///
+    /// # Errors
+    /// `NotFound` for a missing chunk; as the store.
+    fn read(&self, key: &str) -> Result<Vec<u8>>;
+
+    /// Decodes stored chunk `key` (a zstd frame when `zstd`, else raw bytes) into `out`, which it
+    /// must fill exactly. The default reads it whole; a source may stream large values.
+    ///
+    /// # Errors
+    /// As [`ChunkSource::read`]; `Corrupt` naming `what` when it does not decode to `out.len()`
+    /// bytes.
+    fn decode_into(&self, key: &str, zstd: bool, out: &mut [u8], what: &str) -> Result<()> {
+        decode_plain(&self.read(key)?, zstd, out, what)
+    }
+}
+
+/// Decodes each `(key, destination)` on up to `available_parallelism` threads; the first error
+/// (in chunk order) wins.
+pub(crate) fn parallel_decode(
+    jobs: Vec<(String, &mut [u8])>,
+    zstd: bool,
+    src: &dyn ChunkSource,
+    what: &str,
+) -> Result<()> {
+    let threads = std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(1)
+        .min(jobs.len());
+    let n = jobs.len();
+    let queue = std::sync::Mutex::new(jobs.into_iter().enumerate().collect::<Vec<_>>());
+    let errors: std::sync::Mutex<Vec<(usize, Error)>> = std::sync::Mutex::new(Vec::new());
+    let failed = std::sync::atomic::AtomicBool::new(false);
+    let work = || loop {
+        if failed.load(std::sync::atomic::Ordering::Relaxed) {
+            break;
+        }
+        let job = queue.lock().ok().and_then(|mut q| q.pop());
+        let Some((i, (key, out))) = job else { break };
+        let at = format!("{what} chunk {key}");
+        if let Err(e) = src.decode_into(&key, zstd, out, &at) {
+            failed.store(true, std::sync::atomic::Ordering::Relaxed);
+            if let Ok(mut v) = errors.lock() {
+                v.push((i, e));
+            }
+        }
+    };
+    if threads <= 1 || n <= 1 {
+        work();
+    } else {
+        std::thread::scope(|s| {
+            for _ in 1..threads {
+                s.spawn(work);
+            }
+            work();
+        });
+    }
+    let mut errs = errors.into_inner().unwrap_or_default();
+    errs.sort_by_key(|(i, _)| *i);
+    match errs.into_iter().next() {
+        Some((_, e)) => Err(e),
+        None => Ok(()),
+    }
+}
+
+/// Decodes one zarr v3 shard (`sharding_indexed`) into `out`.
+pub(crate) fn decode_shard(
+    meta: &ArrayMeta,
+    index: &[usize],
+    out: &mut [u8],
+    src: &dyn ChunkSource,
+    what: &str,
+) -> Result<()> {
+    let Some(inner) = &meta.inner else {
+        return Err(bad(what, "not a sharded array"));
+    };
+    let item = meta.dtype.size_in_bytes();
+    let whole = meta.chunks == meta.shape || meta.shape.is_empty();
+    let key = chunk_key(meta.version, index);
+    let stored = src.read(&key)?;
+    let at = format!("{what} chunk {key}");
+    let origin: Vec<usize> = index.iter().zip(&meta.chunks).map(|(i, c)| i * c).collect();
+    let counts: Vec<usize> = meta.chunks.iter().zip(inner).map(|(c, i)| c / i).collect();
+    let n: usize = counts.iter().product();
+    let index_len = n
+        .checked_mul(16)
+        .and_then(|x| x.checked_add(4))
+        .ok_or_else(|| bad(&at, "shard index overflows"))?;
+    if stored.len() < index_len {
+        return Err(bad(&at, "shard is shorter than its index"));
+    }
+    let idx = if meta.index_at_start {
+        &stored[..index_len]
+    } else {
+        &stored[stored.len() - index_len..]
+    };
+    let crc = crc32c::crc32c(&idx[..index_len - 4]);
+    let stored_crc = u32::from_le_bytes([
+        idx[index_len - 4],
+        idx[index_len - 3],
+        idx[index_len - 2],
+        idx[index_len - 1],
+    ]);
+    if crc != stored_crc {
+        return Err(bad(&at, "shard index fails its crc32c"));
+    }
+    let inner_bytes = checked_sizes(meta.dtype, inner)
+        .map(|(_, b)| b)
+        .ok_or_else(|| bad(&at, "inner chunk size overflows"))?;
+    let single = n == 1 && whole;
+    let mut scratch = Vec::new();
+    for (k, sub) in grid_indices(&counts).into_iter().enumerate() {
+        let e = &idx[k * 16..k * 16 + 16];
+        let off = u64::from_le_bytes(e[..8].try_into().unwrap_or([0; 8]));
+        let len = u64::from_le_bytes(e[8..].try_into().unwrap_or([0; 8]));
+        if off == u64::MAX && len == u64::MAX {
+            return Err(Error::not_found(format!(
+                "{at}: inner chunk {sub:?} is missing"
+            )));
+        }
+        let end = off
+            .checked_add(len)
+            .filter(|e| *e as usize <= stored.len())
+            .ok_or_else(|| bad(&at, format!("inner chunk {sub:?} lies outside the shard")))?;
+        let body = &stored[off as usize..end as usize];
+        if single {
+            decode_plain(body, meta.zstd, out, &at)?;
+        } else {
+            scratch.resize(inner_bytes, 0);
+            decode_plain(body, meta.zstd, &mut scratch, &at)?;
+            let o: Vec<usize> = origin
+                .iter()
+                .zip(&sub)
+                .zip(inner)
+                .map(|((o, s), i)| o + s * i)
+                .collect();
+            scatter(&meta.shape, inner, &o, item, &scratch, out);
+        }
+    }
+    Ok(())
+}
+
+/// zstd level 1 (Orbax's zarr compressor), with the content size in the frame header.
+pub fn compress(data: &[u8]) -> Result<Vec<u8>> {
+    zstd::bulk::compress(data, 1).map_err(|e| {
+        Error::new(ErrorKind::Handler, "zstd compression of a chunk failed").with_source(e)
+    })
+}
