@@ -46,18 +46,15 @@ impl<'a> ItemDir<'a> {
     /// The path of file `name` in this directory.
     ///
     /// # Errors
-    /// `InvalidArgument` when `name` is not a single path component (no `/`, `.`, `..`, empty).
+    /// `InvalidArgument` when `name` is not one usable path component
+    /// ([`ckpt_core::layout::component_problem`]: no `/`, `\\` or NUL, not empty, `.` or `..`,
+    /// no edge whitespace), naming the rule broken.
     pub fn file_path(&self, name: &str) -> Result<String> {
-        if name.is_empty()
-            || name == "."
-            || name == ".."
-            || name.contains('/')
-            || name.contains('\\')
-            || name.contains('\0')
-        {
+        if let Some(problem) = ckpt_core::layout::component_problem(name) {
             return Err(Error::invalid_argument(format!(
-                "invalid file name {name:?} in item directory {}",
-                self.path
+                "invalid file name {name:?} in item directory {}: {}",
+                self.path,
+                problem.rule()
             )));
         }
         Ok(if self.path.is_empty() {
@@ -69,23 +66,22 @@ impl<'a> ItemDir<'a> {
 
     /// The path of `rel`, a `/`-separated path below this directory (`d/<hex>`,
     /// `ocdbt.process_0/d/<hex>`, `params.w/0.0`), each component checked as by
-    /// [`ItemDir::file_path`] and by the store's path rules.
+    /// [`ItemDir::file_path`] ([`ckpt_core::layout::component_problem`]).
     ///
     /// # Errors
     /// `InvalidArgument` when a component is empty, `.`, `..`, holds a backslash or NUL, or
-    /// begins or ends with whitespace.
+    /// begins or ends with whitespace, naming the rule broken.
     pub fn nested_path(&self, rel: &str) -> Result<String> {
         let mut out = self.path.to_string();
         for part in rel.split('/') {
-            let one = self.file_path(part)?;
-            let name = &one[one.len() - part.len()..];
-            if name.starts_with(char::is_whitespace) || name.ends_with(char::is_whitespace) {
+            if let Some(problem) = ckpt_core::layout::component_problem(part) {
                 return Err(Error::invalid_argument(format!(
-                    "invalid path {rel:?} in item directory {}: a component begins or ends with whitespace",
-                    self.path
+                    "invalid path {rel:?} in item directory {}: {}",
+                    self.path,
+                    problem.rule()
                 )));
             }
-            out = ckpt_storage::join_path(&out, name);
+            out = ckpt_storage::join_path(&out, part);
         }
         Ok(out)
     }

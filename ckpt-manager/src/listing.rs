@@ -3,7 +3,6 @@
 use chrono::{DateTime, Utc};
 use ckpt_core::{
     is_tmp_name, CheckpointInfo, Error, ErrorKind, Metrics, NameFormat, Result, Step, StepMetadata,
-    METRICS_ITEM_NAME, STEP_METADATA_FILE,
 };
 use ckpt_storage::{CommitProtocol, Store};
 use std::collections::BTreeMap;
@@ -61,7 +60,7 @@ pub(crate) fn committed_steps_with_shadowed(
 /// # Errors
 /// `Corrupt` (naming the file) when it cannot be parsed; `Storage` when it cannot be read.
 pub(crate) fn read_step_metadata(store: &dyn Store, dir: &str) -> Result<Option<StepMetadata>> {
-    let path = format!("{dir}/{STEP_METADATA_FILE}");
+    let path = ckpt_core::layout::step_metadata_file(dir);
     match store.read(&path) {
         Ok(bytes) => StepMetadata::from_json_bytes(&bytes)
             .map(Some)
@@ -79,7 +78,7 @@ pub(crate) fn read_step_metadata(store: &dyn Store, dir: &str) -> Result<Option<
 /// # Errors
 /// `Corrupt` (naming the file) when it is not a JSON object; `Storage` when it cannot be read.
 pub(crate) fn read_metrics(store: &dyn Store, dir: &str) -> Result<Option<Metrics>> {
-    let path = format!("{dir}/{METRICS_ITEM_NAME}/{METRICS_ITEM_NAME}");
+    let path = ckpt_core::layout::metrics_file(dir);
     match store.read(&path) {
         Ok(bytes) => match ckpt_core::pyjson::from_slice(&bytes) {
             Ok(serde_json::Value::Object(m)) => Ok(Some(m)),

@@ -316,7 +316,7 @@ impl OpenRoot {
         if o.read_only || !o.save_root_metadata {
             return Ok(());
         }
-        let path = format!("{ROOT_METADATA_DIR}/{ROOT_METADATA_FILE}");
+        let path = ckpt_core::layout::root_metadata_file();
         let legacy = format!("{ROOT_METADATA_DIR}/{LEGACY_ROOT_METADATA_FILE}");
         if let Some(m) = self.store.stat(ROOT_METADATA_DIR)? {
             if m.kind != EntryKind::Dir {
@@ -353,7 +353,7 @@ impl OpenRoot {
     pub fn root_metadata(&self) -> Result<RootMetadata> {
         if let Some(m) = self.store.stat(ROOT_METADATA_DIR)? {
             if m.kind != EntryKind::Dir {
-                let path = format!("{ROOT_METADATA_DIR}/{ROOT_METADATA_FILE}");
+                let path = ckpt_core::layout::root_metadata_file();
                 return Err(Error::storage(format!(
                     "cannot read the root metadata {path}: `{ROOT_METADATA_DIR}` is not a directory"
                 ))

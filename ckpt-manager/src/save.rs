@@ -297,7 +297,7 @@ impl Staged {
         // invisible until then (a tmp name, or no commit file), so earlier versions of the file
         // served no reader, and each cost a durable write (an fsync, or a PUT on an object store).
         self.meta.commit_timestamp_nsecs = root.options.clock.now().timestamp_nanos_opt();
-        let meta_path = format!("{}/{STEP_METADATA_FILE}", self.working);
+        let meta_path = ckpt_core::layout::step_metadata_file(&self.working);
         store.write(&meta_path, &self.meta.to_json_bytes()?)?;
         // Last chance to find the root's writer guard lost before the step becomes visible; past
         // the fence, a timeout no longer abandons this save.
