@@ -1,0 +1,61 @@
+//! A whole OCDBT database on arbitrary bytes: the manifest, version tree nodes, B+tree nodes
+//! (leaf and interior) and value references, then every value read. The input is a set of files
+//! (`[u16 le name length][name][u32 le length][bytes]`, repeated; see README.md) of which
+//! `manifest.ocdbt` is the manifest; seeds are the Orbax-written databases of the test data.
+#![no_main]
+use ckpt_core::{Error, Result};
+use ckpt_handlers::ocdbt::{Database, DbFiles};
+use libfuzzer_sys::fuzz_target;
+use std::collections::BTreeMap;
+use std::ops::Range;
+
+struct Files(BTreeMap<String, Vec<u8>>);
+
+impl DbFiles for Files {
+    fn size(&self, path: &str) -> Result<u64> {
+        self.0
+            .get(path)
+            .map(|b| b.len() as u64)
+            .ok_or_else(|| Error::not_found(format!("{path}: no such file")))
+    }
+
+    fn read_range(&self, path: &str, range: Range<u64>) -> Result<Vec<u8>> {
+        let b = self.0.get(path).ok_or_else(|| Error::not_found(path.to_string()))?;
+        let (s, e) = (range.start as usize, range.end as usize);
+        b.get(s..e)
+            .map(<[u8]>::to_vec)
+            .ok_or_else(|| Error::corrupt(format!("{path}: range {s}..{e} outside")))
+    }
+}
+
+fn split(mut data: &[u8]) -> BTreeMap<String, Vec<u8>> {
+    let mut files = BTreeMap::new();
+    while data.len() >= 2 {
+        let n = u16::from_le_bytes([data[0], data[1]]) as usize;
+        data = &data[2..];
+        if data.len() < n + 4 {
+            break;
+        }
+        let name = String::from_utf8_lossy(&data[..n]).into_owned();
+        data = &data[n..];
+        let len = u32::from_le_bytes([data[0], data[1], data[2], data[3]]) as usize;
+        data = &data[4..];
+        let len = len.min(data.len());
+        files.insert(name, data[..len].to_vec());
+        data = &data[len..];
+    }
+    files
+}
+
+fuzz_target!(|data: &[u8]| {
+    let mut files = Files(split(data));
+    let Some(manifest) = files.0.remove("manifest.ocdbt") else {
+        return;
+    };
+    if let Ok(db) = Database::open(&files, &manifest, "fuzz/manifest.ocdbt") {
+        let keys: Vec<Vec<u8>> = db.entries().keys().cloned().collect();
+        for key in keys {
+            let _ = db.read(&files, &key);
+        }
+    }
+});
