@@ -14,9 +14,10 @@
 //!   forwarding base [`StoreLayer`]): [`RetryStore`], [`DeferredSyncStore`], the test doubles
 //!   behind the feature `test-layers` (`FaultStore`: injected failures; `CountingStore`: call
 //!   counts and a log of changes; `LatencyStore` with `Gate`: delays, held writes), and the
-//!   checksum layers
-//!   [`RecordingStore`], [`VerifyingStore`], [`ChecksumManifest`] and [`verify_step`] (CRC32C of
-//!   every file of a step, in `<step>/_CKPT_CHECKSUMS`; ckpt's own, Orbax has no checksums).
+//!   checksum layers [`RecordingStore`] and [`VerifyingStore`];
+//! * checksums (ckpt's own, Orbax has none): the CRC32C of every file of a step, in
+//!   `<step>/_CKPT_CHECKSUMS` ([`ChecksumManifest`], [`FileChecksum`], `checksum_manifest.rs`),
+//!   and [`verify_step`] with its [`VerifyReport`] (`verify.rs`).
 //!
 //! Paths given to a [`Store`] are relative to the store's root, `/`-separated, with no leading
 //! `/`, no `.` or `..` component, no empty component and no trailing `/` (the empty path is the
@@ -25,6 +26,7 @@
 //! outside the root can be named.
 #![deny(missing_docs)]
 
+mod checksum_manifest;
 mod commit;
 mod layer;
 mod layers;
@@ -35,17 +37,19 @@ mod runtime;
 mod stream;
 #[cfg(feature = "testkit")]
 pub mod testkit;
+mod verify;
 pub mod writer_guard;
 
+pub use checksum_manifest::{
+    ChecksumManifest, FileChecksum, FileStatus, CHECKSUM_ALGORITHM, MANIFEST_FILE,
+};
 pub use commit::{
     protocol_for, read_step_claim, AtomicRenameProtocol, AtomicityMode, CommitFileProtocol,
     CommitProtocol, StepClaim,
 };
 pub use layer::{provided, StoreLayer};
 pub use layers::{
-    sync_files, verify_step, ChecksumManifest, DeferredSyncStore, FileChecksum, FileStatus,
-    RecordingStore, RetryPolicy, RetryStore, VerifyReport, VerifyingStore, CHECKSUM_ALGORITHM,
-    MANIFEST_FILE,
+    sync_files, DeferredSyncStore, RecordingStore, RetryPolicy, RetryStore, VerifyingStore,
 };
 #[cfg(any(test, feature = "test-layers"))]
 pub use layers::{
@@ -61,6 +65,7 @@ pub use object::{
 pub use opendal_store::{open, open_with_retries, OpendalStore};
 pub use path::{file_name, join_path, parent_path, validate_path};
 pub use stream::{BufferStream, ReadStream};
+pub use verify::{verify_step, VerifyReport};
 pub use writer_guard::lease::{WriterLease, DEFAULT_LEASE_TTL_SECS, LEASE_FILE};
 pub use writer_guard::local::LOCAL_LOCK_FILE;
 pub use writer_guard::{writer_token, WriterLock};

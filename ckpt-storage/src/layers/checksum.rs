@@ -1,257 +1,17 @@
-//! Checksums of the files of a step: [`ChecksumManifest`] (the `_CKPT_CHECKSUMS` file),
-//! [`RecordingStore`] (records a CRC32C of every file written through it), [`VerifyingStore`]
-//! (checks files against a manifest as they are read) and [`verify_step`] (checks a whole step).
+//! The checksum layers: [`RecordingStore`] (records a CRC32C of every file written through
+//! it, for the step's manifest) and [`VerifyingStore`] (checks files against a manifest as they
+//! are read, with its threaded stream). The manifest format, [`ChecksumManifest`], is
+//! `checksum_manifest.rs`; the check of a whole step, [`crate::verify_step`], is `verify.rs`.
 //!
-//! ckpt's own; Orbax has no checksums. The manifest is a file at step level, beside
-//! `_CHECKPOINT_METADATA`: Orbax treats only the subdirectories of a step as items and ignores
-//! the files there, so a step that carries one still restores in Orbax.
-//!
-//! CRC32C (Castagnoli) is computed with the `crc32c` crate, which uses the SSE 4.2 / ARMv8 CRC
-//! instructions when the CPU has them (several GB/s per core) and a table otherwise.
+//! ckpt's own; Orbax has no checksums.
 
 use super::lock;
-use crate::{join_path, validate_path, Entry, EntryKind, ReadStream, Store};
-use ckpt_core::{Error, ErrorKind, Result, COMMIT_SUCCESS_FILE, STEP_METADATA_FILE};
-use serde_json::Value;
+use crate::checksum_manifest::corrupt;
+use crate::{join_path, ChecksumManifest, FileChecksum, FileStatus, ReadStream, Store};
+use ckpt_core::{Error, Result};
 use std::collections::BTreeMap;
-use std::fmt;
 use std::ops::Range;
 use std::sync::{Arc, Mutex};
-
-/// File name of the checksum manifest inside a step directory: `<step>/_CKPT_CHECKSUMS`.
-/// ckpt's own; Orbax ignores files in a step directory (only subdirectories are items).
-pub const MANIFEST_FILE: &str = "_CKPT_CHECKSUMS";
-
-/// The value of the manifest's `"algorithm"` key: the only algorithm this version writes and
-/// reads.
-pub const CHECKSUM_ALGORITHM: &str = "crc32c";
-
-/// The size and CRC32C of one file's contents.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub struct FileChecksum {
-    /// Size in bytes.
-    pub size: u64,
-    /// CRC32C (Castagnoli polynomial, as iSCSI, ext4 and Google Cloud Storage use) of the bytes.
-    pub crc32c: u32,
-}
-
-impl FileChecksum {
-    /// The checksum of `data`.
-    pub fn of(data: &[u8]) -> Self {
-        FileChecksum {
-            size: data.len() as u64,
-            crc32c: crc32c::crc32c(data),
-        }
-    }
-
-    /// The checksum of `parts` one after another (the file [`Store::write_parts`] writes),
-    /// computed incrementally: the same as [`FileChecksum::of`] their concatenation, without
-    /// concatenating them.
-    pub fn of_parts(parts: &[&[u8]]) -> Self {
-        let mut c = FileChecksum { size: 0, crc32c: 0 };
-        for p in parts {
-            c.size += p.len() as u64;
-            c.crc32c = crc32c::crc32c_append(c.crc32c, p);
-        }
-        c
-    }
-
-    /// [`FileChecksum::of_parts`] on another thread while `f` runs on this one, for writes of at
-    /// least [`PARALLEL_CRC_MIN`] bytes (below that, or when no thread can be started, one after
-    /// the other): the CRC then costs no time next to the write on a machine with a spare core.
-    fn of_parts_beside<T>(parts: &[&[u8]], f: impl FnOnce() -> T) -> (T, FileChecksum) {
-        let total: usize = parts.iter().map(|p| p.len()).sum();
-        if total < PARALLEL_CRC_MIN {
-            return (f(), FileChecksum::of_parts(parts));
-        }
-        std::thread::scope(|s| {
-            let spawned = std::thread::Builder::new()
-                .name("ckpt-crc32c".into())
-                .spawn_scoped(s, || FileChecksum::of_parts(parts));
-            let out = f();
-            let c = match spawned.map(|h| h.join()) {
-                Ok(Ok(c)) => c,
-                _ => FileChecksum::of_parts(parts),
-            };
-            (out, c)
-        })
-    }
-
-    /// Checks `data` against this checksum: size first, then CRC. Returns [`FileStatus::Ok`],
-    /// [`FileStatus::WrongSize`] or [`FileStatus::WrongCrc`].
-    pub fn check(&self, data: &[u8]) -> FileStatus {
-        let size = data.len() as u64;
-        if size != self.size {
-            return FileStatus::WrongSize {
-                expected: self.size,
-                actual: size,
-            };
-        }
-        let crc = crc32c::crc32c(data);
-        if crc != self.crc32c {
-            return FileStatus::WrongCrc {
-                expected: self.crc32c,
-                actual: crc,
-            };
-        }
-        FileStatus::Ok
-    }
-}
-
-/// The checksums of the files of one step, keyed by their path relative to the step directory
-/// (`"state/tensors.safetensors"`), as stored in [`MANIFEST_FILE`].
-///
-/// On disk it is one JSON object, written with Python `json.dumps` separators like every other
-/// ckpt file:
-///
-/// ```text
-/// {"algorithm": "crc32c", "files": {"state/tensors.safetensors": {"size": 123, "crc32c": "0a1b2c3d"}}}
-/// ```
-///
-/// `size` is in bytes; `crc32c` is 8 lowercase hexadecimal digits. Keys are sorted. Readers
-/// ignore unknown keys.
-#[derive(Debug, Clone, PartialEq, Eq, Default)]
-pub struct ChecksumManifest {
-    /// Checksums by path relative to the step directory.
-    pub files: BTreeMap<String, FileChecksum>,
-}
-
-impl ChecksumManifest {
-    /// An empty manifest.
-    pub fn new() -> Self {
-        ChecksumManifest::default()
-    }
-
-    /// Records `checksum` for `key` (a path relative to the step directory), replacing any
-    /// earlier one.
-    pub fn insert(&mut self, key: impl Into<String>, checksum: FileChecksum) {
-        self.files.insert(key.into(), checksum);
-    }
-
-    /// The checksum recorded for `key`.
-    pub fn get(&self, key: &str) -> Option<&FileChecksum> {
-        self.files.get(key)
-    }
-
-    /// How many files are recorded.
-    pub fn len(&self) -> usize {
-        self.files.len()
-    }
-
-    /// Whether no file is recorded.
-    pub fn is_empty(&self) -> bool {
-        self.files.is_empty()
-    }
-
-    /// Adds every entry of `other` (one per item, say) to this manifest; for a key in both, the
-    /// entry of `other` wins.
-    pub fn merge(&mut self, other: ChecksumManifest) {
-        self.files.extend(other.files);
-    }
-
-    /// The manifest as the bytes of [`MANIFEST_FILE`] (see the type's docs for the format).
-    pub fn to_json_bytes(&self) -> Vec<u8> {
-        let mut s = String::with_capacity(48 + 64 * self.files.len());
-        s.push_str("{\"algorithm\": \"");
-        s.push_str(CHECKSUM_ALGORITHM);
-        s.push_str("\", \"files\": {");
-        for (i, (key, c)) in self.files.iter().enumerate() {
-            if i > 0 {
-                s.push_str(", ");
-            }
-            // serde_json's Display of a string value is its JSON literal, escapes and all.
-            s.push_str(&Value::from(key.as_str()).to_string());
-            s.push_str(&format!(
-                ": {{\"size\": {}, \"crc32c\": \"{:08x}\"}}",
-                c.size, c.crc32c
-            ));
-        }
-        s.push_str("}}");
-        s.into_bytes()
-    }
-
-    /// Parses the bytes of a [`MANIFEST_FILE`].
-    ///
-    /// # Errors
-    /// [`ErrorKind::Corrupt`] when the bytes are not JSON, not an object of the documented
-    /// shape, a size is not a non-negative integer, a CRC is not 8 hexadecimal digits, or a key
-    /// is not a valid relative path (empty, absolute, with `..`: see [`validate_path`]), so a
-    /// manifest can never name a file outside its step; [`ErrorKind::Unsupported`] when the
-    /// `algorithm` is another than [`CHECKSUM_ALGORITHM`] (a later ckpt may write others). The
-    /// error has no path: [`ChecksumManifest::read_from`] attaches the file's.
-    pub fn from_json_bytes(bytes: &[u8]) -> Result<Self> {
-        let bad = |why: String| Error::corrupt(format!("bad checksum manifest: {why}"));
-        let v: Value = serde_json::from_slice(bytes)
-            .map_err(|e| bad("not valid JSON".to_string()).with_source(e))?;
-        let obj = v
-            .as_object()
-            .ok_or_else(|| bad("not a JSON object".to_string()))?;
-        match obj.get("algorithm") {
-            Some(Value::String(a)) if a == CHECKSUM_ALGORITHM => {}
-            Some(Value::String(a)) => {
-                return Err(Error::new(
-                    ErrorKind::Unsupported,
-                    format!(
-                        "checksum manifest uses algorithm {a:?}; this ckpt knows only {:?}",
-                        CHECKSUM_ALGORITHM
-                    ),
-                ))
-            }
-            Some(_) => return Err(bad("\"algorithm\" is not a string".to_string())),
-            None => return Err(bad("no \"algorithm\" key".to_string())),
-        }
-        let files = match obj.get("files") {
-            Some(Value::Object(f)) => f,
-            Some(_) => return Err(bad("\"files\" is not an object".to_string())),
-            None => return Err(bad("no \"files\" key".to_string())),
-        };
-        let mut out = ChecksumManifest::new();
-        for (key, entry) in files {
-            if key.is_empty() || validate_path(key).is_err() {
-                return Err(bad(format!("{key:?} is not a relative path")));
-            }
-            let entry = entry
-                .as_object()
-                .ok_or_else(|| bad(format!("the entry of {key:?} is not an object")))?;
-            let size = entry
-                .get("size")
-                .and_then(Value::as_u64)
-                .ok_or_else(|| bad(format!("the size of {key:?} is not a byte count")))?;
-            let crc = entry
-                .get("crc32c")
-                .and_then(Value::as_str)
-                .and_then(parse_crc)
-                .ok_or_else(|| bad(format!("the crc32c of {key:?} is not 8 hex digits")))?;
-            out.insert(key.clone(), FileChecksum { size, crc32c: crc });
-        }
-        Ok(out)
-    }
-
-    /// Reads `<step_dir>/_CKPT_CHECKSUMS` from `store`; `Ok(None)` when there is none (a step
-    /// written by Orbax, or by ckpt with checksums off).
-    ///
-    /// # Errors
-    /// As [`ChecksumManifest::from_json_bytes`], with the file's location attached;
-    /// `InvalidArgument` for a bad `step_dir`; `Storage` when the store fails.
-    pub fn read_from(store: &dyn Store, step_dir: &str) -> Result<Option<Self>> {
-        let path = join_path(step_dir, MANIFEST_FILE);
-        match store.read(&path) {
-            Ok(bytes) => Self::from_json_bytes(&bytes)
-                .map(Some)
-                .map_err(|e| e.with_path(store.location(&path))),
-            Err(e) if e.kind() == ErrorKind::NotFound => Ok(None),
-            Err(e) => Err(e),
-        }
-    }
-
-    /// Writes this manifest to `<step_dir>/_CKPT_CHECKSUMS` in `store`, replacing any there.
-    ///
-    /// # Errors
-    /// As [`Store::write`].
-    pub fn write_to(&self, store: &dyn Store, step_dir: &str) -> Result<()> {
-        store.write(&join_path(step_dir, MANIFEST_FILE), &self.to_json_bytes())
-    }
-}
 
 /// From this many bytes on, a checksum is computed on a second thread beside the write or read
 /// it covers (16 MiB; smaller files are checked inline, where a thread would cost more than it
@@ -261,248 +21,25 @@ pub const PARALLEL_CRC_MIN: usize = 16 << 20;
 /// The piece of a large read handed to the checksum thread at a time (4 MiB).
 const CRC_CHUNK: usize = 4 << 20;
 
-/// Exactly 8 hexadecimal digits (either case) as a `u32`.
-fn parse_crc(s: &str) -> Option<u32> {
-    if s.len() == 8 && s.bytes().all(|b| b.is_ascii_hexdigit()) {
-        u32::from_str_radix(s, 16).ok()
-    } else {
-        None
+/// [`FileChecksum::of_parts`] on another thread while `f` runs on this one, for writes of at
+/// least [`PARALLEL_CRC_MIN`] bytes (below that, or when no thread can be started, one after
+/// the other): the CRC then costs no time next to the write on a machine with a spare core.
+fn of_parts_beside<T>(parts: &[&[u8]], f: impl FnOnce() -> T) -> (T, FileChecksum) {
+    let total: usize = parts.iter().map(|p| p.len()).sum();
+    if total < PARALLEL_CRC_MIN {
+        return (f(), FileChecksum::of_parts(parts));
     }
-}
-
-/// What [`verify_step`] (or a [`VerifyingStore`] read) found for one file.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum FileStatus {
-    /// Size and CRC32C match the manifest.
-    Ok,
-    /// In the manifest, but there is no file at its path.
-    Missing,
-    /// In the manifest, but the path is a directory or a symbolic link (never followed).
-    NotAFile,
-    /// The size differs from the manifest's (bytes): truncated when `actual < expected`.
-    WrongSize {
-        /// Size recorded in the manifest, in bytes.
-        expected: u64,
-        /// Size found, in bytes.
-        actual: u64,
-    },
-    /// The size matches but the CRC32C does not: the contents changed (a flipped bit).
-    WrongCrc {
-        /// CRC32C recorded in the manifest.
-        expected: u32,
-        /// CRC32C of the contents found.
-        actual: u32,
-    },
-    /// A file present in the step directory that the manifest does not list (only reported
-    /// when the step has a manifest; never makes a report bad).
-    Unchecked,
-}
-
-impl FileStatus {
-    /// Whether this status means the file is damaged or gone: `Missing`, `NotAFile`,
-    /// `WrongSize` or `WrongCrc`.
-    pub fn is_bad(&self) -> bool {
-        !matches!(self, FileStatus::Ok | FileStatus::Unchecked)
-    }
-}
-
-impl fmt::Display for FileStatus {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match *self {
-            FileStatus::Ok => f.write_str("ok"),
-            FileStatus::Missing => f.write_str("missing"),
-            FileStatus::NotAFile => f.write_str("not a regular file"),
-            FileStatus::WrongSize { expected, actual } if actual < expected => {
-                write!(f, "truncated: {actual} of {expected} bytes")
-            }
-            FileStatus::WrongSize { expected, actual } => {
-                write!(f, "wrong size: {actual} bytes, expected {expected}")
-            }
-            FileStatus::WrongCrc { expected, actual } => {
-                write!(f, "wrong crc32c: {actual:08x}, expected {expected:08x}")
-            }
-            FileStatus::Unchecked => f.write_str("unchecked (not in the checksum manifest)"),
-        }
-    }
-}
-
-/// The `Corrupt` error for a bad file at `location`.
-fn corrupt(location: &str, status: FileStatus) -> Error {
-    Error::corrupt(format!(
-        "{location} does not match its checksum ({MANIFEST_FILE}): {status}"
-    ))
-    .with_path(location.to_string())
-}
-
-/// The result of [`verify_step`]: one entry per file, sorted by path.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct VerifyReport {
-    /// The step directory, as a store path.
-    pub step_dir: String,
-    /// The step directory's full location ([`Store::location`]), for messages.
-    pub step_location: String,
-    /// Whether the step has a [`MANIFEST_FILE`]. Without one nothing is checked and `files` is
-    /// empty ("no checksums recorded"): not an error, Orbax and ckpt with checksums off write
-    /// none.
-    pub has_checksums: bool,
-    /// Each file, by path relative to the step directory (`"state/t.bin"`), with its status:
-    /// every file of the manifest, then every other file found below the step directory except
-    /// `_CKPT_CHECKSUMS`, `_CHECKPOINT_METADATA` and `commit_success.txt` ([`FileStatus::Unchecked`]).
-    pub files: Vec<(String, FileStatus)>,
-}
-
-impl VerifyReport {
-    /// Whether no file is bad (see [`FileStatus::is_bad`]). A step without checksums is ok.
-    pub fn is_ok(&self) -> bool {
-        !self.files.iter().any(|(_, s)| s.is_bad())
-    }
-
-    /// The bad files and their statuses.
-    pub fn bad_files(&self) -> impl Iterator<Item = &(String, FileStatus)> {
-        self.files.iter().filter(|(_, s)| s.is_bad())
-    }
-
-    /// The full location of the file `key` of this step (for messages).
-    pub fn location_of(&self, key: &str) -> String {
-        if self.step_location.ends_with('/') {
-            format!("{}{key}", self.step_location)
-        } else {
-            format!("{}/{key}", self.step_location)
-        }
-    }
-
-    /// `Ok(())` when [`VerifyReport::is_ok`].
-    ///
-    /// # Errors
-    /// [`ErrorKind::Corrupt`] naming every bad file (its location and what is wrong with it),
-    /// with the path of the first.
-    pub fn check(&self) -> Result<()> {
-        let bad: Vec<&(String, FileStatus)> = self.bad_files().collect();
-        let Some((first, first_status)) = bad.first() else {
-            return Ok(());
+    std::thread::scope(|s| {
+        let spawned = std::thread::Builder::new()
+            .name("ckpt-crc32c".into())
+            .spawn_scoped(s, || FileChecksum::of_parts(parts));
+        let out = f();
+        let c = match spawned.map(|h| h.join()) {
+            Ok(Ok(c)) => c,
+            _ => FileChecksum::of_parts(parts),
         };
-        if bad.len() == 1 {
-            return Err(corrupt(&self.location_of(first), *first_status));
-        }
-        let list: Vec<String> = bad
-            .iter()
-            .map(|(k, s)| format!("{} ({s})", self.location_of(k)))
-            .collect();
-        Err(Error::corrupt(format!(
-            "{} files of {} do not match their checksums ({MANIFEST_FILE}): {}",
-            bad.len(),
-            self.step_location,
-            list.join("; ")
-        ))
-        .with_path(self.location_of(first)))
-    }
-}
-
-impl fmt::Display for VerifyReport {
-    /// One line per file, `<location>: <status>`, or one line saying that no checksums are
-    /// recorded.
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        if !self.has_checksums {
-            return write!(f, "{}: no checksums recorded", self.step_location);
-        }
-        if self.files.is_empty() {
-            return write!(f, "{}: no files", self.step_location);
-        }
-        for (i, (key, status)) in self.files.iter().enumerate() {
-            if i > 0 {
-                writeln!(f)?;
-            }
-            write!(f, "{}: {status}", self.location_of(key))?;
-        }
-        Ok(())
-    }
-}
-
-/// Checks every file of the step at `step_dir` against its [`MANIFEST_FILE`]: re-reads each file
-/// the manifest lists and reports it ok, missing, not a file, wrong size or wrong CRC, and lists
-/// the other files below the step directory as unchecked (except the manifest itself,
-/// `_CHECKPOINT_METADATA` and `commit_success.txt` files, at any depth). A step without a
-/// manifest gives a report with [`VerifyReport::has_checksums`] false and no files.
-///
-/// Reads every listed file whole (one `read` per file) and walks the step directory with
-/// `list_dir`; symbolic links are reported, never followed, so nothing outside the step is read.
-/// Use [`VerifyReport::check`] to turn a bad report into an error.
-///
-/// # Errors
-/// `NotFound` when nothing is at `step_dir`; `Corrupt` (or `Unsupported`) when the manifest
-/// cannot be parsed, naming it; `InvalidArgument` for a bad path; `Storage` when the store fails
-/// (a storage failure is not reported as a bad file).
-pub fn verify_step(store: &dyn Store, step_dir: &str) -> Result<VerifyReport> {
-    validate_path(step_dir)?;
-    let step_location = store.location(step_dir);
-    if step_dir.is_empty() {
-        // The root: always there.
-    } else if store.stat(step_dir)?.is_none() {
-        return Err(
-            Error::not_found("no step directory to verify").with_path(step_location.clone())
-        );
-    }
-    let Some(manifest) = ChecksumManifest::read_from(store, step_dir)? else {
-        return Ok(VerifyReport {
-            step_dir: step_dir.to_string(),
-            step_location,
-            has_checksums: false,
-            files: Vec::new(),
-        });
-    };
-    // Everything below the step directory, never following a link.
-    let mut found: BTreeMap<String, EntryKind> = BTreeMap::new();
-    walk(store, step_dir, "", &mut found)?;
-
-    let mut files = Vec::with_capacity(found.len().max(manifest.len()));
-    for (key, expected) in &manifest.files {
-        let status = match found.get(key) {
-            None => FileStatus::Missing,
-            Some(EntryKind::Dir | EntryKind::Symlink) => FileStatus::NotAFile,
-            Some(EntryKind::File) => match store.read(&join_path(step_dir, key)) {
-                Ok(data) => expected.check(&data),
-                // Deleted between the listing and the read.
-                Err(e) if e.kind() == ErrorKind::NotFound => FileStatus::Missing,
-                Err(e) => return Err(e),
-            },
-        };
-        files.push((key.clone(), status));
-    }
-    for (key, kind) in &found {
-        let name = crate::file_name(key);
-        let ignored = *kind == EntryKind::Dir
-            || name == MANIFEST_FILE
-            || name == STEP_METADATA_FILE
-            || name == COMMIT_SUCCESS_FILE;
-        if !ignored && !manifest.files.contains_key(key) {
-            files.push((key.clone(), FileStatus::Unchecked));
-        }
-    }
-    files.sort_by(|a, b| a.0.cmp(&b.0));
-    Ok(VerifyReport {
-        step_dir: step_dir.to_string(),
-        step_location,
-        has_checksums: true,
-        files,
+        (out, c)
     })
-}
-
-/// Adds every entry below `base/rel` to `found`, keyed by its path relative to `base`;
-/// descends into directories only.
-fn walk(
-    store: &dyn Store,
-    base: &str,
-    rel: &str,
-    found: &mut BTreeMap<String, EntryKind>,
-) -> Result<()> {
-    for Entry { name, kind } in store.list_dir(&join_path(base, rel))? {
-        let key = join_path(rel, &name);
-        if kind == EntryKind::Dir {
-            walk(store, base, &key, found)?;
-        }
-        found.insert(key, kind);
-    }
-    Ok(())
 }
 
 /// The part of `path` below `dir` (`dir` empty: all of `path`); `None` when `path` is not
@@ -517,7 +54,7 @@ fn below<'a>(dir: &str, path: &'a str) -> Option<&'a str> {
 }
 
 /// A [`Store`] that records the size and CRC32C of every file written through it, so that they
-/// can be stored in the step's [`MANIFEST_FILE`]. ckpt's own; Orbax has no checksums.
+/// can be stored in the step's [`MANIFEST_FILE`](crate::MANIFEST_FILE). ckpt's own; Orbax has no checksums.
 ///
 /// Every call passes through unchanged. After each *successful* `write` or `write_if_absent` of a
 /// path `P` below `strip_prefix` (`P` = `strip_prefix/rest`), it records
@@ -637,8 +174,7 @@ impl crate::StoreLayer for RecordingStore {
         let Some(key) = self.key(path) else {
             return self.inner.write_parts(path, parts);
         };
-        let (written, c) =
-            FileChecksum::of_parts_beside(parts, || self.inner.write_parts(path, parts));
+        let (written, c) = of_parts_beside(parts, || self.inner.write_parts(path, parts));
         written?;
         lock(&self.recorded).insert(key, c);
         Ok(())
@@ -691,7 +227,7 @@ impl crate::StoreLayer for RecordingStore {
 ///
 /// On `read` of a path below `step_dir` whose key (path relative to `step_dir`) is in the
 /// manifest, the data read is checked, size first, then CRC32C; a mismatch is an
-/// [`ErrorKind::Corrupt`] error naming the file's location and saying what differs
+/// [`ErrorKind::Corrupt`](ckpt_core::ErrorKind::Corrupt) error naming the file's location and saying what differs
 /// (`truncated: 5 of 10 bytes`, `wrong size: 11 bytes, expected 10`,
 /// `wrong crc32c: …, expected …`). `read_range` of such a file reads the *whole* file, checks it
 /// and returns the slice: a CRC covers the whole file, so a checked range read costs a full read
@@ -934,35 +470,7 @@ impl ReadStream for VerifyingStream<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn crc32c_known_value() {
-        // The check value of CRC-32C (RFC 3720 B.4): "123456789" -> 0xe3069283.
-        assert_eq!(FileChecksum::of(b"123456789").crc32c, 0xe306_9283);
-        assert_eq!(FileChecksum::of(b"").crc32c, 0);
-    }
-
-    #[test]
-    fn json_format_is_exact() {
-        let mut m = ChecksumManifest::new();
-        m.insert(
-            "state/tensors.safetensors",
-            FileChecksum {
-                size: 123,
-                crc32c: 0x0a1b_2c3d,
-            },
-        );
-        m.insert("a \"q\"", FileChecksum { size: 0, crc32c: 0 });
-        assert_eq!(
-            String::from_utf8_lossy(&m.to_json_bytes()),
-            "{\"algorithm\": \"crc32c\", \"files\": {\"a \\\"q\\\"\": {\"size\": 0, \"crc32c\": \"00000000\"}, \
-             \"state/tensors.safetensors\": {\"size\": 123, \"crc32c\": \"0a1b2c3d\"}}}"
-        );
-        assert_eq!(
-            ChecksumManifest::new().to_json_bytes(),
-            b"{\"algorithm\": \"crc32c\", \"files\": {}}"
-        );
-    }
+    use ckpt_core::ErrorKind;
 
     #[test]
     fn below_is_strict() {
@@ -974,27 +482,6 @@ mod tests {
         assert_eq!(below("", ""), None);
     }
 
-    #[test]
-    fn status_messages() {
-        let t = FileStatus::WrongSize {
-            expected: 10,
-            actual: 5,
-        };
-        assert_eq!(t.to_string(), "truncated: 5 of 10 bytes");
-        let l = FileStatus::WrongSize {
-            expected: 10,
-            actual: 11,
-        };
-        assert_eq!(l.to_string(), "wrong size: 11 bytes, expected 10");
-        let c = FileStatus::WrongCrc {
-            expected: 1,
-            actual: 0xffff_ffff,
-        };
-        assert_eq!(c.to_string(), "wrong crc32c: ffffffff, expected 00000001");
-        assert!(!FileStatus::Unchecked.is_bad() && !FileStatus::Ok.is_bad());
-        assert!(FileStatus::Missing.is_bad() && FileStatus::NotAFile.is_bad());
-    }
-
     fn memory() -> Arc<dyn Store> {
         Arc::new(crate::OpendalStore::memory().unwrap())
     }
@@ -1002,14 +489,6 @@ mod tests {
     /// Bytes that differ everywhere, `n` of them.
     fn data(n: usize) -> Vec<u8> {
         (0..n).map(|i| (i % 251) as u8 ^ (i >> 12) as u8).collect()
-    }
-
-    #[test]
-    fn parts_checksum_as_their_concatenation() {
-        let d = data(1000);
-        let (a, b) = d.split_at(300);
-        assert_eq!(FileChecksum::of_parts(&[a, &[], b]), FileChecksum::of(&d));
-        assert_eq!(FileChecksum::of_parts(&[]), FileChecksum::of(b""));
     }
 
     #[test]

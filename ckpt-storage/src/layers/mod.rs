@@ -10,9 +10,9 @@
 //!   (what `open` puts over every object store);
 //! * [`DeferredSyncStore`]: writes without fsync, remembering what to sync later
 //!   ([`sync_files`]);
-//! * [`RecordingStore`], [`VerifyingStore`], [`ChecksumManifest`], [`verify_step`]: CRC32C
-//!   checksums of the files a step holds, recorded when written and checked when read (ckpt's
-//!   own; Orbax has no checksums).
+//! * [`RecordingStore`], [`VerifyingStore`]: CRC32C checksums of the files a step holds,
+//!   recorded when written and checked when read, for the step's manifest
+//!   ([`crate::ChecksumManifest`], `checksum_manifest.rs`; ckpt's own, Orbax has no checksums).
 //!
 //! None of the layers calls the inner store for `capabilities` or `location` other than to
 //! pass the call through unchanged.
@@ -29,10 +29,7 @@ mod retry;
 #[cfg(any(test, feature = "test-layers"))]
 mod rules;
 
-pub use checksum::{
-    verify_step, ChecksumManifest, FileChecksum, FileStatus, RecordingStore, VerifyReport,
-    VerifyingStore, CHECKSUM_ALGORITHM, MANIFEST_FILE,
-};
+pub use checksum::{RecordingStore, VerifyingStore};
 #[cfg(any(test, feature = "test-layers"))]
 pub use counting::{CountingStore, LoggedOp, OpCounts};
 pub use deferred_sync::{sync_files, DeferredSyncStore};
