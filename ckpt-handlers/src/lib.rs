@@ -94,6 +94,27 @@ impl<'a> ItemDir<'a> {
         self.store.read_range(&self.nested_path(rel)?, range)
     }
 
+    /// Fills `buf` with the bytes of the file at nested path `rel` from `offset` on
+    /// ([`Store::read_range_into`]: on a local store straight into `buf`, no buffer of its own).
+    ///
+    /// # Errors
+    /// As [`ItemDir::nested_path`] and [`Store::read_range_into`].
+    pub fn read_range_into_at(&self, rel: &str, offset: u64, buf: &mut [u8]) -> Result<()> {
+        let bytes = self.store.read_range(
+            &self.nested_path(rel)?,
+            offset..offset.saturating_add(buf.len() as u64),
+        )?;
+        if bytes.len() != buf.len() {
+            return Err(Error::corrupt(format!(
+                "{rel}: short read at {offset} ({} of {} bytes)",
+                bytes.len(),
+                buf.len()
+            )));
+        }
+        buf.copy_from_slice(&bytes);
+        Ok(())
+    }
+
     /// Reads the file at nested path `rel`.
     ///
     /// # Errors

@@ -119,6 +119,47 @@ impl PyTree {
         }
     }
 
+    /// The leaves as [`PyTree::leaves`] gives them, writable.
+    pub(crate) fn leaves_mut(&mut self) -> Vec<(Vec<KeyEntry>, &mut PyTree)> {
+        let mut out = Vec::new();
+        let mut path = Vec::new();
+        self.collect_leaves_mut(&mut path, &mut out);
+        out
+    }
+
+    fn collect_leaves_mut<'a>(
+        &'a mut self,
+        path: &mut Vec<KeyEntry>,
+        out: &mut Vec<(Vec<KeyEntry>, &'a mut PyTree)>,
+    ) {
+        let inner_node = match self {
+            PyTree::Dict(m) => !m.is_empty(),
+            PyTree::List(l) => !l.is_empty(),
+            _ => false,
+        };
+        if !inner_node {
+            out.push((path.clone(), self));
+            return;
+        }
+        match self {
+            PyTree::Dict(m) => {
+                for (k, v) in m.iter_mut() {
+                    path.push(KeyEntry::Key(k.clone()));
+                    v.collect_leaves_mut(path, out);
+                    path.pop();
+                }
+            }
+            PyTree::List(l) => {
+                for (i, v) in l.iter_mut().enumerate() {
+                    path.push(KeyEntry::Index(i));
+                    v.collect_leaves_mut(path, out);
+                    path.pop();
+                }
+            }
+            _ => {}
+        }
+    }
+
     /// The subtree at `path`, if present.
     pub fn get_path(&self, path: &[KeyEntry]) -> Option<&PyTree> {
         let mut at = self;

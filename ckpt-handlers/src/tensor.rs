@@ -413,6 +413,26 @@ impl Tensor {
         &self.data
     }
 
+    /// The element bytes, writable: for decoding straight into a tensor the caller owns
+    /// (`restore_tree_into`). The caller re-checks a [`DType::Bool`] tensor's bytes after.
+    pub(crate) fn bytes_mut(&mut self) -> &mut [u8] {
+        &mut self.data
+    }
+
+    /// Checks a [`DType::Bool`] tensor's bytes (each 0 or 1), after they were written through
+    /// [`Tensor::bytes_mut`].
+    pub(crate) fn check_bool_bytes(&self) -> Result<()> {
+        if self.dtype == DType::Bool {
+            if let Some(pos) = self.data.iter().position(|b| *b > 1) {
+                return Err(Error::corrupt(format!(
+                    "bool tensor byte {pos} is {}, not 0 or 1",
+                    self.data[pos]
+                )));
+            }
+        }
+        Ok(())
+    }
+
     /// The elements as little-endian bytes in C order, consuming the tensor.
     pub fn into_bytes(self) -> Vec<u8> {
         self.data

@@ -6,7 +6,7 @@
 mod common;
 
 use ckpt_handlers::ocdbt::{Database, DbFiles};
-use ckpt_handlers::orbax_array::{restore_tree, save_item, tree_metadata};
+use ckpt_handlers::orbax_array::{restore_tree, restore_tree_into, save_item, tree_metadata};
 use ckpt_handlers::{
     handler_for_type_string, ArrayLayout, ArrayOptions, DType, ItemDir, KeyEntry, PyTree,
     RestoredItem, SaveItem, Tensor,
@@ -313,6 +313,11 @@ fn large_arrays_chunked_and_streamed() {
     let (tmp2, store2) = common::local();
     let dir2 = ItemDir::new(&store2, "item");
     save_item(&dir2, &SaveItem::PyTree(Cow::Borrowed(&tree)), &one).unwrap();
+    // Each 20 MiB value is its own file: streamed whole, through the store's open_read.
+    assert_eq!(restore_tree(&dir2, None).unwrap(), tree);
+    let mut into = zeroed(&tree);
+    restore_tree_into(&dir2, &mut into).unwrap();
+    assert_eq!(into, tree);
     struct Files(std::path::PathBuf);
     impl DbFiles for Files {
         fn size(&self, p: &str) -> ckpt_core::Result<u64> {
@@ -359,4 +364,76 @@ fn large_arrays_chunked_and_streamed() {
     std::fs::write(item.join("d/node"), &l.node).unwrap();
     std::fs::write(item.join("manifest.ocdbt"), &l.manifest).unwrap();
     assert_eq!(restore_tree(&dir2, None).unwrap(), tree);
+    // Values sharing a file: streamed by ranged reads, into the caller's tree too.
+    let mut into = zeroed(&tree);
+    restore_tree_into(&dir2, &mut into).unwrap();
+    assert_eq!(into, tree);
+}
+
+/// `tree` with every array and scalar zeroed (same dtypes and shapes) and every string empty.
+fn zeroed(tree: &PyTree) -> PyTree {
+    let leaves = tree
+        .leaves()
+        .into_iter()
+        .map(|(p, l)| {
+            let z = match l {
+                PyTree::Array(t) => PyTree::Array(
+                    Tensor::new(t.dtype(), t.shape().to_vec(), vec![0; t.as_bytes().len()])
+                        .unwrap(),
+                ),
+                PyTree::Scalar(t) => PyTree::Scalar(
+                    Tensor::new(t.dtype(), t.shape().to_vec(), vec![0; t.as_bytes().len()])
+                        .unwrap(),
+                ),
+                PyTree::String(_) => PyTree::String(String::new()),
+                other => other.clone(),
+            };
+            (p, z)
+        })
+        .collect();
+    PyTree::from_leaves(leaves).unwrap()
+}
+
+#[test]
+fn restore_into_fills_the_callers_tree_in_every_layout() {
+    for root in ["ocdbt_sync", "ocdbt_zarr3", "zarr2_sync", "zarr3_sync"] {
+        let store = item_store(root, "0");
+        let dir = ItemDir::new(&store, "default");
+        let full = restore_tree(&dir, None).unwrap();
+        let mut into = zeroed(&full);
+        assert_ne!(into, full, "{root}: the zeroed tree differs");
+        restore_tree_into(&dir, &mut into).unwrap();
+        assert_eq!(into, full, "{root}: every leaf filled in place");
+    }
+    let store = item_store("ocdbt_sync", "0");
+    let dir = ItemDir::new(&store, "default");
+    // A subset of the leaves: only those are read and filled.
+    let mut part = PyTree::dict().with(
+        "big",
+        PyTree::dict().with(
+            "f32_48x40",
+            Tensor::new(DType::F32, [48, 40], vec![0; 48 * 40 * 4]).unwrap(),
+        ),
+    );
+    restore_tree_into(&dir, &mut part).unwrap();
+    let full = restore_tree(&dir, None).unwrap();
+    assert_eq!(
+        part.tensor("big.f32_48x40").unwrap(),
+        full.tensor("big.f32_48x40").unwrap()
+    );
+    // A leaf of another shape, or one the item does not have: InvalidArgument naming it.
+    let mut wrong = PyTree::dict().with(
+        "big",
+        PyTree::dict().with(
+            "f32_48x40",
+            Tensor::new(DType::F32, [40, 48], vec![0; 48 * 40 * 4]).unwrap(),
+        ),
+    );
+    let e = restore_tree_into(&dir, &mut wrong).unwrap_err();
+    assert_eq!(e.kind(), ckpt_core::ErrorKind::InvalidArgument, "{e}");
+    assert!(e.to_string().contains("big.f32_48x40"), "{e}");
+    let mut extra = PyTree::dict().with("no_such", Tensor::scalar(1.0f32));
+    let e = restore_tree_into(&dir, &mut extra).unwrap_err();
+    assert_eq!(e.kind(), ckpt_core::ErrorKind::InvalidArgument, "{e}");
+    assert!(e.to_string().contains("no_such"), "{e}");
 }

@@ -23,6 +23,25 @@ pub trait DbFiles {
     /// # Errors
     /// `NotFound` when it is missing; `Storage` when the store fails.
     fn read_range(&self, path: &str, range: Range<u64>) -> Result<Vec<u8>>;
+
+    /// Fills `buf` with the bytes of file `path` from `offset` on (the caller has checked the
+    /// range), into memory the caller reuses. The default reads them through
+    /// [`DbFiles::read_range`] and copies.
+    ///
+    /// # Errors
+    /// As [`DbFiles::read_range`].
+    fn read_range_into(&self, path: &str, offset: u64, buf: &mut [u8]) -> Result<()> {
+        let bytes = self.read_range(path, offset..offset + buf.len() as u64)?;
+        if bytes.len() != buf.len() {
+            return Err(Error::corrupt(format!(
+                "{path}: short read at {offset} ({} of {} bytes)",
+                bytes.len(),
+                buf.len()
+            )));
+        }
+        buf.copy_from_slice(&bytes);
+        Ok(())
+    }
 }
 
 /// A database's configuration, fixed when it was created (§4).

@@ -131,6 +131,9 @@ impl DbFiles for ItemFiles<'_> {
     fn read_range(&self, path: &str, range: std::ops::Range<u64>) -> Result<Vec<u8>> {
         self.0.read_range_at(path, range)
     }
+    fn read_range_into(&self, path: &str, offset: u64, buf: &mut [u8]) -> Result<()> {
+        self.0.read_range_into_at(path, offset, buf)
+    }
 }
 
 /// Where an item's arrays are read from.
@@ -191,8 +194,10 @@ struct LeafSource<'s, 'a> {
     param: &'s str,
 }
 
-/// Values above this many bytes (16 MiB) that share their data file with others are decoded as
-/// a stream, 8 MiB of stored bytes at a time, instead of being read whole first.
+/// Values above this many bytes (16 MiB) are decoded as a stream, [`STREAM_PIECE`] bytes of
+/// stored data at a time through one reused buffer, instead of being read whole first: a value
+/// that is its whole file through [`ckpt_storage::Store::open_read`] (a checking store verifies
+/// the file as it streams), one sharing its file (Orbax's data files) by ranged reads.
 const STREAM_VALUE_BYTES: u64 = 16 << 20;
 /// The piece of a streamed value read at a time, in bytes.
 const STREAM_PIECE: u64 = 8 << 20;
@@ -203,7 +208,7 @@ impl zarr::ChunkSource for LeafSource<'_, '_> {
     }
 
     fn decode_into(&self, key: &str, zstd: bool, out: &mut [u8], what: &str) -> Result<()> {
-        if let (true, Source::Ocdbt(db, files)) = (zstd, self.source) {
+        if let Source::Ocdbt(db, files) = self.source {
             let full = format!("{}/{key}", self.param);
             if let Some(ocdbt::Value::Indirect {
                 file,
@@ -211,17 +216,17 @@ impl zarr::ChunkSource for LeafSource<'_, '_> {
                 length,
             }) = db.get(full.as_bytes())
             {
-                let size = db.file_size(files, file)?;
-                // A value that is its whole file is read whole (a checking store verifies the
-                // file as it reads it); a large one sharing its file (Orbax's) is streamed.
-                let whole_file = *offset == 0 && *length == size;
-                if *length > STREAM_VALUE_BYTES && !whole_file {
+                if *length > STREAM_VALUE_BYTES {
+                    let size = db.file_size(files, file)?;
                     if offset.saturating_add(*length) > size {
                         return Err(Error::corrupt(format!(
                             "OCDBT reference {file}@{offset}+{length} is outside the file ({size} bytes)"
                         )));
                     }
-                    return stream_decode(files, file, *offset, *length, out, what);
+                    let whole_file = *offset == 0 && *length == size;
+                    return stream_decode(
+                        files, file, *offset, *length, whole_file, zstd, out, what,
+                    );
                 }
             }
         }
@@ -229,80 +234,138 @@ impl zarr::ChunkSource for LeafSource<'_, '_> {
     }
 }
 
-/// Reads bytes `offset .. offset + length` of `file` in [`STREAM_PIECE`] pieces.
-struct RangeReader<'f> {
-    files: &'f ItemFiles<'f>,
-    file: &'f str,
-    pos: u64,
-    end: u64,
+/// Where a [`PieceReader`] gets its pieces from.
+enum Pieces<'f> {
+    /// Ranged reads of bytes `pos .. end` of a file.
+    Ranged {
+        files: &'f ItemFiles<'f>,
+        file: &'f str,
+        pos: u64,
+        end: u64,
+    },
+    /// A whole file, streamed ([`ckpt_storage::Store::open_read`]).
+    Stream(Box<dyn ckpt_storage::ReadStream + 'f>),
+}
+
+/// A stored value read [`STREAM_PIECE`] bytes at a time into one buffer reused for every
+/// piece (fresh memory costs as much as the read itself on some machines: README,
+/// "Performance").
+struct PieceReader<'f> {
+    pieces: Pieces<'f>,
     piece: Vec<u8>,
+    /// Valid bytes of `piece`.
+    filled: usize,
     at: usize,
 }
 
-impl std::io::Read for RangeReader<'_> {
+impl PieceReader<'_> {
+    /// Reads the next piece into `piece`: its length, 0 at the end.
+    fn refill(&mut self) -> Result<usize> {
+        let left = match &self.pieces {
+            Pieces::Ranged { pos, end, .. } => end - pos,
+            Pieces::Stream(s) => s.size() - s.position(),
+        };
+        let n = STREAM_PIECE.min(left) as usize;
+        if n == 0 {
+            return Ok(0);
+        }
+        if self.piece.len() < n {
+            self.piece.resize(n, 0);
+        }
+        match &mut self.pieces {
+            Pieces::Ranged {
+                files, file, pos, ..
+            } => {
+                files.read_range_into(file, *pos, &mut self.piece[..n])?;
+                *pos += n as u64;
+            }
+            Pieces::Stream(s) => s.read_exact(&mut self.piece[..n])?,
+        }
+        Ok(n)
+    }
+}
+
+impl std::io::Read for PieceReader<'_> {
     fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
-        if self.at == self.piece.len() {
-            if self.pos == self.end {
+        if self.at == self.filled {
+            self.filled = self.refill().map_err(std::io::Error::other)?;
+            self.at = 0;
+            if self.filled == 0 {
                 return Ok(0);
             }
-            let n = STREAM_PIECE.min(self.end - self.pos);
-            self.piece = self
-                .files
-                .read_range(self.file, self.pos..self.pos + n)
-                .map_err(std::io::Error::other)?;
-            if self.piece.len() as u64 != n {
-                return Err(std::io::Error::other(format!(
-                    "{}: short read at {}",
-                    self.file, self.pos
-                )));
-            }
-            self.pos += n;
-            self.at = 0;
         }
-        let n = buf.len().min(self.piece.len() - self.at);
+        let n = buf.len().min(self.filled - self.at);
         buf[..n].copy_from_slice(&self.piece[self.at..self.at + n]);
         self.at += n;
         Ok(n)
     }
 }
 
-/// Decodes the zstd frame at `file[offset .. offset + length]` into `out` as a stream: it must
-/// fill `out` exactly.
+/// Decodes the value at `file[offset .. offset + length]` (the whole file when `whole_file`)
+/// into `out` as a stream — a zstd frame when `zstd`, else raw bytes — which must fill `out`
+/// exactly; a checking store's verdict on a whole file is taken at the end.
+#[allow(clippy::too_many_arguments)]
 fn stream_decode(
     files: &ItemFiles<'_>,
     file: &str,
     offset: u64,
     length: u64,
+    whole_file: bool,
+    zstd: bool,
     out: &mut [u8],
     what: &str,
 ) -> Result<()> {
     use std::io::Read;
-    let reader = RangeReader {
-        files,
-        file,
-        pos: offset,
-        end: offset + length,
+    let pieces = if whole_file {
+        let dir = files.0;
+        Pieces::Stream(dir.store().open_read(&dir.nested_path(file)?)?)
+    } else {
+        Pieces::Ranged {
+            files,
+            file,
+            pos: offset,
+            end: offset + length,
+        }
+    };
+    let mut reader = PieceReader {
+        pieces,
         piece: Vec::new(),
+        filled: 0,
         at: 0,
     };
-    let mut decoder = zstd::stream::read::Decoder::new(reader)
-        .map_err(|e| Error::corrupt(format!("{what}: zstd")).with_source(e))?
-        .single_frame();
-    decoder.read_exact(out).map_err(|e| {
+    let short = |e: std::io::Error| {
         Error::corrupt(format!(
-            "{what}: zstd chunk does not decode to the chunk's size"
+            "{what}: the stored chunk does not decode to the chunk's size"
         ))
         .with_source(e)
-    })?;
+    };
     let mut extra = [0u8; 1];
-    match decoder.read(&mut extra) {
-        Ok(0) => Ok(()),
-        Ok(_) => Err(Error::corrupt(format!(
-            "{what}: zstd chunk decodes to more than {} bytes",
+    let more = if zstd {
+        let mut decoder = zstd::stream::read::Decoder::with_buffer(
+            std::io::BufReader::with_capacity(1 << 16, &mut reader),
+        )
+        .map_err(|e| Error::corrupt(format!("{what}: zstd")).with_source(e))?
+        .single_frame();
+        decoder.read_exact(out).map_err(short)?;
+        decoder
+            .read(&mut extra)
+            .map_err(|e| Error::corrupt(format!("{what}: zstd chunk")).with_source(e))?
+    } else {
+        reader.read_exact(out).map_err(short)?;
+        reader
+            .read(&mut extra)
+            .map_err(|e| Error::corrupt(what.to_string()).with_source(e))?
+    };
+    if more != 0 {
+        return Err(Error::corrupt(format!(
+            "{what}: the stored chunk decodes to more than {} bytes",
             out.len()
-        ))),
-        Err(e) => Err(Error::corrupt(format!("{what}: zstd chunk")).with_source(e)),
+        )));
     }
+    if let Pieces::Stream(s) = reader.pieces {
+        s.finish()?;
+    }
+    Ok(())
 }
 
 fn read_metadata(dir: &ItemDir<'_>) -> Result<TreeMetadata> {
@@ -387,6 +450,154 @@ pub fn restore_tree(dir: &ItemDir<'_>, only: Option<&BTreeSet<String>>) -> Resul
     }
     PyTree::from_leaves(leaves)
         .map_err(|e| Error::corrupt(format!("{}: {}", dir.location(METADATA_FILE), e.message())))
+}
+
+/// Restores an Orbax array item into `tree`, a pytree the caller owns (its parameters, say):
+/// each array and scalar leaf of `tree` is filled in place from the item's leaf of the same
+/// param name, its chunks decoded straight into the leaf's memory (no fresh buffer per array);
+/// string leaves are replaced by the item's; `None` and empty leaves are left. The item's
+/// other leaves are not read. ckpt's own (Orbax restores into new arrays only); as
+/// `restore_tree`, checksums are verified by the store the item is read through.
+///
+/// # Errors
+/// `InvalidArgument` naming the leaf when `tree` has a leaf the item does not, or whose dtype,
+/// shape or kind differs from the item's; otherwise as [`restore_tree`]. On an error a leaf may
+/// hold part of the item's data (the tree is the caller's to discard or restore again).
+pub fn restore_tree_into(dir: &ItemDir<'_>, tree: &mut PyTree) -> Result<()> {
+    let meta = read_metadata(dir)?;
+    let by_name: BTreeMap<String, &LeafMetadata> = meta
+        .leaves
+        .iter()
+        .map(|l| (param_name(&l.path), l))
+        .collect();
+    let mut targets = Vec::new();
+    for (path, leaf) in tree.leaves_mut() {
+        let name = param_name(&path);
+        let Some(m) = by_name.get(&name) else {
+            return Err(Error::invalid_argument(format!(
+                "leaf {name:?} is not in the item ({})",
+                dir.location(METADATA_FILE)
+            )));
+        };
+        let wanted_kind = match &*leaf {
+            PyTree::Array(_) => &["np.ndarray", "jax.Array"][..],
+            PyTree::Scalar(_) => &["scalar"][..],
+            PyTree::String(_) => &["string"][..],
+            _ => continue,
+        };
+        if !wanted_kind.contains(&m.value_type.as_str()) {
+            return Err(Error::invalid_argument(format!(
+                "leaf {name:?} is a {} in the item ({}), not what the tree holds there",
+                m.value_type,
+                dir.location(METADATA_FILE)
+            )));
+        }
+        targets.push((name, leaf));
+    }
+    let needs_arrays = targets
+        .iter()
+        .any(|(_, l)| matches!(l, PyTree::Array(_) | PyTree::Scalar(_)));
+    let source = if needs_arrays {
+        Some(Source::open(dir)?)
+    } else {
+        None
+    };
+    if targets.iter().any(|(_, l)| matches!(l, PyTree::String(_))) {
+        let bytes = dir.read(STRINGS_FILE)?;
+        let strings: BTreeMap<String, String> = serde_json::from_slice(&bytes).map_err(|e| {
+            Error::corrupt(format!(
+                "{}: not a JSON object of strings",
+                dir.location(STRINGS_FILE)
+            ))
+            .with_source(e)
+        })?;
+        for (name, leaf) in targets.iter_mut() {
+            if let PyTree::String(s) = leaf {
+                *s = strings.get(name.as_str()).cloned().ok_or_else(|| {
+                    Error::not_found(format!(
+                        "string leaf {name:?} is not in {}",
+                        dir.location(STRINGS_FILE)
+                    ))
+                })?;
+            }
+        }
+    }
+    let Some(source) = source else {
+        return Ok(());
+    };
+    let jobs: Vec<(String, &mut Tensor)> = targets
+        .into_iter()
+        .filter_map(|(name, leaf)| match leaf {
+            PyTree::Array(t) | PyTree::Scalar(t) => Some((name, t)),
+            _ => None,
+        })
+        .collect();
+    let jobs: Vec<std::sync::Mutex<Option<(String, &mut Tensor)>>> = jobs
+        .into_iter()
+        .map(|j| std::sync::Mutex::new(Some(j)))
+        .collect();
+    let first_error: std::sync::Mutex<Option<(usize, Error)>> = std::sync::Mutex::new(None);
+    let next = AtomicUsize::new(0);
+    let work = || loop {
+        let i = next.fetch_add(1, Ordering::Relaxed);
+        let Some(slot) = jobs.get(i) else { break };
+        let Some((name, tensor)) = slot.lock().ok().and_then(|mut g| g.take()) else {
+            continue;
+        };
+        if let Err(e) = read_array_into(dir, &source, &name, meta.use_zarr3, tensor) {
+            if let Ok(mut f) = first_error.lock() {
+                if f.as_ref().is_none_or(|(j, _)| i < *j) {
+                    *f = Some((i, e));
+                }
+            }
+        }
+    };
+    let threads = std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(1)
+        .min(jobs.len())
+        .max(1);
+    std::thread::scope(|s| {
+        for _ in 1..threads {
+            s.spawn(work);
+        }
+        work();
+    });
+    match first_error.into_inner() {
+        Ok(None) => Ok(()),
+        Ok(Some((_, e))) => Err(e),
+        Err(_) => Err(Error::new(ErrorKind::Handler, "a restore thread failed")),
+    }
+}
+
+/// Decodes the array `param` of the item into `tensor`, which must have its dtype and shape.
+fn read_array_into(
+    dir: &ItemDir<'_>,
+    source: &Source<'_>,
+    param: &str,
+    zarr3: bool,
+    tensor: &mut Tensor,
+) -> Result<()> {
+    let what = array_what(dir, source, param, zarr3);
+    let meta = source.array_meta(param, zarr3, &what)?;
+    if meta.dtype != tensor.dtype() || meta.shape != tensor.shape() {
+        return Err(Error::invalid_argument(format!(
+            "leaf {param:?}: the tree holds {} {:?}, the item {} {:?} ({what})",
+            tensor.dtype(),
+            tensor.shape(),
+            meta.dtype,
+            meta.shape
+        )));
+    }
+    zarr::decode_array(
+        &meta,
+        tensor.bytes_mut(),
+        &LeafSource { source, param },
+        &what,
+    )?;
+    tensor
+        .check_bool_bytes()
+        .map_err(|e| Error::corrupt(format!("{what}: {}", e.message())))
 }
 
 fn restore_leaf(
