@@ -418,13 +418,46 @@ impl CheckpointManager {
         let step = self.step_to_restore(step)?;
         let only: std::collections::BTreeSet<String> =
             leaves.iter().map(|l| l.to_string()).collect();
-        let restored = self.root.restore(step, Some(&[item]), Some(&only))?;
+        let restored = self.root.restore(
+            step,
+            Some(&[item]),
+            Some(crate::open_root::PyTreeRestore::Leaves(&only)),
+        )?;
         match restored.into_items().remove(item) {
             Some(ckpt_handlers::RestoredItem::PyTree(t)) => Ok(t),
             _ => Err(Error::invalid_argument(format!(
                 "item {item:?} of step {step} is not a pytree item"
             ))),
         }
+    }
+
+    /// Restores pytree item `item` of `step` (the latest when `None`) into `tree`, a pytree the
+    /// caller owns (e.g. the model's parameters, already allocated): every array and scalar
+    /// leaf of `tree` (dtype and shape as saved) is filled in place from the item's leaf of the
+    /// same param name, its chunks decoded straight into the leaf's memory, so the restore needs
+    /// no fresh memory for the arrays; string leaves are replaced; the item's other leaves are
+    /// not read. Checksums are verified as by [`CheckpointManager::restore`] (a ckpt-written
+    /// file is checked as it streams, before the call returns `Ok`). Returns the step restored.
+    /// ckpt's own (Orbax restores into new arrays).
+    ///
+    /// # Errors
+    /// As [`CheckpointManager::restore_items`]; `InvalidArgument` when the item is not a pytree
+    /// item, or naming the leaf when `tree` has a leaf the item lacks or whose dtype, shape or
+    /// kind differs. After an error, leaves may hold part of the step's data.
+    pub fn restore_pytree_into(
+        &self,
+        step: Option<Step>,
+        item: &str,
+        tree: &mut ckpt_handlers::PyTree,
+    ) -> Result<Step> {
+        self.settle_quietly();
+        let step = self.step_to_restore(step)?;
+        self.root.restore(
+            step,
+            Some(&[item]),
+            Some(crate::open_root::PyTreeRestore::Into(tree)),
+        )?;
+        Ok(step)
     }
 
     /// `step`, or the latest committed step when `None`.

@@ -118,6 +118,15 @@ fn take_writer_guard(
     }
 }
 
+/// How [`OpenRoot::restore`] restores a pytree item (an Orbax `StandardSave` / `PyTreeSave`
+/// item) instead of through its handler's plain restore.
+pub(crate) enum PyTreeRestore<'t> {
+    /// Only these leaves (param names), each read alone.
+    Leaves(&'t std::collections::BTreeSet<String>),
+    /// Into this tree, the caller's, leaf by leaf in place.
+    Into(&'t mut ckpt_handlers::PyTree),
+}
+
 /// An open checkpoint root: the store, commit protocol, name format, options, policies and
 /// handlers fixed at opening, the writer guard, and the listing of committed steps. Shared (in an
 /// `Arc`) by a manager and its background save.
@@ -492,7 +501,7 @@ impl OpenRoot {
         &self,
         step: Step,
         names: Option<&[&str]>,
-        leaves: Option<&std::collections::BTreeSet<String>>,
+        mut pytree: Option<PyTreeRestore<'_>>,
     ) -> Result<Restored> {
         let dir = self.existing_step_dir(step)?;
         if !self.protocol.is_committed(self.store.as_ref(), "", &dir)? || is_tmp_name(&dir) {
@@ -561,9 +570,9 @@ impl OpenRoot {
                 .map_err(|e| e.with_step(step))?;
             let path = format!("{dir}/{item}");
             let item_dir = ItemDir::new(reader, &path);
-            let value = match leaves {
+            let value = match pytree.as_mut() {
                 None => handler.restore(&item_dir),
-                Some(only) => {
+                Some(how) => {
                     let ts = handler.type_string();
                     if ts != ckpt_handlers::orbax_array::STANDARD_HANDLER
                         && ts != ckpt_handlers::orbax_array::PYTREE_HANDLER
@@ -573,8 +582,17 @@ impl OpenRoot {
                         ))
                         .with_step(step));
                     }
-                    ckpt_handlers::orbax_array::restore_tree(&item_dir, Some(only))
-                        .map(ckpt_handlers::RestoredItem::PyTree)
+                    match how {
+                        PyTreeRestore::Leaves(only) => {
+                            ckpt_handlers::orbax_array::restore_tree(&item_dir, Some(only))
+                                .map(ckpt_handlers::RestoredItem::PyTree)
+                        }
+                        PyTreeRestore::Into(tree) => {
+                            ckpt_handlers::orbax_array::restore_tree_into(&item_dir, tree)
+                                .map_err(|e| e.with_step(step))?;
+                            continue;
+                        }
+                    }
                 }
             }
             .map_err(|e| e.with_step(step))?;

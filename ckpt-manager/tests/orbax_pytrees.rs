@@ -78,8 +78,83 @@ fn pytrees_save_and_restore_in_both_layouts() {
             .unwrap();
         assert_eq!(kernel["shape"], serde_json::json!([32, 64]));
         assert_eq!(kernel["bytes"], 32 * 64 * 4);
+        // Into the caller's tree: every leaf filled in place, as restore gives it.
+        let mut into = tree(0.0);
+        assert_ne!(into, tree(1.0));
+        assert_eq!(
+            m.restore_pytree_into(Some(1), "state", &mut into).unwrap(),
+            1
+        );
+        assert_eq!(into, tree(1.0), "{layout:?}");
+        let mut wrong = PyTree::dict().with("step", Tensor::scalar(1.0f32));
+        let e = m
+            .restore_pytree_into(Some(1), "state", &mut wrong)
+            .unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::InvalidArgument, "{e}");
         m.close().unwrap();
     }
+}
+
+/// A large array (20 MiB, one chunk in a data file of its own) is streamed through the store's
+/// checking reader: restored into the caller's tree bit-exactly, and a flipped byte in its data
+/// file is `Corrupt` — for `restore` and `restore_pytree_into` alike.
+#[test]
+fn a_streamed_array_is_verified_into_the_callers_tree() {
+    use ckpt_manager::handlers::ArrayOptions;
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("root");
+    let one_chunk = StandardHandler {
+        options: ArrayOptions {
+            layout: ArrayLayout::Ocdbt,
+            chunk_byte_size: Some(1 << 30),
+        },
+    };
+    let mut m = CheckpointManager::builder(root.to_string_lossy())
+        .enable_async_checkpointing(false)
+        .handler("state", Arc::new(one_chunk))
+        .build()
+        .unwrap();
+    let mut x = 0x2545_f491_4f6c_dd1du64;
+    let data: Vec<u8> = (0..20 << 20)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x as u8
+        })
+        .collect();
+    let big = PyTree::dict().with("w", Tensor::new(DType::U8, [20 << 20], data).unwrap());
+    m.save(
+        1,
+        Composite::new().pytree("state", &big),
+        SaveOptions::default(),
+    )
+    .unwrap();
+    let mut into = PyTree::dict().with(
+        "w",
+        Tensor::new(DType::U8, [20 << 20], vec![0; 20 << 20]).unwrap(),
+    );
+    m.restore_pytree_into(None, "state", &mut into).unwrap();
+    assert_eq!(into, big);
+    // Flip one byte in the middle of the largest data file.
+    let d = root.join("1/state/d");
+    let largest = std::fs::read_dir(&d)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .max_by_key(|p| std::fs::metadata(p).unwrap().len())
+        .unwrap();
+    let mut bytes = std::fs::read(&largest).unwrap();
+    assert!(bytes.len() > 16 << 20);
+    let mid = bytes.len() / 2;
+    bytes[mid] ^= 0x40;
+    std::fs::write(&largest, &bytes).unwrap();
+    let e = m.restore(Some(1)).unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::Corrupt, "{e}");
+    let e = m
+        .restore_pytree_into(Some(1), "state", &mut into)
+        .unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::Corrupt, "{e}");
+    m.close().unwrap();
 }
 
 #[test]
