@@ -43,6 +43,8 @@ pub mod copy;
 mod deleter;
 pub mod export;
 mod listing;
+#[cfg(feature = "cli")]
+pub mod logging;
 mod manager;
 mod open_root;
 mod options;
@@ -52,6 +54,7 @@ mod retention;
 mod save;
 #[cfg(feature = "sigterm")]
 mod sigterm;
+mod watch;
 
 pub use ckpt_core as core;
 pub use ckpt_handlers as handlers;
@@ -73,3 +76,4 @@ pub use restored::Restored;
 pub use retention::RetentionDecision;
 #[cfg(feature = "sigterm")]
 pub use sigterm::{SigtermOptions, SigtermPreemption};
+pub use watch::{wait_for_new_checkpoint, StepWatcher};

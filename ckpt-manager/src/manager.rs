@@ -845,6 +845,7 @@ impl CheckpointManager {
                     .with_step(step),
             );
         }
+        tracing::info!(step, reason = "asked by the caller", "deleting step");
         self.root.delete_step(step)
     }
 

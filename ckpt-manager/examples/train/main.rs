@@ -76,6 +76,13 @@ struct Args {
     /// later checkpoints stay; saves resume once training passes the latest.
     #[arg(long, value_name = "STEP")]
     resume_from: Option<u64>,
+    /// More log output on stderr: -v info (each save, each deletion and why), -vv debug, -vvv
+    /// trace. RUST_LOG (e.g. `RUST_LOG=ckpt_manager=debug`) overrides.
+    #[arg(short, long, action = clap::ArgAction::Count)]
+    verbose: u8,
+    /// Log errors only.
+    #[arg(short, long)]
+    quiet: bool,
 }
 
 fn main() -> ExitCode {
@@ -104,6 +111,9 @@ pub fn run_main(argv: impl IntoIterator<Item = OsString>) -> ExitCode {
             return ExitCode::from(2);
         }
     };
+    if let Some(note) = ckpt_manager::logging::init_logging(args.verbose, args.quiet) {
+        eprintln!("train: {note}");
+    }
     // Catch SIGTERM before anything else, so a preemption at any point is a clean stop.
     let preemption = match SigtermPreemption::install() {
         Ok(p) => Arc::new(p),

@@ -16,6 +16,8 @@
 //! ckpt cp SRC DST [--step N]       copy a root (or one step) to another store, each step
 //!                                  committed at DST with DST's protocol, checksums verified
 //! ckpt rm ROOT STEP... [--yes]     delete steps (asks on a terminal; --yes needed otherwise)
+//! ckpt watch ROOT [--after STEP] [--until STEP] [--timeout S] [--interval S] [--json]
+//!                                  print each committed step as it commits (read-only)
 //! ```
 //! ROOT, SRC and DST are local paths, `file:///…`, `memory://`, or object-store URIs
 //! (`s3://bucket/prefix`, configured from the `AWS_*` environment; `gs://…`, `azblob://…`).
@@ -49,10 +51,12 @@ mod prune;
 mod show;
 mod transfer;
 mod verify;
+mod watch;
 use prune::{gc, rm};
 use show::{ls, show};
 use transfer::{cp, export, import};
 use verify::verify;
+use watch::watch;
 
 #[derive(Parser)]
 #[command(
@@ -63,6 +67,13 @@ use verify::verify;
 struct Cli {
     #[command(subcommand)]
     command: Command,
+    /// More log output on stderr: -v info, -vv debug, -vvv trace. RUST_LOG (e.g.
+    /// `RUST_LOG=ckpt_storage=debug`) overrides.
+    #[arg(short, long, action = clap::ArgAction::Count, global = true)]
+    verbose: u8,
+    /// Log errors only.
+    #[arg(short, long, global = true)]
+    quiet: bool,
 }
 
 #[derive(Subcommand)]
@@ -172,6 +183,25 @@ enum Command {
         #[arg(long, default_value = "orbax", value_parser = ["orbax", "ckpt"])]
         format: String,
     },
+    /// Print each committed step as it commits (an evaluator's view; read-only): first those
+    /// already there (after --after), then each new one, in order, until --timeout seconds
+    /// pass without one. --json: one JSON object a line.
+    Watch {
+        #[command(flatten)]
+        root: RootArgs,
+        /// Only steps after this one.
+        #[arg(long, value_name = "STEP")]
+        after: Option<String>,
+        /// Stop once a step at or after this one has been printed.
+        #[arg(long, value_name = "STEP")]
+        until: Option<String>,
+        /// Stop after this many seconds without a new step (default: never).
+        #[arg(long, value_name = "SECONDS")]
+        timeout: Option<f64>,
+        /// Seconds between two looks at the root.
+        #[arg(long, value_name = "SECONDS", default_value_t = 1.0)]
+        interval: f64,
+    },
 }
 
 #[derive(Args)]
@@ -192,8 +222,18 @@ struct RootArgs {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    if let Some(note) = ckpt_manager::logging::init_logging(cli.verbose, cli.quiet) {
+        eprintln!("ckpt: {note}");
+    }
     let result = match cli.command {
         Command::Ls { root } => ls(&root),
+        Command::Watch {
+            root,
+            after,
+            until,
+            timeout,
+            interval,
+        } => watch(&root, after.as_deref(), until.as_deref(), timeout, interval),
         Command::Show { root, step } => show(&root, &step),
         Command::Gc {
             root,
