@@ -11,7 +11,7 @@ use ckpt_handlers::{
     handler_for_type_string, ArrayLayout, ArrayOptions, DType, ItemDir, KeyEntry, PyTree,
     RestoredItem, SaveItem, Tensor,
 };
-use ckpt_storage::{OpendalStore, Store};
+use ckpt_storage::{LocalStore, Store};
 use serde_json::Value as Json;
 use std::borrow::Cow;
 use std::collections::BTreeSet;
@@ -97,8 +97,8 @@ fn check_tree(tree: &PyTree, values: &Json, id: &str, context: &str) {
     assert_eq!(tree.leaves().len(), seen, "{context}: leaf count");
 }
 
-fn item_store(root: &str, step: &str) -> OpendalStore {
-    OpendalStore::local(arrays_dir().join(root).join(step)).unwrap()
+fn item_store(root: &str, step: &str) -> LocalStore {
+    LocalStore::open(arrays_dir().join(root).join(step)).unwrap()
 }
 
 #[test]

@@ -36,7 +36,7 @@ fn tree() -> PyTree {
 /// A fresh item of `layout` in a temp dir; returns (guard, item dir path).
 fn item(layout: ArrayLayout) -> (tempfile::TempDir, PathBuf) {
     let tmp = tempfile::tempdir().unwrap();
-    let store = ckpt_storage::OpendalStore::local(tmp.path()).unwrap();
+    let store = ckpt_storage::LocalStore::open(tmp.path()).unwrap();
     let dir = ItemDir::new(&store, "item");
     let options = ArrayOptions {
         layout,
@@ -69,7 +69,7 @@ fn data_file(item: &Path) -> PathBuf {
 /// Restores the item and its metadata; both must fail with `kind`, the restore's message
 /// containing `needle`.
 fn expect(label: &str, root: &Path, kind: ErrorKind, needle: &str) {
-    let store = ckpt_storage::OpendalStore::local(root.parent().unwrap()).unwrap();
+    let store = ckpt_storage::LocalStore::open(root.parent().unwrap()).unwrap();
     let dir = ItemDir::new(&store, "item");
     let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| restore_tree(&dir, None)));
     let e = match r {
@@ -554,7 +554,7 @@ fn zarr3_shard_index_corruption() {
     fs::create_dir_all(p.join("b/c")).unwrap();
     fs::write(p.join("b/c/0"), &shard).unwrap();
     // The good shard reads back.
-    let store = ckpt_storage::OpendalStore::local(p.parent().unwrap()).unwrap();
+    let store = ckpt_storage::LocalStore::open(p.parent().unwrap()).unwrap();
     let dir = ItemDir::new(&store, "item");
     let tree = restore_tree(&dir, None).unwrap();
     assert_eq!(

@@ -6,7 +6,7 @@
 
 use ckpt_manager::core::ErrorKind;
 use ckpt_manager::handlers::{Tensor, TensorMap};
-use ckpt_manager::storage::{verify_step, ChecksumManifest, OpendalStore};
+use ckpt_manager::storage::{verify_step, ChecksumManifest, LocalStore};
 use ckpt_manager::{CheckpointManager, Composite, SaveOptions};
 use serde_json::json;
 use std::path::Path;
@@ -57,7 +57,7 @@ fn every_handler_file_is_recorded() {
         manifest.get("params/tensors.safetensors").unwrap().size,
         size
     );
-    let store = OpendalStore::local(d.path()).unwrap();
+    let store = LocalStore::open(d.path()).unwrap();
     assert!(verify_step(&store, "1").unwrap().is_ok());
 }
 
@@ -82,7 +82,7 @@ fn a_flipped_bit_is_corrupt_naming_the_file() {
     assert!(err.to_string().contains("crc32c"), "{err}");
     // The other items still restore; the report names the bad file.
     assert!(m.restore_items(Some(1), &["state"]).is_ok());
-    let store = OpendalStore::local(d.path()).unwrap();
+    let store = LocalStore::open(d.path()).unwrap();
     let report = verify_step(&store, "1").unwrap();
     let bad: Vec<&String> = report.bad_files().map(|(k, _)| k).collect();
     assert_eq!(bad, vec!["params/tensors.safetensors"]);

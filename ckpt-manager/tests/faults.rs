@@ -31,7 +31,7 @@
 use ckpt_manager::core::{ErrorKind, Result, TMP_DIR_SUFFIX};
 use ckpt_manager::handlers::{RestoredItem, Tensor, TensorMap};
 use ckpt_manager::storage::{
-    provided, AtomicityMode, Entry, EntryMeta, FaultRule, FaultStore, OpKind, OpendalStore,
+    provided, AtomicityMode, Entry, EntryMeta, FaultRule, FaultStore, LocalStore, OpKind,
     ReadStream, Store,
 };
 use ckpt_manager::{CheckpointManager, Composite, Error, Metrics, SaveOptions, Step};
@@ -331,7 +331,7 @@ impl Setup {
     fn new(mode: Mode) -> Setup {
         let dir = scratch();
         let local: Arc<dyn Store> =
-            Arc::new(OpendalStore::local(dir.path().join("root")).expect("local store"));
+            Arc::new(LocalStore::open(dir.path().join("root")).expect("local store"));
         let tracer = Arc::new(Tracer::new(Arc::clone(&local)));
         let fault = Arc::new(FaultStore::new(tracer.clone() as Arc<dyn Store>));
         let mut mngr = CheckpointManager::builder_with_store(fault.clone() as Arc<dyn Store>)
@@ -696,7 +696,7 @@ fn path_pattern_faults() {
 #[test]
 fn failed_async_save_is_reported_by_the_next_call() {
     let dir = scratch();
-    let local: Arc<dyn Store> = Arc::new(OpendalStore::local(dir.path()).expect("local"));
+    let local: Arc<dyn Store> = Arc::new(LocalStore::open(dir.path()).expect("local"));
     let fault = Arc::new(FaultStore::new(Arc::clone(&local)));
     let mut m = CheckpointManager::builder_with_store(fault.clone() as Arc<dyn Store>)
         .max_to_keep(2)

@@ -160,8 +160,7 @@ fn copy_to_s3_commits_last_without_rename() {
     };
     let d = tempfile::tempdir().unwrap();
     save_steps(d.path(), &[7]);
-    let src: Arc<dyn Store> =
-        Arc::new(ckpt_manager::storage::OpendalStore::local(d.path()).unwrap());
+    let src: Arc<dyn Store> = Arc::new(ckpt_manager::storage::LocalStore::open(d.path()).unwrap());
     let dst = Arc::new(CountingStore::new(s3_common::store(&config)));
     let spec = CopySpec::new(src, dst.clone());
     let summary = copy_step(&spec, 7, &mut |_| {}).unwrap();

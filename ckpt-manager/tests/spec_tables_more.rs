@@ -11,7 +11,7 @@ use ckpt_manager::policy::{
     InitialSavePolicy, LatestN, PreservationPolicy, SaveDecisionPolicy, ShouldSaveFnPolicy,
     SpecificStepsPolicy,
 };
-use ckpt_manager::storage::{AtomicityMode, Gate, LatencyStore, OpendalStore, Store};
+use ckpt_manager::storage::{AtomicityMode, Gate, LatencyStore, LocalStore, Store};
 use ckpt_manager::{
     CheckpointManager, CheckpointManagerOptions, Composite, PreemptionSource, SaveOptions,
 };
@@ -307,7 +307,7 @@ fn s19_async_continuous_checkpointing() {
     // Orbax slows the commit by 3 s; here a closed gate holds the background writes instead.
     let d = tempfile::tempdir().unwrap();
     let gate = Gate::closed();
-    let local: Arc<dyn Store> = Arc::new(OpendalStore::local(d.path()).unwrap());
+    let local: Arc<dyn Store> = Arc::new(LocalStore::open(d.path()).unwrap());
     let store = Arc::new(LatencyStore::new(local, Duration::ZERO).with_gate(gate.clone()));
     let mut m = CheckpointManager::builder_with_store(store)
         .save_decision_policy(Arc::new(ContinuousCheckpointingPolicy::new(None)))

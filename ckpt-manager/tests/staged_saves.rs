@@ -8,7 +8,7 @@
 use ckpt_manager::core::Result;
 use ckpt_manager::handlers::{Tensor, TensorMap};
 use ckpt_manager::storage::{
-    CountingStore, FaultRule, FaultStore, Gate, OpKind, OpendalStore, Store,
+    CountingStore, FaultRule, FaultStore, Gate, LocalStore, OpKind, Store,
 };
 use ckpt_manager::{CheckpointManager, Composite, SaveOptions};
 use std::path::Path;
@@ -43,7 +43,7 @@ fn params(seed: f32) -> TensorMap {
 }
 
 fn local(root: &Path) -> Arc<dyn Store> {
-    Arc::new(OpendalStore::local(root).unwrap())
+    Arc::new(LocalStore::open(root).unwrap())
 }
 
 fn names(root: &Path) -> Vec<String> {

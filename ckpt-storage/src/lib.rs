@@ -2,9 +2,10 @@
 //! commit protocols that make a step directory visible atomically (spec §1.3).
 //!
 //! * [`Store`], [`Capabilities`], [`Entry`], [`EntryMeta`]: what the rest of ckpt sees of storage;
-//! * [`OpendalStore`] and [`open`]: the implementation (local file system, memory, and the
-//!   object stores S3, GCS and Azure Blob behind the Cargo features `s3` (default), `gcs`,
-//!   `azblob`), built from a path or a URI (`s3://bucket/prefix`, `gs://…`, `azblob://…`);
+//! * the implementations: [`LocalStore`] (the local file system, with `std::fs`) and
+//!   [`OpendalStore`] (memory, and the object stores S3, GCS and Azure Blob behind the Cargo
+//!   features `s3` (default), `gcs`, `azblob`), and [`open`], which builds one from a path or a
+//!   URI (`s3://bucket/prefix`, `gs://…`, `azblob://…`);
 //! * [`S3Config`], [`GcsConfig`], [`AzblobConfig`], [`UploadOptions`]: explicit configuration
 //!   of the object stores, or read from the standard environment (`AWS_ENDPOINT_URL`, ...);
 //! * [`CommitProtocol`], [`AtomicityMode`], [`protocol_for`]: atomic rename and commit file;
@@ -28,8 +29,10 @@
 
 mod checksum_manifest;
 mod commit;
+mod error_map;
 mod layer;
 mod layers;
+mod local_store;
 mod object;
 mod opendal_store;
 mod path;
@@ -37,6 +40,7 @@ mod runtime;
 mod stream;
 #[cfg(feature = "testkit")]
 pub mod testkit;
+mod uri;
 mod verify;
 pub mod writer_guard;
 
@@ -56,15 +60,17 @@ pub use layers::{
     CountingStore, FaultRule, FaultStore, Gate, LatencyStore, LoggedOp, OpCounts, OpKind,
     PathPattern,
 };
+pub use local_store::LocalStore;
 #[cfg(any(feature = "s3", feature = "gcs", feature = "azblob"))]
 pub use object::install_http_transport;
 pub use object::{
     AzblobConfig, GcsConfig, S3Config, UploadOptions, AZURITE_ACCOUNT, AZURITE_KEY,
     DEFAULT_S3_REGION,
 };
-pub use opendal_store::{open, open_with_retries, OpendalStore};
+pub use opendal_store::OpendalStore;
 pub use path::{file_name, join_path, parent_path, validate_path};
 pub use stream::{BufferStream, ReadStream};
+pub use uri::{open, open_with_retries};
 pub use verify::{verify_step, VerifyReport};
 pub use writer_guard::lease::{WriterLease, DEFAULT_LEASE_TTL_SECS, LEASE_FILE};
 pub use writer_guard::local::LOCAL_LOCK_FILE;
@@ -157,9 +163,9 @@ pub trait Store: Debug + Send + Sync {
     /// buffer (a safetensors header, then each tensor's bytes straight from the tensor).
     ///
     /// The default concatenates and calls [`Store::write`] (so a layer that does not override
-    /// it still sees one `write`); [`OpendalStore`] writes the parts straight to the file on a
-    /// local file system (std::fs `write_all` of each part, then `sync_all`) and hands them to
-    /// opendal without concatenating them elsewhere.
+    /// it still sees one `write`); [`LocalStore`] writes the parts straight to the file (std::fs
+    /// `write_all` of each part, then `sync_all`) and [`OpendalStore`] hands them to opendal
+    /// without concatenating them elsewhere.
     ///
     /// # Errors
     /// As [`Store::write`].
@@ -205,9 +211,9 @@ pub trait Store: Debug + Send + Sync {
     /// store uses to verify the file.
     ///
     /// The default reads the whole file with [`Store::read`] and serves it from memory (so a
-    /// layer that does not override it still sees one `read`); [`OpendalStore`] reads the file
-    /// as it goes on a local file system and object stores, and copies out of opendal's buffer
-    /// once in memory.
+    /// layer that does not override it still sees one `read`); [`LocalStore`] reads the file
+    /// as it goes, and [`OpendalStore`] reads the whole object once (one GET) and copies it out
+    /// of opendal's buffer once.
     ///
     /// # Errors
     /// As [`Store::read`].

@@ -69,6 +69,17 @@ pub fn file_name(path: &str) -> &str {
     path.rsplit_once('/').map_or(path, |(_, name)| name)
 }
 
+/// Rejects the root where a call needs a path below it.
+pub(crate) fn not_root(path: &str, what: &str) -> Result<()> {
+    if path.is_empty() {
+        return Err(Error::invalid_argument(format!(
+            "{what} needs a path below the root, not the root itself"
+        ))
+        .with_path(path.to_string()));
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

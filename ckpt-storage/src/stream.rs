@@ -108,6 +108,45 @@ pub(crate) fn concat(parts: &[&[u8]]) -> Vec<u8> {
     buf
 }
 
+/// A [`ReadStream`] over anything `std::io::Read` of a known size: an open local file, or the
+/// buffer of a whole object read by opendal.
+pub(crate) struct IoStream<R> {
+    /// What is read.
+    pub(crate) inner: R,
+    /// Its size in bytes.
+    pub(crate) size: u64,
+    /// Bytes read so far.
+    pub(crate) pos: u64,
+    /// The location of the file, for messages.
+    pub(crate) location: String,
+}
+
+impl<R: std::io::Read + Send> ReadStream for IoStream<R> {
+    fn size(&self) -> u64 {
+        self.size
+    }
+
+    fn position(&self) -> u64 {
+        self.pos
+    }
+
+    fn read_exact(&mut self, buf: &mut [u8]) -> Result<()> {
+        let len = buf.len() as u64;
+        if self.pos.checked_add(len).is_none_or(|end| end > self.size) {
+            return Err(beyond_end(&self.location, self.pos, buf.len(), self.size));
+        }
+        self.inner
+            .read_exact(buf)
+            .map_err(|e| crate::error_map::from_io(e, "read", self.location.clone()))?;
+        self.pos += len;
+        Ok(())
+    }
+
+    fn finish(self: Box<Self>) -> Result<()> {
+        Ok(())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -4,7 +4,8 @@ use ckpt_core::ErrorKind;
 use ckpt_storage::testkit;
 use ckpt_storage::{
     verify_step, AtomicRenameProtocol, ChecksumManifest, CommitFileProtocol, CommitProtocol,
-    FileChecksum, FileStatus, OpendalStore, RecordingStore, Store, VerifyingStore, MANIFEST_FILE,
+    FileChecksum, FileStatus, LocalStore, OpendalStore, RecordingStore, Store, VerifyingStore,
+    MANIFEST_FILE,
 };
 use std::sync::Arc;
 
@@ -14,7 +15,7 @@ fn memory() -> Arc<dyn Store> {
 
 fn local() -> (tempfile::TempDir, Arc<dyn Store>) {
     let dir = tempfile::tempdir().expect("tempdir");
-    let store = OpendalStore::local(dir.path().join("root")).expect("local store");
+    let store = LocalStore::open(dir.path().join("root")).expect("local store");
     (dir, Arc::new(store))
 }
 

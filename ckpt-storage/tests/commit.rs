@@ -3,13 +3,13 @@
 use ckpt_core::{commit_success_text, ErrorKind};
 use ckpt_storage::{
     protocol_for, AtomicRenameProtocol, AtomicityMode, CommitFileProtocol, CommitProtocol,
-    OpendalStore, Store,
+    LocalStore, OpendalStore, Store,
 };
 
 #[test]
 fn auto_picks_by_store() {
     let tmp = tempfile::tempdir().unwrap();
-    let fs = OpendalStore::local(tmp.path()).unwrap();
+    let fs = LocalStore::open(tmp.path()).unwrap();
     let mem = OpendalStore::memory().unwrap();
     assert_eq!(
         protocol_for(AtomicityMode::Auto, fs.capabilities())
@@ -39,7 +39,7 @@ fn auto_picks_by_store() {
 fn atomic_rename_on_disk_matches_orbax_layout() {
     let tmp = tempfile::tempdir().unwrap();
     let root = tmp.path().canonicalize().unwrap().join("run");
-    let store = OpendalStore::local(&root).unwrap();
+    let store = LocalStore::open(&root).unwrap();
     let p = AtomicRenameProtocol;
     let step = p.prepare(&store, "3").unwrap();
     assert_eq!(step, "3.orbax-checkpoint-tmp");
@@ -86,7 +86,7 @@ fn leftover_tmp_dir_is_wiped_and_reported_as_tmp() {
     )
     .unwrap();
     std::fs::create_dir_all(root.join("4.orbax-checkpoint-tmp-1234")).unwrap();
-    let store = OpendalStore::local(&root).unwrap();
+    let store = LocalStore::open(&root).unwrap();
     let p = AtomicRenameProtocol;
     for name in ["7.orbax-checkpoint-tmp", "4.orbax-checkpoint-tmp-1234"] {
         assert!(p.is_tmp(&store, "", name).unwrap(), "{name}");
@@ -102,7 +102,7 @@ fn commit_file_in_memory_and_on_disk() {
     let tmp = tempfile::tempdir().unwrap();
     let stores: Vec<Box<dyn Store>> = vec![
         Box::new(OpendalStore::memory().unwrap()),
-        Box::new(OpendalStore::local(tmp.path()).unwrap()),
+        Box::new(LocalStore::open(tmp.path()).unwrap()),
     ];
     for store in &stores {
         let store = store.as_ref();

@@ -1,16 +1,16 @@
 //! The storage conformance suite (`ckpt_storage::testkit`) against the memory and local stores.
 
 use ckpt_storage::testkit;
-use ckpt_storage::{AtomicityMode, OpendalStore, Store};
+use ckpt_storage::{AtomicityMode, LocalStore, OpendalStore, Store};
 
 fn memory() -> OpendalStore {
     OpendalStore::memory().expect("memory store")
 }
 
 /// A local store in a fresh temporary directory (kept alive by the returned guard).
-fn local() -> (tempfile::TempDir, OpendalStore) {
+fn local() -> (tempfile::TempDir, LocalStore) {
     let dir = tempfile::tempdir().expect("tempdir");
-    let store = OpendalStore::local(dir.path().join("root")).expect("local store");
+    let store = LocalStore::open(dir.path().join("root")).expect("local store");
     (dir, store)
 }
 

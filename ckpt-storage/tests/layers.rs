@@ -4,8 +4,8 @@ use ckpt_core::{ErrorKind, COMMIT_SUCCESS_FILE};
 use ckpt_storage::testkit;
 use ckpt_storage::{
     AtomicRenameProtocol, ChecksumManifest, CommitFileProtocol, CommitProtocol, CountingStore,
-    FaultRule, FaultStore, Gate, LatencyStore, LoggedOp, OpCounts, OpKind, OpendalStore,
-    RecordingStore, Store, VerifyingStore,
+    FaultRule, FaultStore, Gate, LatencyStore, LocalStore, LoggedOp, OpCounts, OpKind,
+    OpendalStore, RecordingStore, Store, VerifyingStore,
 };
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -17,7 +17,7 @@ fn memory() -> Arc<dyn Store> {
 /// A local store in a fresh temporary directory (kept alive by the returned guard).
 fn local() -> (tempfile::TempDir, Arc<dyn Store>) {
     let dir = tempfile::tempdir().expect("tempdir");
-    let store = OpendalStore::local(dir.path().join("root")).expect("local store");
+    let store = LocalStore::open(dir.path().join("root")).expect("local store");
     (dir, Arc::new(store))
 }
 

@@ -1,7 +1,7 @@
 //! Behaviour specific to the local file system store: symbolic links, the root, locations, URIs.
 
 use ckpt_core::ErrorKind;
-use ckpt_storage::{open, Entry, EntryKind, OpendalStore, Store};
+use ckpt_storage::{open, Entry, EntryKind, LocalStore, OpendalStore, Store};
 use std::os::unix::fs::symlink;
 use std::path::Path;
 
@@ -17,7 +17,7 @@ fn kinds(store: &dyn Store, dir: &str) -> Vec<(String, EntryKind)> {
 }
 
 /// A directory outside the store with a file in it, and a store whose root holds links to it.
-fn with_links() -> (tempfile::TempDir, OpendalStore) {
+fn with_links() -> (tempfile::TempDir, LocalStore) {
     let tmp = tempfile::tempdir().unwrap();
     let outside = tmp.path().join("outside");
     std::fs::create_dir_all(outside.join("sub")).unwrap();
@@ -30,7 +30,7 @@ fn with_links() -> (tempfile::TempDir, OpendalStore) {
     symlink(tmp.path().join("nowhere"), root.join("dangling")).unwrap();
     symlink(&outside, root.join("step/inner_link")).unwrap();
     std::fs::write(root.join("step/f"), b"x").unwrap();
-    let store = OpendalStore::local(&root).unwrap();
+    let store = LocalStore::open(&root).unwrap();
     (tmp, store)
 }
 
@@ -112,7 +112,7 @@ fn delete_refuses_a_directory() {
 fn opening_and_reading_do_not_create_the_root_but_writing_does() {
     let tmp = tempfile::tempdir().unwrap();
     let root = tmp.path().join("a/b/root");
-    let store = OpendalStore::local(&root).unwrap();
+    let store = LocalStore::open(&root).unwrap();
     assert!(!tmp.path().join("a").exists());
     assert_eq!(store.list_dir("").unwrap(), vec![]);
     assert_eq!(store.stat("").unwrap(), None);
@@ -139,7 +139,7 @@ fn opening_and_reading_do_not_create_the_root_but_writing_does() {
 #[test]
 fn create_dir_of_the_root_creates_it() {
     let tmp = tempfile::tempdir().unwrap();
-    let store = OpendalStore::local(tmp.path().join("r")).unwrap();
+    let store = LocalStore::open(tmp.path().join("r")).unwrap();
     store.create_dir("").unwrap();
     assert!(tmp.path().join("r").is_dir());
 }
@@ -148,7 +148,7 @@ fn create_dir_of_the_root_creates_it() {
 fn locations_are_absolute_paths() {
     let tmp = tempfile::tempdir().unwrap();
     let canon = tmp.path().canonicalize().unwrap();
-    let store = OpendalStore::local(tmp.path().join("run/./x/../root")).unwrap();
+    let store = LocalStore::open(tmp.path().join("run/./x/../root")).unwrap();
     let root = canon.join("run/root");
     assert_eq!(store.location(""), root.to_str().unwrap());
     assert_eq!(
@@ -157,10 +157,10 @@ fn locations_are_absolute_paths() {
     );
     assert_eq!(
         format!("{store:?}"),
-        format!("OpendalStore {{ location: {:?} }}", root.to_str().unwrap())
+        format!("LocalStore {{ location: {:?} }}", root.to_str().unwrap())
     );
 
-    let rel = OpendalStore::local("no-such-dir-ckpt-storage-test/run").unwrap();
+    let rel = LocalStore::open("no-such-dir-ckpt-storage-test/run").unwrap();
     let cwd = std::env::current_dir().unwrap().canonicalize().unwrap();
     assert_eq!(
         rel.location(""),
@@ -206,7 +206,7 @@ fn a_root_that_is_a_file_fails_cleanly() {
     let file = tmp.path().join("f");
     std::fs::write(&file, b"not a dir").unwrap();
     // opendal's fs builder accepts an existing file as root; every directory call then fails.
-    let store = OpendalStore::local(&file).unwrap();
+    let store = LocalStore::open(&file).unwrap();
     assert_eq!(store.list_dir("").unwrap_err().kind(), ErrorKind::Storage);
     assert_eq!(
         store.stat("").unwrap().map(|m| m.kind),
@@ -221,7 +221,7 @@ fn a_root_that_is_a_file_fails_cleanly() {
 #[test]
 fn read_through_a_file_parent_is_not_found() {
     let tmp = tempfile::tempdir().unwrap();
-    let store = OpendalStore::local(tmp.path()).unwrap();
+    let store = LocalStore::open(tmp.path()).unwrap();
     store.write("f", b"x").unwrap();
     assert!(store.stat("f/g").unwrap().is_none());
     assert_eq!(store.list_dir("f").unwrap_err().kind(), ErrorKind::Storage);
@@ -233,7 +233,7 @@ fn concurrent_write_if_absent_has_one_winner() {
     let tmp = tempfile::tempdir().unwrap();
     let stores: Vec<Box<dyn Store>> = vec![
         Box::new(OpendalStore::memory().unwrap()),
-        Box::new(OpendalStore::local(tmp.path()).unwrap()),
+        Box::new(LocalStore::open(tmp.path()).unwrap()),
     ];
     for store in &stores {
         for round in 0..20 {

@@ -1,7 +1,7 @@
 //! Shared helpers of the integration tests.
 #![allow(dead_code)]
 
-use ckpt_storage::{OpendalStore, Store};
+use ckpt_storage::{LocalStore, OpendalStore, Store};
 
 /// A fresh in-memory store.
 pub fn memory() -> OpendalStore {
@@ -9,9 +9,9 @@ pub fn memory() -> OpendalStore {
 }
 
 /// A store on a fresh temporary directory (kept alive by the returned guard).
-pub fn local() -> (tempfile::TempDir, OpendalStore) {
+pub fn local() -> (tempfile::TempDir, LocalStore) {
     let dir = tempfile::tempdir().expect("tempdir");
-    let store = OpendalStore::local(dir.path()).expect("local store");
+    let store = LocalStore::open(dir.path()).expect("local store");
     (dir, store)
 }
 

@@ -5,7 +5,7 @@
 //! thread stops, and no other save starts before that.
 
 use ckpt_manager::core::ErrorKind;
-use ckpt_manager::storage::{Gate, LatencyStore, OpendalStore, Store};
+use ckpt_manager::storage::{Gate, LatencyStore, LocalStore, Store};
 use ckpt_manager::{CheckpointManager, Composite, SaveOptions};
 use serde_json::json;
 use std::sync::Arc;
@@ -22,7 +22,7 @@ fn wait_until(what: &str, mut cond: impl FnMut() -> bool) {
 #[test]
 fn an_abandoned_background_save_never_commits_and_blocks_the_next_save() {
     let d = tempfile::tempdir().unwrap();
-    let local: Arc<dyn Store> = Arc::new(OpendalStore::local(d.path()).unwrap());
+    let local: Arc<dyn Store> = Arc::new(LocalStore::open(d.path()).unwrap());
     let gate = Gate::new();
     // Only the writes of step 1's item are held.
     let store: Arc<dyn Store> = Arc::new(

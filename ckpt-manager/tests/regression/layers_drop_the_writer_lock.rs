@@ -8,7 +8,7 @@
 
 use ckpt_manager::core::ErrorKind;
 use ckpt_manager::storage::{
-    ChecksumManifest, CountingStore, DeferredSyncStore, FaultStore, LatencyStore, OpendalStore,
+    ChecksumManifest, CountingStore, DeferredSyncStore, FaultStore, LatencyStore, LocalStore,
     RecordingStore, RetryPolicy, RetryStore, Store, VerifyingStore,
 };
 use ckpt_manager::CheckpointManager;
@@ -18,7 +18,7 @@ use std::time::Duration;
 #[test]
 fn every_shipped_layer_keeps_the_local_writer_lock() {
     let d = tempfile::tempdir().unwrap();
-    let local: Arc<dyn Store> = Arc::new(OpendalStore::local(d.path()).unwrap());
+    let local: Arc<dyn Store> = Arc::new(LocalStore::open(d.path()).unwrap());
     let layers: Vec<(&str, Arc<dyn Store>)> = vec![
         ("counting", Arc::new(CountingStore::new(Arc::clone(&local)))),
         ("fault", Arc::new(FaultStore::new(Arc::clone(&local)))),

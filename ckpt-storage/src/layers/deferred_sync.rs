@@ -127,12 +127,12 @@ impl crate::StoreLayer for DeferredSyncStore {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::{CountingStore, OpKind, OpendalStore};
+    use crate::{CountingStore, LocalStore, OpKind};
 
     #[test]
     fn writes_unsynced_then_syncs_each_file_once() {
         let dir = tempfile::tempdir().unwrap();
-        let fs: Arc<dyn Store> = Arc::new(OpendalStore::local(dir.path()).unwrap());
+        let fs: Arc<dyn Store> = Arc::new(LocalStore::open(dir.path()).unwrap());
         let counting = Arc::new(CountingStore::new(fs));
         let d = DeferredSyncStore::new(counting.clone());
         d.write_parts("a/x.bin", &[b"he", b"llo"]).unwrap();
