@@ -22,16 +22,25 @@ fn assert_one_line_error(args: &[&str], needle: &str) {
     let (code, out, err) = ckpt(args);
     assert_eq!(code, Some(1), "{args:?}: exit status; stderr {err}");
     assert!(out.is_empty(), "{args:?}: nothing on stdout, got {out}");
-    assert_eq!(
-        err.trim_end().lines().count(),
-        1,
-        "{args:?}: one line, got {err:?}"
-    );
-    assert!(err.starts_with("ckpt: "), "{args:?}: {err}");
+    // One error line; anything else on stderr is a log line (warnings are on by default).
+    let (errors, logs): (Vec<&str>, Vec<&str>) = err
+        .trim_end()
+        .lines()
+        .partition(|l| l.starts_with("ckpt: "));
+    assert_eq!(errors.len(), 1, "{args:?}: one error line, got {err:?}");
     assert!(
-        err.contains(needle),
+        logs.iter().all(|l| l.contains(" WARN ") || l.contains(" ERROR ")),
+        "{args:?}: the other lines are log lines: {err:?}"
+    );
+    assert!(
+        errors[0].contains(needle),
         "{args:?}: {err:?} should mention {needle:?}"
     );
+    // With -q only the error line is left.
+    let mut quiet = vec!["-q"];
+    quiet.extend_from_slice(args);
+    let (_, _, err_q) = ckpt(&quiet);
+    assert_eq!(err_q.trim_end(), errors[0], "{quiet:?}");
 }
 
 /// A root with one good step written by ckpt.
