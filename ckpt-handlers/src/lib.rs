@@ -100,19 +100,8 @@ impl<'a> ItemDir<'a> {
     /// # Errors
     /// As [`ItemDir::nested_path`] and [`Store::read_range_into`].
     pub fn read_range_into_at(&self, rel: &str, offset: u64, buf: &mut [u8]) -> Result<()> {
-        let bytes = self.store.read_range(
-            &self.nested_path(rel)?,
-            offset..offset.saturating_add(buf.len() as u64),
-        )?;
-        if bytes.len() != buf.len() {
-            return Err(Error::corrupt(format!(
-                "{rel}: short read at {offset} ({} of {} bytes)",
-                bytes.len(),
-                buf.len()
-            )));
-        }
-        buf.copy_from_slice(&bytes);
-        Ok(())
+        self.store
+            .read_range_into(&self.nested_path(rel)?, offset, buf)
     }
 
     /// Reads the file at nested path `rel`.

@@ -13,7 +13,7 @@
 //! layer sees it as a `write`) calls the matching function of [`provided`] from its override.
 
 use crate::{Capabilities, Entry, EntryMeta, ReadStream, Store, WriterLock};
-use ckpt_core::Result;
+use ckpt_core::{Error, ErrorKind, Result};
 use std::fmt::Debug;
 use std::ops::Range;
 
@@ -103,6 +103,27 @@ pub trait StoreLayer: Debug + Send + Sync {
     /// As [`Store::read_range`].
     fn read_range(&self, path: &str, range: Range<u64>) -> Result<Vec<u8>> {
         self.inner().read_range(path, range)
+    }
+
+    /// [`Store::read_range_into`]; by default through this layer's own
+    /// [`StoreLayer::read_range`] and a copy ([`provided::read_range_into`]), so that a layer
+    /// that changes ranged reads (counts, checks, fails or retries them) sees these too. A layer
+    /// that leaves reads alone may forward it to the inner store instead.
+    ///
+    /// # Errors
+    /// As [`Store::read_range_into`].
+    fn read_range_into(&self, path: &str, offset: u64, buf: &mut [u8]) -> Result<()> {
+        let range = offset..offset.saturating_add(buf.len() as u64);
+        let data = StoreLayer::read_range(self, path, range)?;
+        if data.len() != buf.len() {
+            return Err(Error::new(
+                ErrorKind::Storage,
+                format!("ranged read from {offset} returned {} bytes", data.len()),
+            )
+            .with_path(StoreLayer::location(self, path)));
+        }
+        buf.copy_from_slice(&data);
+        Ok(())
     }
 
     /// [`Store::stat`]; forwards.
@@ -210,6 +231,9 @@ impl<L: StoreLayer> Store for L {
     fn read_range(&self, path: &str, range: Range<u64>) -> Result<Vec<u8>> {
         StoreLayer::read_range(self, path, range)
     }
+    fn read_range_into(&self, path: &str, offset: u64, buf: &mut [u8]) -> Result<()> {
+        StoreLayer::read_range_into(self, path, offset, buf)
+    }
     fn stat(&self, path: &str) -> Result<Option<EntryMeta>> {
         StoreLayer::stat(self, path)
     }
@@ -244,7 +268,7 @@ impl<L: StoreLayer> Store for L {
 /// it).
 pub mod provided {
     use crate::{join_path, stream, BufferStream, EntryKind, ReadStream, Store};
-    use ckpt_core::Result;
+    use ckpt_core::{Error, ErrorKind, Result};
 
     /// [`Store::write_parts`]'s provided behaviour: one [`Store::write`] of `store` with the
     /// parts concatenated.
@@ -274,6 +298,37 @@ pub mod provided {
     /// None.
     pub fn sync_file(path: &str) -> Result<()> {
         let _ = path;
+        Ok(())
+    }
+
+    /// [`Store::read_range_into`]'s provided behaviour: one [`Store::read_range`] of `store`,
+    /// copied into `buf`.
+    ///
+    /// # Errors
+    /// As [`Store::read_range`]; `Storage` when the store returned another length.
+    pub fn read_range_into<S: Store + ?Sized>(
+        store: &S,
+        path: &str,
+        offset: u64,
+        buf: &mut [u8],
+    ) -> Result<()> {
+        let end = offset.checked_add(buf.len() as u64).ok_or_else(|| {
+            Error::invalid_argument(format!("byte range from {offset} overflows"))
+                .with_path(store.location(path))
+        })?;
+        let data = store.read_range(path, offset..end)?;
+        if data.len() != buf.len() {
+            return Err(Error::new(
+                ErrorKind::Storage,
+                format!(
+                    "ranged read of {}..{end} returned {} bytes",
+                    offset,
+                    data.len()
+                ),
+            )
+            .with_path(store.location(path)));
+        }
+        buf.copy_from_slice(&data);
         Ok(())
     }
 

@@ -227,6 +227,17 @@ pub trait Store: Debug + Send + Sync {
     /// As [`Store::read`]; `InvalidArgument` when the range lies beyond the end of the file.
     fn read_range(&self, path: &str, range: Range<u64>) -> Result<Vec<u8>>;
 
+    /// Fills `buf` with the bytes `offset .. offset + buf.len()` of a file, into memory the
+    /// caller owns and reuses (no buffer of its own per call): for reading a large value piece by
+    /// piece. Provided: [`Store::read_range`] and a copy; [`LocalStore`] reads straight into
+    /// `buf` (`pread`). ckpt's own.
+    ///
+    /// # Errors
+    /// As [`Store::read_range`].
+    fn read_range_into(&self, path: &str, offset: u64, buf: &mut [u8]) -> Result<()> {
+        layer::provided::read_range_into(self, path, offset, buf)
+    }
+
     /// Metadata of `path`, or `None` when nothing is there.
     ///
     /// # Errors

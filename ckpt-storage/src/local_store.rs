@@ -363,6 +363,25 @@ impl Store for LocalStore {
         Ok(buf)
     }
 
+    /// Straight into `buf` with `pread` (no buffer of its own).
+    fn read_range_into(&self, path: &str, offset: u64, buf: &mut [u8]) -> Result<()> {
+        use std::os::unix::fs::FileExt as _;
+        validate_path(path)?;
+        not_root(path, "read_range")?;
+        self.refuse_links(path)?;
+        let (f, size) = self.open_local(path)?;
+        let end = offset.checked_add(buf.len() as u64);
+        if end.is_none_or(|e| e > size) {
+            return Err(Error::invalid_argument(format!(
+                "byte range {offset}..{} lies beyond the end of the file ({size} bytes)",
+                offset.saturating_add(buf.len() as u64)
+            ))
+            .with_path(self.location(path)));
+        }
+        f.read_exact_at(buf, offset)
+            .map_err(|e| self.io_err(e, "ranged read", path))
+    }
+
     /// The open file, read as the caller asks (no copy of the whole file).
     fn open_read(&self, path: &str) -> Result<Box<dyn ReadStream + '_>> {
         validate_path(path)?;

@@ -181,6 +181,12 @@ impl crate::StoreLayer for RetryStore {
         })
     }
 
+    fn read_range_into(&self, path: &str, offset: u64, buf: &mut [u8]) -> Result<()> {
+        self.run("read_range", path, || {
+            self.inner.read_range_into(path, offset, buf)
+        })
+    }
+
     fn stat(&self, path: &str) -> Result<Option<EntryMeta>> {
         self.run("stat", path, || self.inner.stat(path))
     }

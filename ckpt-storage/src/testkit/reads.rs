@@ -5,7 +5,8 @@ use crate::{EntryKind, Store};
 use ckpt_core::ErrorKind;
 
 /// `read_range`: inner, whole, empty ranges; beyond the end or reversed → `InvalidArgument`;
-/// a missing file → `NotFound`.
+/// a missing file → `NotFound`; `read_range_into` gives the same bytes into the caller's buffer,
+/// with the same errors.
 pub fn range_get(store: &dyn Store) {
     let p = "tk_range_get/digits";
     ok(store, store.write(p, b"0123456789"), "write");
@@ -39,6 +40,36 @@ pub fn range_get(store: &dyn Store) {
         err_kind(
             store.read_range("tk_range_get/missing", 0..1),
             "range of a missing file"
+        ),
+        ErrorKind::NotFound
+    );
+    // read_range_into: the same bytes, into the caller's buffer (reused across calls).
+    let mut buf = [0u8; 3];
+    ok(
+        store,
+        store.read_range_into(p, 2, &mut buf),
+        "read_range_into 2+3",
+    );
+    assert_eq!(&buf, b"234", "{store:?}");
+    ok(
+        store,
+        store.read_range_into(p, 7, &mut buf),
+        "read_range_into 7+3",
+    );
+    assert_eq!(&buf, b"789", "{store:?}");
+    ok(
+        store,
+        store.read_range_into(p, 10, &mut []),
+        "read_range_into 10+0",
+    );
+    assert_eq!(
+        err_kind(store.read_range_into(p, 8, &mut buf), "into, past the end"),
+        ErrorKind::InvalidArgument
+    );
+    assert_eq!(
+        err_kind(
+            store.read_range_into("tk_range_get/missing", 0, &mut buf),
+            "into, a missing file"
         ),
         ErrorKind::NotFound
     );
