@@ -6,7 +6,8 @@
 //! - `ci`: everything CI checks, in order: formatting, clippy (warnings are errors), the whole
 //!   test suite, ckpt-policy and ckpt-manager built with their default features off, the
 //!   object-store backends and ckpt-handlers' `ndarray` feature linted, the lean-library check
-//!   (`ckpt-manager --no-default-features` pulls no CLI or HTTP crate), and last the Orbax
+//!   (`ckpt-manager --no-default-features` pulls no CLI or HTTP crate), the API docs without a
+//!   warning, and last the Orbax
 //!   interoperability check below. Stops at the first failure. The test steps run against a
 //!   local S3 server (below) started first and stopped after them; CI fails, with the reason,
 //!   if it cannot be started.
@@ -202,6 +203,18 @@ fn ci() -> ExitCode {
     ];
     if !cargo(&ndarray) {
         eprintln!("xtask ci: FAILED at `cargo {}`", ndarray.join(" "));
+        return ExitCode::FAILURE;
+    }
+    // The API docs build without a warning (broken or private intra-doc links).
+    eprintln!("xtask: RUSTDOCFLAGS=\"-D warnings\" cargo doc --no-deps --workspace");
+    let cargo_bin = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_string());
+    let docs_ok = Command::new(&cargo_bin)
+        .args(["doc", "--no-deps", "--workspace"])
+        .env("RUSTDOCFLAGS", "-D warnings")
+        .status()
+        .is_ok_and(|s| s.success());
+    if !docs_ok {
+        eprintln!("xtask ci: FAILED at `cargo doc --no-deps --workspace` (warnings are errors)");
         return ExitCode::FAILURE;
     }
     if let Err(e) = lean_library() {

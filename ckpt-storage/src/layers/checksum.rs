@@ -22,7 +22,7 @@ pub const PARALLEL_CRC_MIN: usize = 16 << 20;
 const CRC_CHUNK: usize = 4 << 20;
 
 /// [`FileChecksum::of_parts`] on another thread while `f` runs on this one, for writes of at
-/// least [`PARALLEL_CRC_MIN`] bytes (below that, or when no thread can be started, one after
+/// least `PARALLEL_CRC_MIN` (16 MiB) bytes (below that, or when no thread can be started, one after
 /// the other): the CRC then costs no time next to the write on a machine with a spare core.
 fn of_parts_beside<T>(parts: &[&[u8]], f: impl FnOnce() -> T) -> (T, FileChecksum) {
     let total: usize = parts.iter().map(|p| p.len()).sum();
@@ -169,7 +169,7 @@ impl crate::StoreLayer for RecordingStore {
 
     /// Passes the parts through to the inner store's `write_parts` (no concatenation), and
     /// computes their CRC32C incrementally in file order — on a second thread during the write
-    /// from [`PARALLEL_CRC_MIN`] bytes on.
+    /// from `PARALLEL_CRC_MIN` (16 MiB) bytes on.
     fn write_parts(&self, path: &str, parts: &[&[u8]]) -> Result<()> {
         let Some(key) = self.key(path) else {
             return self.inner.write_parts(path, parts);
@@ -312,7 +312,7 @@ impl crate::StoreLayer for VerifyingStore {
     /// A file in the manifest: its size is checked at once (a wrong size is `Corrupt` before
     /// anything is read), its CRC32C computed incrementally, in file order, over the buffers as
     /// they are filled (on a second thread, pipelined with the reading, for reads of
-    /// [`PARALLEL_CRC_MIN`] bytes or more), and compared in [`ReadStream::finish`], which first
+    /// `PARALLEL_CRC_MIN` (16 MiB) bytes or more), and compared in [`ReadStream::finish`], which first
     /// reads whatever the caller left unread. Other files pass through unchecked.
     fn open_read(&self, path: &str) -> Result<Box<dyn ReadStream + '_>> {
         let inner = self.inner.open_read(path)?;
@@ -439,7 +439,7 @@ impl ReadStream for VerifyingStream<'_> {
         self.read_parts(&mut [buf])
     }
 
-    /// Pipelined (see `read_pipelined`) when the buffers hold [`PARALLEL_CRC_MIN`] bytes or
+    /// Pipelined (see `read_pipelined`) when the buffers hold `PARALLEL_CRC_MIN` (16 MiB) bytes or
     /// more in all: the CRC of one piece is computed while the next is read.
     fn read_parts(&mut self, bufs: &mut [&mut [u8]]) -> Result<()> {
         let total: usize = bufs.iter().map(|b| b.len()).sum();

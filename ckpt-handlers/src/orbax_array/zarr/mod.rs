@@ -6,7 +6,7 @@
 //! in directories, chunks must decode straight into the caller's buffer (no per-chunk copy for
 //! the one-chunk arrays Orbax writes by default), and Orbax uses two codecs (zstd, and v3
 //! `sharding_indexed` with one inner chunk); the modules here cover exactly that:
-//! [`meta`] (array metadata), [`grid`] (chunk geometry), [`codec`] (decoding, encoding).
+//! `meta` (array metadata), `grid` (chunk geometry), `codec` (decoding, encoding).
 
 use crate::tensor::checked_sizes;
 use crate::DType;
