@@ -29,7 +29,8 @@ fn assert_one_line_error(args: &[&str], needle: &str) {
         .partition(|l| l.starts_with("ckpt: "));
     assert_eq!(errors.len(), 1, "{args:?}: one error line, got {err:?}");
     assert!(
-        logs.iter().all(|l| l.contains(" WARN ") || l.contains(" ERROR ")),
+        logs.iter()
+            .all(|l| l.contains(" WARN ") || l.contains(" ERROR ")),
         "{args:?}: the other lines are log lines: {err:?}"
     );
     assert!(
