@@ -143,9 +143,10 @@ impl StepWatcher {
             if !self.pending.is_empty() {
                 continue;
             }
-            let out_of_time = self
-                .timeout
-                .is_some_and(|t| start.elapsed() + self.poll > t);
+            // Deviation: Orbax stops when the next sleep would end past the timeout (up to one
+            // poll interval early); here the watcher waits the whole timeout, sleeping at most
+            // what is left of it, so a step committed just before the timeout is still seen.
+            let out_of_time = self.timeout.is_some_and(|t| start.elapsed() >= t);
             if out_of_time {
                 match self.timeout_fn.as_mut() {
                     None => return Ok(None),
@@ -162,7 +163,11 @@ impl StepWatcher {
                     }
                 }
             }
-            std::thread::sleep(self.poll);
+            let nap = match self.timeout {
+                Some(t) => self.poll.min(t.saturating_sub(start.elapsed())),
+                None => self.poll,
+            };
+            std::thread::sleep(nap);
         }
     }
 
