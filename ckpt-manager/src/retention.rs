@@ -69,10 +69,11 @@ pub(crate) fn verdicts(
     ckpt_policy::decide(policy, checkpoints, cx)
 }
 
-/// The ranking metrics of `root`'s policy that `info` has no usable value of (missing, null or
-/// NaN): deleting such a step is logged at WARN (it may be a good step whose metric was bad).
-fn lacking_metrics<'a>(root: &'a OpenRoot, info: &CheckpointInfo) -> Vec<&'a str> {
-    root.ranking_metrics
+/// The metrics of `ranking` (a policy's ranking metrics) that `info` has no usable value of
+/// (missing, null or NaN): deleting such a step is logged at WARN (it may be a good step whose
+/// metric was bad).
+fn lacking_metrics<'a>(ranking: &'a [String], info: &CheckpointInfo) -> Vec<&'a str> {
+    ranking
         .iter()
         .map(String::as_str)
         .filter(|m| ckpt_policy::metric_value(info.metrics.as_ref(), m).is_none())
@@ -120,7 +121,7 @@ pub(crate) fn after_save(root: &OpenRoot) {
             for &step in &to_delete {
                 let pos = st.checkpoints.partition_point(|c| c.step < step);
                 if let Some(info) = st.checkpoints.get(pos).filter(|c| c.step == step) {
-                    let missing = lacking_metrics(root, info);
+                    let missing = lacking_metrics(&root.ranking_metrics, info);
                     if !missing.is_empty() {
                         lacking.insert(step, missing);
                     }
@@ -179,14 +180,11 @@ pub(crate) fn apply(
     for (step, verdict) in verdicts(policy, checkpoints, &cx) {
         let mut deleted = false;
         if !verdict.keep && !dry_run {
-            let info = checkpoints.iter().find(|c| c.step == step);
-            let missing: Vec<&str> = ranking
+            let missing = checkpoints
                 .iter()
-                .map(String::as_str)
-                .filter(|m| {
-                    info.is_some_and(|i| ckpt_policy::metric_value(i.metrics.as_ref(), m).is_none())
-                })
-                .collect();
+                .find(|c| c.step == step)
+                .map(|info| lacking_metrics(&ranking, info))
+                .unwrap_or_default();
             delete(root, step, &verdict.reason, &missing)?;
             deleted = true;
         }

@@ -13,7 +13,7 @@
 //! layer sees it as a `write`) calls the matching function of [`provided`] from its override.
 
 use crate::{Capabilities, Entry, EntryMeta, ReadStream, Store, WriterLock};
-use ckpt_core::{Error, ErrorKind, Result};
+use ckpt_core::Result;
 use std::fmt::Debug;
 use std::ops::Range;
 
@@ -113,17 +113,12 @@ pub trait StoreLayer: Debug + Send + Sync {
     /// # Errors
     /// As [`Store::read_range_into`].
     fn read_range_into(&self, path: &str, offset: u64, buf: &mut [u8]) -> Result<()> {
-        let range = offset..offset.saturating_add(buf.len() as u64);
-        let data = StoreLayer::read_range(self, path, range)?;
-        if data.len() != buf.len() {
-            return Err(Error::new(
-                ErrorKind::Storage,
-                format!("ranged read from {offset} returned {} bytes", data.len()),
-            )
-            .with_path(StoreLayer::location(self, path)));
-        }
-        buf.copy_from_slice(&data);
-        Ok(())
+        provided::copy_range(
+            |range| StoreLayer::read_range(self, path, range),
+            || StoreLayer::location(self, path),
+            offset,
+            buf,
+        )
     }
 
     /// [`Store::stat`]; forwards.
@@ -312,21 +307,40 @@ pub mod provided {
         offset: u64,
         buf: &mut [u8],
     ) -> Result<()> {
+        copy_range(
+            |range| store.read_range(path, range),
+            || store.location(path),
+            offset,
+            buf,
+        )
+    }
+
+    /// Fills `buf` from `read(offset .. offset + buf.len())`: the one body of
+    /// [`read_range_into`] and of [`super::StoreLayer::read_range_into`]'s default.
+    ///
+    /// # Errors
+    /// `InvalidArgument` when the range overflows; as `read`; `Storage` (at `location()`) when
+    /// `read` returned another length.
+    pub(crate) fn copy_range(
+        read: impl FnOnce(std::ops::Range<u64>) -> Result<Vec<u8>>,
+        location: impl Fn() -> String,
+        offset: u64,
+        buf: &mut [u8],
+    ) -> Result<()> {
         let end = offset.checked_add(buf.len() as u64).ok_or_else(|| {
             Error::invalid_argument(format!("byte range from {offset} overflows"))
-                .with_path(store.location(path))
+                .with_path(location())
         })?;
-        let data = store.read_range(path, offset..end)?;
+        let data = read(offset..end)?;
         if data.len() != buf.len() {
             return Err(Error::new(
                 ErrorKind::Storage,
                 format!(
-                    "ranged read of {}..{end} returned {} bytes",
-                    offset,
+                    "ranged read of {offset}..{end} returned {} bytes",
                     data.len()
                 ),
             )
-            .with_path(store.location(path)));
+            .with_path(location()));
         }
         buf.copy_from_slice(&data);
         Ok(())

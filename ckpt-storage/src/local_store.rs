@@ -170,6 +170,24 @@ impl LocalStore {
         Ok((f, meta.len()))
     }
 
+    /// The file at `path` (no symlink on the way) for reading `len` bytes from `start`, checked
+    /// to hold them.
+    ///
+    /// # Errors
+    /// As [`LocalStore::open_local`]; `InvalidArgument` when the range lies beyond the end.
+    fn open_range(&self, path: &str, start: u64, len: u64) -> Result<std::fs::File> {
+        self.refuse_links(path)?;
+        let (f, size) = self.open_local(path)?;
+        if start.checked_add(len).is_none_or(|end| end > size) {
+            return Err(Error::invalid_argument(format!(
+                "byte range {start}..{} lies beyond the end of the file ({size} bytes)",
+                start.saturating_add(len)
+            ))
+            .with_path(self.location(path)));
+        }
+        Ok(f)
+    }
+
     /// The entries of directory `path`, with `std::fs::read_dir`, links reported as links.
     fn list_local(&self, path: &str) -> Result<Vec<Entry>> {
         let rd = match std::fs::read_dir(self.local_path(path)) {
@@ -333,7 +351,7 @@ impl Store for LocalStore {
 
     /// A seek and one read of the range.
     fn read_range(&self, path: &str, range: Range<u64>) -> Result<Vec<u8>> {
-        use std::io::{Read as _, Seek as _};
+        use std::os::unix::fs::FileExt as _;
         validate_path(path)?;
         not_root(path, "read_range")?;
         if range.start > range.end {
@@ -343,22 +361,13 @@ impl Store for LocalStore {
             ))
             .with_path(self.location(path)));
         }
-        self.refuse_links(path)?;
-        let (mut f, size) = self.open_local(path)?;
-        if range.end > size {
-            return Err(Error::invalid_argument(format!(
-                "byte range {}..{} lies beyond the end of the file ({size} bytes)",
-                range.start, range.end
-            ))
-            .with_path(self.location(path)));
-        }
+        let f = self.open_range(path, range.start, range.end - range.start)?;
         let len = usize::try_from(range.end - range.start).map_err(|_| {
             Error::invalid_argument("byte range too large for this platform")
                 .with_path(self.location(path))
         })?;
         let mut buf = vec![0u8; len];
-        f.seek(std::io::SeekFrom::Start(range.start))
-            .and_then(|_| f.read_exact(&mut buf))
+        f.read_exact_at(&mut buf, range.start)
             .map_err(|e| self.io_err(e, "ranged read", path))?;
         Ok(buf)
     }
@@ -368,16 +377,7 @@ impl Store for LocalStore {
         use std::os::unix::fs::FileExt as _;
         validate_path(path)?;
         not_root(path, "read_range")?;
-        self.refuse_links(path)?;
-        let (f, size) = self.open_local(path)?;
-        let end = offset.checked_add(buf.len() as u64);
-        if end.is_none_or(|e| e > size) {
-            return Err(Error::invalid_argument(format!(
-                "byte range {offset}..{} lies beyond the end of the file ({size} bytes)",
-                offset.saturating_add(buf.len() as u64)
-            ))
-            .with_path(self.location(path)));
-        }
+        let f = self.open_range(path, offset, buf.len() as u64)?;
         f.read_exact_at(buf, offset)
             .map_err(|e| self.io_err(e, "ranged read", path))
     }

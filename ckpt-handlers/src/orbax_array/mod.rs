@@ -406,47 +406,16 @@ pub fn restore_tree(dir: &ItemDir<'_>, only: Option<&BTreeSet<String>>) -> Resul
         None
     };
     let strings = if wanted.iter().any(|l| l.value_type == "string") {
-        let bytes = dir.read(STRINGS_FILE)?;
-        let v: BTreeMap<String, String> = serde_json::from_slice(&bytes).map_err(|e| {
-            Error::corrupt(format!(
-                "{}: not a JSON object of strings",
-                dir.location(STRINGS_FILE)
-            ))
-            .with_source(e)
-        })?;
-        v
+        read_strings(dir)?
     } else {
         BTreeMap::new()
     };
-    let results: Vec<std::sync::Mutex<Option<Result<PyTree>>>> =
-        wanted.iter().map(|_| std::sync::Mutex::new(None)).collect();
-    let next = AtomicUsize::new(0);
-    let work = || loop {
-        let i = next.fetch_add(1, Ordering::Relaxed);
-        let Some(leaf) = wanted.get(i) else { break };
-        let r = restore_leaf(dir, leaf, source.as_ref(), meta.use_zarr3, &strings);
-        if let Ok(mut slot) = results[i].lock() {
-            *slot = Some(r);
-        }
-    };
-    let threads = std::thread::available_parallelism()
-        .map(|n| n.get())
-        .unwrap_or(1)
-        .min(wanted.len())
-        .max(1);
-    std::thread::scope(|s| {
-        for _ in 1..threads {
-            s.spawn(work);
-        }
-        work();
-    });
+    let results = in_parallel(wanted.len(), |i| {
+        restore_leaf(dir, wanted[i], source.as_ref(), meta.use_zarr3, &strings)
+    })?;
     let mut leaves = Vec::with_capacity(wanted.len());
-    for (leaf, slot) in wanted.iter().zip(results) {
-        let value =
-            slot.into_inner().ok().flatten().unwrap_or_else(|| {
-                Err(Error::new(ErrorKind::Handler, "a restore thread failed"))
-            })?;
-        leaves.push((leaf.path.clone(), value));
+    for (leaf, value) in wanted.iter().zip(results) {
+        leaves.push((leaf.path.clone(), value?));
     }
     PyTree::from_leaves(leaves)
         .map_err(|e| Error::corrupt(format!("{}: {}", dir.location(METADATA_FILE), e.message())))
@@ -503,14 +472,7 @@ pub fn restore_tree_into(dir: &ItemDir<'_>, tree: &mut PyTree) -> Result<()> {
         None
     };
     if targets.iter().any(|(_, l)| matches!(l, PyTree::String(_))) {
-        let bytes = dir.read(STRINGS_FILE)?;
-        let strings: BTreeMap<String, String> = serde_json::from_slice(&bytes).map_err(|e| {
-            Error::corrupt(format!(
-                "{}: not a JSON object of strings",
-                dir.location(STRINGS_FILE)
-            ))
-            .with_source(e)
-        })?;
+        let strings = read_strings(dir)?;
         for (name, leaf) in targets.iter_mut() {
             if let PyTree::String(s) = leaf {
                 *s = strings.get(name.as_str()).cloned().ok_or_else(|| {
@@ -536,26 +498,58 @@ pub fn restore_tree_into(dir: &ItemDir<'_>, tree: &mut PyTree) -> Result<()> {
         .into_iter()
         .map(|j| std::sync::Mutex::new(Some(j)))
         .collect();
-    let first_error: std::sync::Mutex<Option<(usize, Error)>> = std::sync::Mutex::new(None);
+    // Each job is taken once; the first error in leaf order wins.
+    in_parallel(jobs.len(), |i| {
+        match jobs[i].lock().ok().and_then(|mut g| g.take()) {
+            Some((name, tensor)) => read_array_into(dir, &source, &name, meta.use_zarr3, tensor),
+            None => Err(Error::new(
+                ErrorKind::Handler,
+                "a restore job was taken twice",
+            )),
+        }
+    })?
+    .into_iter()
+    .collect()
+}
+
+/// `_strings.json`: the string leaves of an item, by param name.
+///
+/// # Errors
+/// `NotFound` when it is missing; `Corrupt` naming it when it is not a JSON object of strings.
+fn read_strings(dir: &ItemDir<'_>) -> Result<BTreeMap<String, String>> {
+    let bytes = dir.read(STRINGS_FILE)?;
+    serde_json::from_slice(&bytes).map_err(|e| {
+        Error::corrupt(format!(
+            "{}: not a JSON object of strings",
+            dir.location(STRINGS_FILE)
+        ))
+        .with_source(e)
+    })
+}
+
+/// `job(i)` for every `i` in `0..n`, on up to `available_parallelism` threads (this one
+/// included), each index once; the results in index order.
+///
+/// # Errors
+/// `Handler` when a thread died before storing its result (a panic in `job`).
+fn in_parallel<T: Send>(n: usize, job: impl Fn(usize) -> T + Sync) -> Result<Vec<T>> {
+    let results: Vec<std::sync::Mutex<Option<T>>> =
+        (0..n).map(|_| std::sync::Mutex::new(None)).collect();
     let next = AtomicUsize::new(0);
     let work = || loop {
         let i = next.fetch_add(1, Ordering::Relaxed);
-        let Some(slot) = jobs.get(i) else { break };
-        let Some((name, tensor)) = slot.lock().ok().and_then(|mut g| g.take()) else {
-            continue;
-        };
-        if let Err(e) = read_array_into(dir, &source, &name, meta.use_zarr3, tensor) {
-            if let Ok(mut f) = first_error.lock() {
-                if f.as_ref().is_none_or(|(j, _)| i < *j) {
-                    *f = Some((i, e));
-                }
-            }
+        if i >= n {
+            break;
+        }
+        let r = job(i);
+        if let Ok(mut slot) = results[i].lock() {
+            *slot = Some(r);
         }
     };
     let threads = std::thread::available_parallelism()
-        .map(|n| n.get())
+        .map(|t| t.get())
         .unwrap_or(1)
-        .min(jobs.len())
+        .min(n)
         .max(1);
     std::thread::scope(|s| {
         for _ in 1..threads {
@@ -563,11 +557,15 @@ pub fn restore_tree_into(dir: &ItemDir<'_>, tree: &mut PyTree) -> Result<()> {
         }
         work();
     });
-    match first_error.into_inner() {
-        Ok(None) => Ok(()),
-        Ok(Some((_, e))) => Err(e),
-        Err(_) => Err(Error::new(ErrorKind::Handler, "a restore thread failed")),
-    }
+    results
+        .into_iter()
+        .map(|slot| {
+            slot.into_inner()
+                .ok()
+                .flatten()
+                .ok_or_else(|| Error::new(ErrorKind::Handler, "a restore thread failed"))
+        })
+        .collect()
 }
 
 /// Decodes the array `param` of the item into `tensor`, which must have its dtype and shape.
