@@ -122,6 +122,18 @@ pub(crate) fn run_status(cmd: &mut Command, what: &str) -> Result<(), String> {
     }
 }
 
+/// Prints the free space of the file system holding the current directory (`df -h .`), so a
+/// CI log that ends in "No space left on device" shows how much there was at the start.
+fn report_free_disk() {
+    match Command::new("df").args(["-h", "."]).output() {
+        Ok(out) => eprint!(
+            "xtask: disk at the start:\n{}",
+            String::from_utf8_lossy(&out.stdout)
+        ),
+        Err(e) => eprintln!("xtask: cannot run df: {e}"),
+    }
+}
+
 fn cargo(args: &[&str]) -> bool {
     eprintln!("xtask: cargo {}", args.join(" "));
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_string());
@@ -135,6 +147,10 @@ fn cargo(args: &[&str]) -> bool {
 }
 
 fn ci() -> ExitCode {
+    // Incremental caches are of no use to a one-off clean-clone build and cost gigabytes of
+    // disk; every cargo this process starts inherits the setting.
+    std::env::set_var("CARGO_INCREMENTAL", "0");
+    report_free_disk();
     let steps: [&[&str]; 6] = [
         &["fmt", "--all", "--", "--check"],
         &[
