@@ -24,214 +24,165 @@
 //! ```
 
 use crate::CheckpointManagerOptions;
-use ckpt_core::{Error, ErrorKind, Metrics, Result};
-use ckpt_policy::{BestMode, PreservationPolicy, SaveDecisionPolicy};
-use ckpt_storage::AtomicityMode;
+use ckpt_core::{Error, ErrorKind, Result};
+use ckpt_policy::{PreservationPolicy, SaveDecisionPolicy};
 use serde::{Deserialize, Serialize};
-use std::collections::BTreeSet;
 use std::path::Path;
 use std::sync::Arc;
 
-/// The serializable part of [`CheckpointManagerOptions`], as read from or written to a JSON or
-/// TOML file.
-///
-/// Every field has the name, meaning and default of the [`CheckpointManagerOptions`] field of the
-/// same name; a field left out of a file takes that default. Policies are written as their
-/// typetag form, `{"type": "LatestN", "n": 3}` (any policy registered with `#[typetag::serde]`,
-/// including a third-party crate's, as long as the program links that crate). `best_mode` is
-/// `"min"` or `"max"`; `atomicity` is `"auto"`, `"atomic_rename"` or `"commit_file"`.
-/// `save_interval_steps` is a number of steps, or `false` (or JSON `null`) to turn the interval
-/// off — TOML has no null. Unknown fields, at the top level and inside policies, are rejected.
-///
-/// Not part of a config (they are code, not data): `step_name_format`, `clock`, `preemption` and
-/// `handlers`; [`ManagerConfig::into_options`] leaves them at their defaults and
-/// [`ManagerConfig::apply_to`] keeps those of the options it is applied to.
-#[derive(Debug, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct ManagerConfig {
-    /// See [`CheckpointManagerOptions::save_interval_steps`] (steps; `false`/`null`: off).
-    #[serde(
-        default = "default_interval",
-        serialize_with = "interval::serialize",
-        deserialize_with = "interval::deserialize"
-    )]
-    pub save_interval_steps: Option<u64>,
-    /// See [`CheckpointManagerOptions::save_on_steps`].
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub save_on_steps: Vec<u64>,
-    /// See [`CheckpointManagerOptions::max_to_keep`] (checkpoints).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub max_to_keep: Option<u64>,
-    /// See [`CheckpointManagerOptions::keep_period`] (steps).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub keep_period: Option<u64>,
-    /// See [`CheckpointManagerOptions::keep_time_interval_secs`] (seconds).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub keep_time_interval_secs: Option<u64>,
-    /// See [`CheckpointManagerOptions::best_metric`].
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub best_metric: Option<String>,
-    /// See [`CheckpointManagerOptions::best_mode`] (`"min"` or `"max"`, default `"max"`).
-    #[serde(default = "default_best_mode")]
-    pub best_mode: BestMode,
-    /// See [`CheckpointManagerOptions::keep_checkpoints_without_metrics`] (default true).
-    #[serde(default = "default_true")]
-    pub keep_checkpoints_without_metrics: bool,
-    /// See [`CheckpointManagerOptions::allow_missing_best_metric`] (default false).
-    #[serde(default)]
-    pub allow_missing_best_metric: bool,
-    /// See [`CheckpointManagerOptions::step_prefix`].
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub step_prefix: Option<String>,
-    /// See [`CheckpointManagerOptions::step_format_fixed_length`] (digits).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub step_format_fixed_length: Option<usize>,
-    /// See [`CheckpointManagerOptions::create`] (default true).
-    #[serde(default = "default_true")]
-    pub create: bool,
-    /// See [`CheckpointManagerOptions::read_only`].
-    #[serde(default)]
-    pub read_only: bool,
-    /// See [`CheckpointManagerOptions::cleanup_tmp_directories`].
-    #[serde(default)]
-    pub cleanup_tmp_directories: bool,
-    /// See [`CheckpointManagerOptions::todelete_subdir`].
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub todelete_subdir: Option<String>,
-    /// See [`CheckpointManagerOptions::save_root_metadata`] (default true).
-    #[serde(default = "default_true")]
-    pub save_root_metadata: bool,
-    /// See [`CheckpointManagerOptions::root_metadata`] (a JSON object / TOML table).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub root_metadata: Option<Metrics>,
-    /// See [`CheckpointManagerOptions::prevent_write_metrics`].
-    #[serde(default)]
-    pub prevent_write_metrics: bool,
-    /// See [`CheckpointManagerOptions::atomicity`] (`"auto"`, `"atomic_rename"`, `"commit_file"`).
-    #[serde(default, with = "atomicity")]
-    pub atomicity: AtomicityMode,
-    /// See [`CheckpointManagerOptions::lightweight_initialize`].
-    #[serde(default)]
-    pub lightweight_initialize: bool,
-    /// See [`CheckpointManagerOptions::enable_async_checkpointing`] (default true).
-    #[serde(default = "default_true")]
-    pub enable_async_checkpointing: bool,
-    /// See [`CheckpointManagerOptions::async_timeout_secs`] (seconds, default 1200).
-    #[serde(default = "default_async_timeout_secs")]
-    pub async_timeout_secs: u64,
-    /// See [`CheckpointManagerOptions::enable_background_delete`].
-    #[serde(default)]
-    pub enable_background_delete: bool,
-    /// See [`CheckpointManagerOptions::verify_checksums`] (default true).
-    #[serde(default = "default_true")]
-    pub verify_checksums: bool,
-    /// See [`CheckpointManagerOptions::save_decision_policy`]; e.g.
-    /// `{"type": "FixedIntervalPolicy", "interval": 1000}`.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub save_decision_policy: Option<Box<dyn SaveDecisionPolicy>>,
-    /// See [`CheckpointManagerOptions::preservation_policy`]; e.g.
-    /// `{"type": "AnyPreservationPolicy", "policies": [{"type": "LatestN", "n": 3}]}`.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub preservation_policy: Option<Box<dyn PreservationPolicy>>,
-    /// The top-level keys the text held (`None`: built in code, every field counts as set). Used
-    /// by [`ManagerConfig::apply_to`].
-    #[serde(skip)]
-    set_fields: Option<BTreeSet<String>>,
+/// Defines [`ManagerConfig`] from the option list: one optional field per data option, and the
+/// two copies between a config and [`CheckpointManagerOptions`].
+macro_rules! define_config {
+    (
+        data { $(
+            $(#[$dm:meta])* $df:ident : $dt:ty = $dd:expr, $dw:literal
+            $(, set($da:ident : $dat:ty) => $dc:expr)? ;
+        )* }
+        code { $($code:tt)* }
+    ) => {
+        /// The data part of [`CheckpointManagerOptions`], as read from or written to a JSON or
+        /// TOML file: each option the file sets, and nothing for those it leaves out.
+        ///
+        /// Every field has the name and meaning of the [`CheckpointManagerOptions`] field of the
+        /// same name (both come from one option list); `None` means "not set", so the option
+        /// keeps its default ([`ManagerConfig::into_options`]) or the value of the options the
+        /// config is applied to ([`ManagerConfig::apply_to`]). Policies are written as their
+        /// typetag form, `{"type": "LatestN", "n": 3}` (any policy registered with
+        /// `#[typetag::serde]`, including a third-party crate's, as long as the program links
+        /// that crate). `best_mode` is `"min"` or `"max"`; `atomicity` is `"auto"`,
+        /// `"atomic_rename"` or `"commit_file"`. `save_interval_steps` and
+        /// `writer_lease_ttl_secs` are a number, or `false` (or JSON `null`) for off — TOML has
+        /// no null. Unknown fields, at the top level and inside policies, are rejected.
+        ///
+        /// Not part of a config (they are code, not data): `step_name_format`, `retry`,
+        /// `clock`, `preemption` and `handlers`; [`ManagerConfig::into_options`] leaves them at
+        /// their defaults and [`ManagerConfig::apply_to`] keeps those of the options it is
+        /// applied to.
+        #[derive(Debug, Default, Serialize, Deserialize)]
+        #[serde(deny_unknown_fields)]
+        pub struct ManagerConfig {
+            $(
+                #[doc = concat!("[`CheckpointManagerOptions::", stringify!($df), "`], when set.")]
+                #[serde(default, skip_serializing_if = "Option::is_none", with = $dw)]
+                pub $df: Option<$dt>,
+            )*
+            /// [`CheckpointManagerOptions::save_decision_policy`], when set; e.g.
+            /// `{"type": "FixedIntervalPolicy", "interval": 1000}`.
+            #[serde(default, skip_serializing_if = "Option::is_none")]
+            pub save_decision_policy: Option<Box<dyn SaveDecisionPolicy>>,
+            /// [`CheckpointManagerOptions::preservation_policy`], when set; e.g.
+            /// `{"type": "AnyPreservationPolicy", "policies": [{"type": "LatestN", "n": 3}]}`.
+            #[serde(default, skip_serializing_if = "Option::is_none")]
+            pub preservation_policy: Option<Box<dyn PreservationPolicy>>,
+        }
+
+        impl ManagerConfig {
+            /// Writes every option this config sets into `o`.
+            fn write_into(self, o: &mut CheckpointManagerOptions) {
+                $( if let Some(v) = self.$df { o.$df = v; } )*
+                if let Some(p) = self.save_decision_policy {
+                    o.save_decision_policy = Some(Arc::from(p));
+                }
+                if let Some(p) = self.preservation_policy {
+                    o.preservation_policy = Some(Arc::from(p));
+                }
+            }
+
+            /// The data options of `options` that differ from the defaults (policies apart).
+            fn data_of(options: &CheckpointManagerOptions) -> ManagerConfig {
+                let d = CheckpointManagerOptions::default();
+                ManagerConfig {
+                    $( $df: (options.$df != d.$df).then(|| options.$df.clone()), )*
+                    save_decision_policy: None,
+                    preservation_policy: None,
+                }
+            }
+        }
+    };
 }
 
-fn default_interval() -> Option<u64> {
-    Some(1)
-}
+crate::option_list::manager_options!(define_config);
 
-fn default_true() -> bool {
-    true
-}
+/// The serde forms of config fields (`with = "form::…"`): each reads a present field as `Some`.
+mod form {
+    /// The option's own serde form.
+    pub(super) mod plain {
+        use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
-fn default_async_timeout_secs() -> u64 {
-    CheckpointManagerOptions::default().async_timeout_secs
-}
+        pub(in super::super) fn serialize<T: Serialize, S: Serializer>(
+            v: &Option<T>,
+            s: S,
+        ) -> Result<S::Ok, S::Error> {
+            match v {
+                Some(v) => v.serialize(s),
+                None => s.serialize_none(),
+            }
+        }
 
-fn default_best_mode() -> BestMode {
-    BestMode::Max
-}
-
-/// `save_interval_steps`: a number, or `false`/`null` for off (TOML has no null, so `None` is
-/// written as `false`).
-mod interval {
-    use serde::{Deserialize, Deserializer, Serializer};
-
-    #[derive(Deserialize)]
-    #[serde(untagged)]
-    enum Repr {
-        Steps(u64),
-        Off(bool),
-    }
-
-    pub(super) fn serialize<S: Serializer>(v: &Option<u64>, s: S) -> Result<S::Ok, S::Error> {
-        match v {
-            Some(n) => s.serialize_u64(*n),
-            None => s.serialize_bool(false),
+        pub(in super::super) fn deserialize<'de, T: Deserialize<'de>, D: Deserializer<'de>>(
+            d: D,
+        ) -> Result<Option<T>, D::Error> {
+            T::deserialize(d).map(Some)
         }
     }
 
-    pub(super) fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<u64>, D::Error> {
-        match Option::<Repr>::deserialize(d)? {
-            None | Some(Repr::Off(false)) => Ok(None),
-            Some(Repr::Steps(n)) => Ok(Some(n)),
-            Some(Repr::Off(true)) => Err(serde::de::Error::custom(
-                "save_interval_steps must be a number of steps, or false (or null) for off",
-            )),
+    /// A number, or `false`/`null` for off (TOML has no null, so off is written as `false`).
+    pub(super) mod number_or_off {
+        use serde::{Deserialize, Deserializer, Serializer};
+
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Repr {
+            Number(u64),
+            Off(bool),
+        }
+
+        pub(in super::super) fn serialize<S: Serializer>(
+            v: &Option<Option<u64>>,
+            s: S,
+        ) -> Result<S::Ok, S::Error> {
+            match v {
+                Some(Some(n)) => s.serialize_u64(*n),
+                Some(None) => s.serialize_bool(false),
+                None => s.serialize_none(),
+            }
+        }
+
+        pub(in super::super) fn deserialize<'de, D: Deserializer<'de>>(
+            d: D,
+        ) -> Result<Option<Option<u64>>, D::Error> {
+            match Option::<Repr>::deserialize(d)? {
+                None | Some(Repr::Off(false)) => Ok(Some(None)),
+                Some(Repr::Number(n)) => Ok(Some(Some(n))),
+                Some(Repr::Off(true)) => Err(serde::de::Error::custom(
+                    "expected a number, or false (or null) for off",
+                )),
+            }
         }
     }
-}
 
-/// `atomicity` as Orbax's strings.
-mod atomicity {
-    use ckpt_storage::AtomicityMode;
-    use serde::{Deserialize, Deserializer, Serializer};
+    /// `atomicity` as Orbax's strings.
+    pub(super) mod atomicity {
+        use ckpt_storage::AtomicityMode;
+        use serde::{Deserialize, Deserializer, Serializer};
 
-    pub(super) fn serialize<S: Serializer>(v: &AtomicityMode, s: S) -> Result<S::Ok, S::Error> {
-        s.serialize_str(v.as_str())
-    }
+        pub(in super::super) fn serialize<S: Serializer>(
+            v: &Option<AtomicityMode>,
+            s: S,
+        ) -> Result<S::Ok, S::Error> {
+            match v {
+                Some(v) => s.serialize_str(v.as_str()),
+                None => s.serialize_none(),
+            }
+        }
 
-    pub(super) fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<AtomicityMode, D::Error> {
-        let s = String::deserialize(d)?;
-        s.parse::<AtomicityMode>()
-            .map_err(|e| serde::de::Error::custom(e.message()))
-    }
-}
-
-impl Default for ManagerConfig {
-    /// The defaults of [`CheckpointManagerOptions::default`].
-    fn default() -> Self {
-        ManagerConfig {
-            save_interval_steps: default_interval(),
-            save_on_steps: Vec::new(),
-            max_to_keep: None,
-            keep_period: None,
-            keep_time_interval_secs: None,
-            best_metric: None,
-            best_mode: BestMode::Max,
-            keep_checkpoints_without_metrics: true,
-            allow_missing_best_metric: false,
-            step_prefix: None,
-            step_format_fixed_length: None,
-            create: true,
-            read_only: false,
-            cleanup_tmp_directories: false,
-            todelete_subdir: None,
-            save_root_metadata: true,
-            root_metadata: None,
-            prevent_write_metrics: false,
-            atomicity: AtomicityMode::Auto,
-            lightweight_initialize: false,
-            enable_async_checkpointing: true,
-            async_timeout_secs: default_async_timeout_secs(),
-            enable_background_delete: false,
-            verify_checksums: true,
-            save_decision_policy: None,
-            preservation_policy: None,
-            set_fields: None,
+        pub(in super::super) fn deserialize<'de, D: Deserializer<'de>>(
+            d: D,
+        ) -> Result<Option<AtomicityMode>, D::Error> {
+            let s = String::deserialize(d)?;
+            s.parse::<AtomicityMode>()
+                .map(Some)
+                .map_err(|e| serde::de::Error::custom(e.message()))
         }
     }
 }
@@ -297,22 +248,6 @@ fn toml_error(what: &str, text: &str, e: toml::de::Error) -> Error {
     }
 }
 
-/// The top-level keys of a JSON object text (empty for anything else).
-fn json_keys(text: &str) -> BTreeSet<String> {
-    match serde_json::from_str::<serde_json::Value>(text) {
-        Ok(serde_json::Value::Object(m)) => m.keys().cloned().collect(),
-        _ => BTreeSet::new(),
-    }
-}
-
-/// The top-level keys of a TOML document.
-fn toml_keys(text: &str) -> BTreeSet<String> {
-    match toml::from_str::<toml::Table>(text) {
-        Ok(t) => t.keys().cloned().collect(),
-        Err(_) => BTreeSet::new(),
-    }
-}
-
 const CONFIG: &str = "the manager config";
 const POLICY: &str = "the preservation policy";
 
@@ -326,9 +261,8 @@ impl ManagerConfig {
     /// (unknown field, unknown policy `type` — e.g. a family whose Cargo feature is off —, wrong
     /// type), or the policy whose own validation fails (e.g. an interval of 0).
     pub fn from_json_str(text: &str) -> Result<ManagerConfig> {
-        let mut config: ManagerConfig =
+        let config: ManagerConfig =
             serde_json::from_str(text).map_err(|e| json_error(CONFIG, e))?;
-        config.set_fields = Some(json_keys(text));
         config.check()?;
         Ok(config)
     }
@@ -339,9 +273,8 @@ impl ManagerConfig {
     /// # Errors
     /// As [`ManagerConfig::from_json_str`].
     pub fn from_toml_str(text: &str) -> Result<ManagerConfig> {
-        let mut config: ManagerConfig =
+        let config: ManagerConfig =
             toml::from_str(text).map_err(|e| toml_error(CONFIG, text, e))?;
-        config.set_fields = Some(toml_keys(text));
         config.check()?;
         Ok(config)
     }
@@ -395,29 +328,21 @@ impl ManagerConfig {
         Ok(())
     }
 
-    /// Whether the text this config came from set `field` (always true for a config built in
-    /// code).
-    fn is_set(&self, field: &str) -> bool {
-        self.set_fields.as_ref().is_none_or(|s| s.contains(field))
-    }
-
     /// Manager options with this config's values and the defaults of
-    /// [`CheckpointManagerOptions::default`] for what a config cannot hold (`step_name_format`,
-    /// `clock`, `preemption`, `handlers`), validated.
+    /// [`CheckpointManagerOptions::default`] for every option it does not set (and for what a
+    /// config cannot hold: `step_name_format`, `retry`, `clock`, `preemption`, `handlers`),
+    /// validated.
     ///
     /// # Errors
     /// `InvalidConfig` from [`CheckpointManagerOptions::validate`], e.g. `preservation_policy`
     /// together with `max_to_keep`, or `keep_period` 0.
     pub fn into_options(self) -> Result<CheckpointManagerOptions> {
-        let mut options = CheckpointManagerOptions::default();
-        self.write_into(&mut options, true);
-        options.validate()?;
-        Ok(options)
+        self.apply_to(CheckpointManagerOptions::default())
     }
 
-    /// `base` with the fields this config's text set replaced by the config's values (every
-    /// field, for a config built in code), validated. What a config cannot hold (`clock`,
-    /// `preemption`, `handlers`, `step_name_format`) stays as in `base`.
+    /// `base` with the options this config sets replaced by the config's values, validated.
+    /// What a config cannot hold (`clock`, `preemption`, `handlers`, `retry`,
+    /// `step_name_format`) stays as in `base`.
     ///
     /// Retention and save decisions are replaced as a whole: a config that sets
     /// `preservation_policy` clears `base`'s `max_to_keep`, `keep_period` and
@@ -429,74 +354,31 @@ impl ManagerConfig {
     /// # Errors
     /// `InvalidConfig` from [`CheckpointManagerOptions::validate`].
     pub fn apply_to(self, mut base: CheckpointManagerOptions) -> Result<CheckpointManagerOptions> {
-        if self.is_set("preservation_policy") {
+        if self.preservation_policy.is_some() {
             base.max_to_keep = None;
             base.keep_period = None;
             base.keep_time_interval_secs = None;
         }
-        if ["max_to_keep", "keep_period", "keep_time_interval_secs"]
-            .iter()
-            .any(|f| self.is_set(f))
+        if self.max_to_keep.is_some()
+            || self.keep_period.is_some()
+            || self.keep_time_interval_secs.is_some()
         {
             base.preservation_policy = None;
         }
-        if self.is_set("save_interval_steps") || self.is_set("save_on_steps") {
+        if self.save_interval_steps.is_some() || self.save_on_steps.is_some() {
             base.save_decision_policy = None;
         }
-        if self.is_set("step_prefix") || self.is_set("step_format_fixed_length") {
+        if self.step_prefix.is_some() || self.step_format_fixed_length.is_some() {
             base.step_name_format = None;
         }
-        self.write_into(&mut base, false);
+        self.write_into(&mut base);
         base.validate()?;
         Ok(base)
     }
 
-    /// Writes the fields this config set (all, with `all`) into `o`.
-    fn write_into(self, o: &mut CheckpointManagerOptions, all: bool) {
-        let set = |f: &str| all || self.is_set(f);
-        macro_rules! copy {
-            ($($field:ident),* $(,)?) => {
-                $( if set(stringify!($field)) { o.$field = self.$field.clone(); } )*
-            };
-        }
-        copy!(
-            save_interval_steps,
-            save_on_steps,
-            max_to_keep,
-            keep_period,
-            keep_time_interval_secs,
-            best_metric,
-            best_mode,
-            keep_checkpoints_without_metrics,
-            allow_missing_best_metric,
-            step_prefix,
-            step_format_fixed_length,
-            create,
-            read_only,
-            cleanup_tmp_directories,
-            todelete_subdir,
-            save_root_metadata,
-            root_metadata,
-            prevent_write_metrics,
-            atomicity,
-            lightweight_initialize,
-            enable_async_checkpointing,
-            async_timeout_secs,
-            enable_background_delete,
-            verify_checksums,
-        );
-        let set_decision = set("save_decision_policy");
-        let set_preservation = set("preservation_policy");
-        if set_decision {
-            o.save_decision_policy = self.save_decision_policy.map(Arc::from);
-        }
-        if set_preservation {
-            o.preservation_policy = self.preservation_policy.map(Arc::from);
-        }
-    }
-
-    /// The config of `options`: every serializable field, policies copied through their serde
-    /// form. `clock`, `preemption` and `handlers` are not part of a config and are left out.
+    /// The config of `options`: every data option whose value differs from the default, and the
+    /// policies, copied through their serde form. `into_options` of it gives `options` back (but
+    /// for what a config cannot hold: `retry`, `clock`, `preemption`, `handlers`).
     ///
     /// # Errors
     /// `Unsupported` when `options` has a custom `step_name_format`, or a policy that cannot be
@@ -524,33 +406,9 @@ impl ManagerConfig {
             None => None,
         };
         Ok(ManagerConfig {
-            save_interval_steps: options.save_interval_steps,
-            save_on_steps: options.save_on_steps.clone(),
-            max_to_keep: options.max_to_keep,
-            keep_period: options.keep_period,
-            keep_time_interval_secs: options.keep_time_interval_secs,
-            best_metric: options.best_metric.clone(),
-            best_mode: options.best_mode,
-            keep_checkpoints_without_metrics: options.keep_checkpoints_without_metrics,
-            allow_missing_best_metric: options.allow_missing_best_metric,
-            step_prefix: options.step_prefix.clone(),
-            step_format_fixed_length: options.step_format_fixed_length,
-            create: options.create,
-            read_only: options.read_only,
-            cleanup_tmp_directories: options.cleanup_tmp_directories,
-            todelete_subdir: options.todelete_subdir.clone(),
-            save_root_metadata: options.save_root_metadata,
-            root_metadata: options.root_metadata.clone(),
-            prevent_write_metrics: options.prevent_write_metrics,
-            atomicity: options.atomicity,
-            lightweight_initialize: options.lightweight_initialize,
-            enable_async_checkpointing: options.enable_async_checkpointing,
-            async_timeout_secs: options.async_timeout_secs,
-            enable_background_delete: options.enable_background_delete,
-            verify_checksums: options.verify_checksums,
             save_decision_policy,
             preservation_policy,
-            set_fields: None,
+            ..ManagerConfig::data_of(options)
         })
     }
 }
@@ -648,55 +506,78 @@ mod tests {
     use super::*;
 
     #[test]
-    fn defaults_match_the_options_defaults() {
-        let from_config = ManagerConfig::default().into_options().unwrap();
+    fn an_empty_config_gives_the_default_options() {
         let d = CheckpointManagerOptions::default();
-        assert_eq!(from_config.save_interval_steps, d.save_interval_steps);
-        assert_eq!(from_config.best_mode, d.best_mode);
-        assert_eq!(from_config.create, d.create);
-        assert_eq!(
-            from_config.enable_async_checkpointing,
-            d.enable_async_checkpointing
-        );
-        assert_eq!(from_config.async_timeout_secs, d.async_timeout_secs);
-        assert_eq!(from_config.verify_checksums, d.verify_checksums);
-        assert_eq!(
-            from_config.enable_background_delete,
-            d.enable_background_delete
-        );
-        assert_eq!(from_config.save_root_metadata, d.save_root_metadata);
-        assert_eq!(
-            from_config.keep_checkpoints_without_metrics,
-            d.keep_checkpoints_without_metrics
-        );
-        let empty = ManagerConfig::from_json_str("{}")
-            .unwrap()
-            .into_options()
-            .unwrap();
-        assert_eq!(empty.save_interval_steps, Some(1));
-        let empty = ManagerConfig::from_toml_str("")
-            .unwrap()
-            .into_options()
-            .unwrap();
-        assert_eq!(empty.save_interval_steps, Some(1));
+        for options in [
+            ManagerConfig::default().into_options().unwrap(),
+            ManagerConfig::from_json_str("{}")
+                .unwrap()
+                .into_options()
+                .unwrap(),
+            ManagerConfig::from_toml_str("")
+                .unwrap()
+                .into_options()
+                .unwrap(),
+        ] {
+            assert_eq!(options.save_interval_steps, Some(1));
+            assert_eq!(options.save_interval_steps, d.save_interval_steps);
+            assert_eq!(options.async_timeout_secs, d.async_timeout_secs);
+            assert_eq!(options.writer_lease_ttl_secs, d.writer_lease_ttl_secs);
+            assert!(options.create && options.verify_checksums);
+        }
+        // Nothing set: the config writes as an empty object.
+        assert_eq!(ManagerConfig::default().to_json_string().unwrap(), "{}");
     }
 
     #[test]
-    fn interval_off_and_atomicity_strings() {
+    fn off_values_and_atomicity_strings() {
         let c = ManagerConfig::from_toml_str(
-            "save_interval_steps = false\natomicity = \"commit_file\"\nbest_mode = \"min\"",
+            "save_interval_steps = false\natomicity = \"commit_file\"\nbest_mode = \"min\"\nwriter_lease_ttl_secs = false",
         )
         .unwrap();
-        assert_eq!(c.save_interval_steps, None);
-        assert_eq!(c.atomicity, AtomicityMode::CommitFile);
-        assert_eq!(c.best_mode, BestMode::Min);
+        assert_eq!(c.save_interval_steps, Some(None));
+        assert_eq!(c.writer_lease_ttl_secs, Some(None));
+        assert_eq!(c.atomicity, Some(ckpt_storage::AtomicityMode::CommitFile));
+        assert_eq!(c.best_mode, Some(ckpt_policy::BestMode::Min));
+        let o = c.into_options().unwrap();
+        assert_eq!(o.save_interval_steps, None);
+        assert_eq!(o.writer_lease_ttl_secs, None);
         let c = ManagerConfig::from_json_str(r#"{"save_interval_steps": null}"#).unwrap();
-        assert_eq!(c.save_interval_steps, None);
+        assert_eq!(c.save_interval_steps, Some(None));
         let e = ManagerConfig::from_json_str(r#"{"save_interval_steps": true}"#).unwrap_err();
         assert_eq!(e.kind(), ErrorKind::InvalidConfig);
         let e = ManagerConfig::from_json_str(r#"{"atomicity": "sometimes"}"#).unwrap_err();
         assert_eq!(e.kind(), ErrorKind::InvalidConfig);
         assert!(e.message().contains("sometimes"), "{e}");
+    }
+
+    #[test]
+    fn from_options_round_trips_through_toml() {
+        let options = CheckpointManagerOptions {
+            save_interval_steps: None,
+            max_to_keep: Some(4),
+            step_prefix: Some("run".into()),
+            wait_for_writer_secs: 7,
+            writer_lease_ttl_secs: Some(90),
+            atomicity: ckpt_storage::AtomicityMode::CommitFile,
+            ..Default::default()
+        };
+        let text = ManagerConfig::from_options(&options)
+            .unwrap()
+            .to_toml_string()
+            .unwrap();
+        let back = ManagerConfig::from_toml_str(&text)
+            .unwrap()
+            .into_options()
+            .unwrap();
+        assert_eq!(back.save_interval_steps, None, "{text}");
+        assert_eq!(back.max_to_keep, Some(4));
+        assert_eq!(back.step_prefix.as_deref(), Some("run"));
+        assert_eq!(back.wait_for_writer_secs, 7);
+        assert_eq!(back.writer_lease_ttl_secs, Some(90));
+        assert_eq!(back.atomicity, ckpt_storage::AtomicityMode::CommitFile);
+        // Only what differs from the defaults is written.
+        assert!(!text.contains("create"), "{text}");
     }
 
     #[test]

@@ -47,6 +47,7 @@ mod listing;
 pub mod logging;
 mod manager;
 mod open_root;
+mod option_list;
 mod options;
 mod preemption;
 mod restored;
