@@ -4,9 +4,15 @@
 //! no empty, `.` or `..` component, no component that begins or ends with whitespace (opendal
 //! trims paths, so `"x "` would silently name `"x"`), and no NUL or backslash; `""` is the root.
 
+use ckpt_core::layout::component_problem;
 use ckpt_core::{Error, Result};
 
 /// Checks that `path` is a valid store path (see the crate docs); `""`, the root, is valid.
+///
+/// The path-level rules are checked here (relative, no trailing `/`); each component is checked
+/// by ckpt-core's one name validator, [`ckpt_core::layout::component_problem`], and the first
+/// problem in its order (NUL, backslash, empty, `.`/`..`, edge whitespace) found in any
+/// component is reported.
 ///
 /// # Errors
 /// [`ckpt_core::ErrorKind::InvalidArgument`] naming the path and saying what is wrong with it.
@@ -18,22 +24,11 @@ pub fn validate_path(path: &str) -> Result<()> {
         Some("it must be relative (no leading '/')")
     } else if path.ends_with('/') {
         Some("it must not end with '/'")
-    } else if path.contains('\0') {
-        Some("it must not contain NUL")
-    } else if path.contains('\\') {
-        Some("it must not contain a backslash")
-    } else if path.split('/').any(|c| c.is_empty()) {
-        Some("it must not contain an empty component ('//')")
-    } else if path.split('/').any(|c| c == "." || c == "..") {
-        Some("it must not contain a '.' or '..' component")
-    } else if path
-        .split('/')
-        .any(|c| c.starts_with(char::is_whitespace) || c.ends_with(char::is_whitespace))
-    {
-        // opendal trims whitespace at both ends of a path, so "x " would silently become "x".
-        Some("no component may begin or end with whitespace")
     } else {
-        None
+        path.split('/')
+            .filter_map(component_problem)
+            .min()
+            .map(|p| p.rule())
     };
     match problem {
         None => Ok(()),
@@ -111,6 +106,29 @@ mod tests {
             assert_eq!(e.kind(), ErrorKind::InvalidArgument, "{p:?}");
             assert_eq!(e.path(), Some(p));
             assert!(e.to_string().contains(&format!("{p:?}")), "{e}");
+        }
+    }
+
+    #[test]
+    fn bad_paths_say_what_is_wrong() {
+        for (p, why) in [
+            ("/a", "it must be relative (no leading '/')"),
+            ("a/", "it must not end with '/'"),
+            ("a\0b", "it must not contain NUL"),
+            ("a\\b", "it must not contain a backslash"),
+            ("a//b", "it must not contain an empty component ('//')"),
+            ("a/../b", "it must not contain a '.' or '..' component"),
+            ("a /b", "no component may begin or end with whitespace"),
+            // The first problem in component_problem's order wins, whichever component has it.
+            (" a/b\\c", "it must not contain a backslash"),
+            ("./a\0", "it must not contain NUL"),
+        ] {
+            let e = validate_path(p).expect_err(p);
+            assert_eq!(
+                e.message(),
+                format!("invalid store path {p:?}: {why}"),
+                "{p:?}"
+            );
         }
     }
 
