@@ -7,6 +7,8 @@ use crate::{
     TensorHandler,
 };
 use ckpt_core::{Error, ErrorKind, Result};
+use serde::de::value::MapDeserializer;
+use serde::Deserialize;
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
@@ -17,15 +19,49 @@ enum LookupFailure {
     /// No linked handler is registered under the string.
     Unknown,
     /// A handler is registered under the string but cannot be built from `{"type": ...}` alone.
-    NotConstructible(serde_json::Error),
+    NotConstructible(BuildError),
+}
+
+/// The error of building a handler from `{"type": <type string>}` alone: the deserializer error
+/// of [`lookup`], so that typetag's "no handler has this tag" is told apart by its kind, not by
+/// its message. typetag reports a tag nothing registered with
+/// [`serde::de::Error::unknown_variant`], and nothing else in a one-key map can be an unknown
+/// variant.
+#[derive(Debug)]
+enum BuildError {
+    /// typetag found no handler registered under the tag.
+    UnknownTag,
+    /// Anything else (a field without a serde default, a tag two handlers claim, ...).
+    Other(String),
+}
+
+impl std::fmt::Display for BuildError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            BuildError::UnknownTag => f.write_str("no handler is registered under this tag"),
+            BuildError::Other(msg) => f.write_str(msg),
+        }
+    }
+}
+
+impl std::error::Error for BuildError {}
+
+impl serde::de::Error for BuildError {
+    fn custom<T: std::fmt::Display>(msg: T) -> Self {
+        BuildError::Other(msg.to_string())
+    }
+
+    fn unknown_variant(_variant: &str, _expected: &'static [&'static str]) -> Self {
+        BuildError::UnknownTag
+    }
 }
 
 fn lookup(type_string: &str) -> std::result::Result<Box<dyn CheckpointHandler>, LookupFailure> {
-    let tagged = serde_json::json!({ "type": type_string });
-    match serde_json::from_value::<Box<dyn CheckpointHandler>>(tagged) {
+    // `{"type": type_string}`, deserialized with an error type of our own (see BuildError).
+    let tagged = MapDeserializer::<_, BuildError>::new(std::iter::once(("type", type_string)));
+    match Box::<dyn CheckpointHandler>::deserialize(tagged) {
         Ok(handler) => Ok(handler),
-        // typetag's error for a tag nothing registered: "unknown variant `x`, expected ...".
-        Err(e) if e.to_string().contains("unknown variant") => {
+        Err(BuildError::UnknownTag) => {
             if is_orbax_tensorstore_handler(type_string) {
                 Err(LookupFailure::OrbaxTensorstore(
                     class_name(type_string).to_string(),

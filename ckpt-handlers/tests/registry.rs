@@ -110,6 +110,15 @@ fn a_handler_needing_config_is_a_handler_error() {
     let e = handler_for_type_string("test.needs_config").unwrap_err();
     assert_eq!(e.kind(), ErrorKind::Handler);
     assert!(e.to_string().contains("test.needs_config"), "{e}");
+    // serde's reason is kept as the source (the lookup tells "unknown tag" apart by the
+    // deserializer error's kind, not by its text).
+    let source = std::error::Error::source(&e).map(|s| s.to_string());
+    assert!(
+        source
+            .as_deref()
+            .is_some_and(|s| s.contains("missing field")),
+        "{source:?}"
+    );
     let e = HandlerRegistry::new()
         .resolve("cfg", Some("test.needs_config"))
         .unwrap_err();
