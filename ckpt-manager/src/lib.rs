@@ -55,6 +55,7 @@ mod retention;
 mod save;
 #[cfg(feature = "sigterm")]
 mod sigterm;
+mod verify;
 mod watch;
 
 pub use ckpt_core as core;
@@ -77,4 +78,5 @@ pub use restored::Restored;
 pub use retention::RetentionDecision;
 #[cfg(feature = "sigterm")]
 pub use sigterm::{SigtermOptions, SigtermPreemption};
+pub use verify::{verify_step, VerifyReport};
 pub use watch::{wait_for_new_checkpoint, StepWatcher};

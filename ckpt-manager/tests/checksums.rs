@@ -6,7 +6,8 @@
 
 use ckpt_manager::core::ErrorKind;
 use ckpt_manager::handlers::{Tensor, TensorMap};
-use ckpt_manager::storage::{verify_step, ChecksumManifest, LocalStore};
+use ckpt_manager::storage::{ChecksumManifest, LocalStore};
+use ckpt_manager::verify_step;
 use ckpt_manager::{CheckpointManager, Composite, SaveOptions};
 use serde_json::json;
 use std::path::Path;

@@ -4,7 +4,7 @@
 //! `cleanup_tmp_directories`) must find
 //!
 //! - only steps that restore completely, each holding exactly what the writer derives from its
-//!   step number, with a checksum manifest and no bad file (`ckpt_storage::verify_step`);
+//!   step number, with a checksum manifest and no bad file (`ckpt_manager::verify_step`);
 //! - the latest step the child reported as committed, unless retention legitimately deleted it
 //!   (`max_to_keep` 3: only once three newer steps are listed), and every `keep_period` step ever
 //!   listed;
@@ -433,7 +433,7 @@ fn check_step(mngr: &CheckpointManager, step: Step) -> Result<(), String> {
         other => return Err(format!("step {step}: metrics(step) is {other:?}")),
     }
     let dir = mngr.step_dir_name(step);
-    let report = ckpt_manager::storage::verify_step(mngr.store().as_ref(), &dir)
+    let report = ckpt_manager::verify_step(mngr.store().as_ref(), &dir)
         .map_err(|e| format!("step {step}: verify_step fails: {e}"))?;
     if !report.has_checksums {
         return Err(format!("step {step} has no checksum manifest"));

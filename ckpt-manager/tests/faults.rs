@@ -107,9 +107,8 @@ fn check_step(mngr: &CheckpointManager, step: Step) -> std::result::Result<(), S
             "step {step} restores other contents than were saved"
         ));
     }
-    let report =
-        ckpt_manager::storage::verify_step(mngr.store().as_ref(), &mngr.step_dir_name(step))
-            .map_err(|e| format!("verify_step({step}): {e}"))?;
+    let report = ckpt_manager::verify_step(mngr.store().as_ref(), &mngr.step_dir_name(step))
+        .map_err(|e| format!("verify_step({step}): {e}"))?;
     if !report.has_checksums || !report.is_ok() {
         return Err(format!("step {step} fails verification:\n{report}"));
     }

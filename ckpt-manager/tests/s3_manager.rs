@@ -6,7 +6,8 @@ mod s3_common;
 
 use ckpt_manager::core::{commit_success_text, COMMIT_SUCCESS_FILE, STEP_METADATA_FILE};
 use ckpt_manager::handlers::{Tensor, TensorMap};
-use ckpt_manager::storage::{verify_step, CountingStore, Gate, LatencyStore, OpKind, Store};
+use ckpt_manager::storage::{CountingStore, Gate, LatencyStore, OpKind, Store};
+use ckpt_manager::verify_step;
 use ckpt_manager::{BestMode, CheckpointManager, Composite, ErrorKind, Metrics, SaveOptions};
 use serde_json::json;
 use std::sync::{mpsc, Arc};

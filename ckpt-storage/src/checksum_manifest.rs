@@ -1,7 +1,8 @@
 //! The checksum manifest of a step, `<step>/_CKPT_CHECKSUMS` ([`MANIFEST_FILE`]): its format
 //! ([`ChecksumManifest`], one [`FileChecksum`] per file), the CRC32C of bytes, and what checking
 //! bytes against a checksum finds ([`FileStatus`]). The layers that record and check checksums
-//! are in `layers/checksum.rs`; the walk over a whole step is `verify.rs`.
+//! are in `layers/checksum.rs`; the walk over a whole step, which needs to know what a step
+//! holds, is `ckpt_manager::verify_step` (ckpt-manager/src/verify.rs).
 //!
 //! ckpt's own; Orbax has no checksums. The manifest is a file at step level, beside
 //! `_CHECKPOINT_METADATA`: Orbax treats only the subdirectories of a step as items and ignores
@@ -239,7 +240,8 @@ fn parse_crc(s: &str) -> Option<u32> {
     }
 }
 
-/// What [`crate::verify_step`] (or a [`crate::VerifyingStore`] read) found for one file.
+/// What a [`crate::VerifyingStore`] read (or `ckpt_manager::verify_step`, the check of a whole
+/// step) found for one file.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum FileStatus {
     /// Size and CRC32C match the manifest.
@@ -273,6 +275,17 @@ impl FileStatus {
     pub fn is_bad(&self) -> bool {
         !matches!(self, FileStatus::Ok | FileStatus::Unchecked)
     }
+
+    /// The `Corrupt` error for a file at `location` (its full location) with this status:
+    /// `"<location> does not match its checksum (_CKPT_CHECKSUMS): <status>"`, with the
+    /// location as the error's path. What the checking layers return, and what a report of a
+    /// whole step (`ckpt_manager::VerifyReport`) turns a bad file into.
+    pub fn corrupt_at(self, location: &str) -> Error {
+        Error::corrupt(format!(
+            "{location} does not match its checksum ({MANIFEST_FILE}): {self}"
+        ))
+        .with_path(location.to_string())
+    }
 }
 
 impl fmt::Display for FileStatus {
@@ -295,12 +308,9 @@ impl fmt::Display for FileStatus {
     }
 }
 
-/// The `Corrupt` error for a bad file at `location`.
+/// The `Corrupt` error for a bad file at `location` ([`FileStatus::corrupt_at`]).
 pub(crate) fn corrupt(location: &str, status: FileStatus) -> Error {
-    Error::corrupt(format!(
-        "{location} does not match its checksum ({MANIFEST_FILE}): {status}"
-    ))
-    .with_path(location.to_string())
+    status.corrupt_at(location)
 }
 
 #[cfg(test)]

@@ -17,8 +17,9 @@
 //!   counts and a log of changes; `LatencyStore` with `Gate`: delays, held writes), and the
 //!   checksum layers [`RecordingStore`] and [`VerifyingStore`];
 //! * checksums (ckpt's own, Orbax has none): the CRC32C of every file of a step, in
-//!   `<step>/_CKPT_CHECKSUMS` ([`ChecksumManifest`], [`FileChecksum`], `checksum_manifest.rs`),
-//!   and [`verify_step`] with its [`VerifyReport`] (`verify.rs`).
+//!   `<step>/_CKPT_CHECKSUMS` ([`ChecksumManifest`], [`FileChecksum`], [`FileStatus`],
+//!   `checksum_manifest.rs`). The check of a whole step (which files a step holds) is
+//!   `ckpt_manager::verify_step`, where the step layout is known.
 //!
 //! Paths given to a [`Store`] are relative to the store's root, `/`-separated, with no leading
 //! `/`, no `.` or `..` component, no empty component and no trailing `/` (the empty path is the
@@ -41,7 +42,6 @@ mod stream;
 #[cfg(feature = "testkit")]
 pub mod testkit;
 mod uri;
-mod verify;
 pub mod writer_guard;
 
 pub use checksum_manifest::{
@@ -71,7 +71,6 @@ pub use opendal_store::OpendalStore;
 pub use path::{file_name, join_path, parent_path, validate_path};
 pub use stream::{BufferStream, ReadStream};
 pub use uri::{open, open_with_retries};
-pub use verify::{verify_step, VerifyReport};
 pub use writer_guard::lease::{WriterLease, DEFAULT_LEASE_TTL_SECS, LEASE_FILE};
 pub use writer_guard::local::LOCAL_LOCK_FILE;
 pub use writer_guard::{writer_token, WriterLock};

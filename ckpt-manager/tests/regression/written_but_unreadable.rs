@@ -156,7 +156,7 @@ fn craft_bad_offsets(root: &str) {
     manifest.write_to(store.as_ref(), "1").unwrap();
 
     // Checksums pass; restore does not.
-    let report = ckpt_manager::storage::verify_step(store.as_ref(), "1").unwrap();
+    let report = ckpt_manager::verify_step(store.as_ref(), "1").unwrap();
     assert!(report.is_ok(), "the manifest was not rewritten to match");
     let m = CheckpointManager::builder(root)
         .read_only(true)

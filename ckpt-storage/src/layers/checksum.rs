@@ -1,7 +1,8 @@
 //! The checksum layers: [`RecordingStore`] (records a CRC32C of every file written through
 //! it, for the step's manifest) and [`VerifyingStore`] (checks files against a manifest as they
 //! are read, with its threaded stream). The manifest format, [`ChecksumManifest`], is
-//! `checksum_manifest.rs`; the check of a whole step, [`crate::verify_step`], is `verify.rs`.
+//! `checksum_manifest.rs`; the check of a whole step is `ckpt_manager::verify_step`
+//! (ckpt-manager/src/verify.rs), where the step layout is known.
 //!
 //! ckpt's own; Orbax has no checksums.
 

@@ -37,7 +37,7 @@ pub(crate) fn verify(args: &RootArgs, step: Option<&str>, checksums_only: bool) 
     let mut deleted = Vec::new();
     'steps: for step in steps {
         let dir = mngr.step_dir_name(step);
-        let report = match ckpt_manager::storage::verify_step(mngr.store().as_ref(), &dir) {
+        let report = match ckpt_manager::verify_step(mngr.store().as_ref(), &dir) {
             Ok(r) => r,
             // A live writer's retention may delete a listed step while it is being verified.
             Err(e) if e.kind() == ErrorKind::NotFound && step_given.is_none() => {

@@ -1,11 +1,16 @@
 //! [`verify_step`]: every file of a step checked against the step's checksum manifest, and
 //! its result, [`VerifyReport`]. ckpt's own; Orbax has no checksums.
+//!
+//! Here rather than in ckpt-storage because it walks a step directory and must know what a step
+//! holds (which files the manifest does not list on purpose: the manifest itself,
+//! `_CHECKPOINT_METADATA`, `commit_success.txt`); storage keeps the manifest format
+//! ([`ChecksumManifest`], [`FileStatus`]) and the checking layers.
 
-use crate::checksum_manifest::corrupt;
-use crate::{
-    join_path, validate_path, ChecksumManifest, Entry, EntryKind, FileStatus, Store, MANIFEST_FILE,
-};
 use ckpt_core::{Error, ErrorKind, Result, COMMIT_SUCCESS_FILE, STEP_METADATA_FILE};
+use ckpt_storage::{
+    file_name, join_path, validate_path, ChecksumManifest, Entry, EntryKind, FileStatus, Store,
+    MANIFEST_FILE,
+};
 use std::collections::BTreeMap;
 use std::fmt;
 
@@ -57,7 +62,7 @@ impl VerifyReport {
             return Ok(());
         };
         if bad.len() == 1 {
-            return Err(corrupt(&self.location_of(first), *first_status));
+            return Err(first_status.corrupt_at(&self.location_of(first)));
         }
         let list: Vec<String> = bad
             .iter()
@@ -144,7 +149,7 @@ pub fn verify_step(store: &dyn Store, step_dir: &str) -> Result<VerifyReport> {
         files.push((key.clone(), status));
     }
     for (key, kind) in &found {
-        let name = crate::file_name(key);
+        let name = file_name(key);
         let ignored = *kind == EntryKind::Dir
             || name == MANIFEST_FILE
             || name == STEP_METADATA_FILE
