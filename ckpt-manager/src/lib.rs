@@ -53,6 +53,7 @@ mod preemption;
 mod restored;
 mod retention;
 mod save;
+mod save_plan;
 #[cfg(feature = "sigterm")]
 mod sigterm;
 mod verify;

@@ -1,0 +1,172 @@
+//! Reading a step: its metrics, metadata and items (`restore` and its variants).
+
+use super::CheckpointManager;
+use crate::Restored;
+use ckpt_core::{Error, Metrics, Result, RootMetadata, Step, StepMetadata};
+use std::collections::BTreeMap;
+
+impl CheckpointManager {
+    /// The metrics stored with `step` (`<step>/metrics/metrics`), or `None` when it has none.
+    ///
+    /// # Errors
+    /// `NotFound` when there is no such step directory; `Corrupt` when the file is broken.
+    pub fn metrics(&self, step: Step) -> Result<Option<Metrics>> {
+        self.settle_if_in_flight(step);
+        self.root.metrics(step)
+    }
+
+    /// The root metadata (spec §1.6): `_ROOT_METADATA`, else the legacy `metadata/metadata`, else
+    /// (no `metadata/` directory) empty — or, on a read-only manager, what was given as
+    /// `root_metadata`.
+    ///
+    /// # Errors
+    /// `NotFound` when `metadata/` exists but holds neither file; `Corrupt` when the file is broken.
+    pub fn metadata(&self) -> Result<RootMetadata> {
+        self.root.root_metadata()
+    }
+
+    /// The step metadata of `step` (spec §5.5), its `metrics` filled from the metrics file. A step
+    /// without a metadata file gets empty metadata.
+    ///
+    /// # Errors
+    /// `NotFound` when there is no such step directory; `Corrupt` when a file is broken.
+    pub fn step_metadata(&self, step: Step) -> Result<StepMetadata> {
+        self.settle_if_in_flight(step);
+        self.root.step_metadata(step)
+    }
+
+    /// What each item's handler tells about it without restoring (spec §5.5 `item_metadata`): one
+    /// entry per item directory, `None` when its handler has nothing to say or cannot be found.
+    ///
+    /// # Errors
+    /// `NotFound` when there is no such step; `Corrupt` when a handler finds a broken file.
+    pub fn item_metadata(&self, step: Step) -> Result<BTreeMap<String, Option<serde_json::Value>>> {
+        self.settle_if_in_flight(step);
+        self.root.item_metadata(step)
+    }
+
+    /// The handler type string recorded for each item of a step (empty when the step has no
+    /// readable metadata).
+    ///
+    /// # Errors
+    /// `NotFound` when there is no such step.
+    pub fn item_handlers(&self, step: Step) -> Result<BTreeMap<String, String>> {
+        self.settle_if_in_flight(step);
+        self.root.item_handlers(step)
+    }
+
+    /// The items of `step`: its item directories (the `metrics` item included when the step has
+    /// metrics), sorted; what [`CheckpointManager::restore`] with no names restores.
+    ///
+    /// # Errors
+    /// `NotFound` when there is no such step directory; `Storage` when it cannot be listed.
+    pub fn item_names(&self, step: Step) -> Result<Vec<String>> {
+        self.settle_if_in_flight(step);
+        self.root.item_names(step)
+    }
+
+    // ----------------------------------------------------------------------------- restore
+
+    /// Restores every item of `step` (the latest committed step when `None`), as Orbax `restore`
+    /// with no args (spec §5.4, §6.4): each item's handler is the one registered for it, else the
+    /// one named in the step metadata, found by type string in this process. Waits for a save in
+    /// flight first (its failure is reported later, by `save`, `wait_until_finished` or `close`).
+    ///
+    /// # Errors
+    /// `NotFound` when there are no steps or no such step directory; `InvalidArgument` when the
+    /// step directory is not committed or holds no items; `Unsupported` naming the item and the
+    /// handler when an item's format cannot be read (e.g. Orbax tensorstore arrays); `Corrupt`
+    /// when a file is broken. A failed restore changes nothing (D6).
+    pub fn restore(&self, step: Option<Step>) -> Result<Restored> {
+        self.restore_impl(step, None)
+    }
+
+    /// Restores only the items `names` of `step` (the latest when `None`).
+    ///
+    /// # Errors
+    /// As [`CheckpointManager::restore`]; `NotFound` naming the item and the available items when
+    /// an asked item is not in the step.
+    pub fn restore_items(&self, step: Option<Step>, names: &[&str]) -> Result<Restored> {
+        self.restore_impl(step, Some(names))
+    }
+
+    /// Restores only the leaves `leaves` (Orbax param names: the key path joined by `.`, e.g.
+    /// `params.dense.kernel`) of pytree item `item` of `step` (the latest when `None`), reading
+    /// only their chunks; the other leaves are left out of the tree.
+    ///
+    /// # Errors
+    /// As [`CheckpointManager::restore_items`]; `InvalidArgument` when the item is not a pytree
+    /// item or a leaf is not in it.
+    pub fn restore_leaves(
+        &self,
+        step: Option<Step>,
+        item: &str,
+        leaves: &[&str],
+    ) -> Result<ckpt_handlers::PyTree> {
+        self.settle_quietly();
+        let step = self.step_to_restore(step)?;
+        let only: std::collections::BTreeSet<String> =
+            leaves.iter().map(|l| l.to_string()).collect();
+        let restored = self.root.restore(
+            step,
+            Some(&[item]),
+            Some(crate::open_root::PyTreeRestore::Leaves(&only)),
+        )?;
+        match restored.into_items().remove(item) {
+            Some(ckpt_handlers::RestoredItem::PyTree(t)) => Ok(t),
+            _ => Err(Error::invalid_argument(format!(
+                "item {item:?} of step {step} is not a pytree item"
+            ))),
+        }
+    }
+
+    /// Restores pytree item `item` of `step` (the latest when `None`) into `tree`, a pytree the
+    /// caller owns (e.g. the model's parameters, already allocated): every array and scalar
+    /// leaf of `tree` (dtype and shape as saved) is filled in place from the item's leaf of the
+    /// same param name, its chunks decoded straight into the leaf's memory, so the restore needs
+    /// no fresh memory for the arrays; string leaves are replaced; the item's other leaves are
+    /// not read. Checksums are verified as by [`CheckpointManager::restore`] (a ckpt-written
+    /// file is checked as it streams, before the call returns `Ok`). Returns the step restored.
+    /// ckpt's own (Orbax restores into new arrays).
+    ///
+    /// # Errors
+    /// As [`CheckpointManager::restore_items`]; `InvalidArgument` when the item is not a pytree
+    /// item, or naming the leaf when `tree` has a leaf the item lacks or whose dtype, shape or
+    /// kind differs. After an error, leaves may hold part of the step's data.
+    pub fn restore_pytree_into(
+        &self,
+        step: Option<Step>,
+        item: &str,
+        tree: &mut ckpt_handlers::PyTree,
+    ) -> Result<Step> {
+        self.settle_quietly();
+        let step = self.step_to_restore(step)?;
+        self.root.restore(
+            step,
+            Some(&[item]),
+            Some(crate::open_root::PyTreeRestore::Into(tree)),
+        )?;
+        Ok(step)
+    }
+
+    /// `step`, or the latest committed step when `None`.
+    pub(super) fn step_to_restore(&self, step: Option<Step>) -> Result<Step> {
+        match step {
+            Some(s) => Ok(s),
+            None => self.latest_step().ok_or_else(|| {
+                Error::not_found("no committed steps to restore")
+                    .with_path(self.root.store.location(""))
+            }),
+        }
+    }
+
+    pub(super) fn restore_impl(
+        &self,
+        step: Option<Step>,
+        names: Option<&[&str]>,
+    ) -> Result<Restored> {
+        self.settle_quietly();
+        let step = self.step_to_restore(step)?;
+        self.root.restore(step, names, None)
+    }
+}

@@ -1,0 +1,272 @@
+//! Reading a step of an open root: its metrics, metadata, item names and handlers, and the
+//! restore of its items (checksums verified first when asked).
+
+use super::OpenRoot;
+use crate::listing::{read_metrics, read_step_metadata};
+use crate::Restored;
+use ckpt_core::{
+    is_tmp_name, Error, ErrorKind, Metrics, Result, RootMetadata, Step, StepMetadata,
+    LEGACY_ROOT_METADATA_FILE, METRICS_ITEM_NAME, ROOT_METADATA_DIR, ROOT_METADATA_FILE,
+};
+use ckpt_handlers::{CheckpointHandler, ItemDir, JsonHandler};
+use ckpt_storage::{ChecksumManifest, EntryKind, Store, VerifyingStore, MANIFEST_FILE};
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+/// How [`OpenRoot::restore`] restores a pytree item (an Orbax `StandardSave` / `PyTreeSave`
+/// item) instead of through its handler's plain restore.
+pub(crate) enum PyTreeRestore<'t> {
+    /// Only these leaves (param names), each read alone.
+    Leaves(&'t std::collections::BTreeSet<String>),
+    /// Into this tree, the caller's, leaf by leaf in place.
+    Into(&'t mut ckpt_handlers::PyTree),
+}
+
+impl OpenRoot {
+    pub fn metrics(&self, step: Step) -> Result<Option<Metrics>> {
+        let dir = self.existing_step_dir(step)?;
+        read_metrics(self.store.as_ref(), &dir).map_err(|e| e.with_step(step))
+    }
+
+    pub fn root_metadata(&self) -> Result<RootMetadata> {
+        if let Some(m) = self.store.stat(ROOT_METADATA_DIR)? {
+            if m.kind != EntryKind::Dir {
+                let path = ckpt_core::layout::root_metadata_file();
+                return Err(Error::storage(format!(
+                    "cannot read the root metadata {path}: `{ROOT_METADATA_DIR}` is not a directory"
+                ))
+                .with_path(self.store.location(&path)));
+            }
+        }
+        for name in [ROOT_METADATA_FILE, LEGACY_ROOT_METADATA_FILE] {
+            let path = format!("{ROOT_METADATA_DIR}/{name}");
+            match self.store.read(&path) {
+                Ok(bytes) => {
+                    return RootMetadata::from_json_bytes(&bytes).map_err(|e| {
+                        Error::corrupt(format!("cannot read root metadata: {}", e.message()))
+                            .with_path(self.store.location(&path))
+                    })
+                }
+                Err(e) if e.kind() == ErrorKind::NotFound => continue,
+                Err(e) => return Err(e),
+            }
+        }
+        let dir_exists = match self.store.stat(ROOT_METADATA_DIR)? {
+            Some(m) => m.kind == EntryKind::Dir,
+            None => !self.store.list_dir(ROOT_METADATA_DIR)?.is_empty(),
+        };
+        if dir_exists {
+            return Err(Error::not_found(
+                "failed to read root metadata: the metadata directory holds no metadata file",
+            )
+            .with_path(self.store.location(ROOT_METADATA_DIR)));
+        }
+        let custom = if self.options.read_only {
+            self.options.root_metadata.clone()
+        } else {
+            None
+        };
+        Ok(RootMetadata::with_custom(custom.unwrap_or_default()))
+    }
+
+    pub fn step_metadata(&self, step: Step) -> Result<StepMetadata> {
+        let dir = self.existing_step_dir(step)?;
+        let mut meta = read_step_metadata(self.store.as_ref(), &dir)
+            .map_err(|e| e.with_step(step))?
+            .unwrap_or_default();
+        if let Some(m) = read_metrics(self.store.as_ref(), &dir).map_err(|e| e.with_step(step))? {
+            meta.metrics = m;
+        }
+        Ok(meta)
+    }
+
+    pub fn item_metadata(&self, step: Step) -> Result<BTreeMap<String, Option<serde_json::Value>>> {
+        let dir = self.existing_step_dir(step)?;
+        let handlers = self.recorded_handlers(&dir);
+        let mut out = BTreeMap::new();
+        for item in self.item_dirs(&dir)? {
+            let path = format!("{dir}/{item}");
+            let value = match self.handler_for(&item, handlers.get(&item).map(String::as_str)) {
+                Ok(h) => h
+                    .metadata(&ItemDir::new(self.store.as_ref(), &path))
+                    .map_err(|e| e.with_step(step))?,
+                Err(_) => None,
+            };
+            out.insert(item, value);
+        }
+        Ok(out)
+    }
+
+    pub fn item_handlers(&self, step: Step) -> Result<BTreeMap<String, String>> {
+        let dir = self.existing_step_dir(step)?;
+        Ok(self.recorded_handlers(&dir))
+    }
+
+    fn recorded_handlers(&self, dir: &str) -> BTreeMap<String, String> {
+        match read_step_metadata(self.store.as_ref(), dir) {
+            Ok(Some(m)) => m.item_handler_map(),
+            _ => BTreeMap::new(),
+        }
+    }
+
+    /// As `recorded_handlers`, but a broken metadata file is an error (restore must not guess).
+    fn recorded_handlers_strict(&self, dir: &str) -> Result<BTreeMap<String, String>> {
+        Ok(read_step_metadata(self.store.as_ref(), dir)?
+            .map(|m| m.item_handler_map())
+            .unwrap_or_default())
+    }
+
+    pub fn existing_step_dir(&self, step: Step) -> Result<String> {
+        let name = self.step_dir_name(step);
+        match self.store.stat(&name)? {
+            Some(m) if m.kind == EntryKind::Dir => Ok(name),
+            _ if !self.store.capabilities().directories
+                && !self.store.list_dir(&name)?.is_empty() =>
+            {
+                Ok(name)
+            }
+            _ => Err(
+                Error::not_found(format!("there is no checkpoint for step {step}"))
+                    .with_step(step)
+                    .with_path(self.store.location(&name)),
+            ),
+        }
+    }
+
+    /// The item directories of `step`, sorted.
+    pub fn item_names(&self, step: Step) -> Result<Vec<String>> {
+        let dir = self.existing_step_dir(step)?;
+        self.item_dirs(&dir).map_err(|e| e.with_step(step))
+    }
+
+    fn item_dirs(&self, dir: &str) -> Result<Vec<String>> {
+        let mut items: Vec<String> = self
+            .store
+            .list_dir(dir)?
+            .into_iter()
+            .filter(|e| e.kind == EntryKind::Dir && !is_tmp_name(&e.name))
+            .map(|e| e.name)
+            .collect();
+        items.sort();
+        Ok(items)
+    }
+
+    fn handler_for(
+        &self,
+        item: &str,
+        type_string: Option<&str>,
+    ) -> Result<Arc<dyn CheckpointHandler>> {
+        if self.registry.get(item).is_none() && item == METRICS_ITEM_NAME {
+            let json = ckpt_handlers::ORBAX_JSON_HANDLER;
+            if type_string.is_none() || type_string == Some(json) {
+                return Ok(Arc::new(JsonHandler::with_filename(METRICS_ITEM_NAME)));
+            }
+        }
+        self.registry.resolve(item, type_string)
+    }
+
+    /// Restores the items `names` (all when `None`) of `step` (spec §5.4, §6.4).
+    pub fn restore(
+        &self,
+        step: Step,
+        names: Option<&[&str]>,
+        mut pytree: Option<PyTreeRestore<'_>>,
+    ) -> Result<Restored> {
+        let dir = self.existing_step_dir(step)?;
+        if !self.protocol.is_committed(self.store.as_ref(), "", &dir)? || is_tmp_name(&dir) {
+            return Err(Error::invalid_argument(format!(
+                "found an incomplete checkpoint for step {step}"
+            ))
+            .with_step(step)
+            .with_path(self.store.location(&dir)));
+        }
+        let handlers = self
+            .recorded_handlers_strict(&dir)
+            .map_err(|e| e.with_step(step))?;
+        let available = self.item_dirs(&dir)?;
+        let wanted: Vec<String> = match names {
+            None => available.clone(),
+            Some(ns) => {
+                let mut v = Vec::new();
+                for n in ns {
+                    if !available.iter().any(|a| a == n) {
+                        return Err(Error::not_found(format!(
+                            "item {n:?} was not found in the checkpoint; available items: {available:?}"
+                        ))
+                        .with_step(step)
+                        .with_path(self.store.location(&dir)));
+                    }
+                    v.push((*n).to_string());
+                }
+                v
+            }
+        };
+        if wanted.is_empty() {
+            return Err(
+                Error::invalid_argument(format!("step {step} holds no items to restore"))
+                    .with_step(step)
+                    .with_path(self.store.location(&dir)),
+            );
+        }
+        // Files recorded in the step's checksum manifest are verified as handlers read them
+        // (issue 4); steps written by Orbax have no manifest and read as they are.
+        let verifying;
+        let reader: &dyn Store = if self.options.verify_checksums {
+            let manifest = ChecksumManifest::read_from(self.store.as_ref(), &dir)
+                .map_err(|e| e.with_step(step))?;
+            let manifest = match manifest {
+                Some(m) => m,
+                // ckpt writes a manifest with every step, so a step whose items were written by
+                // ckpt's own handlers but that has none lost it: its files cannot be trusted.
+                None if handlers.values().any(|h| h.starts_with("ckpt.")) => {
+                    return Err(Error::corrupt(format!(
+                        "step {step} was written by ckpt but its checksum manifest {MANIFEST_FILE} is missing"
+                    ))
+                    .with_step(step)
+                    .with_path(self.store.location(&format!("{dir}/{MANIFEST_FILE}"))));
+                }
+                None => ChecksumManifest::new(),
+            };
+            verifying = VerifyingStore::new(Arc::clone(&self.store), &dir, manifest);
+            &verifying
+        } else {
+            self.store.as_ref()
+        };
+        let mut items = BTreeMap::new();
+        for item in wanted {
+            let handler = self
+                .handler_for(&item, handlers.get(&item).map(String::as_str))
+                .map_err(|e| e.with_step(step))?;
+            let path = format!("{dir}/{item}");
+            let item_dir = ItemDir::new(reader, &path);
+            let value = match pytree.as_mut() {
+                None => handler.restore(&item_dir),
+                Some(how) => {
+                    let ts = handler.type_string();
+                    if ts != ckpt_handlers::orbax_array::STANDARD_HANDLER
+                        && ts != ckpt_handlers::orbax_array::PYTREE_HANDLER
+                    {
+                        return Err(Error::invalid_argument(format!(
+                            "item {item:?} is not a pytree item (its handler is {ts:?}): only pytree leaves can be restored by name"
+                        ))
+                        .with_step(step));
+                    }
+                    match how {
+                        PyTreeRestore::Leaves(only) => {
+                            ckpt_handlers::orbax_array::restore_tree(&item_dir, Some(only))
+                                .map(ckpt_handlers::RestoredItem::PyTree)
+                        }
+                        PyTreeRestore::Into(tree) => {
+                            ckpt_handlers::orbax_array::restore_tree_into(&item_dir, tree)
+                                .map_err(|e| e.with_step(step))?;
+                            continue;
+                        }
+                    }
+                }
+            }
+            .map_err(|e| e.with_step(step))?;
+            items.insert(item, value);
+        }
+        Ok(Restored::new(step, items))
+    }
+}
