@@ -22,6 +22,9 @@
 //! number, `CKPT_CRASH_SEED` the seed of the kill delays (uniform 5–150 ms after the child is
 //! started), and `CKPT_CRASH_SUMMARY=FILE` writes the summary as JSON (`cargo xtask crash` runs
 //! this test with 2,000 iterations and reads it).
+//!
+//! Longer than ~600 lines on purpose: one experiment (the kill loop, its checks of every
+//! recovered root and its summary) whose parts only make sense together.
 #![cfg(all(feature = "latest", feature = "interval"))]
 
 #[allow(dead_code)] // its `main` is the example's, unused here
