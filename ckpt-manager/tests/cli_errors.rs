@@ -89,6 +89,29 @@ fn junk_step_arguments() {
     assert_one_line_error(&["show", &root, "7"], "NotFound");
 }
 
+/// `watch --until` at or below `--after` could never be reached by a printed step: refused at
+/// once instead of waiting silently (found by a fresh-user review).
+#[test]
+fn watch_until_not_above_after_is_refused() {
+    let d = tempfile::tempdir().unwrap();
+    let root = good_root(d.path());
+    for (after, until) in [("10", "5"), ("10", "10")] {
+        assert_one_line_error(
+            &[
+                "watch",
+                &root,
+                "--after",
+                after,
+                "--until",
+                until,
+                "--timeout",
+                "0",
+            ],
+            "--until",
+        );
+    }
+}
+
 #[test]
 fn junk_directory_names_are_not_steps() {
     let d = tempfile::tempdir().unwrap();

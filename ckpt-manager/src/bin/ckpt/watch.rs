@@ -37,11 +37,20 @@ pub(crate) fn watch(
         .options(options.clone())
         .poll_interval_secs(interval)
         .timeout_secs(timeout);
+    let after = after.map(parse_step).transpose()?;
+    let until = until.map(parse_step).transpose()?;
+    if let (Some(a), Some(u)) = (after, until) {
+        if u <= a {
+            return Err(Error::invalid_argument(format!(
+                "--until {u} is not above --after {a}: every step printed would be past it; give an --until above {a}"
+            )));
+        }
+    }
     if let Some(a) = after {
-        watcher = watcher.after(parse_step(a)?);
+        watcher = watcher.after(a);
     }
     if let Some(u) = until {
-        watcher = watcher.until(parse_step(u)?);
+        watcher = watcher.until(u);
     }
     let names = options.name_format()?;
     for info in watcher {
