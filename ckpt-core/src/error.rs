@@ -29,6 +29,13 @@ pub enum ErrorKind {
     Timeout,
     /// Another live writer holds the root (ckpt's single-writer lock; Orbax has none).
     Locked,
+    /// The processes of a multi-process job could not coordinate (issue 15): the coordination
+    /// service (etcd) could not be reached or refused a request (then also
+    /// [`Error::is_temporary`]), another process of the job is gone (its lease ran out: it died,
+    /// closed its coordinator or lost the service) before it arrived where this one waits, or
+    /// this process itself lost its lease. Deviation: Orbax has no such error (JAX's
+    /// coordination service aborts the job); a wait that merely runs out of time is `Timeout`.
+    Coordination,
 }
 
 impl ErrorKind {
@@ -46,7 +53,28 @@ impl ErrorKind {
             ErrorKind::Handler => "Handler",
             ErrorKind::Timeout => "Timeout",
             ErrorKind::Locked => "Locked",
+            ErrorKind::Coordination => "Coordination",
         }
+    }
+
+    /// The kind written as `name` by [`ErrorKind::name`]; `None` for any other string (e.g. a
+    /// kind a newer ckpt added, read from another process).
+    pub fn from_name(name: &str) -> Option<ErrorKind> {
+        const ALL: [ErrorKind; 12] = [
+            ErrorKind::NotFound,
+            ErrorKind::AlreadyExists,
+            ErrorKind::InvalidArgument,
+            ErrorKind::InvalidConfig,
+            ErrorKind::ReadOnly,
+            ErrorKind::Corrupt,
+            ErrorKind::Unsupported,
+            ErrorKind::Storage,
+            ErrorKind::Handler,
+            ErrorKind::Timeout,
+            ErrorKind::Locked,
+            ErrorKind::Coordination,
+        ];
+        ALL.into_iter().find(|k| k.name() == name)
     }
 }
 
@@ -205,5 +233,17 @@ mod tests {
         assert_eq!(e.kind(), ErrorKind::NotFound);
         assert_eq!(e.step(), Some(7));
         assert!(std::error::Error::source(&e).is_some());
+    }
+
+    #[test]
+    fn kind_names_round_trip() {
+        for kind in [
+            ErrorKind::NotFound,
+            ErrorKind::Locked,
+            ErrorKind::Coordination,
+        ] {
+            assert_eq!(ErrorKind::from_name(kind.name()), Some(kind));
+        }
+        assert_eq!(ErrorKind::from_name("NoSuchKind"), None);
     }
 }

@@ -34,11 +34,14 @@
 //! - `config`: `ManagerConfig` and `preservation_policy_from_*` (TOML and JSON files; toml).
 //! - `cli`: the `ckpt` tool and the `train` example (clap, indicatif, unicode-width); implies
 //!   `config` and every backend.
+//! - `etcd` (off by default, not in `cli`): `coordination::EtcdCoordinator`, multi-process
+//!   coordination on an etcd server (etcd-client; building it needs `protoc`).
 #![deny(missing_docs)]
 
 mod composite;
 #[cfg(feature = "config")]
 mod config;
+pub mod coordination;
 pub mod copy;
 mod deleter;
 pub mod export;

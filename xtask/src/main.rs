@@ -13,6 +13,10 @@
 //!   if it cannot be started.
 //! - `test [CARGO TEST ARGS]`: the one command for developers: starts the local S3 server, runs
 //!   `cargo test --workspace` (or `cargo test ARGS`) with its environment, stops it.
+//! - `etcd-server`: starts a local etcd (Debian's `etcd-server`, installed if missing; see
+//!   `xtask/src/etcdserver.rs`) for the coordination tests, prints `CKPT_TEST_ETCD=…` to export,
+//!   and serves until Ctrl-C. `ci` starts one beside the S3 server and runs
+//!   `cargo test -p ckpt-manager --features etcd --test coordination` against it.
 //! - `s3-server`: starts the local S3 server (moto from PyPI, in `target/s3-venv`, on a free
 //!   127.0.0.1 port; see `xtask/src/s3server.rs`), prints the variables to export for
 //!   `cargo test`, and serves until Ctrl-C.
@@ -58,6 +62,7 @@
 
 mod azurite;
 mod crash;
+mod etcdserver;
 mod gcs;
 mod interop;
 mod s3server;
@@ -73,6 +78,7 @@ fn main() -> ExitCode {
         Some("interop") => interop::main(&args[1..]),
         Some("test") => s3server::test_main(&args[1..]),
         Some("s3-server") => s3server::serve(),
+        Some("etcd-server") => etcdserver::serve(),
         Some("azurite-test") => azurite::main(&args[1..]),
         Some("gcs-test") => gcs::main(&args[1..]),
         Some("crash") => crash::main(&args[1..]),
@@ -95,7 +101,7 @@ fn main() -> ExitCode {
                 "usage: cargo xtask ci | scenario CASE.json | interop [--keep] | crash [--iterations N] [--seed S] | bench [--quick] [--json FILE]"
             );
             eprintln!(
-                "       cargo xtask test [CARGO TEST ARGS] | s3-server | azurite-test | gcs-test"
+                "       cargo xtask test [CARGO TEST ARGS] | s3-server | etcd-server | azurite-test | gcs-test"
             );
             if let Some(t) = other {
                 eprintln!("xtask: unknown task {t:?}");
@@ -151,7 +157,7 @@ fn ci() -> ExitCode {
     // disk; every cargo this process starts inherits the setting.
     std::env::set_var("CARGO_INCREMENTAL", "0");
     report_free_disk();
-    let steps: [&[&str]; 6] = [
+    let steps: [&[&str]; 8] = [
         &["fmt", "--all", "--", "--check"],
         &[
             "clippy",
@@ -172,6 +178,29 @@ fn ci() -> ExitCode {
             "--no-default-features",
             "--lib",
         ],
+        // The etcd coordinator (feature `etcd`, off in the workspace build, so that building it
+        // needs protoc here only) and its multi-process tests against the etcd started below.
+        &[
+            "clippy",
+            "-p",
+            "ckpt-manager",
+            "--features",
+            "etcd",
+            "--lib",
+            "--tests",
+            "--",
+            "-D",
+            "warnings",
+        ],
+        &[
+            "test",
+            "-p",
+            "ckpt-manager",
+            "--features",
+            "etcd",
+            "--test",
+            "coordination",
+        ],
     ];
     // The local S3 server of the S3 tests (xtask/src/s3server.rs); stopped after the steps.
     let s3 = match s3server::start() {
@@ -183,13 +212,26 @@ fn ci() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
+    // The etcd server of the coordination tests (xtask/src/etcdserver.rs), and protoc to build
+    // the `etcd` feature; stopped after the steps.
+    let etcd = match etcdserver::ensure_protoc().and_then(|()| etcdserver::start()) {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!(
+                "xtask ci: FAILED: {e}\n  (the coordination tests need it; CI never skips them)"
+            );
+            return ExitCode::FAILURE;
+        }
+    };
+    let env: Vec<(String, String)> = s3.env().into_iter().chain(etcd.env()).collect();
     for step in steps {
-        if !s3server::cargo_with_env(step, &s3.env()) {
+        if !s3server::cargo_with_env(step, &env) {
             eprintln!("xtask ci: FAILED at `cargo {}`", step.join(" "));
             return ExitCode::FAILURE;
         }
     }
     s3.stop();
+    etcd.stop();
     // The GCS and Azure stores (off by default) must keep compiling.
     let all_features = [
         "clippy",

@@ -1,0 +1,341 @@
+//! The etcd server of the tests (from `CKPT_TEST_ETCD`, or one of a test's own), and child
+//! processes: this test binary started again with `CKPT_COORD_CHILD` naming a role.
+#![allow(dead_code)]
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{Ipv4Addr, SocketAddr, TcpListener, TcpStream};
+use std::path::PathBuf;
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::mpsc::{channel, Receiver};
+use std::time::{Duration, Instant};
+
+const HOW_TO_RUN: &str = "the etcd tests need a local etcd server: run them under `cargo xtask \
+ci`, or start one with `cargo xtask etcd-server` and export the CKPT_TEST_ETCD it prints";
+
+/// Whether this is a CI run (`CI=true`), where the etcd tests never skip.
+fn under_ci() -> bool {
+    std::env::var("CI").is_ok_and(|v| v == "true" || v == "1")
+}
+
+/// The endpoint of the shared test server; `None` (the test is skipped, with a message) when
+/// `CKPT_TEST_ETCD` is unset outside CI. Under `CI=true` an unset variable fails the test.
+pub fn etcd_endpoint(test: &str) -> Option<String> {
+    match std::env::var("CKPT_TEST_ETCD") {
+        Ok(url) if !url.trim().is_empty() => {
+            assert_loopback(&url);
+            Some(url)
+        }
+        _ if under_ci() => panic!("CKPT_TEST_ETCD is not set under CI=true: {HOW_TO_RUN}"),
+        _ => {
+            eprintln!("SKIPPED {test}: CKPT_TEST_ETCD is not set ({HOW_TO_RUN})");
+            None
+        }
+    }
+}
+
+/// Tests talk to a server on this machine only.
+fn assert_loopback(url: &str) {
+    let host = url
+        .split_once("://")
+        .map_or(url, |(_, r)| r)
+        .split(['/', '?'])
+        .next()
+        .unwrap_or("");
+    let host = host.rsplit_once(':').map_or(host, |(h, _)| h);
+    assert!(
+        host == "localhost" || host.starts_with("127.") || host == "[::1]",
+        "CKPT_TEST_ETCD={url:?} is not a loopback address; the tests only talk to a local server"
+    );
+}
+
+/// A job name no other test (in this or another run) uses.
+pub fn fresh_job(name: &str) -> String {
+    static N: AtomicUsize = AtomicUsize::new(0);
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos())
+        .unwrap_or(0);
+    format!(
+        "t-{name}-{}-{nanos}-{}",
+        std::process::id(),
+        N.fetch_add(1, Ordering::Relaxed)
+    )
+}
+
+/// An etcd server of one test's own (to stop it mid-test), from `CKPT_TEST_ETCD_BIN` or
+/// `/usr/bin/etcd`; killed when dropped.
+pub struct OwnEtcd {
+    child: Option<Child>,
+    pub endpoint: String,
+    _data: tempfile::TempDir,
+}
+
+impl OwnEtcd {
+    /// Starts one; `None` (skipped, with a message) when there is no etcd binary outside CI.
+    pub fn start(test: &str) -> Option<OwnEtcd> {
+        let bin = std::env::var("CKPT_TEST_ETCD_BIN").unwrap_or_else(|_| "/usr/bin/etcd".into());
+        if !std::path::Path::new(&bin).exists() {
+            if under_ci() {
+                panic!("no etcd binary at {bin} under CI=true: {HOW_TO_RUN}");
+            }
+            eprintln!("SKIPPED {test}: no etcd binary at {bin} ({HOW_TO_RUN})");
+            return None;
+        }
+        let data = tempfile::tempdir().unwrap();
+        for _ in 0..5 {
+            let (client, peer) = (free_port(), free_port());
+            if client == peer {
+                continue;
+            }
+            let (c, p) = (
+                format!("http://127.0.0.1:{client}"),
+                format!("http://127.0.0.1:{peer}"),
+            );
+            let log = std::fs::File::create(data.path().join("etcd.log")).unwrap();
+            let mut child = Command::new(&bin)
+                .arg("--name=own")
+                .arg(format!("--data-dir={}", data.path().join("data").display()))
+                .arg(format!("--listen-client-urls={c}"))
+                .arg(format!("--advertise-client-urls={c}"))
+                .arg(format!("--listen-peer-urls={p}"))
+                .arg(format!("--initial-advertise-peer-urls={p}"))
+                .arg(format!("--initial-cluster=own={p}"))
+                .arg("--logger=zap")
+                .arg("--log-level=error")
+                .stdin(Stdio::null())
+                .stdout(log.try_clone().unwrap())
+                .stderr(log)
+                .spawn()
+                .unwrap();
+            let deadline = Instant::now() + Duration::from_secs(60);
+            while Instant::now() < deadline {
+                if child.try_wait().unwrap().is_some() {
+                    break; // e.g. the port was taken: try others
+                }
+                if healthy(client) {
+                    return Some(OwnEtcd {
+                        child: Some(child),
+                        endpoint: c,
+                        _data: data,
+                    });
+                }
+                std::thread::sleep(Duration::from_millis(100));
+            }
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+        panic!("could not start an etcd server of this test's own");
+    }
+
+    /// Kills the server (SIGKILL) and waits for it to be gone.
+    pub fn kill(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+impl Drop for OwnEtcd {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind((Ipv4Addr::LOCALHOST, 0))
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .unwrap()
+}
+
+fn healthy(port: u16) -> bool {
+    let addr = SocketAddr::from((Ipv4Addr::LOCALHOST, port));
+    let Ok(mut s) = TcpStream::connect_timeout(&addr, Duration::from_secs(2)) else {
+        return false;
+    };
+    let _ = s.set_read_timeout(Some(Duration::from_secs(5)));
+    let req =
+        format!("GET /health HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nConnection: close\r\n\r\n");
+    if s.write_all(req.as_bytes()).is_err() {
+        return false;
+    }
+    let mut resp = String::new();
+    let _ = s.read_to_string(&mut resp);
+    resp.starts_with("HTTP/1.1 200") && resp.contains("\"health\":\"true\"")
+}
+
+/// The settings a child process reads.
+#[derive(Clone, Debug)]
+pub struct ChildSpec {
+    pub role: &'static str,
+    pub endpoint: String,
+    pub job: String,
+    pub count: usize,
+    pub lease_ttl_secs: u64,
+    pub request_timeout_secs: f64,
+}
+
+/// One running child: its output lines arrive on `lines` (the `CKPT-CHILD ` lines of stdout,
+/// prefix removed) as it prints them.
+pub struct ChildProc {
+    pub index: usize,
+    pub child: Child,
+    pub lines: Receiver<String>,
+    stderr: std::thread::JoinHandle<String>,
+    pub seen: Vec<String>,
+}
+
+/// Starts `spec.count` children, indices `0..count`.
+pub fn spawn_children(spec: &ChildSpec) -> Vec<ChildProc> {
+    (0..spec.count).map(|i| spawn_child(spec, i)).collect()
+}
+
+fn spawn_child(spec: &ChildSpec, index: usize) -> ChildProc {
+    let exe: PathBuf = std::env::current_exe().unwrap();
+    let mut child = Command::new(exe)
+        .args([
+            "etcd::child_process_entry",
+            "--exact",
+            "--nocapture",
+            "--test-threads=1",
+            "-q",
+        ])
+        .env("CKPT_COORD_CHILD", spec.role)
+        .env("CKPT_COORD_ENDPOINT", &spec.endpoint)
+        .env("CKPT_COORD_JOB", &spec.job)
+        .env("CKPT_COORD_INDEX", index.to_string())
+        .env("CKPT_COORD_COUNT", spec.count.to_string())
+        .env("CKPT_COORD_TTL", spec.lease_ttl_secs.to_string())
+        .env(
+            "CKPT_COORD_REQUEST_TIMEOUT",
+            spec.request_timeout_secs.to_string(),
+        )
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let (tx, rx) = channel();
+    let out = child.stdout.take().unwrap();
+    std::thread::spawn(move || {
+        for line in BufReader::new(out).lines() {
+            let Ok(line) = line else { break };
+            if let Some(rest) = line.strip_prefix("CKPT-CHILD ") {
+                if tx.send(rest.to_string()).is_err() {
+                    break;
+                }
+            }
+        }
+    });
+    let mut err = child.stderr.take().unwrap();
+    let stderr = std::thread::spawn(move || {
+        let mut s = String::new();
+        let _ = err.read_to_string(&mut s);
+        s
+    });
+    ChildProc {
+        index,
+        child,
+        lines: rx,
+        stderr,
+        seen: Vec::new(),
+    }
+}
+
+impl ChildProc {
+    /// Waits (at most `timeout`) for a line starting with `prefix`; the line.
+    pub fn expect_line(&mut self, prefix: &str, timeout: Duration) -> String {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match self.lines.recv_timeout(left) {
+                Ok(line) => {
+                    self.seen.push(line.clone());
+                    if line.starts_with(prefix) {
+                        return line;
+                    }
+                }
+                Err(_) => panic!(
+                    "child {} printed no {prefix:?} line within {timeout:?}; lines so far: {:?}",
+                    self.index, self.seen
+                ),
+            }
+        }
+    }
+}
+
+/// What became of one child.
+pub struct Finished {
+    pub index: usize,
+    pub status: ExitStatus,
+    pub lines: Vec<String>,
+    pub stderr: String,
+}
+
+impl Finished {
+    /// The line starting with `prefix`, if the child printed one.
+    pub fn line(&self, prefix: &str) -> Option<&str> {
+        self.lines
+            .iter()
+            .find(|l| l.starts_with(prefix))
+            .map(String::as_str)
+    }
+
+    /// The child's status, lines and stderr, for a failure message.
+    pub fn describe(&self) -> String {
+        format!(
+            "child {} ended with {}; lines {:?}; stderr:\n{}",
+            self.index, self.status, self.lines, self.stderr
+        )
+    }
+
+    /// Panics, showing the child's output, unless it exited 0.
+    pub fn assert_success(&self) {
+        assert!(
+            self.status.success(),
+            "child {} ended with {}; lines {:?}; stderr:\n{}",
+            self.index,
+            self.status,
+            self.lines,
+            self.stderr
+        );
+    }
+}
+
+/// Waits for every child to end, at most `timeout` in all; a child still running then is
+/// killed and the test fails (a hang).
+pub fn wait_all(children: Vec<ChildProc>, timeout: Duration) -> Vec<Finished> {
+    let deadline = Instant::now() + timeout;
+    let mut done = Vec::new();
+    for mut c in children {
+        let status = loop {
+            if let Some(s) = c.child.try_wait().unwrap() {
+                break s;
+            }
+            if Instant::now() > deadline {
+                let _ = c.child.kill();
+                let _ = c.child.wait();
+                panic!(
+                    "child {} did not end within {timeout:?} (a hang); lines {:?}",
+                    c.index, c.seen
+                );
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        };
+        let mut lines = c.seen;
+        // The reader thread ends with the child's stdout; collect what it still holds.
+        while let Ok(l) = c.lines.recv_timeout(Duration::from_secs(10)) {
+            lines.push(l);
+        }
+        let stderr = c.stderr.join().unwrap_or_default();
+        done.push(Finished {
+            index: c.index,
+            status,
+            lines,
+            stderr,
+        });
+    }
+    done
+}
