@@ -361,7 +361,7 @@ impl Coordinator for EtcdCoordinator {
         self.require_participant(&phase)?;
         self.run(move |s| async move {
             let prefix = s.session_key("b", &phase.name);
-            let deadline = Instant::now() + timeout;
+            let deadline = deadline_after(timeout);
             s.arrive(&phase, &prefix, b"", ExistingValue::Same).await?;
             s.wait_for_participants(&phase, &prefix, "did not arrive", timeout, deadline)
                 .await
@@ -378,7 +378,7 @@ impl Coordinator for EtcdCoordinator {
         self.require_participant(&phase)?;
         self.run(move |s| async move {
             let prefix = s.session_key("a", &phase.name);
-            let deadline = Instant::now() + timeout;
+            let deadline = deadline_after(timeout);
             s.arrive(&phase, &prefix, &mine.encode(), ExistingValue::Same)
                 .await?;
             let values = s
@@ -426,7 +426,7 @@ impl Coordinator for EtcdCoordinator {
         };
         self.run(move |s| async move {
             let prefix = s.session_key("p", &phase.name);
-            let deadline = Instant::now() + timeout;
+            let deadline = deadline_after(timeout);
             let need = [s.primary];
             let mut values = s
                 .wait(&phase, &prefix, deadline, |seen| {
@@ -922,7 +922,7 @@ async fn join(
     let root = format!("ckpt/{job}/");
     let request_timeout = Duration::from_secs_f64(options.request_timeout_secs);
     let join_timeout = Duration::from_secs_f64(options.join_timeout_secs);
-    let deadline = Instant::now() + join_timeout;
+    let deadline = deadline_after(join_timeout);
     let index = options.process_index;
     let primary = options.multiprocessing.primary_host;
     let connect = ConnectOptions::new()
@@ -1249,6 +1249,14 @@ async fn keep_alive(
         }
         tokio::time::sleep(Duration::from_millis(200).min(interval)).await;
     }
+}
+
+/// Now + `timeout`; a timeout too long to add (e.g. `Duration::MAX`) waits ~136 years instead.
+fn deadline_after(timeout: Duration) -> Instant {
+    let now = Instant::now();
+    now.checked_add(timeout)
+        .or_else(|| now.checked_add(Duration::from_secs(u64::from(u32::MAX))))
+        .unwrap_or(now)
 }
 
 /// This machine's name, for the registration value (diagnostics only).
