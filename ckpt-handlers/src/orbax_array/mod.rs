@@ -12,6 +12,7 @@
 //! [`metadata`] (`_METADATA`) and [`zarr`].
 
 mod arrays;
+mod buffers;
 mod describe;
 pub mod metadata;
 mod parallel;

@@ -1,19 +1,27 @@
-//! Large stored values decoded as a stream, a piece at a time through one reused buffer,
-//! instead of being read whole first.
+//! Large stored values decoded as a stream, a piece at a time through a reused buffer, instead
+//! of being read whole first; zstd frames decode straight into the array's memory.
 
+use super::buffers::BufferPool;
 use super::source::ItemFiles;
 use crate::ocdbt::DbFiles;
 use ckpt_core::{Error, Result};
+use zstd::zstd_safe::{DCtx, DParameter, InBuffer, OutBuffer};
 
-/// Values above this many bytes (16 MiB) are decoded as a stream, [`STREAM_PIECE`] bytes of
-/// stored data at a time through one reused buffer, instead of being read whole first: a value
-/// that is its whole file through [`ckpt_storage::Store::open_read`] (a checking store verifies
-/// the file as it streams), one sharing its file (Orbax's data files) by ranged reads.
-pub(super) const STREAM_VALUE_BYTES: u64 = 16 << 20;
-/// The piece of a streamed value read at a time, in bytes.
-const STREAM_PIECE: u64 = 8 << 20;
+/// Values above this many bytes (1 MiB) are decoded as a stream, [`STREAM_PIECE`] bytes of
+/// stored data at a time through a reused buffer, instead of being read whole into fresh
+/// memory first: a value that is its whole file through [`ckpt_storage::Store::open_read`] (a
+/// checking store verifies the file as it streams), one sharing its file (Orbax's data files) by
+/// ranged reads.
+pub(super) const STREAM_VALUE_BYTES: u64 = 1 << 20;
+/// The piece of a streamed value read at a time, in bytes (1 MiB: small enough to be decoded
+/// while it is still in the CPU's cache after the read copied it there).
+const STREAM_PIECE: usize = 1 << 20;
+/// Piece buffers of earlier streamed values, reused (at most 8, 8 MiB in all): fresh memory
+/// costs as much as the read itself on some machines, and a restore decodes its arrays on
+/// threads that end with it.
+static PIECES: BufferPool = BufferPool::new(8, 8 * STREAM_PIECE);
 
-/// Where a [`PieceReader`] gets its pieces from.
+/// Where the pieces of a value come from.
 enum Pieces<'f> {
     /// Ranged reads of bytes `pos .. end` of a file.
     Ranged {
@@ -26,63 +34,47 @@ enum Pieces<'f> {
     Stream(Box<dyn ckpt_storage::ReadStream + 'f>),
 }
 
-/// A stored value read [`STREAM_PIECE`] bytes at a time into one buffer reused for every
-/// piece (fresh memory costs as much as the read itself on some machines: README,
-/// "Performance").
-struct PieceReader<'f> {
-    pieces: Pieces<'f>,
-    piece: Vec<u8>,
-    /// Valid bytes of `piece`.
-    filled: usize,
-    at: usize,
-}
-
-impl PieceReader<'_> {
-    /// Reads the next piece into `piece`: its length, 0 at the end.
-    fn refill(&mut self) -> Result<usize> {
-        let left = match &self.pieces {
+impl Pieces<'_> {
+    /// Bytes of the value not read yet.
+    fn left(&self) -> u64 {
+        match self {
             Pieces::Ranged { pos, end, .. } => end - pos,
             Pieces::Stream(s) => s.size() - s.position(),
-        };
-        let n = STREAM_PIECE.min(left) as usize;
-        if n == 0 {
-            return Ok(0);
         }
-        if self.piece.len() < n {
-            self.piece.resize(n, 0);
-        }
-        match &mut self.pieces {
+    }
+
+    /// Reads the next `buf.len()` bytes of the value into `buf`.
+    fn read_into(&mut self, buf: &mut [u8]) -> Result<()> {
+        match self {
             Pieces::Ranged {
                 files, file, pos, ..
             } => {
-                files.read_range_into(file, *pos, &mut self.piece[..n])?;
-                *pos += n as u64;
+                files.read_range_into(file, *pos, buf)?;
+                *pos += buf.len() as u64;
+                Ok(())
             }
-            Pieces::Stream(s) => s.read_exact(&mut self.piece[..n])?,
+            Pieces::Stream(s) => s.read_exact(buf),
         }
-        Ok(n)
     }
-}
 
-impl std::io::Read for PieceReader<'_> {
-    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
-        if self.at == self.filled {
-            self.filled = self.refill().map_err(std::io::Error::other)?;
-            self.at = 0;
-            if self.filled == 0 {
-                return Ok(0);
-            }
+    /// A whole file's store checks it once it has been read to its end.
+    fn finish(self) -> Result<()> {
+        match self {
+            Pieces::Stream(s) => s.finish(),
+            Pieces::Ranged { .. } => Ok(()),
         }
-        let n = buf.len().min(self.filled - self.at);
-        buf[..n].copy_from_slice(&self.piece[self.at..self.at + n]);
-        self.at += n;
-        Ok(n)
     }
 }
 
 /// Decodes the value at `file[offset .. offset + length]` (the whole file when `whole_file`)
-/// into `out` as a stream — a zstd frame when `zstd`, else raw bytes — which must fill `out`
-/// exactly; a checking store's verdict on a whole file is taken at the end.
+/// into `out` — a zstd frame (or several, back to back) when `zstd`, else raw bytes — which
+/// must fill `out` exactly; a checking store's verdict on a whole file is taken at the end.
+/// zstd writes straight into `out` (its stable-output mode: no window buffer of its own, no
+/// copy out of it), and raw bytes are read straight into it.
+///
+/// # Errors
+/// `Corrupt` naming `what` when the value does not decode, or decodes to fewer or more bytes
+/// than `out.len()`; as the store for the reads.
 #[allow(clippy::too_many_arguments)]
 pub(super) fn stream_decode(
     files: &ItemFiles<'_>,
@@ -94,8 +86,7 @@ pub(super) fn stream_decode(
     out: &mut [u8],
     what: &str,
 ) -> Result<()> {
-    use std::io::Read;
-    let pieces = if whole_file {
+    let mut pieces = if whole_file {
         let dir = files.0;
         Pieces::Stream(dir.store().open_read(&dir.nested_path(file)?)?)
     } else {
@@ -106,43 +97,173 @@ pub(super) fn stream_decode(
             end: offset + length,
         }
     };
-    let mut reader = PieceReader {
-        pieces,
-        piece: Vec::new(),
-        filled: 0,
-        at: 0,
-    };
-    let short = |e: std::io::Error| {
-        Error::corrupt(format!(
-            "{what}: the stored chunk does not decode to the chunk's size"
-        ))
-        .with_source(e)
-    };
-    let mut extra = [0u8; 1];
-    let more = if zstd {
-        let mut decoder = zstd::stream::read::Decoder::with_buffer(
-            std::io::BufReader::with_capacity(1 << 16, &mut reader),
-        )
-        .map_err(|e| Error::corrupt(format!("{what}: zstd")).with_source(e))?
-        .single_frame();
-        decoder.read_exact(out).map_err(short)?;
-        decoder
-            .read(&mut extra)
-            .map_err(|e| Error::corrupt(format!("{what}: zstd chunk")).with_source(e))?
+    if zstd {
+        let mut piece = PIECES.take(STREAM_PIECE);
+        piece.resize(STREAM_PIECE, 0);
+        let decoded = zstd_into(
+            &mut |buf: &mut [u8]| {
+                let n = (pieces.left().min(buf.len() as u64)) as usize;
+                pieces.read_into(&mut buf[..n])?;
+                Ok(n)
+            },
+            &mut piece,
+            out,
+            what,
+        );
+        PIECES.give(piece);
+        decoded?;
     } else {
-        reader.read_exact(out).map_err(short)?;
-        reader
-            .read(&mut extra)
-            .map_err(|e| Error::corrupt(what.to_string()).with_source(e))?
+        if pieces.left() != out.len() as u64 {
+            return Err(Error::corrupt(format!(
+                "{what}: the stored chunk is {} bytes, {} expected uncompressed",
+                pieces.left(),
+                out.len()
+            )));
+        }
+        pieces.read_into(out)?;
+    }
+    pieces.finish()
+}
+
+/// Decodes the zstd frames read by `next` (which fills the start of the buffer it is given and
+/// returns how many bytes it put there, 0 at the end) into `out`, through `piece`.
+fn zstd_into(
+    next: &mut dyn FnMut(&mut [u8]) -> Result<usize>,
+    piece: &mut [u8],
+    out: &mut [u8],
+    what: &str,
+) -> Result<()> {
+    let zstd_error = |code: usize| {
+        Error::corrupt(format!(
+            "{what}: the stored chunk does not decode to the chunk's size (zstd: {})",
+            zstd::zstd_safe::get_error_name(code)
+        ))
     };
-    if more != 0 {
+    let mut dctx = DCtx::create();
+    dctx.set_parameter(DParameter::StableOutBuffer(true))
+        .map_err(zstd_error)?;
+    let want = out.len();
+    let mut output = OutBuffer::around(out);
+    // 0 once a frame has ended (and nothing of a next one was read).
+    let mut hint = 1usize;
+    loop {
+        let n = next(piece)?;
+        if n == 0 {
+            break;
+        }
+        let mut input = InBuffer::around(&piece[..n]);
+        while input.pos() < n {
+            let (in_before, out_before) = (input.pos(), output.pos());
+            hint =
+                dctx.decompress_stream(&mut output, &mut input)
+                    .map_err(|code| {
+                        // zstd's error results are `-(its error code)`; with a stable output buffer
+                        // a frame larger than the room left is refused as too small for it.
+                        let too_small = code == 0usize.wrapping_sub(
+                            zstd::zstd_safe::zstd_sys::ZSTD_ErrorCode::ZSTD_error_dstSize_tooSmall
+                                as usize,
+                        );
+                        if too_small || output.pos() == want {
+                            Error::corrupt(format!(
+                                "{what}: the stored chunk decodes to more than {want} bytes"
+                            ))
+                        } else {
+                            zstd_error(code)
+                        }
+                    })?;
+            if input.pos() == in_before && output.pos() == out_before {
+                return Err(Error::corrupt(format!(
+                    "{what}: the stored chunk decodes to more than {want} bytes"
+                )));
+            }
+        }
+    }
+    if hint != 0 || output.pos() != want {
         return Err(Error::corrupt(format!(
-            "{what}: the stored chunk decodes to more than {} bytes",
-            out.len()
+            "{what}: the stored chunk does not decode to the chunk's size ({} of {want} bytes)",
+            output.pos()
         )));
     }
-    if let Pieces::Stream(s) = reader.pieces {
-        s.finish()?;
-    }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Decodes `stored` into `want` bytes through pieces of `piece` bytes.
+    fn decode(stored: &[u8], want: usize, piece: usize) -> Result<Vec<u8>> {
+        let mut at = 0;
+        let mut next = |buf: &mut [u8]| {
+            let n = buf.len().min(stored.len() - at);
+            buf[..n].copy_from_slice(&stored[at..at + n]);
+            at += n;
+            Ok(n)
+        };
+        let mut out = vec![0u8; want];
+        zstd_into(&mut next, &mut vec![0u8; piece], &mut out, "value")?;
+        Ok(out)
+    }
+
+    fn data(n: usize) -> Vec<u8> {
+        (0..n)
+            .map(|i| (i * 7 % 251) as u8 ^ (i >> 12) as u8)
+            .collect()
+    }
+
+    #[test]
+    fn frames_decode_through_pieces_of_any_size() {
+        let raw = data(3 << 20);
+        let frame = zstd::bulk::compress(&raw, 1).expect("compress");
+        for piece in [1, 7, 4096, 1 << 20, 8 << 20] {
+            assert_eq!(
+                decode(&frame, raw.len(), piece).expect("decodes"),
+                raw,
+                "{piece}"
+            );
+        }
+        // Two frames back to back decode as their concatenation, as the bulk decoder does.
+        let (a, b) = raw.split_at(1000);
+        let mut two = zstd::bulk::compress(a, 1).expect("compress");
+        two.extend(zstd::bulk::compress(b, 3).expect("compress"));
+        assert_eq!(decode(&two, raw.len(), 4096).expect("decodes"), raw);
+    }
+
+    #[test]
+    fn wrong_sizes_and_bad_bytes_are_corrupt() {
+        let raw = data(1 << 20);
+        let frame = zstd::bulk::compress(&raw, 1).expect("compress");
+        let kind = |r: Result<Vec<u8>>| r.expect_err("must fail").kind();
+        // Decodes to more than the chunk's size.
+        let e = decode(&frame, raw.len() - 1, 4096).expect_err("too large");
+        assert_eq!(e.kind(), ckpt_core::ErrorKind::Corrupt);
+        assert!(e.message().contains("more than"), "{e}");
+        // Decodes to less.
+        let e = decode(&frame, raw.len() + 1, 4096).expect_err("too small");
+        assert!(e.message().contains("does not decode"), "{e}");
+        // Truncated frame.
+        assert_eq!(
+            kind(decode(&frame[..frame.len() / 2], raw.len(), 4096)),
+            ckpt_core::ErrorKind::Corrupt
+        );
+        // Garbage after the frame.
+        let mut tail = frame.clone();
+        tail.extend_from_slice(b"not a frame");
+        assert_eq!(
+            kind(decode(&tail, raw.len(), 4096)),
+            ckpt_core::ErrorKind::Corrupt
+        );
+        // A flipped byte inside (the frame has no checksum: it decodes wrongly or fails, but
+        // never panics or writes past the buffer).
+        let mut flipped = frame.clone();
+        let mid = flipped.len() / 2;
+        flipped[mid] ^= 0xff;
+        let _ = decode(&flipped, raw.len(), 4096);
+        // Not zstd at all; empty input.
+        assert_eq!(
+            kind(decode(&raw[..4096], 4096, 1024)),
+            ckpt_core::ErrorKind::Corrupt
+        );
+        assert_eq!(kind(decode(&[], 16, 1024)), ckpt_core::ErrorKind::Corrupt);
+    }
 }

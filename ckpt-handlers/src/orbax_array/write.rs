@@ -4,6 +4,7 @@
 //! bytes are in memory; then the OCDBT node and manifest (or, without OCDBT, a file per chunk),
 //! `_strings.json` and `_METADATA`.
 
+use super::buffers::BufferPool;
 use super::metadata::{self, LeafMetadata, TreeMetadata, METADATA_FILE};
 use super::{zarr, ArrayLayout, ArrayOptions, STRINGS_FILE};
 use crate::ocdbt::{self, Entry, Stored};
@@ -157,7 +158,13 @@ fn chunk_shape(t: &Tensor, options: &ArrayOptions) -> Result<Vec<usize>> {
     ))
 }
 
-/// The stored bytes of a job: the metadata as is, a chunk compressed.
+/// Buffers of compressed chunks, kept from one group and one save to the next (at most 16, and
+/// 64 MiB in all: a group's worth): a loop saving the same shapes compresses into memory it
+/// already has instead of faulting in fresh pages for every chunk.
+static ENCODED: BufferPool = BufferPool::new(16, 64 << 20);
+
+/// The stored bytes of a job: the metadata as is, a chunk compressed (into a buffer from
+/// [`ENCODED`], to be given back once written).
 fn encode(job: &Job<'_>) -> Result<Vec<u8>> {
     match &job.what {
         JobKind::Metadata(b) => Ok(b.clone()),
@@ -174,7 +181,9 @@ fn encode(job: &Job<'_>) -> Result<Vec<u8>> {
                 index,
                 tensor.as_bytes(),
             );
-            zarr::compress(&raw)
+            let mut out = ENCODED.take(0);
+            zarr::compress_into(&raw, &mut out)?;
+            Ok(out)
         }
     }
 }
@@ -317,6 +326,7 @@ pub fn save_item(dir: &ItemDir<'_>, item: &SaveItem<'_>, options: &ArrayOptions)
             for group in groups(&jobs) {
                 for (job, bytes) in group.iter().zip(encode_group(&group)?) {
                     dir.write_parts_at(&job.rel, &[&bytes])?;
+                    ENCODED.give(bytes);
                 }
             }
         }
@@ -354,28 +364,59 @@ fn write_ocdbt(dir: &ItemDir<'_>, jobs: &[Job<'_>]) -> Result<()> {
     let mut files: Vec<String> = Vec::new();
     let mut stored: Vec<Option<(usize, u64, u64)>> = Vec::with_capacity(jobs.len());
     let mut inline: Vec<Option<Vec<u8>>> = Vec::with_capacity(jobs.len());
-    for group in groups(jobs) {
-        let bytes = encode_group(&group)?;
-        let mut parts: Vec<&[u8]> = Vec::new();
-        let mut offset = 0u64;
-        let file = files.len();
-        for b in &bytes {
-            if b.len() <= ocdbt::MAX_INLINE_VALUE_BYTES {
-                stored.push(None);
-                inline.push(Some(b.clone()));
-            } else {
-                stored.push(Some((file, offset, b.len() as u64)));
-                inline.push(None);
-                parts.push(b);
-                offset += b.len() as u64;
+    // Each group is written (and synced) on a writer thread while the next one is compressed:
+    // the disk's time hides behind the compression's. At most two groups' compressed bytes are
+    // held (the one being written and the one handed over next).
+    std::thread::scope(|s| -> Result<()> {
+        let (tx, rx) = std::sync::mpsc::sync_channel::<(String, Vec<Vec<u8>>)>(0);
+        let writer = s.spawn(move || -> Result<()> {
+            for (name, bytes) in rx {
+                let parts: Vec<&[u8]> = bytes
+                    .iter()
+                    .filter(|b| b.len() > ocdbt::MAX_INLINE_VALUE_BYTES)
+                    .map(Vec::as_slice)
+                    .collect();
+                dir.write_parts_at(&name, &parts)?;
+                for b in bytes {
+                    ENCODED.give(b);
+                }
             }
-        }
-        if !parts.is_empty() {
-            let name = format!("d/{}", random_hex().0);
-            dir.write_parts_at(&name, &parts)?;
-            files.push(name);
-        }
-    }
+            Ok(())
+        });
+        let encoded = (|| -> Result<()> {
+            for group in groups(jobs) {
+                let bytes = encode_group(&group)?;
+                let mut offset = 0u64;
+                let file = files.len();
+                for b in &bytes {
+                    if b.len() <= ocdbt::MAX_INLINE_VALUE_BYTES {
+                        stored.push(None);
+                        inline.push(Some(b.clone()));
+                    } else {
+                        stored.push(Some((file, offset, b.len() as u64)));
+                        inline.push(None);
+                        offset += b.len() as u64;
+                    }
+                }
+                if offset == 0 {
+                    bytes.into_iter().for_each(|b| ENCODED.give(b));
+                    continue;
+                }
+                let name = format!("d/{}", random_hex().0);
+                files.push(name.clone());
+                if tx.send((name, bytes)).is_err() {
+                    // The writer stopped at an error, which its join gives.
+                    break;
+                }
+            }
+            Ok(())
+        })();
+        drop(tx);
+        let written = writer
+            .join()
+            .unwrap_or_else(|_| Err(Error::new(ErrorKind::Handler, "the writer thread failed")));
+        encoded.and(written)
+    })?;
     let entries: Vec<Entry<'_>> = jobs
         .iter()
         .zip(stored.iter().zip(&inline))

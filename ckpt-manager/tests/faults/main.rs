@@ -29,7 +29,7 @@
 #![cfg(feature = "latest")]
 
 use ckpt_manager::core::{ErrorKind, Result, TMP_DIR_SUFFIX};
-use ckpt_manager::handlers::{RestoredItem, Tensor, TensorMap};
+use ckpt_manager::handlers::{PyTree, RestoredItem, Tensor, TensorMap};
 use ckpt_manager::storage::{
     provided, AtomicityMode, Entry, EntryMeta, FaultRule, FaultStore, LocalStore, OpKind,
     ReadStream, Store,

@@ -15,6 +15,17 @@ pub(super) fn tensors(step: Step) -> TensorMap {
     t
 }
 
+/// An Orbax array item: an array in an OCDBT data file (written on the handler's writer
+/// thread), a small one inline in the B+tree node, a scalar.
+pub(super) fn tree(step: Step) -> PyTree {
+    let w: Vec<f32> = (0..3072u32).map(|i| i as f32 * 0.5 - step as f32).collect();
+    let b: Vec<i64> = (0..5).map(|i| i * step as i64).collect();
+    PyTree::dict()
+        .with("w", Tensor::from_slice(vec![48, 64], &w).expect("shape"))
+        .with("b", Tensor::from_slice(vec![5], &b).expect("shape"))
+        .with("n", PyTree::Scalar(Tensor::scalar(step as i64)))
+}
+
 pub(super) fn state(step: Step) -> Value {
     json!({"step": step, "name": format!("step {step}"), "xs": [step, step * 2, step * 3]})
 }
@@ -36,6 +47,7 @@ pub(super) fn items(step: Step) -> Composite<'static> {
         .tensors_owned("params", tensors(step))
         .json_value("state", state(step))
         .bytes_owned("blob", blob(step))
+        .pytree_owned("tree", tree(step))
 }
 
 pub(super) fn opts(step: Step) -> SaveOptions {
@@ -47,12 +59,13 @@ pub(super) fn check_step(mngr: &CheckpointManager, step: Step) -> std::result::R
     let r = mngr
         .restore(Some(step))
         .map_err(|e| format!("listed step {step} does not restore: {e}"))?;
-    if r.names() != ["blob", "metrics", "params", "state"] {
+    if r.names() != ["blob", "metrics", "params", "state", "tree"] {
         return Err(format!("step {step} holds items {:?}", r.names()));
     }
     let ok = r.tensors("params").map_err(|e| e.to_string())? == &tensors(step)
         && r.json_value("state").map_err(|e| e.to_string())? == &state(step)
         && r.bytes("blob").map_err(|e| e.to_string())? == blob(step).as_slice()
+        && r.pytree("tree").map_err(|e| e.to_string())? == &tree(step)
         && matches!(r.get("metrics"), Some(RestoredItem::Json(Value::Object(m))) if *m == metrics(step));
     if !ok {
         return Err(format!(

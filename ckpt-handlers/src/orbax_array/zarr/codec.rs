@@ -235,8 +235,32 @@ pub(crate) fn decode_shard(
 }
 
 /// zstd level 1 (Orbax's zarr compressor), with the content size in the frame header.
+///
+/// # Errors
+/// `Handler` when zstd fails.
 pub fn compress(data: &[u8]) -> Result<Vec<u8>> {
-    zstd::bulk::compress(data, 1).map_err(|e| {
-        Error::new(ErrorKind::Handler, "zstd compression of a chunk failed").with_source(e)
-    })
+    let mut out = Vec::new();
+    compress_into(data, &mut out)?;
+    Ok(out)
+}
+
+/// Compresses `data` as one zstd frame at level 1 (as Orbax) into `out`, replacing what it held;
+/// its capacity is reused (grown to zstd's bound for `data` if smaller).
+///
+/// # Errors
+/// `Handler` when zstd fails.
+pub fn compress_into(data: &[u8], out: &mut Vec<u8>) -> Result<()> {
+    out.clear();
+    out.reserve(zstd::zstd_safe::compress_bound(data.len()));
+    zstd::zstd_safe::compress(out, data, 1)
+        .map(|_| ())
+        .map_err(|code| {
+            Error::new(
+                ErrorKind::Handler,
+                format!(
+                    "zstd compression of a chunk failed: {}",
+                    zstd::zstd_safe::get_error_name(code)
+                ),
+            )
+        })
 }
