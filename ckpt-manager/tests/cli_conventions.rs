@@ -96,7 +96,7 @@ fn help_has_one_line_per_command_and_the_exit_statuses() {
     );
     for status in [
         "0  success",
-        "1  error",
+        "1  error: one line on stderr; with --json one JSON object",
         "2  usage error",
         "3  `verify` found corrupt data",
     ] {

@@ -67,9 +67,11 @@ use watch::watch;
 const EXIT_STATUS: &str = "\
 Exit status:
   0  success
-  1  error (one line on stderr; with --json a JSON object: {\"error\": {\"kind\": \"NotFound\", \"message\": \"...\"}})
+  1  error: one line on stderr; with --json one JSON object,
+     {\"error\": {\"kind\": \"NotFound\", \"message\": \"...\", \"step\": null, \"path\": \"...\"}}
   2  usage error (a bad command line)
-  3  `verify` found corrupt data (a bad file, metadata that does not parse, an item that does not restore)";
+  3  `verify` found corrupt data (a bad file, metadata that does not parse, an item that does
+     not restore)";
 
 /// Exit status 3: `verify` found corrupt data (not: verify could not run).
 const EXIT_CORRUPT: u8 = 3;
