@@ -151,7 +151,8 @@ fn ckpt_verify_checks_a_whole_root_and_prints_each_bad_file() {
     assert_eq!(code, Some(0), "{err}");
     assert!(out.contains("step 1: ok (3 files)"), "{out}");
 
-    // A truncated file and a flipped bit: both printed, exit status 1, one-line error.
+    // A truncated file and a flipped bit: both printed, exit status 3 (corrupt data found),
+    // one-line error.
     let t = d.path().join("1/state/metadata");
     let bytes = std::fs::read(&t).unwrap();
     std::fs::write(&t, &bytes[..3]).unwrap();
@@ -161,7 +162,7 @@ fn ckpt_verify_checks_a_whole_root_and_prints_each_bad_file() {
     bytes[n - 1] ^= 1;
     std::fs::write(&f, &bytes).unwrap();
     let (code, out, err) = ckpt(&["verify", root, "1"]);
-    assert_eq!(code, Some(1));
+    assert_eq!(code, Some(3));
     assert!(out.contains("step 1: BAD"), "{out}");
     assert!(
         out.contains("params/tensors.safetensors: wrong crc32c"),
@@ -172,7 +173,7 @@ fn ckpt_verify_checks_a_whole_root_and_prints_each_bad_file() {
     assert!(err.starts_with("ckpt: Corrupt: 2 bad file(s)"), "{err}");
 
     let (code, out, _) = ckpt(&["verify", "--json", root]);
-    assert_eq!(code, Some(1));
+    assert_eq!(code, Some(3));
     let v: serde_json::Value = serde_json::from_str(&out).unwrap();
     assert_eq!(v[0]["ok"], false);
     assert_eq!(
@@ -205,7 +206,7 @@ fn ckpt_verify_checks_the_step_metadata_and_a_missing_manifest() {
     let good = std::fs::read(&meta).unwrap();
     std::fs::write(&meta, b"{garbage").unwrap();
     let (code, out, err) = ckpt(&["verify", root]);
-    assert_eq!(code, Some(1), "{out}");
+    assert_eq!(code, Some(3), "{out}");
     assert!(out.contains("step 1: BAD metadata"), "{out}");
     assert!(err.contains("Corrupt"), "{err}");
     std::fs::write(&meta, good).unwrap();
@@ -213,7 +214,7 @@ fn ckpt_verify_checks_the_step_metadata_and_a_missing_manifest() {
     // A ckpt-written step whose manifest was removed cannot be trusted: verify and restore say so.
     std::fs::remove_file(d.path().join("1/_CKPT_CHECKSUMS")).unwrap();
     let (code, out, _) = ckpt(&["verify", root]);
-    assert_eq!(code, Some(1), "{out}");
+    assert_eq!(code, Some(3), "{out}");
     assert!(
         out.contains("checksum manifest _CKPT_CHECKSUMS is missing"),
         "{out}"

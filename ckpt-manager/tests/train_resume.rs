@@ -45,6 +45,7 @@ fn config(dir: &Path, steps: u64, max_to_keep: u64) -> RunConfig {
         config_file: None,
         preemption: None,
         resume_from: None,
+        ignore_other_steps: false,
     }
 }
 

@@ -71,6 +71,9 @@ pub struct RunConfig {
     /// passes the latest step (a save below it is skipped, as the manager skips any save at or
     /// below its latest step).
     pub resume_from: Option<Step>,
+    /// Train even when the root holds checkpoints named in another format and none in the
+    /// run's (`--ignore-other-steps`); otherwise [`open_manager`] refuses such a root.
+    pub ignore_other_steps: bool,
 }
 
 /// What a run did, for the caller to report or check.
@@ -156,7 +159,91 @@ pub fn open_manager(cfg: &RunConfig) -> Result<CheckpointManager, AnyError> {
             }
         }
     }
+    if !cfg.ignore_other_steps {
+        refuse_other_step_names(&cfg.dir, &options)?;
+    }
     Ok(CheckpointManager::open(&cfg.dir, options)?)
+}
+
+/// An error when `dir` holds checkpoints named in another format than `options`' (another
+/// step prefix, zero padding) and none named in `options`' format: the run would start from
+/// scratch beside them instead of resuming (e.g. a rerun without the `--config` that set
+/// `step_prefix`). The error names the format found and what to pass. Nothing is written.
+///
+/// # Errors
+/// That refusal; a root that cannot be listed; bad name options.
+pub fn refuse_other_step_names(
+    dir: &str,
+    options: &CheckpointManagerOptions,
+) -> Result<(), AnyError> {
+    use ckpt_manager::core::{COMMIT_SUCCESS_FILE, STEP_METADATA_FILE};
+    let store = ckpt_manager::storage::open(dir)?;
+    let format = options.name_format()?;
+    let mut ours = false;
+    // Step-like directory names the run's format does not read: (prefix, name, zero-padded
+    // length).
+    let mut others: Vec<(Option<String>, String, Option<usize>)> = Vec::new();
+    for entry in store.list_dir("")? {
+        if entry.kind != ckpt_manager::storage::EntryKind::Dir {
+            continue;
+        }
+        if format.parse_name(&entry.name).is_some() {
+            ours = true;
+            break;
+        }
+        let all_digits = |d: &str| !d.is_empty() && d.bytes().all(|b| b.is_ascii_digit());
+        let (prefix, digits) = if all_digits(&entry.name) {
+            (None, entry.name.as_str())
+        } else {
+            match entry.name.rsplit_once('_') {
+                Some((p, d)) if !p.is_empty() && all_digits(d) => (Some(p.to_string()), d),
+                _ => continue,
+            }
+        };
+        let looks_like_a_step = store
+            .stat(&format!("{}/{STEP_METADATA_FILE}", entry.name))?
+            .is_some()
+            || store
+                .stat(&format!("{}/{COMMIT_SUCCESS_FILE}", entry.name))?
+                .is_some();
+        if looks_like_a_step {
+            let padded = (digits.len() > 1 && digits.starts_with('0')).then_some(digits.len());
+            others.push((prefix, entry.name.clone(), padded));
+        }
+    }
+    if ours || others.is_empty() {
+        return Ok(());
+    }
+    others.sort_by(|a, b| a.1.cmp(&b.1));
+    let (prefix, _, _) = &others[0];
+    let padded = others
+        .iter()
+        .filter(|o| &o.0 == prefix)
+        .filter_map(|o| o.2)
+        .max();
+    let mut names: Vec<&str> = others.iter().take(3).map(|o| o.1.as_str()).collect();
+    if others.len() > 3 {
+        names.push("…");
+    }
+    let mut config = Vec::new();
+    match prefix {
+        Some(p) => config.push(format!("step_prefix = {p:?}")),
+        None => config.push("no step_prefix".to_string()),
+    }
+    if let Some(n) = padded {
+        config.push(format!("step_format_fixed_length = {n}"));
+    }
+    Err(format!(
+        "{} holds {} checkpoint(s) named in another format ({}) and none named as this run names them ({}); \
+         to resume from them, rerun with the --config FILE that wrote them (a manager config with {}); \
+         to start a fresh run beside them, pass --ignore-other-steps",
+        store.location(""),
+        others.len(),
+        names.join(", "),
+        format.build_name(100),
+        config.join(" and ")
+    )
+    .into())
 }
 
 /// The model of the latest checkpoint in `mngr`, or a fresh one from `seed` when there is none.

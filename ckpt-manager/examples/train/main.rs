@@ -3,7 +3,7 @@
 //! ```text
 //! cargo run --release --example train -- --dir DIR [--steps N] [--save-every K]
 //!     [--max-to-keep M] [--best-n B] [--keep-period P] [--seed S] [--config FILE]
-//!     [--resume-from STEP]
+//!     [--resume-from STEP] [--ignore-other-steps]
 //! ```
 //!
 //! A one-hidden-layer MLP learns to predict the quality rating of red wines (the UCI Wine
@@ -21,6 +21,13 @@
 //! (`tests/train_sigterm.rs`). A second SIGTERM ends it at once. `--config FILE` reads a manager
 //! config (JSON or TOML, see `ManagerConfig`) whose fields override the options above, e.g. a
 //! file holding only a `preservation_policy` replaces the retention.
+//!
+//! Progress goes to stdout; when stdout is closed (`train … | head -3`), the progress lines stop
+//! (one note on stderr) and training and saving go on to the end, exit 0.
+//!
+//! A DIR holding checkpoints named in another format (`ckpt_200`, written with a config's
+//! `step_prefix`) and none named as this run names them is refused (exit 1), naming the format
+//! found and the config to pass; `--ignore-other-steps` starts a fresh run beside them.
 //!
 //! When the latest checkpoint is corrupt, the run stops (exit 1) saying so on stderr and how to
 //! go on: `--resume-from STEP` resumes from an older checkpoint (the later ones stay, and saves
@@ -55,10 +62,10 @@ struct Args {
     #[arg(long, default_value_t = 1000)]
     steps: u64,
     /// Save a checkpoint every this many steps (and always at the last step).
-    #[arg(long, default_value_t = 50, value_parser = clap::value_parser!(u64).range(1..))]
+    #[arg(long, default_value_t = 50, value_parser = at_least_one)]
     save_every: u64,
     /// Keep the newest this many checkpoints (at least 1: the one a rerun resumes from).
-    #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u64).range(1..))]
+    #[arg(long, default_value_t = 3, value_parser = at_least_one)]
     max_to_keep: u64,
     /// Also keep the best this many checkpoints by validation loss.
     #[arg(long, default_value_t = 1)]
@@ -76,6 +83,11 @@ struct Args {
     /// later checkpoints stay; saves resume once training passes the latest.
     #[arg(long, value_name = "STEP")]
     resume_from: Option<u64>,
+    /// Train even though DIR holds checkpoints named in another format (e.g. `ckpt_200`, written
+    /// with a `step_prefix`) and none named as this run names them: a fresh run starts beside
+    /// them instead of resuming from them.
+    #[arg(long)]
+    ignore_other_steps: bool,
     /// More log output on stderr: -v info (each save, each deletion and why), -vv debug, -vvv
     /// trace. RUST_LOG (e.g. `RUST_LOG=ckpt_manager=debug`) overrides.
     #[arg(short, long, action = clap::ArgAction::Count)]
@@ -83,6 +95,59 @@ struct Args {
     /// Log errors only.
     #[arg(short, long)]
     quiet: bool,
+}
+
+/// A count flag's value: a whole number, at least 1 (clap's own range check would say "0 is not
+/// in 1..18446744073709551615").
+fn at_least_one(s: &str) -> Result<u64, String> {
+    match s.parse::<u64>() {
+        Ok(0) => Err("must be at least 1".to_string()),
+        Ok(n) => Ok(n),
+        Err(e) => Err(format!("{e} (a whole number, at least 1)")),
+    }
+}
+
+/// The progress lines' writer: stdout until a write finds it closed (`train … | head -3`: a
+/// broken pipe); from then on the lines are dropped, and training and saving go on. A training
+/// job whose log reader went away must not lose its run. One note says so on stderr.
+struct ProgressOut<W> {
+    inner: W,
+    closed: bool,
+}
+
+impl<W: Write> ProgressOut<W> {
+    /// `result`, unless it is a broken pipe: then stdout counts as closed and the write as done.
+    fn unless_closed<T>(&mut self, result: std::io::Result<T>, done: T) -> std::io::Result<T> {
+        match result {
+            Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => {
+                self.closed = true;
+                let _ = writeln!(
+                    std::io::stderr(),
+                    "train: stdout was closed (broken pipe): training goes on without progress lines, saving checkpoints as before"
+                );
+                Ok(done)
+            }
+            other => other,
+        }
+    }
+}
+
+impl<W: Write> Write for ProgressOut<W> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        if self.closed {
+            return Ok(buf.len());
+        }
+        let r = self.inner.write(buf);
+        self.unless_closed(r, buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        if self.closed {
+            return Ok(());
+        }
+        let r = self.inner.flush();
+        self.unless_closed(r, ())
+    }
 }
 
 fn main() -> ExitCode {
@@ -133,10 +198,14 @@ pub fn run_main(argv: impl IntoIterator<Item = OsString>) -> ExitCode {
         config_file: args.config,
         preemption: Some(preemption),
         resume_from: args.resume_from,
+        ignore_other_steps: args.ignore_other_steps,
     };
     let started = std::time::Instant::now();
     let data = data::Data::wine_quality();
-    let mut out = std::io::stdout().lock();
+    let mut out = ProgressOut {
+        inner: std::io::stdout().lock(),
+        closed: false,
+    };
     // Printing the header can only fail if stdout is gone; then there is nobody to tell.
     let _ = writeln!(
         out,

@@ -205,6 +205,7 @@ fn train_config_with_a_misspelt_best_metric_is_refused() {
         config_file: None,
         preemption: None,
         resume_from: None,
+        ignore_other_steps: false,
     };
     let root = d.path().join("root");
     let root = root.to_str().unwrap();

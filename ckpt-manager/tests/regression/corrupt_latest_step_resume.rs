@@ -116,6 +116,7 @@ fn train_with_a_corrupt_latest_step_says_so_and_resumes_with_resume_from() {
         config_file: None,
         preemption: None,
         resume_from: None,
+        ignore_other_steps: false,
     };
     crate::checkpoint::run(&cfg, &data, &mut Vec::new()).unwrap();
     for item in ["params", "opt_state"] {

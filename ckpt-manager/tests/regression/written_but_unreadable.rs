@@ -179,7 +179,8 @@ fn verify_fails_a_step_whose_checksums_pass_but_restore_fails() {
 
     craft_bad_offsets(&root);
     let (code, out, err) = ckpt(&["verify", &root]);
-    assert_eq!(code, Some(1), "verify passed a step restore rejects: {out}");
+    // Exit status 3: verify found corrupt data (issue 16).
+    assert_eq!(code, Some(3), "verify passed a step restore rejects: {out}");
     assert!(
         out.contains("step 1: BAD: item \"params\" does not restore: Corrupt"),
         "{out}"
@@ -191,7 +192,7 @@ fn verify_fails_a_step_whose_checksums_pass_but_restore_fails() {
     );
     // The JSON report says the same, per item.
     let (code, out, _) = ckpt(&["verify", "--json", &root, "1"]);
-    assert_eq!(code, Some(1));
+    assert_eq!(code, Some(3));
     let v: Value = serde_json::from_str(&out).unwrap();
     assert_eq!(v[0]["ok"], false, "{v}");
     let items = v[0]["items"].as_array().unwrap();

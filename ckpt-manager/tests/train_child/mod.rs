@@ -15,8 +15,8 @@ use std::time::{Duration, Instant};
 const CHILD_ARGS: &str = "CKPT_TEST_TRAIN_CHILD_ARGS";
 
 /// In the child process: runs `run_main` (the example's) with the arguments from
-/// [`CHILD_ARGS`] and exits with its status. In a normal test run (no such variable) it does
-/// nothing.
+/// [`CHILD_ARGS`] and exits with its status (0, 2, or 1 for any other). In a normal test run
+/// (no such variable) it does nothing.
 pub fn run_if_child(run_main: impl FnOnce(Vec<OsString>) -> ExitCode) {
     let Ok(args) = std::env::var(CHILD_ARGS) else {
         return;
@@ -26,7 +26,15 @@ pub fn run_if_child(run_main: impl FnOnce(Vec<OsString>) -> ExitCode) {
         .map(Into::into)
         .collect();
     let code = run_main(argv);
-    std::process::exit(if code == ExitCode::SUCCESS { 0 } else { 1 });
+    // `ExitCode` has no getter: the statuses `train` uses (0, 1, 2 for usage errors).
+    let status = if code == ExitCode::SUCCESS {
+        0
+    } else if code == ExitCode::from(2) {
+        2
+    } else {
+        1
+    };
+    std::process::exit(status);
 }
 
 /// Starts `train` with `args` in a child process, its stdout piped.

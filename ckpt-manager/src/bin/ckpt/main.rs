@@ -1,8 +1,11 @@
-//! `ckpt`: inspect checkpoint roots written by ckpt or by Orbax.
+//! `ckpt`: inspect and manage checkpoint roots written by ckpt or by Orbax.
 //!
 //! ```text
-//! ckpt ls ROOT [--json]            the committed steps: commit time, items, metrics; latest marked
-//! ckpt show ROOT STEP [--json]     one step's metadata and items (JSON items with their value)
+//! ckpt ls ROOT [--json] [--best-metric M [--best-mode min|max]]
+//!                                  the committed steps: commit time, size, items, metrics;
+//!                                  latest (and best, with --best-metric) marked
+//! ckpt show ROOT STEP|latest|best [--json] [--best-metric M [--best-mode min|max]]
+//!                                  one step's metadata and items (JSON items with their value)
 //! ckpt gc ROOT --policy FILE [--dry-run] [--json] [--allow-missing-metric] [--allow-empty]
 //!                                  apply a preservation policy (JSON or TOML file): each step
 //!                                  kept or deleted, with the policy's reason; a policy ranking
@@ -25,7 +28,9 @@
 //! `gc` deletes exactly the steps the policy does not keep (never a directory that is not a
 //! step), `rm` exactly the steps named. Every
 //! command takes `--step-prefix P` and `--step-format-fixed-length N` for roots whose step
-//! directories are named that way. Errors print one line and exit 1.
+//! directories are named that way. Errors print one line on stderr (with `--json`, one JSON
+//! object). Exit status (listed by `ckpt --help`): 0 ok, 1 error, 2 usage, 3 `verify` found
+//! corrupt data.
 
 use ckpt_manager::core::{ErrorKind, Step};
 use ckpt_manager::{CheckpointManager, CheckpointManagerOptions, Error, Result};
@@ -58,11 +63,25 @@ use transfer::{cp, export, import};
 use verify::verify;
 use watch::watch;
 
+/// The exit statuses, as `ckpt --help` prints them.
+const EXIT_STATUS: &str = "\
+Exit status:
+  0  success
+  1  error: one line on stderr; with --json one JSON object,
+     {\"error\": {\"kind\": \"NotFound\", \"message\": \"...\", \"step\": null, \"path\": \"...\"}}
+  2  usage error (a bad command line)
+  3  `verify` found corrupt data (a bad file, metadata that does not parse, an item that does
+     not restore)";
+
+/// Exit status 3: `verify` found corrupt data (not: verify could not run).
+const EXIT_CORRUPT: u8 = 3;
+
 #[derive(Parser)]
 #[command(
     name = "ckpt",
     version,
-    about = "Inspect Orbax-compatible checkpoint roots"
+    about = "Inspect and manage Orbax-compatible checkpoint roots: list, show, verify, copy, delete, gc, export, import, watch",
+    after_help = EXIT_STATUS
 )]
 struct Cli {
     #[command(subcommand)]
@@ -76,22 +95,36 @@ struct Cli {
     quiet: bool,
 }
 
+// Each subcommand's first doc paragraph is its one-line `about` (the command list of
+// `ckpt --help`); the whole comment is its `long_about` (`ckpt CMD --help`).
 #[derive(Subcommand)]
 enum Command {
-    /// List the committed steps of a root.
+    /// List the committed steps of a root (read-only).
+    ///
+    /// One line per committed step: its commit time, its size (the sum of its files), its items
+    /// and metrics; the latest step is marked, and the best one with --best-metric.
     Ls {
         #[command(flatten)]
         root: RootArgs,
+        #[command(flatten)]
+        best: BestArgs,
     },
-    /// Show one step: its metadata, metrics and items.
+    /// Show one step: its metadata, metrics and items (read-only).
+    ///
+    /// STEP is a step number, `latest` (the largest committed step) or `best` (the best by
+    /// --best-metric NAME, --best-mode min|max).
     Show {
         #[command(flatten)]
         root: RootArgs,
-        /// The step to show.
+        /// The step to show: a number, `latest` or `best`.
         #[arg(allow_hyphen_values = true)]
         step: String,
+        #[command(flatten)]
+        best: BestArgs,
     },
-    /// Apply a preservation policy to a root: print each step kept or deleted, with the reason.
+    /// Apply a preservation policy to a root, deleting the steps it does not keep.
+    ///
+    /// Prints each step kept or deleted, with the policy's reason; --dry-run deletes nothing.
     Gc {
         #[command(flatten)]
         root: RootArgs,
@@ -111,8 +144,11 @@ enum Command {
         #[arg(long)]
         allow_empty: bool,
     },
-    /// Check every file of a step (or of every step) against its recorded checksums, and
-    /// restore each item as `restore` would, so that "ok" means the step restores.
+    /// Check a step (or every step) against its checksums and restore each item (read-only).
+    ///
+    /// Every file of the step is checked against its recorded checksums, and each item is
+    /// restored as `restore` would, so that "ok" means the step restores. Exit status 3 when it
+    /// finds corrupt data, 1 when it cannot check.
     Verify {
         #[command(flatten)]
         root: RootArgs,
@@ -125,8 +161,10 @@ enum Command {
         #[arg(long)]
         checksums_only: bool,
     },
-    /// Delete steps of a root, through the checkpoint manager (each step hidden, then removed).
-    /// On a terminal it asks for each step; otherwise --yes is required.
+    /// Delete steps of a root (asks first on a terminal; --yes otherwise).
+    ///
+    /// Deletes through the checkpoint manager (each step hidden, then removed). On a terminal
+    /// it asks for each step; otherwise --yes is required.
     Rm {
         #[command(flatten)]
         root: RootArgs,
@@ -137,22 +175,20 @@ enum Command {
         #[arg(long, short = 'y')]
         yes: bool,
     },
-    /// Copy a root, or one step, to another store (local disk, S3, ...): each step is committed
-    /// at the destination with the destination's commit protocol, and every source file with a
-    /// checksum is verified as it is read. Committed destination steps are never overwritten
-    /// (skipped for a root copy; an error with --step). The root metadata is copied when the
-    /// destination has none.
+    /// Copy a root, or one step, to another store (local disk, S3, ...).
+    ///
+    /// Each step is committed at the destination with the destination's commit protocol, and
+    /// every source file with a checksum is verified as it is read. Committed destination steps
+    /// are never overwritten (skipped for a root copy; an error with --step). The root metadata
+    /// is copied when the destination has none.
     Cp {
         #[command(flatten)]
-        root: RootArgs,
-        /// The destination root: a local path or a URI (s3://bucket/prefix, ...).
-        dst: String,
-        /// Copy only this step.
-        #[arg(long, allow_hyphen_values = true)]
-        step: Option<String>,
+        args: CpArgs,
     },
-    /// Write every array of a tensor-holding item (an Orbax pytree in any layout, or a
-    /// ckpt.tensors item) into one safetensors file; keys are the key paths joined by `.`
+    /// Write the arrays of a step's tensor item into one safetensors file.
+    ///
+    /// Every array of a tensor-holding item (an Orbax pytree in any layout, or a ckpt.tensors
+    /// item) goes into one safetensors file; keys are the key paths joined by `.`
     /// (`params.dense.kernel`), scalars are 0-d tensors.
     Export {
         #[command(flatten)]
@@ -166,8 +202,10 @@ enum Command {
         #[arg(long)]
         item: Option<String>,
     },
-    /// Commit a new step holding the arrays of a safetensors file: as an Orbax pytree (nested
-    /// dicts rebuilt from the dotted names; Orbax restores it) or as a ckpt.tensors item.
+    /// Commit a new step holding the arrays of a safetensors file.
+    ///
+    /// The arrays are stored as an Orbax pytree (nested dicts rebuilt from the dotted names;
+    /// Orbax restores it) or as a ckpt.tensors item.
     Import {
         /// The safetensors file to read.
         input: PathBuf,
@@ -183,9 +221,10 @@ enum Command {
         #[arg(long, default_value = "orbax", value_parser = ["orbax", "ckpt"])]
         format: String,
     },
-    /// Print each committed step as it commits (an evaluator's view; read-only): first those
-    /// already there (after --after), then each new one, in order, until --timeout seconds
-    /// pass without one. --json: one JSON object a line.
+    /// Print each step as it commits (read-only).
+    ///
+    /// An evaluator's view: first the steps already there (after --after), then each new one,
+    /// in order, until --timeout seconds pass without one. --json: one JSON object a line.
     Watch {
         #[command(flatten)]
         root: RootArgs,
@@ -204,6 +243,23 @@ enum Command {
     },
 }
 
+impl Command {
+    /// Whether `--json` was given (errors are then printed as JSON too).
+    fn json(&self) -> bool {
+        match self {
+            Command::Ls { root, .. }
+            | Command::Show { root, .. }
+            | Command::Gc { root, .. }
+            | Command::Verify { root, .. }
+            | Command::Rm { root, .. }
+            | Command::Export { root, .. }
+            | Command::Import { root, .. }
+            | Command::Watch { root, .. } => root.json,
+            Command::Cp { args } => args.json,
+        }
+    }
+}
+
 #[derive(Args)]
 struct RootArgs {
     /// The checkpoint root: a local path, file:///…, memory://, or s3://bucket/prefix (gs://…,
@@ -215,18 +271,60 @@ struct RootArgs {
     /// Step numbers in directory names are zero-padded to this many digits.
     #[arg(long)]
     step_format_fixed_length: Option<usize>,
-    /// Print JSON instead of a table.
+    /// Print JSON instead of a table (errors too: one JSON object on stderr).
     #[arg(long)]
     json: bool,
 }
 
+/// `ckpt cp`'s arguments: a source and a destination root (`RootArgs` names its root ROOT).
+#[derive(Args)]
+struct CpArgs {
+    /// The source root: a local path or a URI (s3://bucket/prefix, ...).
+    #[arg(value_name = "SRC")]
+    src: String,
+    /// The destination root: a local path or a URI (s3://bucket/prefix, ...).
+    #[arg(value_name = "DST")]
+    dst: String,
+    /// Copy only this step.
+    #[arg(long, allow_hyphen_values = true)]
+    step: Option<String>,
+    /// Step directories (in SRC and DST) are named `<PREFIX>_<step>`.
+    #[arg(long)]
+    step_prefix: Option<String>,
+    /// Step numbers in directory names are zero-padded to this many digits.
+    #[arg(long)]
+    step_format_fixed_length: Option<usize>,
+    /// Print a JSON summary instead of lines (errors too: one JSON object on stderr).
+    #[arg(long)]
+    json: bool,
+}
+
+/// The metric that ranks steps, for marking (`ls`) or picking (`show ROOT best`) the best one:
+/// a root does not record the `best_metric` its writer used.
+#[derive(Args)]
+struct BestArgs {
+    /// The metric that ranks the steps (e.g. val_loss): marks the best step (`ls`), or picks it
+    /// (`show ROOT best`).
+    #[arg(long, value_name = "NAME")]
+    best_metric: Option<String>,
+    /// Whether the lowest (`min`, e.g. a loss) or the highest (`max`, e.g. an accuracy) value
+    /// of --best-metric is best.
+    #[arg(long, value_name = "MODE", default_value = "max", value_parser = ["min", "max"], requires = "best_metric")]
+    best_mode: String,
+}
+
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => return usage_error(e),
+    };
     if let Some(note) = ckpt_manager::logging::init_logging(cli.verbose, cli.quiet) {
         eprintln!("ckpt: {note}");
     }
+    let json = cli.command.json();
+    let is_verify = matches!(cli.command, Command::Verify { .. });
     let result = match cli.command {
-        Command::Ls { root } => ls(&root),
+        Command::Ls { root, best } => ls(&root, &best),
         Command::Watch {
             root,
             after,
@@ -234,7 +332,7 @@ fn main() -> ExitCode {
             timeout,
             interval,
         } => watch(&root, after.as_deref(), until.as_deref(), timeout, interval),
-        Command::Show { root, step } => show(&root, &step),
+        Command::Show { root, step, best } => show(&root, &step, &best),
         Command::Gc {
             root,
             policy,
@@ -247,7 +345,15 @@ fn main() -> ExitCode {
             step,
             checksums_only,
         } => verify(&root, step.as_deref(), checksums_only),
-        Command::Cp { root, dst, step } => cp(&root, &dst, step.as_deref()),
+        Command::Cp { args } => {
+            let root = RootArgs {
+                root: args.src,
+                step_prefix: args.step_prefix,
+                step_format_fixed_length: args.step_format_fixed_length,
+                json: args.json,
+            };
+            cp(&root, &args.dst, args.step.as_deref())
+        }
         Command::Rm { root, steps, yes } => rm(&root, &steps, yes),
         Command::Export {
             root,
@@ -266,10 +372,55 @@ fn main() -> ExitCode {
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("ckpt: {}", e.to_string().replace('\n', " "));
-            ExitCode::FAILURE
+            if json {
+                eprintln!("{}", json_error(&e));
+            } else {
+                eprintln!("ckpt: {}", e.to_string().replace('\n', " "));
+            }
+            // `verify`'s findings are Corrupt errors; any other failure is exit status 1.
+            if is_verify && e.kind() == ErrorKind::Corrupt {
+                ExitCode::from(EXIT_CORRUPT)
+            } else {
+                ExitCode::FAILURE
+            }
         }
     }
+}
+
+/// An error as one line of JSON: `{"error": {"kind": "NotFound", "message": "…", "step": 7,
+/// "path": "…"}}` (the message is the text line without its leading kind).
+fn json_error(e: &Error) -> Value {
+    let text = e.to_string().replace('\n', " ");
+    let kind = e.kind().name();
+    let message = text
+        .strip_prefix(kind)
+        .and_then(|t| t.strip_prefix(": "))
+        .unwrap_or(&text);
+    json!({"error": {"kind": kind, "message": message, "step": e.step(), "path": e.path()}})
+}
+
+/// A command line clap rejects: clap's message and exit status 2 (with `--json` on it, one
+/// JSON line instead: `{"error": {"kind": "InvalidArgument", "usage": true, "message": …}}`);
+/// `--help` and `--version` print as clap prints them, exit status 0.
+fn usage_error(e: clap::Error) -> ExitCode {
+    let json_asked = std::env::args_os().skip(1).any(|a| a == "--json");
+    if !e.use_stderr() || !json_asked {
+        e.exit();
+    }
+    let text = e.to_string();
+    let message: Vec<&str> = text
+        .lines()
+        .map(str::trim)
+        .take_while(|l| !l.starts_with("Usage:") && !l.starts_with("For more information"))
+        .filter(|l| !l.is_empty())
+        .collect();
+    let message = message.join(" ");
+    let message = message.strip_prefix("error: ").unwrap_or(&message);
+    eprintln!(
+        "{}",
+        json!({"error": {"kind": ErrorKind::InvalidArgument.name(), "usage": true, "message": message}})
+    );
+    ExitCode::from(2)
 }
 
 fn parse_step(step: &str) -> Result<Step> {
@@ -297,6 +448,9 @@ fn open_root(
 ) -> Result<CheckpointManager> {
     let store = ckpt_manager::storage::open(&args.root)?;
     match store.stat("")? {
+        Some(m) if m.kind == ckpt_manager::storage::EntryKind::File => {
+            return Err(not_a_directory(&args.root).with_path(store.location("")))
+        }
         Some(_) => {}
         None if !store.list_dir("")?.is_empty() => {}
         None => {
@@ -317,4 +471,164 @@ fn open_root(
 
 fn json_err(e: serde_json::Error) -> Error {
     Error::invalid_argument("cannot print JSON").with_source(e)
+}
+
+/// The error for a ROOT that is a file: what it is, and what to pass instead (its step's root
+/// when it is a file of a step directory).
+fn not_a_directory(root: &str) -> Error {
+    use ckpt_manager::core::{COMMIT_SUCCESS_FILE, STEP_METADATA_FILE};
+    let name = root
+        .trim_end_matches('/')
+        .rsplit('/')
+        .next()
+        .unwrap_or(root);
+    let step_dir = parent_of(root);
+    let hint = if [
+        STEP_METADATA_FILE,
+        COMMIT_SUCCESS_FILE,
+        ckpt_manager::storage::MANIFEST_FILE,
+    ]
+    .contains(&name)
+    {
+        format!(
+            "; it is a file of the step directory {step_dir}: list its root with `ckpt ls {}`",
+            parent_of(&step_dir)
+        )
+    } else {
+        format!("; pass the directory holding the step directories (is it {step_dir}?)")
+    };
+    Error::invalid_argument(format!(
+        "{root} is a file, not a directory: a checkpoint root is a directory of step directories{hint}"
+    ))
+}
+
+/// The directory holding `path` (a local path or a URI), `.` for a bare name.
+fn parent_of(path: &str) -> String {
+    match path.trim_end_matches('/').rsplit_once('/') {
+        Some(("", _)) => "/".to_string(),
+        Some((p, _)) if p.ends_with(':') || p.ends_with(":/") => path.to_string(),
+        Some((p, _)) => p.to_string(),
+        None => ".".to_string(),
+    }
+}
+
+/// Why a root lists no committed steps, when the cause looks like a mistake on the command
+/// line: ROOT is itself a step directory, or its step directories are named in another format
+/// (another `--step-prefix`, zero padding) than `args` asks for. Says what it found and what to
+/// pass. `None` when nothing there looks like a step.
+fn why_no_steps(
+    store: &dyn ckpt_manager::storage::Store,
+    args: &RootArgs,
+) -> Result<Option<String>> {
+    use ckpt_manager::core::{NameFormat as _, COMMIT_SUCCESS_FILE, STEP_METADATA_FILE};
+    let root = args.root.trim_end_matches('/');
+    if store.stat(STEP_METADATA_FILE)?.is_some() {
+        return Ok(Some(format!(
+            "{root} looks like a step directory (it holds {STEP_METADATA_FILE}); list its root: ckpt ls {}",
+            parent_of(root)
+        )));
+    }
+    let format = ckpt_manager::core::StandardNameFormat::new(
+        args.step_prefix.as_deref(),
+        args.step_format_fixed_length,
+    )?;
+    let is_step = |name: &str| -> Result<bool> {
+        Ok(store
+            .stat(&format!("{name}/{STEP_METADATA_FILE}"))?
+            .is_some()
+            || store
+                .stat(&format!("{name}/{COMMIT_SUCCESS_FILE}"))?
+                .is_some())
+    };
+    // Directories named `<prefix>_<digits>` or `<digits>` that the format asked for does not
+    // read, grouped by prefix: (prefix, [(step, name)], zero-padded length).
+    type Group = (Option<String>, Vec<(Step, String)>, Option<usize>);
+    let mut groups: Vec<Group> = Vec::new();
+    for entry in store.list_dir("")? {
+        if entry.kind != ckpt_manager::storage::EntryKind::Dir
+            || format.parse_name(&entry.name).is_some()
+        {
+            continue;
+        }
+        let Some((prefix, digits)) = split_step_name(&entry.name) else {
+            continue;
+        };
+        let Ok(step) = digits.parse::<Step>() else {
+            continue;
+        };
+        let padded = (digits.len() > 1 && digits.starts_with('0')).then_some(digits.len());
+        match groups.iter_mut().find(|g| g.0 == prefix) {
+            Some(g) => {
+                g.1.push((step, entry.name.clone()));
+                g.2 = g.2.max(padded);
+            }
+            None => groups.push((prefix, vec![(step, entry.name.clone())], padded)),
+        }
+    }
+    groups.sort_by_key(|g| std::cmp::Reverse(g.1.len()));
+    for (prefix, mut names, padded) in groups {
+        names.sort();
+        let mut looks_like_steps = false;
+        for (_, name) in names.iter().take(3) {
+            if is_step(name)? {
+                looks_like_steps = true;
+                break;
+            }
+        }
+        if !looks_like_steps {
+            continue;
+        }
+        let mut pass = Vec::new();
+        match (&prefix, &args.step_prefix) {
+            (Some(p), _) => pass.push(format!("--step-prefix {p}")),
+            (None, Some(_)) => pass.push("no --step-prefix".to_string()),
+            (None, None) => {}
+        }
+        if let Some(n) = padded {
+            pass.push(format!("--step-format-fixed-length {n}"));
+        }
+        let mut shown: Vec<&str> = names.iter().take(3).map(|(_, n)| n.as_str()).collect();
+        if names.len() > 3 {
+            shown.push("…");
+        }
+        return Ok(Some(format!(
+            "{root} holds no step directories named as asked (like {}); found {} named {}: pass {}",
+            format.build_name(100),
+            names.len(),
+            shown.join(", "),
+            pass.join(" and ")
+        )));
+    }
+    Ok(None)
+}
+
+/// A directory name as a step name of some format: `(Some(prefix), digits)` for
+/// `<prefix>_<digits>`, `(None, digits)` for `<digits>`; `None` otherwise.
+fn split_step_name(name: &str) -> Option<(Option<String>, &str)> {
+    let all_digits = |d: &str| !d.is_empty() && d.bytes().all(|b| b.is_ascii_digit());
+    if all_digits(name) {
+        return Some((None, name));
+    }
+    let (prefix, digits) = name.rsplit_once('_')?;
+    (!prefix.is_empty() && all_digits(digits)).then(|| (Some(prefix.to_string()), digits))
+}
+
+/// Up to ten steps written out; more as the first five, `…`, the last five and the count.
+fn step_list(steps: &[Step]) -> String {
+    let join = |s: &[Step]| {
+        s.iter()
+            .map(|n| n.to_string())
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    if steps.len() <= 10 {
+        join(steps)
+    } else {
+        format!(
+            "{}, …, {} ({} steps)",
+            join(&steps[..5]),
+            join(&steps[steps.len() - 5..]),
+            steps.len()
+        )
+    }
 }

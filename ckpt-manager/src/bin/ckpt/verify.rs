@@ -16,7 +16,7 @@ pub(crate) enum ItemCheck {
 /// `ckpt verify`: re-reads every file recorded in each step's `_CKPT_CHECKSUMS`, checks the step
 /// metadata, and (unless `checksums_only`) restores each item of each step as `restore` would
 /// (its handler from the step metadata, checksums verified), one item at a time; prints each bad
-/// file and each item that does not restore, and exits 1 (a `Corrupt` error naming them) when
+/// file and each item that does not restore, and exits 3 (a `Corrupt` error naming them) when
 /// there is one. Steps without checksums (written by Orbax) are reported as such and are not
 /// errors; items this program cannot restore (`Unsupported`: tensorstore formats, handlers not
 /// linked in; or no handler recorded) are reported as not checked.
@@ -27,6 +27,12 @@ pub(crate) fn verify(args: &RootArgs, step: Option<&str>, checksums_only: bool) 
         Some(s) => vec![parse_step(s)?],
         None => mngr.all_steps(),
     };
+    if steps.is_empty() {
+        // Verifying nothing is no "ok" when ROOT was the wrong directory.
+        if let Some(why) = why_no_steps(mngr.store().as_ref(), args)? {
+            return Err(Error::invalid_argument(why));
+        }
+    }
     let mut reports = Vec::new();
     let mut bad = Vec::new();
     let mut failed = Vec::new();
