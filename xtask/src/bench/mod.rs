@@ -34,6 +34,7 @@ pub mod profile;
 pub mod raw;
 pub mod report;
 pub mod sys;
+pub mod vs_orbax;
 
 use payload::{Layout, Payload};
 use report::Report;
@@ -87,6 +88,8 @@ pub struct Ctx {
     pub layouts: Vec<Layout>,
     /// Committed steps of the overhead root.
     pub steps: u64,
+    /// Saves per loop in the `vs-orbax` section (`--saves`; default 10, 5 from 1 GiB on).
+    pub saves: Option<u64>,
     /// Sections to run.
     pub sections: Vec<String>,
     /// Scratch directory.
@@ -137,10 +140,12 @@ const MALLOC_ENV: &str = "MALLOC_MMAP_THRESHOLD_";
 const MMAP_THRESHOLD: &str = "131072";
 
 /// All sections, in run order.
-const SECTIONS: [&str; 6] = ["fs", "memory", "s3", "orbax", "overhead", "peak"];
+const SECTIONS: [&str; 7] = [
+    "fs", "memory", "s3", "orbax", "vs-orbax", "overhead", "peak",
+];
 
-const USAGE: &str = "usage: cargo xtask bench [--quick] [--json FILE] [--only fs,memory,s3,orbax,overhead,peak] \
-[--sizes 256M,1G] [--s3-sizes 256M] [--layouts one,mixed64] [--reps N] [--steps N] [--no-s3] [--no-build]";
+const USAGE: &str = "usage: cargo xtask bench [--quick] [--json FILE] [--only fs,memory,s3,orbax,vs-orbax,overhead,peak] \
+[--vs-orbax] [--sizes 256M,1G] [--s3-sizes 256M] [--layouts one,mixed64] [--reps N] [--saves N] [--steps N] [--no-s3] [--no-build]";
 
 /// Parses the bench's arguments (the driver passes them through).
 ///
@@ -149,6 +154,7 @@ const USAGE: &str = "usage: cargo xtask bench [--quick] [--json FILE] [--only fs
 pub fn parse_args(args: &[String]) -> Result<Ctx, String> {
     let mut quick = false;
     let mut json = None;
+    let mut saves = None;
     let (mut only, mut sizes, mut s3_sizes, mut layouts, mut reps, mut steps) =
         (None, None, None, None, None, None);
     let mut it = args.iter();
@@ -160,6 +166,8 @@ pub fn parse_args(args: &[String]) -> Result<Ctx, String> {
         };
         match a.as_str() {
             "--quick" => quick = true,
+            "--vs-orbax" => only = Some("vs-orbax".to_string()),
+            "--saves" => saves = Some(val("--saves")?),
             "--json" => json = Some(PathBuf::from(val("--json")?)),
             "--only" => only = Some(val("--only")?),
             "--sizes" => sizes = Some(val("--sizes")?),
@@ -233,9 +241,16 @@ pub fn parse_args(args: &[String]) -> Result<Ctx, String> {
             .ok_or_else(|| format!("bad --steps {s:?}"))?,
         None => 10_000,
     };
+    let saves = match saves {
+        Some(s) => Some(s.parse::<u64>().ok().filter(|s| *s > 1).ok_or_else(|| {
+            format!("bad --saves {s:?}: at least 2 (the first, then the steady state)")
+        })?),
+        None => None,
+    };
     Ok(Ctx {
         quick,
         reps,
+        saves,
         sizes,
         s3_sizes,
         layouts,
@@ -375,6 +390,16 @@ fn run_sections(b: &mut Bench, cx: &Ctx) -> Result<(), String> {
         for &size in &cx.sizes {
             eprintln!("bench: Orbax format beside Orbax, {}", size_label(size));
             orbax::orbax_section(b, cx, size)?;
+        }
+    }
+    if want(cx, "vs-orbax") {
+        for &size in &cx.sizes {
+            let saves = cx.saves.unwrap_or(if size >= 1 << 30 { 5 } else { 10 });
+            eprintln!(
+                "bench: ckpt beside Orbax, {}, {saves} saves a loop",
+                size_label(size)
+            );
+            vs_orbax::vs_orbax_section(b, cx, size, saves)?;
         }
     }
     if want(cx, "overhead") {

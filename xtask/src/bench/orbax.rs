@@ -32,7 +32,7 @@ fn secs(t: Instant) -> f64 {
 }
 
 /// The interop venv's Python, when it exists.
-fn python() -> Option<PathBuf> {
+pub(super) fn python() -> Option<PathBuf> {
     let p = super::target_dir()
         .join("interop-venv")
         .join("bin")

@@ -1,0 +1,513 @@
+//! Section `vs-orbax` (`cargo xtask bench --vs-orbax`, issue 14): ckpt's own format beside
+//! orbax-checkpoint 0.12.8 itself, the same tree (4 float32 arrays) saved in the same loop
+//! pattern, repetitions interleaved, with the physical limits measured in the same run.
+//!
+//! Per repetition:
+//! 1. Orbax (`xtask/interop/arrays/bench_vs_orbax.py` in the interop venv, without the bench's
+//!    fixed malloc threshold: Orbax gets glibc's usual memory reuse) saves the tree (numpy
+//!    arrays, mutable as the tensors ckpt borrows: Orbax's async save copies them; jax.Arrays
+//!    are immutable and Orbax need not copy them, which compares with ckpt's moved-in save)
+//!    `saves` times
+//!    synchronously and `saves` times asynchronously (time blocked, time to committed), then
+//!    restores the latest step 3 times; times taken inside Python;
+//! 2. ckpt, in this process, does the same with a tensor item: `saves` synchronous saves,
+//!    `saves` async saves of the borrowed tensors (time blocked, time to committed, peak RSS over
+//!    the loop), `saves` async saves of tensors moved in (their clone made before the clock
+//!    starts), 3 restores into new memory;
+//! 3. the physical limits: `dd if=/dev/zero bs=1M conv=fdatasync` of the payload's size, and a
+//!    memcpy of the payload into pre-faulted memory.
+//!
+//! "First" is each loop's first save; "steady" the median of its saves 2..`saves` (a training
+//! loop saving the same shapes again and again). Each row's note gives min and max over the
+//! repetitions.
+
+use super::report::{Cmp, RatioKind, Report};
+use super::{sys, Bench, Ctx};
+use ckpt_manager::handlers::{DType, Tensor, TensorMap};
+use ckpt_manager::{CheckpointManager, Composite, SaveOptions};
+use std::path::Path;
+use std::process::Command;
+use std::time::Instant;
+
+/// The bench's malloc setting, removed for Orbax's Python.
+const MALLOC_ENV: &str = "MALLOC_MMAP_THRESHOLD_";
+
+fn secs(t: Instant) -> f64 {
+    t.elapsed().as_secs_f64()
+}
+
+/// The median of `v[1..]` (the steady state of a loop), or of `v` when it has one sample.
+fn steady(v: &[f64]) -> f64 {
+    super::report::median(if v.len() > 1 { &v[1..] } else { v })
+}
+
+/// 4 float32 arrays of `size / 4` bytes each, pseudo-random (nothing compressible).
+fn tree(size: usize, seed: u64) -> Result<TensorMap, String> {
+    let per = size / 4 / 4 * 4;
+    let mut map = TensorMap::new();
+    let mut state = seed | 1;
+    for i in 0..4 {
+        let mut data = vec![0u8; per];
+        for c in data.chunks_mut(8) {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            let b = state.to_le_bytes();
+            c.copy_from_slice(&b[..c.len()]);
+        }
+        let t = Tensor::new(DType::F32, [per / 4096, 1024], data).map_err(|e| e.to_string())?;
+        map.insert(format!("layer{i}"), t);
+    }
+    Ok(map)
+}
+
+/// ckpt's loops over one repetition.
+#[derive(Default)]
+struct Ckpt {
+    sync: Vec<f64>,
+    blocked: Vec<f64>,
+    commit: Vec<f64>,
+    moved_blocked: Vec<f64>,
+    moved_commit: Vec<f64>,
+    restore: Vec<f64>,
+    peak: Option<f64>,
+}
+
+fn ckpt_loops(dir: &Path, map: &TensorMap, saves: u64) -> Result<Ckpt, String> {
+    let e = |e: ckpt_manager::Error| e.to_string();
+    let mut c = Ckpt::default();
+    let sync_root = dir.join("sync");
+    let mut m = CheckpointManager::builder(sync_root.to_string_lossy())
+        .enable_async_checkpointing(false)
+        .max_to_keep(2)
+        .build()
+        .map_err(e)?;
+    for step in 1..=saves {
+        let t = Instant::now();
+        m.save(
+            step,
+            Composite::new().tensors("params", map),
+            SaveOptions::default(),
+        )
+        .map_err(e)?;
+        c.sync.push(secs(t));
+    }
+    m.close().map_err(e)?;
+
+    let mut m = CheckpointManager::builder(dir.join("async").to_string_lossy())
+        .max_to_keep(2)
+        .build()
+        .map_err(e)?;
+    let reset = sys::reset_peak_rss();
+    let base = sys::proc_status_bytes("VmRSS").unwrap_or(0);
+    for step in 1..=saves {
+        let t = Instant::now();
+        m.save(
+            step,
+            Composite::new().tensors("params", map),
+            SaveOptions::default(),
+        )
+        .map_err(e)?;
+        c.blocked.push(secs(t));
+        m.wait_until_finished().map_err(e)?;
+        c.commit.push(secs(t));
+    }
+    if reset {
+        // The payload was in memory before the loop: count it once.
+        let hwm = sys::proc_status_bytes("VmHWM").unwrap_or(0);
+        c.peak = Some((hwm.saturating_sub(base) as usize + payload_bytes(map)) as f64);
+    }
+    m.close().map_err(e)?;
+
+    let mut m = CheckpointManager::builder(dir.join("moved").to_string_lossy())
+        .max_to_keep(2)
+        .build()
+        .map_err(e)?;
+    for step in 1..=saves {
+        let owned = map.clone();
+        let t = Instant::now();
+        m.save(
+            step,
+            Composite::new().tensors_owned("params", owned),
+            SaveOptions::default(),
+        )
+        .map_err(e)?;
+        c.moved_blocked.push(secs(t));
+        m.wait_until_finished().map_err(e)?;
+        c.moved_commit.push(secs(t));
+    }
+    m.close().map_err(e)?;
+
+    let reader = CheckpointManager::builder(sync_root.to_string_lossy())
+        .read_only(true)
+        .build()
+        .map_err(e)?;
+    for _ in 0..3 {
+        let t = Instant::now();
+        let r = reader.restore(Some(saves)).map_err(e)?;
+        let got = r.tensors("params").map_err(e)?;
+        c.restore.push(secs(t));
+        if payload_bytes(got) != payload_bytes(map) {
+            return Err("ckpt restored a different payload size".into());
+        }
+    }
+    Ok(c)
+}
+
+fn payload_bytes(map: &TensorMap) -> usize {
+    map.values().map(|t| t.as_bytes().len()).sum()
+}
+
+/// `dd if=/dev/zero of=FILE bs=1M count=<size in MiB> conv=fdatasync`: its wall time.
+fn dd(file: &Path, size: usize) -> Result<f64, String> {
+    let t = Instant::now();
+    let out = Command::new("dd")
+        .arg("if=/dev/zero")
+        .arg(format!("of={}", file.display()))
+        .args(["bs=1M", &format!("count={}", size >> 20), "conv=fdatasync"])
+        .output()
+        .map_err(|e| format!("dd: {e}"))?;
+    let s = secs(t);
+    let _ = std::fs::remove_file(file);
+    if !out.status.success() {
+        return Err(format!("dd: {}", String::from_utf8_lossy(&out.stderr)));
+    }
+    Ok(s)
+}
+
+/// Orbax's loops over one repetition (lists of seconds, as the script prints them).
+fn orbax_loops(
+    py: &Path,
+    dir: &Path,
+    size: usize,
+    seed: u64,
+    saves: u64,
+) -> Result<serde_json::Value, String> {
+    let script = super::workspace_root().join("xtask/interop/arrays/bench_vs_orbax.py");
+    let out = Command::new(py)
+        .arg(&script)
+        .arg(dir)
+        .arg(size.to_string())
+        .arg(seed.to_string())
+        .arg(saves.to_string())
+        .env_remove(MALLOC_ENV)
+        .output()
+        .map_err(|e| format!("running {}: {e}", py.display()))?;
+    if !out.status.success() {
+        return Err(format!(
+            "bench_vs_orbax.py failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        ));
+    }
+    let text = String::from_utf8_lossy(&out.stdout);
+    serde_json::from_str(text.trim().lines().last().unwrap_or(""))
+        .map_err(|e| format!("bench_vs_orbax.py printed {text:?}: {e}"))
+}
+
+fn list(v: &serde_json::Value, key: &str) -> Vec<f64> {
+    v[key]
+        .as_array()
+        .map(|a| a.iter().filter_map(serde_json::Value::as_f64).collect())
+        .unwrap_or_default()
+}
+
+/// Adds a row of per-repetition `samples` with a note giving their min and max.
+fn row(
+    r: &mut Report,
+    sec: &str,
+    key: &str,
+    name: &str,
+    samples: Vec<f64>,
+    bytes: Option<u64>,
+) -> usize {
+    let min = samples.iter().copied().fold(f64::INFINITY, f64::min);
+    let max = samples.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+    let i = r.time(sec, key, name, samples, bytes);
+    r.note(
+        i,
+        format!("min {:.1} ms, max {:.1} ms", min * 1e3, max * 1e3),
+    );
+    i
+}
+
+/// Runs the section for payload `size` (bytes) with `saves` saves per loop.
+///
+/// # Errors
+/// When Orbax or ckpt fails, or the scratch directory cannot be written.
+pub fn vs_orbax_section(b: &mut Bench, cx: &Ctx, size: usize, saves: u64) -> Result<(), String> {
+    let Some(py) = super::orbax::python() else {
+        b.report.notes.push(
+            "vs-orbax: no interop venv (target/interop-venv): run `cargo xtask interop` once; no figures"
+                .into(),
+        );
+        return Ok(());
+    };
+    let sec = format!(
+        "ckpt vs Orbax, {}, 4 float32 arrays, {saves} saves a loop",
+        super::size_label(size)
+    );
+    let key = format!("vs-orbax/{}", super::size_key(size));
+    let dir = cx.tmp.join("vs-orbax");
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+    let map = tree(size, 0x0ba5 ^ size as u64)?;
+    let mut s: std::collections::BTreeMap<&str, Vec<f64>> = Default::default();
+    let mut peaks = Vec::new();
+    for rep in 0..cx.reps {
+        let odir = dir.join(format!("orbax-{rep}"));
+        let cdir = dir.join(format!("ckpt-{rep}"));
+        let run_orbax = |s: &mut std::collections::BTreeMap<&str, Vec<f64>>| -> Result<(), String> {
+            let v = orbax_loops(&py, &odir, size, rep as u64 + 1, saves)?;
+            let (sync, blocked, commit) = (
+                list(&v, "sync_s"),
+                list(&v, "async_blocked_s"),
+                list(&v, "async_commit_s"),
+            );
+            s.entry("o_sync_first")
+                .or_default()
+                .push(sync.first().copied().unwrap_or(f64::NAN));
+            s.entry("o_sync").or_default().push(steady(&sync));
+            s.entry("o_blocked_first")
+                .or_default()
+                .push(blocked.first().copied().unwrap_or(f64::NAN));
+            s.entry("o_blocked").or_default().push(steady(&blocked));
+            s.entry("o_commit").or_default().push(steady(&commit));
+            s.entry("o_restore")
+                .or_default()
+                .push(super::report::median(&list(&v, "restore_s")));
+            let _ = std::fs::remove_dir_all(&odir);
+            Ok(())
+        };
+        // Interleaved, alternating which side goes first.
+        if rep % 2 == 0 {
+            run_orbax(&mut s)?;
+        }
+        let c = ckpt_loops(&cdir, &map, saves)?;
+        let _ = std::fs::remove_dir_all(&cdir);
+        s.entry("c_sync_first")
+            .or_default()
+            .push(c.sync.first().copied().unwrap_or(f64::NAN));
+        s.entry("c_sync").or_default().push(steady(&c.sync));
+        s.entry("c_blocked_first")
+            .or_default()
+            .push(c.blocked.first().copied().unwrap_or(f64::NAN));
+        s.entry("c_blocked").or_default().push(steady(&c.blocked));
+        s.entry("c_commit").or_default().push(steady(&c.commit));
+        s.entry("c_moved_blocked")
+            .or_default()
+            .push(steady(&c.moved_blocked));
+        s.entry("c_moved_commit")
+            .or_default()
+            .push(steady(&c.moved_commit));
+        s.entry("c_restore")
+            .or_default()
+            .push(super::report::median(&c.restore));
+        peaks.extend(c.peak);
+        if rep % 2 == 1 {
+            run_orbax(&mut s)?;
+        }
+        s.entry("dd")
+            .or_default()
+            .push(dd(&dir.join("dd.bin"), size)?);
+        let mut pre: Vec<Vec<u8>> = map
+            .values()
+            .map(|t| vec![1u8; t.as_bytes().len()])
+            .collect();
+        let t = Instant::now();
+        for (o, t) in pre.iter_mut().zip(map.values()) {
+            o.copy_from_slice(t.as_bytes());
+        }
+        s.entry("memcpy").or_default().push(secs(t));
+        std::hint::black_box(&pre);
+        eprintln!(
+            "bench: vs-orbax {} rep {} done",
+            super::size_label(size),
+            rep + 1
+        );
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+    let mut take = |k: &str| s.remove(k).unwrap_or_default();
+    let r = &mut b.report;
+    let bytes = Some(size as u64);
+    let k = |n: &str| format!("{key}/{n}");
+    let o_sync_first = row(
+        r,
+        &sec,
+        &k("orbax_sync_first"),
+        "Orbax sync save, first",
+        take("o_sync_first"),
+        bytes,
+    );
+    let c_sync_first = row(
+        r,
+        &sec,
+        &k("ckpt_sync_first"),
+        "ckpt sync save, first",
+        take("c_sync_first"),
+        bytes,
+    );
+    r.compare(
+        c_sync_first,
+        o_sync_first,
+        RatioKind::Speed,
+        Some((Cmp::Ge, 5.0)),
+    );
+    let o_sync = row(
+        r,
+        &sec,
+        &k("orbax_sync"),
+        "Orbax sync save, steady",
+        take("o_sync"),
+        bytes,
+    );
+    let c_sync_v = take("c_sync");
+    let c_sync = row(
+        r,
+        &sec,
+        &k("ckpt_sync"),
+        "ckpt sync save, steady",
+        c_sync_v.clone(),
+        bytes,
+    );
+    r.compare(c_sync, o_sync, RatioKind::Speed, Some((Cmp::Ge, 5.0)));
+    let dd_row = row(r, &sec, &k("dd"), "dd conv=fdatasync", take("dd"), bytes);
+    let c_sync2 = row(
+        r,
+        &sec,
+        &k("ckpt_sync_vs_dd"),
+        "ckpt sync save, steady, vs dd",
+        c_sync_v,
+        bytes,
+    );
+    r.compare(c_sync2, dd_row, RatioKind::Speed, Some((Cmp::Ge, 0.9)));
+    let o_bf = row(
+        r,
+        &sec,
+        &k("orbax_blocked_first"),
+        "Orbax async save blocked, first",
+        take("o_blocked_first"),
+        bytes,
+    );
+    let c_bf = row(
+        r,
+        &sec,
+        &k("ckpt_blocked_first"),
+        "ckpt async blocked, borrowed, first",
+        take("c_blocked_first"),
+        bytes,
+    );
+    r.compare(c_bf, o_bf, RatioKind::Time, None);
+    let o_b = row(
+        r,
+        &sec,
+        &k("orbax_blocked"),
+        "Orbax async save blocked, steady",
+        take("o_blocked"),
+        bytes,
+    );
+    let c_b_v = take("c_blocked");
+    let c_b = row(
+        r,
+        &sec,
+        &k("ckpt_blocked"),
+        "ckpt async blocked, borrowed, steady",
+        c_b_v.clone(),
+        bytes,
+    );
+    r.compare(c_b, o_b, RatioKind::Time, Some((Cmp::Le, 0.3)));
+    let mc = row(
+        r,
+        &sec,
+        &k("memcpy"),
+        "memcpy, pre-faulted",
+        take("memcpy"),
+        bytes,
+    );
+    let c_b2 = row(
+        r,
+        &sec,
+        &k("ckpt_blocked_vs_memcpy"),
+        "ckpt async blocked, borrowed, vs memcpy",
+        c_b_v,
+        bytes,
+    );
+    r.compare(c_b2, mc, RatioKind::Time, Some((Cmp::Le, 1.5)));
+    let c_mb = row(
+        r,
+        &sec,
+        &k("ckpt_moved_blocked"),
+        "ckpt async blocked, moved in, steady",
+        take("c_moved_blocked"),
+        bytes,
+    );
+    r.compare_to(c_mb, "1 ms", 1e-3, RatioKind::Time, Some((Cmp::Le, 1.0)));
+    let o_c = row(
+        r,
+        &sec,
+        &k("orbax_commit"),
+        "Orbax async save to committed, steady",
+        take("o_commit"),
+        bytes,
+    );
+    let c_c_v = take("c_commit");
+    let c_c = row(
+        r,
+        &sec,
+        &k("ckpt_commit"),
+        "ckpt async to committed, borrowed, steady",
+        c_c_v.clone(),
+        bytes,
+    );
+    r.compare(c_c, o_c, RatioKind::Speed, None);
+    let c_c2 = row(
+        r,
+        &sec,
+        &k("ckpt_commit_vs_sync"),
+        "ckpt async to committed, borrowed, vs sync",
+        c_c_v,
+        bytes,
+    );
+    r.compare(c_c2, c_sync, RatioKind::Time, Some((Cmp::Le, 1.1)));
+    let c_mc = row(
+        r,
+        &sec,
+        &k("ckpt_moved_commit"),
+        "ckpt async to committed, moved in, vs sync",
+        take("c_moved_commit"),
+        bytes,
+    );
+    r.compare(c_mc, c_sync, RatioKind::Time, Some((Cmp::Le, 1.1)));
+    let o_r = row(
+        r,
+        &sec,
+        &k("orbax_restore"),
+        "Orbax restore(), warm",
+        take("o_restore"),
+        bytes,
+    );
+    let c_r = row(
+        r,
+        &sec,
+        &k("ckpt_restore"),
+        "ckpt restore, warm, new memory",
+        take("c_restore"),
+        bytes,
+    );
+    r.compare(c_r, o_r, RatioKind::Speed, Some((Cmp::Ge, 2.0)));
+    if !peaks.is_empty() {
+        let p = r.bytes(
+            &sec,
+            &k("peak_async"),
+            "ckpt peak RSS over the async loop (payload included)",
+            peaks,
+        );
+        r.compare_to(
+            p,
+            "2 x payload",
+            2.0 * size as f64,
+            RatioKind::Bytes,
+            Some((Cmp::Le, 1.0)),
+        );
+    }
+    Ok(())
+}
