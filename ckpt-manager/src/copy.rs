@@ -43,7 +43,19 @@ pub struct CopySpec {
 
 /// What a copy reports as it goes, for a progress bar or log lines.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum CopyEvent {
+    /// Before anything is copied: the whole job, counted first (the steps to copy, their files
+    /// and bytes; steps already at the destination are not counted), so a progress bar's total
+    /// and rate are right from the start.
+    Planned {
+        /// Steps to copy.
+        steps: usize,
+        /// Files to copy in all (commit files excluded).
+        files: usize,
+        /// Their total size in bytes.
+        bytes: u64,
+    },
     /// A step's copy begins: how many files and bytes it holds.
     StepStarted {
         /// The step.
@@ -124,14 +136,19 @@ pub fn copy_root(spec: &CopySpec, progress: &mut dyn FnMut(&CopyEvent)) -> Resul
         spec.format.as_ref(),
     )?;
     let mut summary = CopySummary::default();
+    let mut plans = Vec::new();
     for (step, name) in steps {
         if committed_at(spec.dst.as_ref(), dst_protocol.as_ref(), &name)? {
             progress(&CopyEvent::StepSkipped { step });
             summary.skipped.push(step);
             continue;
         }
-        summary.bytes += copy_dir(spec, dst_protocol.as_ref(), step, &name, progress)?;
-        summary.copied.push(step);
+        plans.push(plan_step(spec.src.as_ref(), step, &name)?);
+    }
+    progress(&planned(&plans));
+    for plan in &plans {
+        summary.bytes += copy_dir(spec, dst_protocol.as_ref(), plan, progress)?;
+        summary.copied.push(plan.step);
     }
     summary.root_metadata_copied = copy_root_metadata(spec.src.as_ref(), spec.dst.as_ref())?;
     if summary.root_metadata_copied {
@@ -173,7 +190,9 @@ pub fn copy_step(
         .with_step(step)
         .with_path(spec.dst.location(name)));
     }
-    let bytes = copy_dir(spec, dst_protocol.as_ref(), step, name, progress)?;
+    let plan = plan_step(spec.src.as_ref(), step, name)?;
+    progress(&planned(std::slice::from_ref(&plan)));
+    let bytes = copy_dir(spec, dst_protocol.as_ref(), &plan, progress)?;
     let root_metadata_copied = copy_root_metadata(spec.src.as_ref(), spec.dst.as_ref())?;
     if root_metadata_copied {
         progress(&CopyEvent::RootMetadataCopied);
@@ -191,18 +210,28 @@ fn committed_at(dst: &dyn Store, protocol: &dyn CommitProtocol, name: &str) -> R
     Ok(dst.stat(name)?.is_some() && protocol.is_committed(dst, "", name)?)
 }
 
-/// Copies the step directory `name`; returns the bytes copied. On failure after `prepare`, the
-/// working directory is removed (best effort; a failure to remove it is logged).
-fn copy_dir(
-    spec: &CopySpec,
-    dst_protocol: &dyn CommitProtocol,
+/// One step's copy, counted before anything is copied.
+struct StepPlan {
     step: Step,
-    name: &str,
-    progress: &mut dyn FnMut(&CopyEvent),
-) -> Result<u64> {
-    let src = spec.src.as_ref();
-    let dst = spec.dst.as_ref();
-    let manifest = ChecksumManifest::read_from(src, name).map_err(|e| e.with_step(step))?;
+    /// The step directory's name (the same at both ends).
+    name: String,
+    /// Its files, relative to it, in the order they are copied.
+    files: Vec<String>,
+    /// Their total size in bytes.
+    bytes: u64,
+}
+
+/// The [`CopyEvent::Planned`] of `plans`.
+fn planned(plans: &[StepPlan]) -> CopyEvent {
+    CopyEvent::Planned {
+        steps: plans.len(),
+        files: plans.iter().map(|p| p.files.len()).sum(),
+        bytes: plans.iter().map(|p| p.bytes).sum(),
+    }
+}
+
+/// Lists step directory `name` of `src` and sizes its files (one listing, one stat per file).
+fn plan_step(src: &dyn Store, step: Step, name: &str) -> Result<StepPlan> {
     let mut files: Vec<String> = src
         .list_recursive(name)?
         .into_iter()
@@ -217,16 +246,36 @@ fn copy_dir(
         };
         (rank, p.clone())
     });
-    let mut total = 0u64;
+    let mut bytes = 0u64;
     for f in &files {
         if let Some(m) = src.stat(&join_path(name, f))? {
-            total += m.size;
+            bytes += m.size;
         }
     }
+    Ok(StepPlan {
+        step,
+        name: name.to_string(),
+        files,
+        bytes,
+    })
+}
+
+/// Copies the step directory of `plan`; returns the bytes copied. On failure after `prepare`,
+/// the working directory is removed (best effort; a failure to remove it is logged).
+fn copy_dir(
+    spec: &CopySpec,
+    dst_protocol: &dyn CommitProtocol,
+    plan: &StepPlan,
+    progress: &mut dyn FnMut(&CopyEvent),
+) -> Result<u64> {
+    let (step, name, files) = (plan.step, plan.name.as_str(), &plan.files);
+    let src = spec.src.as_ref();
+    let dst = spec.dst.as_ref();
+    let manifest = ChecksumManifest::read_from(src, name).map_err(|e| e.with_step(step))?;
     progress(&CopyEvent::StepStarted {
         step,
         files: files.len(),
-        bytes: total,
+        bytes: plan.bytes,
     });
     // A copy holds no writer guard of the destination: its claim keeps it apart from a live
     // writer of the same step there, and its failure removes only what it wrote.
@@ -239,7 +288,7 @@ fn copy_dir(
         .map_err(|e| e.with_step(step))?;
     let copied = (|| -> Result<u64> {
         let mut bytes = 0u64;
-        for f in &files {
+        for f in files {
             let from = join_path(name, f);
             let data = src.read(&from)?;
             if let Some(expected) = manifest.as_ref().and_then(|m| m.get(f)) {

@@ -391,3 +391,56 @@ fn ls_on_the_wrong_directory_says_what_it_found_and_what_to_pass() {
     assert_eq!(code, Some(0));
     assert!(out.contains("(no committed steps in"), "{out}");
 }
+
+/// `ckpt cp` off a terminal counts the whole job first (steps, files, bytes, as on disk), then
+/// prints progress lines whose byte counts grow to that total (`--progress-every 0`: after
+/// every file); steps already at the destination are not counted.
+#[test]
+fn cp_counts_the_whole_job_first_then_reports_progress_against_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let src = root_with(dir.path(), "src", &[1, 2, 3], |s| s as f64);
+    let dst = dir.path().join("dst");
+    let step_bytes: u64 = [1, 2, 3]
+        .iter()
+        .map(|s| du(&Path::new(&src).join(s.to_string())))
+        .sum();
+    // Commit files are not copied as files (the destination's protocol commits).
+    let commit_files: u64 = [1, 2, 3]
+        .iter()
+        .map(|s| {
+            std::fs::metadata(Path::new(&src).join(format!("{s}/commit_success.txt")))
+                .map(|m| m.len())
+                .unwrap_or(0)
+        })
+        .sum();
+    let total = step_bytes - commit_files;
+    let (code, out, err) = ckpt(&["cp", &src, dst.to_str().unwrap(), "--progress-every", "0"]);
+    assert_eq!(code, Some(0), "{out}\n{err}");
+    let first = out.lines().next().unwrap_or("");
+    assert!(
+        first.starts_with("copying 3 step(s): ") && first.contains(&format!("({total} bytes)")),
+        "the plan comes first, with the whole job's bytes ({total}):\n{out}"
+    );
+    let progress: Vec<&str> = out.lines().filter(|l| l.starts_with("  step ")).collect();
+    assert!(progress.len() >= 3, "a progress line per file:\n{out}");
+    let last = progress.last().unwrap();
+    assert!(
+        last.contains("(100%)"),
+        "the last line reaches the total: {last}\n{out}"
+    );
+    // A second copy skips every step and counts nothing.
+    let (code, out, _) = ckpt(&["cp", &src, dst.to_str().unwrap()]);
+    assert_eq!(code, Some(0));
+    assert!(out.contains("copying 0 step(s): 0 files"), "{out}");
+    // A bad interval is refused before anything is copied.
+    let (code, _, err) = ckpt(&[
+        "cp",
+        &src,
+        dir.path().join("d2").to_str().unwrap(),
+        "--progress-every",
+        "nan",
+    ]);
+    assert_eq!(code, Some(1), "{err}");
+    assert!(err.contains("--progress-every"), "{err}");
+    assert!(!dir.path().join("d2").exists());
+}

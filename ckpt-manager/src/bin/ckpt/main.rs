@@ -297,6 +297,10 @@ struct CpArgs {
     /// Print a JSON summary instead of lines (errors too: one JSON object on stderr).
     #[arg(long)]
     json: bool,
+    /// When stdout is not a terminal: a progress line (bytes done of the total, rate, time
+    /// left) at most every SECS seconds while copying; 0: after every file.
+    #[arg(long, value_name = "SECS", default_value_t = 10.0)]
+    progress_every: f64,
 }
 
 /// The metric that ranks steps, for marking (`ls`) or picking (`show ROOT best`) the best one:
@@ -352,7 +356,7 @@ fn main() -> ExitCode {
                 step_format_fixed_length: args.step_format_fixed_length,
                 json: args.json,
             };
-            cp(&root, &args.dst, args.step.as_deref())
+            cp(&root, &args.dst, args.step.as_deref(), args.progress_every)
         }
         Command::Rm { root, steps, yes } => rm(&root, &steps, yes),
         Command::Export {

@@ -1,10 +1,18 @@
 //! `ckpt cp`, `ckpt export`, `ckpt import`: steps and items into and out of a root.
 
 use super::*;
+use crate::show::human_bytes;
 
-/// `ckpt cp`: copies with [`ckpt_manager::copy`]; a progress bar (bytes) on a terminal, one line
-/// per step otherwise; a summary line at the end (`--json`: the summary as JSON).
-pub(crate) fn cp(args: &RootArgs, dst: &str, step: Option<&str>) -> Result<()> {
+/// `ckpt cp`: copies with [`ckpt_manager::copy`]. The whole job is counted first (steps, files,
+/// bytes); on a terminal one progress bar over it (bytes, rate, time left), otherwise a line per
+/// step and a progress line at most every `progress_every` seconds (0: after every file); a
+/// summary line at the end (`--json`: the summary as JSON, nothing else).
+pub(crate) fn cp(
+    args: &RootArgs,
+    dst: &str,
+    step: Option<&str>,
+    progress_every: f64,
+) -> Result<()> {
     use ckpt_manager::copy::{copy_root, copy_step, CopyEvent, CopySpec};
     use std::io::IsTerminal;
     let step = step.map(parse_step).transpose()?;
@@ -32,12 +40,19 @@ pub(crate) fn cp(args: &RootArgs, dst: &str, step: Option<&str>) -> Result<()> {
         );
         bar
     });
+    if !progress_every.is_finite() || progress_every < 0.0 {
+        return Err(Error::invalid_argument(format!(
+            "--progress-every {progress_every}: must be a number of seconds, 0 or more"
+        )));
+    }
     let quiet = args.json;
+    let mut lines = ProgressLines::new(progress_every);
     let mut on_event = |e: &CopyEvent| match (e, &bar) {
-        (CopyEvent::StepStarted { step, bytes, .. }, Some(b)) => {
-            b.set_length(b.length().unwrap_or(0) + bytes);
-            b.set_message(format!("step {step}"));
+        (CopyEvent::Planned { bytes, .. }, Some(b)) => {
+            b.set_length(*bytes);
+            b.reset_eta();
         }
+        (CopyEvent::StepStarted { step, .. }, Some(b)) => b.set_message(format!("step {step}")),
         (CopyEvent::FileCopied { bytes, .. }, Some(b)) => b.inc(*bytes),
         (CopyEvent::StepCommitted { step }, Some(b)) => b.println(format!("copied step {step}")),
         (CopyEvent::StepSkipped { step }, Some(b)) => b.println(format!(
@@ -45,15 +60,34 @@ pub(crate) fn cp(args: &RootArgs, dst: &str, step: Option<&str>) -> Result<()> {
         )),
         (CopyEvent::RootMetadataCopied, Some(b)) => b.println("copied the root metadata"),
         (_, None) if quiet => {}
+        (
+            CopyEvent::Planned {
+                steps,
+                files,
+                bytes,
+            },
+            None,
+        ) => {
+            lines.total = *bytes;
+            out!(
+                "copying {steps} step(s): {files} files, {} ({bytes} bytes)",
+                human_bytes(*bytes)
+            )
+        }
         (CopyEvent::StepStarted { step, files, bytes }, None) => {
             out!("copying step {step}: {files} files, {bytes} bytes")
+        }
+        (CopyEvent::FileCopied { step, bytes, .. }, None) => {
+            if let Some(line) = lines.copied(*step, *bytes) {
+                out!("{line}")
+            }
         }
         (CopyEvent::StepCommitted { step }, None) => out!("copied step {step}"),
         (CopyEvent::StepSkipped { step }, None) => {
             out!("skipped step {step}: already committed at the destination")
         }
         (CopyEvent::RootMetadataCopied, None) => out!("copied the root metadata"),
-        (CopyEvent::FileCopied { .. }, None) => {}
+        (_, _) => {}
     };
     let result = match step {
         Some(s) => copy_step(&spec, s, &mut on_event),
@@ -83,6 +117,64 @@ pub(crate) fn cp(args: &RootArgs, dst: &str, step: Option<&str>) -> Result<()> {
         );
     }
     Ok(())
+}
+
+/// Progress lines of a copy off a terminal: bytes done of the whole job, the rate since the
+/// start and the time left at that rate, at most one line every `every` seconds.
+struct ProgressLines {
+    every: f64,
+    total: u64,
+    done: u64,
+    started: std::time::Instant,
+    last: Option<std::time::Instant>,
+}
+
+impl ProgressLines {
+    fn new(every: f64) -> Self {
+        ProgressLines {
+            every,
+            total: 0,
+            done: 0,
+            started: std::time::Instant::now(),
+            last: None,
+        }
+    }
+
+    /// Counts a file of `bytes` copied in `step`; the line to print, if one is due.
+    fn copied(&mut self, step: Step, bytes: u64) -> Option<String> {
+        self.done += bytes;
+        let now = std::time::Instant::now();
+        let since = self.last.unwrap_or(self.started);
+        if now.duration_since(since).as_secs_f64() < self.every {
+            return None;
+        }
+        self.last = Some(now);
+        let secs = now.duration_since(self.started).as_secs_f64();
+        let rate = if secs > 0.0 {
+            self.done as f64 / secs
+        } else {
+            0.0
+        };
+        let pct = if self.total > 0 {
+            100.0 * self.done as f64 / self.total as f64
+        } else {
+            100.0
+        };
+        let left = if rate > 0.0 {
+            format!(
+                "{:.0} s left",
+                self.total.saturating_sub(self.done) as f64 / rate
+            )
+        } else {
+            "time left unknown".to_string()
+        };
+        Some(format!(
+            "  step {step}: {} of {} ({pct:.0}%), {}/s, {left}",
+            human_bytes(self.done),
+            human_bytes(self.total),
+            human_bytes(rate as u64)
+        ))
+    }
 }
 
 /// A byte progress bar on a terminal (none when stdout is not one, or with --json).
