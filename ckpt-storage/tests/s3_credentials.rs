@@ -295,6 +295,19 @@ fn listing_error(bucket: &str, prefix: &str) -> (ckpt_core::Error, Duration) {
     (e, started.elapsed())
 }
 
+/// The error's text followed by the texts of its causes (`source()` chain), `: `-separated:
+/// what a user sees, whether or not `Display` includes the cause.
+fn chain_text(e: &ckpt_core::Error) -> String {
+    let mut text = e.to_string();
+    let mut cur = std::error::Error::source(e);
+    while let Some(c) = cur {
+        text.push_str(": ");
+        text.push_str(&c.to_string());
+        cur = c.source();
+    }
+    text
+}
+
 /// `needles` all occur in `text`, in this order.
 fn assert_in_order(text: &str, needles: &[&str]) {
     let mut from = 0;
@@ -348,7 +361,7 @@ fn child() {
         "profile_absent" => {
             let (e, _) = listing_error(&bucket, &prefix);
             assert_eq!(e.kind(), ErrorKind::InvalidConfig, "{e}");
-            let text = e.to_string();
+            let text = chain_text(&e);
             assert_in_order(
                 &text,
                 &[
@@ -363,7 +376,7 @@ fn child() {
             assert_eq!(e.kind(), ErrorKind::InvalidConfig, "{e}");
             assert!(!e.is_temporary(), "{e}");
             assert!(took < Duration::from_secs(10), "took {took:?}: {e}");
-            let text = e.to_string();
+            let text = chain_text(&e);
             println!("the error: {text}");
             assert_in_order(
                 &text,
@@ -399,7 +412,7 @@ fn child() {
                 "took {took:?}: {e}"
             );
             assert_in_order(
-                &e.to_string(),
+                &chain_text(&e),
                 &[
                     "6) EC2 instance metadata, IMDSv2",
                     &format!("{imds}: no credentials within 1.5s"),

@@ -15,17 +15,23 @@ use ckpt_core::{Error, Result};
 /// Credentials: a shared key (`account_name` + `account_key`), a SAS token, or none with
 /// `allow_anonymous`. Without them, with `ambient_credentials` (set by
 /// [`AzblobConfig::from_env`]), the Azure default chain as opendal 0.59 (reqsign-azure-storage
-/// 3) has it, in order: `AZURE_STORAGE_ACCOUNT_NAME` + `AZURE_STORAGE_ACCOUNT_KEY`,
-/// `AZURE_STORAGE_SAS_TOKEN`, `AZURE_STORAGE_BEARER_TOKEN`; a service principal's certificate
-/// (`AZURE_TENANT_ID` + `AZURE_CLIENT_ID` + `AZURE_CLIENT_CERTIFICATE_PATH`) or secret
-/// (`AZURE_CLIENT_SECRET`); Azure Pipelines OIDC; workload identity (`AZURE_FEDERATED_TOKEN_FILE`
-/// + `AZURE_CLIENT_ID` + `AZURE_TENANT_ID`, e.g. AKS); managed identity through the instance
-/// metadata service (`AZURE_IMDS_ENDPOINT`, else `169.254.169.254`; `AZURE_CLIENT_ID`,
-/// `AZURE_OBJECT_ID` or `AZURE_MSI_RESOURCE_ID` pick a user-assigned identity). Deviations from
-/// Azure's SDKs: the Azure CLI (`az login`) is in reqsign's chain but cannot run (opendal's
-/// signing context has no command runner); App Service's `IDENTITY_ENDPOINT` is not read; the
-/// metadata service is asked without a timeout of its own. Without `ambient_credentials` (what
-/// [`AzblobConfig::new`] gives) building a store without credentials is an error.
+/// 3) has it, in order:
+/// 1. `AZURE_STORAGE_ACCOUNT_NAME` with `AZURE_STORAGE_ACCOUNT_KEY`, `AZURE_STORAGE_SAS_TOKEN`,
+///    `AZURE_STORAGE_BEARER_TOKEN`;
+/// 2. a service principal's certificate (`AZURE_TENANT_ID`, `AZURE_CLIENT_ID`,
+///    `AZURE_CLIENT_CERTIFICATE_PATH`), then its secret (`AZURE_CLIENT_SECRET`);
+/// 3. Azure Pipelines OIDC (`SYSTEM_OIDCREQUESTURI`, `AZURE_SERVICE_CONNECTION_ID`);
+/// 4. workload identity, e.g. on AKS (`AZURE_FEDERATED_TOKEN_FILE`, `AZURE_CLIENT_ID`,
+///    `AZURE_TENANT_ID`);
+/// 5. managed identity through the instance metadata service (`AZURE_IMDS_ENDPOINT`, else
+///    `169.254.169.254`; `AZURE_CLIENT_ID`, `AZURE_OBJECT_ID` or `AZURE_MSI_RESOURCE_ID` pick a
+///    user-assigned identity).
+///
+/// Deviations from Azure's SDKs: the Azure CLI (`az login`) is in reqsign's chain but cannot run
+/// (opendal's signing context has no command runner); App Service's `IDENTITY_ENDPOINT` is not
+/// read; the metadata service is asked without a timeout of its own. Without
+/// `ambient_credentials` (what [`AzblobConfig::new`] gives) building a store without credentials
+/// is an error.
 #[derive(Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct AzblobConfig {
@@ -211,8 +217,10 @@ impl AzblobConfig {
             }
         }
         let shared_key = self.account_key.is_some() && self.account_name.is_some();
-        if !(shared_key || self.sas_token.is_some() || self.allow_anonymous)
-            && !self.ambient_credentials
+        if !(shared_key
+            || self.sas_token.is_some()
+            || self.allow_anonymous
+            || self.ambient_credentials)
         {
             return Err(Error::invalid_config(
                 "an Azure Blob store needs credentials: an account name and key \

@@ -255,7 +255,7 @@ fn numbered(steps: &[String]) -> String {
 }
 
 /// What a file of credentials holds for `section`: `Err(why not)` when it cannot be used.
-#[cfg(any(feature = "s3", feature = "gcs"))]
+#[cfg(feature = "s3")]
 fn read_section(path: &str, section: &str) -> Result<HashMap<String, String>, String> {
     match std::fs::read_to_string(path) {
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Err("no such file".into()),
