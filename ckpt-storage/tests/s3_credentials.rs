@@ -197,6 +197,20 @@ fn without_the_profile_nothing_signs() {
     );
 }
 
+/// `AWS_PROFILE` naming a profile the files do not have: the error names it and both files.
+#[test]
+fn a_missing_named_profile_is_named() {
+    run_case(
+        "profile_unknown",
+        &[
+            no_imds(),
+            ("AWS_PROFILE", "nope".into()),
+            ("AWS_SHARED_CREDENTIALS_FILE", "{aws}/credentials".into()),
+            ("AWS_CONFIG_FILE", "{aws}/config".into()),
+        ],
+    );
+}
+
 /// No credentials anywhere: `InvalidConfig` listing, in order, what was tried.
 #[test]
 fn no_credentials_lists_what_was_tried() {
@@ -368,6 +382,19 @@ fn child() {
                     "profile \"default\" (AWS_PROFILE not set)",
                     &format!("{aws}/credentials: no [default] section"),
                     &format!("{aws}/config: no [default] section"),
+                ],
+            );
+        }
+        "profile_unknown" => {
+            let (e, _) = listing_error(&bucket, &prefix);
+            assert_eq!(e.kind(), ErrorKind::InvalidConfig, "{e}");
+            assert_in_order(
+                &chain_text(&e),
+                &[
+                    "profile \"nope\" (from AWS_PROFILE)",
+                    &format!("{aws}/credentials: no [nope] section"),
+                    &format!("{aws}/config: no [profile nope] section"),
+                    "IAM Identity Center (SSO) of profile \"nope\"",
                 ],
             );
         }

@@ -298,7 +298,8 @@ fn s3_tried(c: &super::S3Config) -> String {
         "the variables AWS_ACCESS_KEY_ID + AWS_SECRET_ACCESS_KEY ({keys})"
     ));
     let (profile, from) = match (&c.profile, env("AWS_PROFILE")) {
-        (Some(p), _) => (p.clone(), "from the configuration"),
+        (Some(p), Some(e)) if *p == e => (e, "from AWS_PROFILE"),
+        (Some(p), _) => (p.clone(), "from S3Config::profile"),
         (None, Some(p)) => (p, "from AWS_PROFILE"),
         (None, None) => ("default".to_string(), "AWS_PROFILE not set"),
     };
