@@ -29,7 +29,7 @@ use ckpt_core::{Error, Result};
 ///
 /// Deviations from Azure's SDKs: the Azure CLI (`az login`) is in reqsign's chain but cannot run
 /// (opendal's signing context has no command runner); App Service's `IDENTITY_ENDPOINT` is not
-/// read; the metadata service is asked without a timeout of its own. Without
+/// read; the metadata service lookup gives up after 3 s. Without
 /// `ambient_credentials` (what [`AzblobConfig::new`] gives) building a store without credentials
 /// is an error.
 #[derive(Clone, PartialEq, Eq)]
@@ -234,7 +234,10 @@ impl AzblobConfig {
 }
 
 /// The opendal operator of `c` (no request is sent); `ObjectConfig::build` installs the HTTP
-/// transport first.
+/// transport first. With `ambient_credentials` the credential chain is ours
+/// (`credentials::azblob_chain`: the given SAS token and key, then the Azure default chain with
+/// a bounded managed-identity lookup); without, opendal's (the given credentials, which
+/// `validate` requires, come first and always answer).
 #[cfg(feature = "azblob")]
 pub(super) fn operator(c: &AzblobConfig) -> std::result::Result<opendal::Operator, opendal::Error> {
     let mut b = opendal::services::Azblob::default()
@@ -251,6 +254,9 @@ pub(super) fn operator(c: &AzblobConfig) -> std::result::Result<opendal::Operato
     }
     if let Some(s) = &c.sas_token {
         b = b.sas_token(s);
+    }
+    if c.ambient_credentials {
+        b = b.credential_provider_chain(super::credentials::azblob_chain(c));
     }
     if c.allow_anonymous {
         b = b.skip_signature();

@@ -7,8 +7,10 @@
 //!   container credentials, EC2 IMDSv2, the last two bounded in time ([`Bounded`]). A
 //!   profile's `credential_process` is left out: opendal's signing context has no command
 //!   runner, so reqsign could only fail on it.
-//! * GCS and Azure: opendal's own chains (see `gcs.rs`, `azblob.rs`), which are the Google
-//!   application default credentials and the Azure default chain as far as reqsign has them.
+//! * Azure (`ambient_credentials`): [`azblob_chain`], reqsign-azure-storage's default chain
+//!   without the Azure CLI (no command runner either), the managed-identity lookup bounded.
+//! * GCS: opendal's own chain (see `gcs.rs`), Google's application default credentials as far
+//!   as reqsign-google has them.
 //! * The profile's `region` for [`super::S3Config::from_env`]: [`profile_region`].
 //!
 //! When signing fails for want of a credential (reqsign's "failed to load signing credential",
@@ -122,44 +124,82 @@ fn metadata_timeout(setting: Option<String>) -> std::time::Duration {
     std::time::Duration::from_secs_f64(per_request * 3.0)
 }
 
-/// A credential provider that gives up (with an error, so the chain goes on) after
-/// [`metadata_timeout`]: reqsign's ECS and IMDS providers send their requests without a timeout,
-/// and outside AWS the metadata address may swallow packets until the TCP timeout (minutes).
-#[cfg(feature = "s3")]
+/// A credential provider that gives up (with an error, so the chain goes on) after `limit`:
+/// reqsign's metadata-service providers (AWS ECS and IMDS, Azure IMDS) send their requests
+/// without a timeout, and outside the cloud the metadata address may swallow packets until the
+/// TCP timeout (minutes).
+#[cfg(any(feature = "s3", feature = "azblob"))]
 #[derive(Debug)]
 struct Bounded<P> {
     what: &'static str,
+    limit: std::time::Duration,
     inner: P,
 }
 
-#[cfg(feature = "s3")]
-impl<P> reqsign_core::ProvideCredential for Bounded<P>
-where
-    P: reqsign_core::ProvideCredential<Credential = reqsign_aws_v4::Credential>,
-{
-    type Credential = reqsign_aws_v4::Credential;
+#[cfg(any(feature = "s3", feature = "azblob"))]
+impl<P: reqsign_core::ProvideCredential> reqsign_core::ProvideCredential for Bounded<P> {
+    type Credential = P::Credential;
 
     async fn provide_credential(
         &self,
         ctx: &reqsign_core::Context,
     ) -> reqsign_core::Result<Option<Self::Credential>> {
-        let limit = metadata_timeout(ctx.env_var("AWS_METADATA_SERVICE_TIMEOUT"));
-        match tokio::time::timeout(limit, self.inner.provide_credential(ctx)).await {
+        match tokio::time::timeout(self.limit, self.inner.provide_credential(ctx)).await {
             Ok(found) => found,
             Err(_) => Err(reqsign_core::Error::unexpected(format!(
-                "{} gave no answer within {limit:?}",
-                self.what
+                "{} gave no answer within {:?}",
+                self.what, self.limit
             ))
             .set_retryable(true)),
         }
     }
 }
 
+/// How long the Azure managed-identity lookup may take (Azure's SDKs probe the metadata service
+/// with a short timeout too).
+#[cfg(feature = "azblob")]
+pub(crate) const AZURE_IMDS_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(3);
+
+/// The credential chain of an Azure store with `ambient_credentials`: the configuration's SAS
+/// token and shared key (when given, in opendal's order), then the Azure default chain of
+/// reqsign-azure-storage 3 without the Azure CLI (which opendal's signing context cannot run):
+/// environment, client certificate, client secret, Azure Pipelines, workload identity,
+/// managed identity through IMDS ([`Bounded`] by [`AZURE_IMDS_TIMEOUT`]).
+#[cfg(feature = "azblob")]
+pub(super) fn azblob_chain(
+    c: &super::AzblobConfig,
+) -> reqsign_core::ProvideCredentialChain<reqsign_azure_storage::Credential> {
+    use reqsign_azure_storage::{
+        AzurePipelinesCredentialProvider, ClientCertificateCredentialProvider,
+        ClientSecretCredentialProvider, EnvCredentialProvider, ImdsCredentialProvider,
+        StaticCredentialProvider, WorkloadIdentityCredentialProvider,
+    };
+    let mut chain = reqsign_core::ProvideCredentialChain::new();
+    if let Some(sas) = &c.sas_token {
+        chain = chain.push(StaticCredentialProvider::new_sas_token(sas));
+    }
+    if let (Some(name), Some(key)) = (&c.account_name, &c.account_key) {
+        chain = chain.push(StaticCredentialProvider::new_shared_key(name, key));
+    }
+    chain
+        .push(EnvCredentialProvider::new())
+        .push(ClientCertificateCredentialProvider::new())
+        .push(ClientSecretCredentialProvider::new())
+        .push(AzurePipelinesCredentialProvider::new())
+        .push(WorkloadIdentityCredentialProvider::new())
+        .push(Bounded {
+            what: "the Azure instance metadata service",
+            limit: AZURE_IMDS_TIMEOUT,
+            inner: ImdsCredentialProvider::new(),
+        })
+}
+
 /// The credential chain of an S3 store with `ambient_credentials`: the configuration's keys
 /// (when given), then the AWS default chain in the SDKs' order: environment variables, the
 /// profile (`c.profile`, else `AWS_PROFILE`, else `default`) in the shared credentials file then
 /// the config file, SSO of that profile, web identity, ECS container credentials and EC2
-/// IMDSv2 (both [`Bounded`]). The first provider that finds a credential wins; one that fails
+/// IMDSv2 (both [`Bounded`] by [`metadata_timeout`] of `AWS_METADATA_SERVICE_TIMEOUT` as set
+/// when the store is opened). The first provider that finds a credential wins; one that fails
 /// is passed over (reqsign's chain).
 #[cfg(feature = "s3")]
 pub(super) fn s3_chain(
@@ -178,6 +218,7 @@ pub(super) fn s3_chain(
         }
         chain = chain.push(keys);
     }
+    let limit = metadata_timeout(env("AWS_METADATA_SERVICE_TIMEOUT"));
     let mut profile = ProfileCredentialProvider::new();
     let mut sso = SSOCredentialProvider::new();
     if let Some(p) = &c.profile {
@@ -191,10 +232,12 @@ pub(super) fn s3_chain(
         .push(AssumeRoleWithWebIdentityCredentialProvider::new())
         .push(Bounded {
             what: "the ECS container credentials endpoint",
+            limit,
             inner: ECSCredentialProvider::new(),
         })
         .push(Bounded {
             what: "the EC2 instance metadata service",
+            limit,
             inner: IMDSv2CredentialProvider::new(),
         })
 }
@@ -490,7 +533,7 @@ fn azblob_tried(c: &super::AzblobConfig) -> String {
             set_among(&["AZURE_FEDERATED_TOKEN_FILE"])
         ),
         format!(
-            "managed identity through the instance metadata service ({}: no token: not on Azure, no identity, or unreachable)",
+            "managed identity through the instance metadata service ({}: no token within {AZURE_IMDS_TIMEOUT:?}: not on Azure, no identity, or unreachable)",
             env("AZURE_IMDS_ENDPOINT").unwrap_or_else(|| "http://169.254.169.254".into())
         ),
     ];
