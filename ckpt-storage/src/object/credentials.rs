@@ -593,6 +593,111 @@ mod tests {
         );
     }
 
+    /// `needles` all occur in `text`, in this order.
+    #[cfg(any(feature = "s3", feature = "gcs", feature = "azblob"))]
+    fn assert_in_order(text: &str, needles: &[&str]) {
+        let mut from = 0;
+        for n in needles {
+            match text[from..].find(n) {
+                Some(i) => from += i + n.len(),
+                None => panic!("{n:?} missing (or out of order) in:\n{text}"),
+            }
+        }
+    }
+
+    #[cfg(any(feature = "s3", feature = "gcs", feature = "azblob"))]
+    #[test]
+    fn missing_credential_is_recognised() {
+        let reqsign = |m: &str| {
+            opendal::Error::new(opendal::ErrorKind::Unexpected, "signing http request")
+                .set_source(reqsign_core::Error::credential_invalid(m.to_string()))
+        };
+        assert!(is_missing_credential(&reqsign(
+            "failed to load signing credential"
+        )));
+        assert!(!is_missing_credential(&reqsign("something else")));
+        assert!(!is_missing_credential(&opendal::Error::new(
+            opendal::ErrorKind::PermissionDenied,
+            "failed to load signing credential"
+        )));
+    }
+
+    #[cfg(feature = "s3")]
+    #[test]
+    fn s3_explanations() {
+        let mut c = crate::S3Config::new("b", "");
+        let t = s3_tried(&c);
+        assert!(
+            t.contains("ambient_credentials") && t.contains("allow_anonymous"),
+            "{t}"
+        );
+        c.ambient_credentials = true;
+        assert_in_order(
+            &s3_tried(&c),
+            &[
+                "1) the variables AWS_ACCESS_KEY_ID",
+                "2) profile",
+                "3) IAM Identity Center (SSO)",
+                "4) web identity",
+                "5) ECS/container credentials",
+                "6) EC2 instance metadata, IMDSv2",
+                "CKPT_S3_ALLOW_ANONYMOUS=1",
+            ],
+        );
+    }
+
+    #[cfg(feature = "gcs")]
+    #[test]
+    fn gcs_explanations() {
+        let mut c = crate::GcsConfig::new("b", "");
+        let t = gcs_tried(&c);
+        assert!(
+            t.contains("ambient_credentials") && t.contains("allow_anonymous"),
+            "{t}"
+        );
+        c.ambient_credentials = true;
+        c.credential_path = Some("/nonexistent/key.json".into());
+        assert_in_order(
+            &gcs_tried(&c),
+            &[
+                "1) the configuration (credential_path /nonexistent/key.json: no such file)",
+                "2) GOOGLE_APPLICATION_CREDENTIALS",
+                "3) gcloud's application default credentials file",
+                "application_default_credentials.json",
+                "4) the GCE metadata server",
+                "gcloud auth application-default login",
+                "CKPT_GCS_ALLOW_ANONYMOUS=1",
+            ],
+        );
+    }
+
+    #[cfg(feature = "azblob")]
+    #[test]
+    fn azblob_explanations() {
+        let mut c = crate::AzblobConfig::new("c", "");
+        let t = azblob_tried(&c);
+        assert!(
+            t.contains("ambient_credentials") && t.contains("allow_anonymous"),
+            "{t}"
+        );
+        c.ambient_credentials = true;
+        assert_in_order(
+            &azblob_tried(&c),
+            &[
+                "1) the configuration",
+                "2) AZURE_STORAGE_ACCOUNT_NAME + AZURE_STORAGE_ACCOUNT_KEY",
+                "3) a service principal's certificate",
+                "4) a service principal's secret",
+                "5) Azure Pipelines",
+                "6) workload identity",
+                "7) managed identity through the instance metadata service",
+                "within 3s",
+                "AZURE_STORAGE_CONNECTION_STRING",
+                "`az login` credentials are not used",
+            ],
+        );
+    }
+
     #[cfg(feature = "s3")]
     #[test]
     fn metadata_timeouts() {
