@@ -1,8 +1,11 @@
 //! Where an `s3://` URI gets its credentials (issue 16), against a real S3-compatible server on
 //! loopback (moto, as `s3_conformance.rs`): the keys in `AWS_ACCESS_KEY_ID` /
 //! `AWS_SECRET_ACCESS_KEY`; a named profile in a shared credentials file (with its region in the
-//! config file), chosen by `AWS_PROFILE`; nothing at all (the error lists what was tried); an
-//! instance metadata service that never answers (the chain gives up in bounded time).
+//! config file), chosen by `AWS_PROFILE`; the ECS container credentials endpoint and the EC2
+//! instance metadata service (IMDSv2), each a fake on loopback; nothing at all (the error lists
+//! what was tried); an instance metadata service that never answers (the chain gives up in
+//! bounded time). Web identity is not tested: reqsign sends it to AWS's STS, which has no
+//! endpoint override.
 //!
 //! The environment is process-wide, so each case runs in a child process of this test binary
 //! (the ignored test `child`, started with `--ignored --exact child`) whose environment is
@@ -240,6 +243,89 @@ fn silent_metadata_service_is_given_up_in_time() {
     );
 }
 
+/// A loopback HTTP server (threads of this process) answering every request with
+/// `answer(method, path)` as a 200 (`None`: 404), one request per connection; returns its URL.
+fn fake_service(answer: fn(&str, &str) -> Option<String>) -> String {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    std::thread::spawn(move || {
+        while let Ok((mut conn, _)) = listener.accept() {
+            let _ = conn.set_read_timeout(Some(Duration::from_secs(10)));
+            let mut head = Vec::new();
+            let mut buf = [0u8; 4096];
+            while !head.windows(4).any(|w| w == b"\r\n\r\n") {
+                match conn.read(&mut buf) {
+                    Ok(0) | Err(_) => break,
+                    Ok(n) => head.extend_from_slice(&buf[..n]),
+                }
+            }
+            let head = String::from_utf8_lossy(&head).into_owned();
+            let mut first = head.lines().next().unwrap_or("").split(' ');
+            let (method, path) = (first.next().unwrap_or(""), first.next().unwrap_or(""));
+            let reply = match answer(method, path) {
+                Some(body) => format!(
+                    "HTTP/1.1 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                    body.len()
+                ),
+                None => "HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+                    .to_string(),
+            };
+            let _ = conn.write_all(reply.as_bytes());
+        }
+    });
+    url
+}
+
+const ECS_KEY_ID: &str = "AKIDECSCASE";
+const IMDS_KEY_ID: &str = "AKIDIMDSCASE";
+
+/// Temporary credentials as the ECS endpoint and IMDS return them.
+fn temporary_credentials(key_id: &str) -> String {
+    format!(
+        "{{\"Code\":\"Success\",\"AccessKeyId\":\"{key_id}\",\"SecretAccessKey\":\"s\",\
+         \"Token\":\"session-token\",\"Expiration\":\"2099-01-01T00:00:00Z\"}}"
+    )
+}
+
+/// No keys, no profile: the ECS container credentials endpoint (`AWS_CONTAINER_CREDENTIALS_FULL_URI`,
+/// here a fake on loopback) gives the task role's temporary credentials, which sign.
+#[test]
+fn keys_from_the_container_credentials_endpoint() {
+    let url = fake_service(|method, path| {
+        (method == "GET" && path == "/creds").then(|| temporary_credentials(ECS_KEY_ID))
+    });
+    run_case(
+        "ecs",
+        &[
+            no_imds(),
+            ("AWS_REGION", "us-east-1".into()),
+            ("AWS_CONTAINER_CREDENTIALS_FULL_URI", format!("{url}/creds")),
+        ],
+    );
+}
+
+/// No keys, no profile, no container: the EC2 instance metadata service (IMDSv2: token, role,
+/// credentials; here a fake on loopback via `AWS_EC2_METADATA_SERVICE_ENDPOINT`) gives the
+/// instance profile's temporary credentials, which sign.
+#[test]
+fn keys_from_the_instance_metadata_service() {
+    let url = fake_service(|method, path| match (method, path) {
+        ("PUT", "/latest/api/token") => Some("imds-token".into()),
+        ("GET", "/latest/meta-data/iam/security-credentials/") => Some("the-role".into()),
+        ("GET", "/latest/meta-data/iam/security-credentials/the-role") => {
+            Some(temporary_credentials(IMDS_KEY_ID))
+        }
+        _ => None,
+    });
+    run_case(
+        "imds",
+        &[
+            ("AWS_REGION", "us-east-1".into()),
+            ("AWS_EC2_METADATA_SERVICE_ENDPOINT", url),
+        ],
+    );
+}
+
 // ---- the child side ----
 
 /// A loopback listener that records the head of the first request it gets and answers 404;
@@ -357,6 +443,21 @@ fn child() {
                 scope.starts_with(&format!("{ENV_KEY_ID}/")) && scope.contains("/us-east-1/s3/"),
                 "{scope}"
             );
+        }
+        "ecs" | "imds" => {
+            let imds = std::env::var("AWS_EC2_METADATA_SERVICE_ENDPOINT");
+            let ecs = std::env::var("AWS_CONTAINER_CREDENTIALS_FULL_URI");
+            for url in imds.iter().chain(ecs.iter()) {
+                assert_loopback(url, "the fake metadata service");
+            }
+            round_trip(&bucket, &prefix);
+            let key = if case == "ecs" {
+                ECS_KEY_ID
+            } else {
+                IMDS_KEY_ID
+            };
+            let scope = signing_scope(&bucket, &prefix);
+            assert!(scope.starts_with(&format!("{key}/")), "{scope}");
         }
         "profile" => {
             // The keys are in no variable, only in the files the parent named.
