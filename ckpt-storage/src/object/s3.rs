@@ -27,12 +27,15 @@ use ckpt_core::{Error, Result};
 ///   instance metadata service (IMDSv2; off with `AWS_EC2_METADATA_DISABLED=true`). Deviations
 ///   from the SDKs: a profile's `credential_process` and its `role_arn` + `source_profile`
 ///   (assuming a role from a profile) are not supported by reqsign/opendal 0.59 and are
-///   skipped; the ECS and EC2 metadata lookups each give up after
+///   skipped; web identity asks the global STS endpoint (`sts.amazonaws.com`; the regional one
+///   with `AWS_STS_REGIONAL_ENDPOINTS=regional` and `AWS_REGION`), and `AWS_ENDPOINT_URL_STS`
+///   is not read; the ECS and EC2 metadata lookups each give up after
 ///   `AWS_METADATA_SERVICE_TIMEOUT` seconds × 3 (default 1 s × 3) so that a machine outside AWS
 ///   does not wait for a TCP timeout.
-/// * off (what [`S3Config::new`] gives): only the keys; without them, opendal's remaining
-///   providers (web identity, SSO, credential process, ECS: each only when its environment
-///   variables are set), never `~/.aws/*` nor the EC2 metadata service.
+/// * off (what [`S3Config::new`] gives): only the keys; without them, what opendal 0.59 keeps
+///   with its config loading off: SSO of the profile (its settings in `~/.aws/config`), web
+///   identity and ECS container credentials, each only when configured; not the key
+///   variables, not the profiles' keys, not the EC2 metadata service (as before issue 16).
 ///
 /// With `allow_anonymous` requests are sent unsigned. When no credential is found, a call fails
 /// with `InvalidConfig` listing what was tried and what to set.
