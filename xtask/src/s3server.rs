@@ -77,7 +77,9 @@ impl S3Server {
     /// The environment the tests need: `CKPT_TEST_S3_ENDPOINT`, `CKPT_TEST_S3_BUCKET`,
     /// `CKPT_TEST_S3_REGION` (read by ckpt-storage's S3 tests), and the standard
     /// `AWS_ENDPOINT_URL`, `AWS_ACCESS_KEY_ID`, `AWS_SECRET_ACCESS_KEY`, `AWS_REGION` so that
-    /// `ckpt_storage::open("s3://ckpt-test/…")` in any test or child process reaches this server.
+    /// `ckpt_storage::open("s3://ckpt-test/…")` in any test or child process reaches this server;
+    /// `AWS_EC2_METADATA_DISABLED=true` so that the AWS credential chain of `s3://` URIs (issue
+    /// 16) never asks the EC2 metadata address (not loopback) in a test that has no keys.
     pub fn env(&self) -> Vec<(String, String)> {
         [
             ("CKPT_TEST_S3_ENDPOINT", self.endpoint.as_str()),
@@ -87,6 +89,7 @@ impl S3Server {
             ("AWS_ACCESS_KEY_ID", ACCESS_KEY),
             ("AWS_SECRET_ACCESS_KEY", SECRET_KEY),
             ("AWS_REGION", REGION),
+            ("AWS_EC2_METADATA_DISABLED", "true"),
             // The Azure and GCS suites compile into `cargo test --workspace` now that the ckpt
             // tool turns every backend on; they run against their emulators with `cargo xtask
             // azurite-test` / `gcs-test` (which set their endpoints, so these do not skip them).

@@ -13,8 +13,25 @@ use ckpt_core::{Error, Result};
 /// `azblob://<container>/<prefix>/<path>`.
 ///
 /// Credentials: a shared key (`account_name` + `account_key`), a SAS token, or none with
-/// `allow_anonymous`; building a store without any of them is an error, because opendal would
-/// otherwise go on to Azure's instance metadata service and the Azure CLI.
+/// `allow_anonymous`. Without them, with `ambient_credentials` (set by
+/// [`AzblobConfig::from_env`]), the Azure default chain as opendal 0.59 (reqsign-azure-storage
+/// 3) has it, in order:
+/// 1. `AZURE_STORAGE_ACCOUNT_NAME` with `AZURE_STORAGE_ACCOUNT_KEY`, `AZURE_STORAGE_SAS_TOKEN`,
+///    `AZURE_STORAGE_BEARER_TOKEN`;
+/// 2. a service principal's certificate (`AZURE_TENANT_ID`, `AZURE_CLIENT_ID`,
+///    `AZURE_CLIENT_CERTIFICATE_PATH`), then its secret (`AZURE_CLIENT_SECRET`);
+/// 3. Azure Pipelines OIDC (`SYSTEM_OIDCREQUESTURI`, `AZURE_SERVICE_CONNECTION_ID`);
+/// 4. workload identity, e.g. on AKS (`AZURE_FEDERATED_TOKEN_FILE`, `AZURE_CLIENT_ID`,
+///    `AZURE_TENANT_ID`);
+/// 5. managed identity through the instance metadata service (`AZURE_IMDS_ENDPOINT`, else
+///    `169.254.169.254`; `AZURE_CLIENT_ID`, `AZURE_OBJECT_ID` or `AZURE_MSI_RESOURCE_ID` pick a
+///    user-assigned identity).
+///
+/// Deviations from Azure's SDKs: the Azure CLI (`az login`) is in reqsign's chain but cannot run
+/// (opendal's signing context has no command runner); App Service's `IDENTITY_ENDPOINT` is not
+/// read; the metadata service lookup gives up after 3 s. Without
+/// `ambient_credentials` (what [`AzblobConfig::new`] gives) building a store without credentials
+/// is an error.
 #[derive(Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct AzblobConfig {
@@ -34,6 +51,9 @@ pub struct AzblobConfig {
     pub sas_token: Option<String>,
     /// Send requests unsigned (public containers).
     pub allow_anonymous: bool,
+    /// Without a key or SAS token, look for credentials along the Azure default chain (see the
+    /// type's documentation). On with [`AzblobConfig::from_env`], off with [`AzblobConfig::new`].
+    pub ambient_credentials: bool,
     /// Blobs per page of a listing (`maxresults`); `None` for the server's default. (opendal
     /// 0.59's azblob service does not take a page size; it is then ignored.)
     pub list_page_size: Option<usize>,
@@ -49,6 +69,7 @@ redacting_debug!(AzblobConfig {
     account_key: redacted,
     sas_token: redacted,
     allow_anonymous,
+    ambient_credentials,
     list_page_size,
     upload,
 });
@@ -60,7 +81,8 @@ pub const AZURITE_KEY: &str =
     "Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw==";
 
 impl AzblobConfig {
-    /// A configuration for `container` and `prefix` with no account, endpoint or credentials.
+    /// A configuration for `container` and `prefix` with no account, endpoint or credentials,
+    /// and `ambient_credentials` off.
     pub fn new(container: impl Into<String>, prefix: impl Into<String>) -> Self {
         AzblobConfig {
             container: container.into(),
@@ -70,6 +92,7 @@ impl AzblobConfig {
             account_key: None,
             sas_token: None,
             allow_anonymous: false,
+            ambient_credentials: false,
             list_page_size: None,
             upload: UploadOptions::default(),
         }
@@ -125,7 +148,8 @@ impl AzblobConfig {
     /// [`AzblobConfig::apply_connection_string`]), then, each overriding it,
     /// `AZURE_STORAGE_ACCOUNT` (or `AZURE_STORAGE_ACCOUNT_NAME`), `AZURE_STORAGE_KEY` (or
     /// `AZURE_STORAGE_ACCOUNT_KEY`), `AZURE_STORAGE_SAS_TOKEN`, `AZURE_STORAGE_ENDPOINT`;
-    /// `CKPT_AZBLOB_ALLOW_ANONYMOUS` = `1`/... → unsigned requests.
+    /// `CKPT_AZBLOB_ALLOW_ANONYMOUS` = `1`/... → unsigned requests; `ambient_credentials` on
+    /// (the Azure default chain when no key or SAS token is given, see [`AzblobConfig`]).
     ///
     /// # Errors
     /// `InvalidConfig` for a malformed connection string or a switch that is not a boolean word.
@@ -161,6 +185,7 @@ impl AzblobConfig {
             c.endpoint = Some(e.trim_end_matches('/').to_string());
         }
         c.allow_anonymous = switch(&get, "CKPT_AZBLOB_ALLOW_ANONYMOUS")?;
+        c.ambient_credentials = true;
         Ok(c)
     }
 
@@ -177,7 +202,8 @@ impl AzblobConfig {
     ///
     /// # Errors
     /// `InvalidConfig` (`InvalidArgument` for a bad prefix) saying what is wrong: also when
-    /// there is no endpoint and no account, or no credential and not `allow_anonymous`.
+    /// there is no endpoint and no account, or no credential, not `allow_anonymous` and not
+    /// `ambient_credentials`.
     pub fn validate(&self) -> Result<()> {
         check_bucket("Azure container", &self.container)?;
         check_prefix(&self.prefix)?;
@@ -191,7 +217,11 @@ impl AzblobConfig {
             }
         }
         let shared_key = self.account_key.is_some() && self.account_name.is_some();
-        if !(shared_key || self.sas_token.is_some() || self.allow_anonymous) {
+        if !(shared_key
+            || self.sas_token.is_some()
+            || self.allow_anonymous
+            || self.ambient_credentials)
+        {
             return Err(Error::invalid_config(
                 "an Azure Blob store needs credentials: an account name and key \
                  (AZURE_STORAGE_ACCOUNT + AZURE_STORAGE_KEY), a SAS token (AZURE_STORAGE_SAS_TOKEN), \
@@ -204,7 +234,10 @@ impl AzblobConfig {
 }
 
 /// The opendal operator of `c` (no request is sent); `ObjectConfig::build` installs the HTTP
-/// transport first.
+/// transport first. With `ambient_credentials` the credential chain is ours
+/// (`credentials::azblob_chain`: the given SAS token and key, then the Azure default chain with
+/// a bounded managed-identity lookup); without, opendal's (the given credentials, which
+/// `validate` requires, come first and always answer).
 #[cfg(feature = "azblob")]
 pub(super) fn operator(c: &AzblobConfig) -> std::result::Result<opendal::Operator, opendal::Error> {
     let mut b = opendal::services::Azblob::default()
@@ -221,6 +254,9 @@ pub(super) fn operator(c: &AzblobConfig) -> std::result::Result<opendal::Operato
     }
     if let Some(s) = &c.sas_token {
         b = b.sas_token(s);
+    }
+    if c.ambient_credentials {
+        b = b.credential_provider_chain(super::credentials::azblob_chain(c));
     }
     if c.allow_anonymous {
         b = b.skip_signature();
@@ -274,7 +310,11 @@ mod tests {
         dev.validate().unwrap();
         let bare =
             AzblobConfig::from_lookup("c", "", lookup(&[("AZURE_STORAGE_ACCOUNT", "a")])).unwrap();
-        let e = bare.validate().unwrap_err();
+        assert!(bare.ambient_credentials);
+        bare.validate().unwrap();
+        let mut explicit = AzblobConfig::new("c", "");
+        explicit.account_name = Some("a".into());
+        let e = explicit.validate().unwrap_err();
         assert_eq!(e.kind(), ErrorKind::InvalidConfig);
         assert!(e.to_string().contains("credentials"), "{e}");
         assert!(format!("{c:?}").contains("<redacted>"));

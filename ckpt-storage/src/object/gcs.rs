@@ -11,9 +11,20 @@ use ckpt_core::Result;
 /// A Google Cloud Storage store: objects below `prefix` in `bucket`
 /// ([`crate::OpendalStore::gcs`], feature `gcs`). Locations are `gs://<bucket>/<prefix>/<path>`.
 ///
-/// Credentials: a service-account key file (`credential_path`), its content base64-encoded
-/// (`credential`), an OAuth2 access token (`token`), or none with `allow_anonymous`. The GCE
-/// metadata server and gcloud's well-known files are never used.
+/// Credentials: a credentials file (`credential_path`), a service-account key base64-encoded
+/// (`credential`), an OAuth2 access token (`token`), or none with `allow_anonymous`. After the
+/// given ones, with `ambient_credentials` (set by [`GcsConfig::from_env`]), Google's
+/// application default credentials as opendal 0.59 (reqsign-google 3) has them: the file named
+/// by `GOOGLE_APPLICATION_CREDENTIALS`, then gcloud's file
+/// `application_default_credentials.json` (in `$APPDATA/gcloud`, else
+/// `$XDG_CONFIG_HOME/gcloud`, else `$HOME/.config/gcloud`; written by `gcloud auth
+/// application-default login`), then the GCE metadata server (`GCE_METADATA_HOST`, else
+/// `metadata.google.internal`). A file may hold a service-account key, authorized-user
+/// (gcloud login), external-account (workload identity federation) or impersonated
+/// service-account credentials. Deviations from Google's libraries: `CLOUDSDK_CONFIG` is not
+/// looked at, and the metadata server is asked without a probe or timeout of its own (outside
+/// Google Cloud the name does not resolve and the step fails at once). Without
+/// `ambient_credentials` (what [`GcsConfig::new`] gives) only the given credentials are used.
 #[derive(Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct GcsConfig {
@@ -31,6 +42,9 @@ pub struct GcsConfig {
     pub token: Option<String>,
     /// Send requests unsigned (public buckets, emulators).
     pub allow_anonymous: bool,
+    /// After the given credentials, look for Google's application default credentials (see the
+    /// type's documentation). On with [`GcsConfig::from_env`], off with [`GcsConfig::new`].
+    pub ambient_credentials: bool,
     /// Objects per page of a listing (`maxResults`); `None` for the server's default.
     pub list_page_size: Option<usize>,
     /// How large writes are uploaded.
@@ -45,12 +59,14 @@ redacting_debug!(GcsConfig {
     credential: redacted,
     token: redacted,
     allow_anonymous,
+    ambient_credentials,
     list_page_size,
     upload,
 });
 
 impl GcsConfig {
-    /// A configuration for `bucket` and `prefix`: Google's endpoint, no credentials.
+    /// A configuration for `bucket` and `prefix`: Google's endpoint, no credentials, no
+    /// application default credentials (`ambient_credentials` off).
     pub fn new(bucket: impl Into<String>, prefix: impl Into<String>) -> Self {
         GcsConfig {
             bucket: bucket.into(),
@@ -60,6 +76,7 @@ impl GcsConfig {
             credential: None,
             token: None,
             allow_anonymous: false,
+            ambient_credentials: false,
             list_page_size: None,
             upload: UploadOptions::default(),
         }
@@ -71,7 +88,9 @@ impl GcsConfig {
     /// * `GOOGLE_APPLICATION_CREDENTIALS` → `credential_path`; `GOOGLE_OAUTH_ACCESS_TOKEN` →
     ///   `token`;
     /// * `CKPT_GCS_ALLOW_ANONYMOUS` = `1`/... → unsigned requests; also on by default when
-    ///   `STORAGE_EMULATOR_HOST` is set and no credential is.
+    ///   `STORAGE_EMULATOR_HOST` is set and no credential is;
+    /// * `ambient_credentials` on: application default credentials after the given ones (see
+    ///   [`GcsConfig`]).
     ///
     /// # Errors
     /// `InvalidConfig` for a switch that is not a boolean word.
@@ -103,6 +122,7 @@ impl GcsConfig {
         let explicit = switch_opt(&get, "CKPT_GCS_ALLOW_ANONYMOUS")?;
         c.allow_anonymous = explicit
             .unwrap_or(emulator.is_some() && c.credential_path.is_none() && c.token.is_none());
+        c.ambient_credentials = true;
         Ok(c)
     }
 
@@ -122,14 +142,16 @@ impl GcsConfig {
 }
 
 /// The opendal operator of `c` (no request is sent); `ObjectConfig::build` installs the HTTP
-/// transport first.
+/// transport first. opendal's application-default-credentials chain (environment, gcloud's
+/// file, metadata server) is turned off unless `ambient_credentials`.
 #[cfg(feature = "gcs")]
 pub(super) fn operator(c: &GcsConfig) -> std::result::Result<opendal::Operator, opendal::Error> {
     let mut b = opendal::services::Gcs::default()
         .bucket(&c.bucket)
-        .root(&operator_root(&c.prefix))
-        .disable_config_load()
-        .disable_vm_metadata();
+        .root(&operator_root(&c.prefix));
+    if !c.ambient_credentials {
+        b = b.disable_config_load().disable_vm_metadata();
+    }
     if let Some(e) = &c.endpoint {
         b = b.endpoint(e.trim_end_matches('/'));
     }

@@ -8,11 +8,14 @@
 //! The configuration types are plain data and always compiled (so a URI can be parsed, and a
 //! configuration checked, in a build without the service); building a store needs the feature.
 //!
-//! Nothing here reads `~/.aws`, `~/.config/gcloud` or any other file of the host's cloud tools,
-//! and nothing asks an instance metadata service (EC2 IMDS, GCE metadata, Azure IMDS) for
-//! credentials: those live on non-loopback addresses, and a checkpoint store should use the
-//! credentials it is given. Credentials come from the configuration, which [`S3Config::from_env`]
-//! and its siblings fill from the standard environment variables.
+//! Credentials: the given ones always win. Configurations read from the environment
+//! ([`S3Config::from_env`] and its siblings, what `s3://`, `gs://` and `azblob://` URIs use)
+//! have `ambient_credentials` on: without given credentials, each store looks for them the way
+//! its cloud's SDKs do (AWS default chain with profile files, web identity, container and
+//! instance metadata; Google application default credentials; Azure environment, workload and
+//! managed identity), as far as opendal 0.59 / reqsign 3 have them (`credentials.rs`, the
+//! types' documentation). A configuration built with `new` has it off and uses only what it is
+//! given. When no credential is found, a call fails with `InvalidConfig` saying what was tried.
 
 use crate::path::validate_path;
 use ckpt_core::{Error, Result};
@@ -37,8 +40,12 @@ macro_rules! redacting_debug {
 }
 
 mod azblob;
+mod credentials;
 mod gcs;
 mod s3;
+
+#[cfg(any(feature = "s3", feature = "gcs", feature = "azblob"))]
+pub(crate) use credentials::{is_missing_credential, missing_credentials};
 
 pub use azblob::{AzblobConfig, AZURITE_ACCOUNT, AZURITE_KEY};
 pub use gcs::GcsConfig;

@@ -11,11 +11,34 @@ use ckpt_core::{Error, Result};
 /// ([`crate::OpendalStore::s3`], feature `s3`). Locations are `s3://<bucket>/<prefix>/<path>`.
 ///
 /// Build one with [`S3Config::new`] and set the fields, or read it from the environment with
-/// [`S3Config::from_env`] (what [`crate::open`] does for `s3://bucket/prefix`). Requests are
-/// signed with the given keys; without keys they are signed with whatever opendal's remaining
-/// credential providers find (web identity, SSO, credential process, ECS: each only when its
-/// environment variables are set), or sent unsigned with `allow_anonymous`. `~/.aws/*` and the
-/// EC2 instance metadata service are never used.
+/// [`S3Config::from_env`] (what [`crate::open`] does for `s3://bucket/prefix`).
+///
+/// Credentials: the given keys always win. Without them, what happens depends on
+/// `ambient_credentials`:
+/// * on (what [`S3Config::from_env`] sets): the AWS default credential chain, as AWS's SDKs
+///   walk it (reqsign 3's providers, the ones opendal 0.59 uses): the variables
+///   `AWS_ACCESS_KEY_ID` + `AWS_SECRET_ACCESS_KEY` (+ `AWS_SESSION_TOKEN`); the profile
+///   (`profile`, else `AWS_PROFILE`, else `default`) in the shared credentials file
+///   (`AWS_SHARED_CREDENTIALS_FILE`, default `~/.aws/credentials`), then in the config file
+///   (`AWS_CONFIG_FILE`, default `~/.aws/config`); IAM Identity Center (SSO) of that profile
+///   (the token cached by `aws sso login`); web identity (`AWS_ROLE_ARN` +
+///   `AWS_WEB_IDENTITY_TOKEN_FILE`, e.g. IRSA on EKS: STS `AssumeRoleWithWebIdentity`); ECS /
+///   container credentials (`AWS_CONTAINER_CREDENTIALS_RELATIVE_URI` or `_FULL_URI`); the EC2
+///   instance metadata service (IMDSv2; off with `AWS_EC2_METADATA_DISABLED=true`). Deviations
+///   from the SDKs: a profile's `credential_process` and its `role_arn` + `source_profile`
+///   (assuming a role from a profile) are not supported by reqsign/opendal 0.59 and are
+///   skipped; web identity asks the global STS endpoint (`sts.amazonaws.com`; the regional one
+///   with `AWS_STS_REGIONAL_ENDPOINTS=regional` and `AWS_REGION`), and `AWS_ENDPOINT_URL_STS`
+///   is not read; the ECS and EC2 metadata lookups each give up after
+///   `AWS_METADATA_SERVICE_TIMEOUT` seconds × 3 (default 1 s × 3) so that a machine outside AWS
+///   does not wait for a TCP timeout.
+/// * off (what [`S3Config::new`] gives): only the keys; without them, what opendal 0.59 keeps
+///   with its config loading off: SSO of the profile (its settings in `~/.aws/config`), web
+///   identity and ECS container credentials, each only when configured; not the key
+///   variables, not the profiles' keys, not the EC2 metadata service (as before issue 16).
+///
+/// With `allow_anonymous` requests are sent unsigned. When no credential is found, a call fails
+/// with `InvalidConfig` listing what was tried and what to set.
 #[derive(Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct S3Config {
@@ -40,6 +63,13 @@ pub struct S3Config {
     pub virtual_host_style: bool,
     /// Send requests unsigned (public buckets, servers without authentication).
     pub allow_anonymous: bool,
+    /// Without keys, look for credentials along the AWS default chain (environment, profile
+    /// files, SSO, web identity, container and instance metadata; see the type's
+    /// documentation). On with [`S3Config::from_env`], off with [`S3Config::new`].
+    pub ambient_credentials: bool,
+    /// The profile of the shared config files the chain uses (`None`: `AWS_PROFILE`, else
+    /// `default`). Used only with `ambient_credentials`.
+    pub profile: Option<String>,
     /// Objects per page of a listing (S3 `max-keys`); `None` for the server's default (1,000 on
     /// AWS). Every page is fetched; a smaller page only means more requests.
     pub list_page_size: Option<usize>,
@@ -57,6 +87,8 @@ redacting_debug!(S3Config {
     session_token: redacted,
     virtual_host_style,
     allow_anonymous,
+    ambient_credentials,
+    profile,
     list_page_size,
     upload,
 });
@@ -66,7 +98,8 @@ pub const DEFAULT_S3_REGION: &str = "us-east-1";
 
 impl S3Config {
     /// A configuration for `bucket` and `prefix` with everything else at its default: AWS's
-    /// endpoint, region `us-east-1`, no credentials, path-style requests.
+    /// endpoint, region `us-east-1`, no credentials and no credential chain
+    /// (`ambient_credentials` off), path-style requests.
     pub fn new(bucket: impl Into<String>, prefix: impl Into<String>) -> Self {
         S3Config {
             bucket: bucket.into(),
@@ -78,6 +111,8 @@ impl S3Config {
             session_token: None,
             virtual_host_style: false,
             allow_anonymous: false,
+            ambient_credentials: false,
+            profile: None,
             list_page_size: None,
             upload: UploadOptions::default(),
         }
@@ -86,7 +121,12 @@ impl S3Config {
     /// [`S3Config::new`] completed from the process environment (empty values count as unset):
     /// * `AWS_ENDPOINT_URL_S3`, else `AWS_ENDPOINT_URL` → `endpoint`;
     /// * `AWS_ACCESS_KEY_ID`, `AWS_SECRET_ACCESS_KEY`, `AWS_SESSION_TOKEN` → the credentials;
-    /// * `AWS_REGION`, else `AWS_DEFAULT_REGION` → `region` (default `us-east-1`);
+    /// * `AWS_REGION`, else `AWS_DEFAULT_REGION`, else the `region` of the profile in the config
+    ///   file (`AWS_CONFIG_FILE`, else `$HOME/.aws/config`; section `[default]` or
+    ///   `[profile <name>]`) → `region` (default `us-east-1`), as the AWS CLI;
+    /// * `AWS_PROFILE` → `profile`;
+    /// * `ambient_credentials` on: without the keys above, the AWS default credential chain is
+    ///   walked when a request is signed (see [`S3Config`]);
     /// * `CKPT_S3_VIRTUAL_HOST_STYLE` = `1`/`true`/`yes`/`on` → virtual-host style (path style
     ///   otherwise);
     /// * `CKPT_S3_ALLOW_ANONYMOUS` = `1`/... → unsigned requests.
@@ -99,7 +139,10 @@ impl S3Config {
     }
 
     /// As [`S3Config::from_env`], reading variables through `lookup` instead of the process
-    /// environment (for tests and for callers with their own settings source).
+    /// environment (for tests and for callers with their own settings source). The profile's
+    /// config file is read (for its region) only when `lookup` names it (`AWS_CONFIG_FILE` or
+    /// `HOME`) and no region variable is set; an unreadable or missing file is ignored. The
+    /// credential chain itself reads the process environment when it runs.
     ///
     /// # Errors
     /// As [`S3Config::from_env`].
@@ -114,9 +157,14 @@ impl S3Config {
         c.access_key_id = get("AWS_ACCESS_KEY_ID");
         c.secret_access_key = get("AWS_SECRET_ACCESS_KEY");
         c.session_token = get("AWS_SESSION_TOKEN");
-        if let Some(r) = get("AWS_REGION").or_else(|| get("AWS_DEFAULT_REGION")) {
+        c.profile = get("AWS_PROFILE");
+        let region = get("AWS_REGION")
+            .or_else(|| get("AWS_DEFAULT_REGION"))
+            .or_else(|| super::credentials::profile_region(&get, c.profile.as_deref()));
+        if let Some(r) = region {
             c.region = r;
         }
+        c.ambient_credentials = true;
         c.virtual_host_style = switch(&get, "CKPT_S3_VIRTUAL_HOST_STYLE")?;
         c.allow_anonymous = switch(&get, "CKPT_S3_ALLOW_ANONYMOUS")?;
         Ok(c)
@@ -147,7 +195,10 @@ impl S3Config {
 }
 
 /// The opendal operator of `c` (no request is sent); `ObjectConfig::build` installs the HTTP
-/// transport first.
+/// transport first. opendal's own reading of the environment and of `~/.aws` is always off
+/// (`disable_config_load`, `disable_ec2_metadata`): with `ambient_credentials` the credential
+/// chain is ours (`credentials::s3_chain`: the given keys, then the AWS default chain), which
+/// keeps the endpoint and region those of `c` and bounds the metadata lookups.
 #[cfg(feature = "s3")]
 pub(super) fn operator(c: &S3Config) -> std::result::Result<opendal::Operator, opendal::Error> {
     let mut b = opendal::services::S3::default()
@@ -164,6 +215,9 @@ pub(super) fn operator(c: &S3Config) -> std::result::Result<opendal::Operator, o
         if let Some(t) = &c.session_token {
             b = b.session_token(t);
         }
+    }
+    if c.ambient_credentials {
+        b = b.credential_provider_chain(super::credentials::s3_chain(c));
     }
     if c.virtual_host_style {
         b = b.enable_virtual_host_style();
@@ -183,7 +237,10 @@ mod tests {
     #[test]
     fn s3_from_env() {
         let c = S3Config::from_lookup("b", "p", lookup(&[])).unwrap();
-        assert_eq!(c, S3Config::new("b", "p"));
+        let mut want = S3Config::new("b", "p");
+        want.ambient_credentials = true;
+        assert_eq!(c, want);
+        assert!(!S3Config::new("b", "p").ambient_credentials);
         assert_eq!(c.region, "us-east-1");
         assert!(!c.virtual_host_style);
         let c = S3Config::from_lookup(
@@ -239,8 +296,9 @@ mod tests {
             "S3Config { bucket: \"b\", prefix: \"p\", endpoint: None, region: \"us-east-1\", \
              access_key_id: Some(\"id\"), secret_access_key: Some(\"<redacted>\"), \
              session_token: None, virtual_host_style: false, allow_anonymous: false, \
-             list_page_size: None, upload: UploadOptions { multipart_threshold: 16777216, \
-             chunk_size: 8388608, concurrency: 4 } }"
+             ambient_credentials: false, profile: None, list_page_size: None, \
+             upload: UploadOptions { multipart_threshold: 16777216, chunk_size: 8388608, \
+             concurrency: 4 } }"
         );
     }
 

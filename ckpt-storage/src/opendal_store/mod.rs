@@ -152,7 +152,20 @@ impl OpendalStore {
         &self.ops.blocking
     }
 
+    /// `e` of the call `what` on `path` as ckpt's error; a request that could not be signed
+    /// for want of credentials becomes `InvalidConfig` saying what was tried.
     fn err(&self, e: opendal::Error, what: &str, path: &str) -> Error {
+        #[cfg(any(feature = "s3", feature = "gcs", feature = "azblob"))]
+        if let Some(config) = self.backend.object() {
+            if crate::object::is_missing_credential(&e) {
+                return crate::object::missing_credentials(
+                    config,
+                    e,
+                    what,
+                    self.backend.location(path),
+                );
+            }
+        }
         from_opendal(e, what, self.backend.location(path))
     }
 }
