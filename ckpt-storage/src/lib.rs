@@ -96,6 +96,11 @@ pub struct Capabilities {
     /// the memory store), so a background save may write borrowed items before `save` returns
     /// instead of copying them first. False on object stores, where a write is an upload.
     pub local: bool,
+    /// Temporary errors are already retried below this point (a [`RetryStore`] is in the
+    /// stack): a layer or manager that would add retries leaves them out, so attempts do not
+    /// multiply (10 × 10 attempts, each up to its 60 s, when a manager's retries were stacked on
+    /// those of a store opened from a URI). False for every store itself.
+    pub retries: bool,
 }
 
 /// What kind of entry a listing returned.

@@ -279,6 +279,7 @@ impl Store for LocalStore {
             directories: true,
             durable: true,
             local: true,
+            retries: false,
         }
     }
 

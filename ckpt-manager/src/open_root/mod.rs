@@ -149,7 +149,9 @@ impl OpenRoot {
     pub fn open(store: Arc<dyn Store>, options: CheckpointManagerOptions) -> Result<OpenRoot> {
         options.validate()?;
         let store: Arc<dyn Store> = match options.retry {
-            Some(policy) if !store.capabilities().local => {
+            // Not again over a store that retries already (one opened from a URI): attempts
+            // would multiply.
+            Some(policy) if !store.capabilities().local && !store.capabilities().retries => {
                 Arc::new(ckpt_storage::RetryStore::new(store, policy))
             }
             _ => store,

@@ -149,3 +149,49 @@ fn a_retried_conditional_create_that_had_reached_the_store_counts_as_its_own() {
         .unwrap();
     assert_eq!(fresh.all_steps(), vec![2, 3]);
 }
+
+/// Memory that says it is not local (as an object store), so the manager adds its retries.
+#[derive(Debug)]
+struct Remote(Arc<dyn Store>);
+
+impl ckpt_manager::storage::StoreLayer for Remote {
+    fn inner(&self) -> &dyn Store {
+        self.0.as_ref()
+    }
+    fn capabilities(&self) -> ckpt_manager::storage::Capabilities {
+        ckpt_manager::storage::Capabilities {
+            local: false,
+            ..self.0.capabilities()
+        }
+    }
+}
+
+/// Found by trying `ckpt ls s3://…` with the endpoint down: the error said "(after 10 attempts)
+/// (after 7 attempts)": the manager put its retries over those of the store `open` made, and
+/// each of its attempts was a whole round of the store's. Now a store that retries says so
+/// (`Capabilities::retries`) and the manager adds none.
+#[test]
+fn retries_do_not_multiply_when_a_retrying_store_is_given_to_a_manager() {
+    let memory: Arc<dyn Store> = Arc::new(OpendalStore::memory().unwrap());
+    let fault = Arc::new(FaultStore::new(Arc::new(Remote(memory))));
+    let retrying = Arc::new(RetryStore::new(fault.clone(), quick_retries()));
+    assert!(retrying.capabilities().retries && !fault.capabilities().retries);
+    let mut m = CheckpointManager::builder_with_store(retrying)
+        .enable_async_checkpointing(false)
+        .retry(Some(quick_retries()))
+        .build()
+        .unwrap();
+    fault.add_rule(FaultRule::path("1.orbax-checkpoint-tmp/state").temporary());
+    fault.add_rule(FaultRule::path("1/state").temporary());
+    let before = fault.faults_injected();
+    let e = m
+        .save(
+            1,
+            Composite::new().json_value("state", json!({"a": 1})),
+            SaveOptions::default(),
+        )
+        .unwrap_err();
+    let attempts = fault.faults_injected() - before;
+    assert_eq!(attempts, 3, "one round of 3 attempts, not 3 x 3: {e}");
+    assert!(!e.to_string().contains("attempts) (after"), "{e}");
+}

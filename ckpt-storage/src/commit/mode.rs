@@ -105,6 +105,7 @@ mod tests {
             directories: true,
             durable: true,
             local: true,
+            retries: false,
         };
         let mem = Capabilities {
             write_if_absent: true,

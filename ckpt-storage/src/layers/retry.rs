@@ -142,6 +142,13 @@ impl crate::StoreLayer for RetryStore {
         self.inner.as_ref()
     }
 
+    fn capabilities(&self) -> crate::Capabilities {
+        crate::Capabilities {
+            retries: true,
+            ..self.inner.capabilities()
+        }
+    }
+
     fn write(&self, path: &str, data: &[u8]) -> Result<()> {
         self.run("write", path, || self.inner.write(path, data))
     }

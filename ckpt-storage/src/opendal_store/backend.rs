@@ -30,6 +30,7 @@ impl Backend {
                 directories: false,
                 durable: false,
                 local: true,
+                retries: false,
             },
             // Not `durable` in the fsync sense (there is nothing to sync): a write is durable
             // once it has returned.
@@ -42,6 +43,7 @@ impl Backend {
                 directories: false,
                 durable: false,
                 local: false,
+                retries: false,
             },
         }
     }
