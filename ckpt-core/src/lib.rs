@@ -12,6 +12,9 @@
 //!   metadata, metrics, checksums, writer lock and lease) with the path builders over them, and
 //!   the one check of a name component that item names, item files and store paths share.
 #![deny(missing_docs)]
+// docs.rs (`cfg(docsrs)`, see Cargo.toml) marks items behind a Cargo feature with a badge
+// (`doc_cfg`, which took in `doc_auto_cfg` in Rust 1.92).
+#![cfg_attr(docsrs, feature(doc_cfg))]
 
 mod clock;
 mod error;
@@ -31,3 +34,8 @@ pub use layout::{
 };
 pub use metadata::{ItemHandlers, RootMetadata, StepMetadata};
 pub use name_format::{CompositeNameFormat, NameFormat, StandardNameFormat};
+
+/// The examples of this crate's README.md, run as doctests so they stay true to the API.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+pub struct ReadmeDoctests;
