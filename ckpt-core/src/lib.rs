@@ -25,7 +25,7 @@ mod name_format;
 pub mod pyjson;
 
 pub use clock::{Clock, ManualClock, SystemClock};
-pub use error::{Error, ErrorKind, Result};
+pub use error::{Error, ErrorChain, ErrorKind, Result};
 pub use info::{CheckpointInfo, Metrics, Step};
 pub use layout::{
     commit_success_text, is_tmp_name, validate_item_name, COMMIT_SUCCESS_FILE, DEFAULT_ITEM_NAME,

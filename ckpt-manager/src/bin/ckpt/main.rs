@@ -266,7 +266,7 @@ fn main() -> ExitCode {
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("ckpt: {}", e.to_string().replace('\n', " "));
+            eprintln!("ckpt: {}", e.chain()); // the error and its causes, on one line
             ExitCode::FAILURE
         }
     }
