@@ -2,7 +2,8 @@
 //!
 //! This crate holds what every other ckpt crate shares and does no I/O:
 //! - [`Step`], [`CheckpointInfo`] and [`Metrics`]: what a policy sees of a checkpoint;
-//! - [`Error`] and [`ErrorKind`]: the one error type of the workspace;
+//! - [`Error`] and [`ErrorKind`]: the one error type of the workspace, and [`ErrorChain`] to
+//!   print an error with its causes;
 //! - [`StepMetadata`] and [`RootMetadata`]: Orbax's `_CHECKPOINT_METADATA` and `_ROOT_METADATA`
 //!   schemas, read and written byte for byte as Orbax does (spec §1.5–§1.6);
 //! - [`pyjson`]: JSON written as Python's `json.dumps` writes it, and read leniently (NaN, Infinity);
