@@ -83,7 +83,9 @@ fn broken_safetensors_file_is_corrupt_naming_it() {
             );
             assert_eq!(e.step(), Some(1));
             assert_eq!(
-                e.chain().to_string().contains("does not match its checksum"),
+                e.chain()
+                    .to_string()
+                    .contains("does not match its checksum"),
                 manifest,
                 "{}",
                 e.chain()
