@@ -277,7 +277,10 @@ fn ci() -> ExitCode {
     }
     // The published crates package (issue 16): manifests, READMEs and dependency versions in
     // order. `--no-verify`: verifying builds every crate again from its .crate (about 7 minutes
-    // here); `cargo package --workspace --exclude xtask` without it is the full check.
+    // on 2 cores); `cargo package --workspace --exclude xtask` without it is the full check. Run
+    // that with a fresh CARGO_TARGET_DIR: cargo takes the packaged crates as registry crates and
+    // reuses one it built (or unpacked into ~/.cargo/registry/src) before under the same name and
+    // version, so a second run verifies stale sources.
     // `--allow-dirty`: a local run with uncommitted work checks that work too.
     if let Err(e) = license_copies() {
         eprintln!("xtask ci: FAILED: {e}");
