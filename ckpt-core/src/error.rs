@@ -87,7 +87,10 @@ impl fmt::Display for ErrorKind {
 /// The error of every fallible ckpt call: a [`ErrorKind`], a message, and where it happened
 /// (the step and the path, when known), with the underlying cause as its `source()`.
 ///
-/// Displays as `Kind: message (step N, path P): cause`, on one line.
+/// Displays as `Kind: message (step N, path P)`, on one line, without the cause: as std's and
+/// anyhow's convention has it, the cause is only `source()`, so a report that walks the sources
+/// (anyhow, eyre, [`ErrorChain`]) shows it once. To print an error with its causes, display
+/// [`Error::chain`]: `Kind: message (step N, path P): cause: cause of the cause`.
 #[derive(Debug, thiserror::Error)]
 pub struct Error {
     kind: ErrorKind,
@@ -173,6 +176,12 @@ impl Error {
         self.path.as_deref()
     }
 
+    /// This error followed by its causes (the `source()` chain), for printing: see
+    /// [`ErrorChain`].
+    pub fn chain(&self) -> ErrorChain<'_> {
+        ErrorChain(self)
+    }
+
     /// Shorthand for `Error::new(ErrorKind::NotFound, message)`.
     pub fn not_found(message: impl Into<String>) -> Self {
         Self::new(ErrorKind::NotFound, message)
@@ -208,10 +217,52 @@ impl fmt::Display for Error {
             (None, Some(p)) => write!(f, " (path {p})")?,
             (None, None) => {}
         }
-        if let Some(src) = &self.source {
-            write!(f, ": {src}")?;
-        }
         Ok(())
+    }
+}
+
+/// Displays an error followed by each of its causes (the `source()` chain), separated by `": "`,
+/// on one line, each cause once: a cause whose text the line already holds (an error that
+/// prints its own source, as some libraries' errors do) is not repeated. Newlines in the texts
+/// become spaces.
+///
+/// What a program prints for an error it reports to a person (`ckpt: {}`), where anyhow would
+/// print `{:#}`. [`Error::chain`] gives one for a ckpt [`Error`]; any other error can be wrapped
+/// directly.
+///
+/// ```
+/// use ckpt_core::{Error, ErrorChain};
+///
+/// let e = Error::storage("write failed")
+///     .with_path("/r/7/state")
+///     .with_source(std::io::Error::other("disk full"));
+/// assert_eq!(e.to_string(), "Storage: write failed (path /r/7/state)");
+/// assert_eq!(e.chain().to_string(), "Storage: write failed (path /r/7/state): disk full");
+/// let io = std::io::Error::other("disk full");
+/// assert_eq!(ErrorChain(&io).to_string(), "disk full");
+/// ```
+#[derive(Debug, Clone, Copy)]
+pub struct ErrorChain<'a>(pub &'a (dyn std::error::Error + 'static));
+
+impl fmt::Display for ErrorChain<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let mut line = self.0.to_string().replace('\n', " ");
+        let mut cause = self.0.source();
+        // A cycle of sources would loop forever: no real chain is this deep.
+        let mut depth = 0;
+        while let Some(c) = cause {
+            depth += 1;
+            if depth > 64 {
+                break;
+            }
+            let text = c.to_string().replace('\n', " ");
+            if !text.is_empty() && !line.contains(&text) {
+                line.push_str(": ");
+                line.push_str(&text);
+            }
+            cause = c.source();
+        }
+        f.write_str(&line)
     }
 }
 
@@ -220,19 +271,66 @@ mod tests {
     use super::*;
 
     #[test]
-    fn display_has_kind_step_path_and_cause() {
+    fn display_has_kind_step_path_and_the_cause_is_the_source() {
         let io = std::io::Error::other("disk on fire");
         let e = Error::not_found("no such step")
             .with_step(7)
             .with_path("/r/7")
             .with_source(io);
-        assert_eq!(
-            e.to_string(),
-            "NotFound: no such step (step 7, path /r/7): disk on fire"
-        );
+        assert_eq!(e.to_string(), "NotFound: no such step (step 7, path /r/7)");
         assert_eq!(e.kind(), ErrorKind::NotFound);
         assert_eq!(e.step(), Some(7));
-        assert!(std::error::Error::source(&e).is_some());
+        let source = std::error::Error::source(&e).map(ToString::to_string);
+        assert_eq!(source.as_deref(), Some("disk on fire"));
+        assert_eq!(
+            e.chain().to_string(),
+            "NotFound: no such step (step 7, path /r/7): disk on fire"
+        );
+    }
+
+    /// What anyhow/eyre print for a chain: each error's Display, then each source's. The cause
+    /// must appear once (issue 16: it appeared twice when Display also printed the source).
+    fn walk(e: &(dyn std::error::Error + 'static)) -> String {
+        let mut out = e.to_string();
+        let mut cause = e.source();
+        while let Some(c) = cause {
+            out.push_str(": ");
+            out.push_str(&c.to_string());
+            cause = c.source();
+        }
+        out
+    }
+
+    #[test]
+    fn a_chain_shows_each_cause_once() {
+        let inner = Error::corrupt("bad checksum")
+            .with_path("7/state/x")
+            .with_source(std::io::Error::other("crc32c 0xdead"));
+        let outer = Error::new(ErrorKind::Corrupt, "cannot restore item \"state\"")
+            .with_step(7)
+            .with_source(inner);
+        for text in [walk(&outer), outer.chain().to_string()] {
+            assert_eq!(text.matches("crc32c 0xdead").count(), 1, "{text}");
+            assert_eq!(text.matches("bad checksum").count(), 1, "{text}");
+            assert_eq!(
+                text,
+                "Corrupt: cannot restore item \"state\" (step 7): Corrupt: bad checksum (path 7/state/x): crc32c 0xdead"
+            );
+        }
+    }
+
+    /// An error whose own message already holds its source's text (a library that prints its
+    /// source itself): the chain does not repeat it.
+    #[test]
+    fn a_chain_skips_a_cause_already_printed() {
+        let io = std::io::Error::other("permission denied");
+        let e = Error::storage(format!("cannot lock: {io}")).with_source(io);
+        assert_eq!(
+            e.chain().to_string(),
+            "Storage: cannot lock: permission denied"
+        );
+        let multi_line = Error::storage("a\nb").with_source(std::io::Error::other("c\nd"));
+        assert_eq!(multi_line.chain().to_string(), "Storage: a b: c d");
     }
 
     #[test]

@@ -13,6 +13,9 @@
 //! Orbax's `ArrayCheckpointHandler` and `ProtoCheckpointHandler` are recognised by type string and
 //! restoring them fails with [`ckpt_core::ErrorKind::Unsupported`] naming the item and the handler.
 #![deny(missing_docs)]
+// docs.rs (`cfg(docsrs)`, see Cargo.toml) marks items behind a Cargo feature with a badge
+// (`doc_cfg`, which took in `doc_auto_cfg` in Rust 1.92).
+#![cfg_attr(docsrs, feature(doc_cfg))]
 
 use ckpt_core::{Error, Result};
 use ckpt_storage::Store;
@@ -306,3 +309,8 @@ pub use tensor_handler::TensorHandler;
 pub use half;
 /// The `safetensors` crate, whose `Dtype` converts to and from [`DType`].
 pub use safetensors;
+
+/// The examples of this crate's README.md, run as doctests so they stay true to the API.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+pub struct ReadmeDoctests;

@@ -191,7 +191,7 @@ fn main() {
         }
     };
     if let Err(e) = run(&root, max_steps) {
-        eprintln!("crash_writer: {e}");
+        eprintln!("crash_writer: {}", e.chain());
         std::process::exit(1);
     }
 }

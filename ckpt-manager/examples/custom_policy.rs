@@ -103,7 +103,10 @@ fn main() -> ExitCode {
             ExitCode::SUCCESS
         }
         Err(e) => {
-            eprintln!("custom_policy: error: {}", e.to_string().replace('\n', " "));
+            eprintln!(
+                "custom_policy: error: {}",
+                ckpt_manager::core::ErrorChain(&*e)
+            );
             ExitCode::FAILURE
         }
     }

@@ -39,7 +39,10 @@ fn main() {
         std::process::exit(2);
     };
     if let Err(e) = run(&out) {
-        eprintln!("write_interop_root: {e}");
+        eprintln!(
+            "write_interop_root: {}",
+            ckpt_manager::core::ErrorChain(&*e)
+        );
         std::process::exit(1);
     }
 }

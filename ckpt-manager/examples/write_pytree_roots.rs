@@ -32,7 +32,10 @@ fn main() {
         std::process::exit(2)
     });
     if let Err(e) = run(Path::new(&out)) {
-        eprintln!("write_pytree_roots: {e}");
+        eprintln!(
+            "write_pytree_roots: {}",
+            ckpt_manager::core::ErrorChain(&*e)
+        );
         std::process::exit(1);
     }
 }

@@ -55,7 +55,7 @@ pub(crate) fn remove_dir(
         .sync_dir("")
         .and_then(|()| store.delete_prefix(&doomed));
     if let Err(e) = rest {
-        tracing::warn!(step, dir = %doomed, error = %e,
+        tracing::warn!(step, dir = %doomed, error = %e.chain(),
             "the step is deleted but its directory could not be removed; cleanup_tmp_directories will");
     }
     Ok(())

@@ -37,6 +37,9 @@
 //! - `etcd` (off by default, not in `cli`): `coordination::EtcdCoordinator`, multi-process
 //!   coordination on an etcd server (etcd-client; building it needs `protoc`).
 #![deny(missing_docs)]
+// docs.rs (`cfg(docsrs)`, see Cargo.toml) marks items behind a Cargo feature with a badge
+// (`doc_cfg`, which took in `doc_auto_cfg` in Rust 1.92).
+#![cfg_attr(docsrs, feature(doc_cfg))]
 
 mod composite;
 #[cfg(feature = "config")]
@@ -84,3 +87,8 @@ pub use retention::RetentionDecision;
 pub use sigterm::{SigtermOptions, SigtermPreemption};
 pub use verify::{verify_step, VerifyReport};
 pub use watch::{wait_for_new_checkpoint, StepWatcher};
+
+/// The examples of this crate's README.md, run as doctests so they stay true to the API.
+#[cfg(all(doctest, feature = "best"))]
+#[doc = include_str!("../README.md")]
+pub struct ReadmeDoctests;

@@ -111,7 +111,7 @@ pub(crate) fn load_info(
         Ok(Some(m)) => m.commit_time(),
         Ok(None) => None,
         Err(e) => {
-            tracing::warn!(step, error = %e, "ignoring unreadable step metadata");
+            tracing::warn!(step, error = %e.chain(), "ignoring unreadable step metadata");
             None
         }
     };
@@ -121,7 +121,7 @@ pub(crate) fn load_info(
     let metrics = match read_metrics(store, dir) {
         Ok(m) => m,
         Err(e) => {
-            tracing::warn!(step, error = %e, "ignoring unreadable metrics");
+            tracing::warn!(step, error = %e.chain(), "ignoring unreadable metrics");
             None
         }
     };

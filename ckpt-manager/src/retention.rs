@@ -152,7 +152,7 @@ pub(crate) fn after_save(root: &OpenRoot) {
         let reason = reasons.get(&step).map_or("", |v| v.reason.as_str());
         let missing = lacking.get(&step).map_or(&[][..], Vec::as_slice);
         if let Err(e) = delete(root, step, reason, missing) {
-            tracing::error!(step, error = %e, "retention could not delete the step; it stays listed");
+            tracing::error!(step, error = %e.chain(), "retention could not delete the step; it stays listed");
         }
     }
 }

@@ -80,7 +80,12 @@ fn a_flipped_bit_is_corrupt_naming_the_file() {
         err.to_string().contains("params/tensors.safetensors"),
         "{err}"
     );
-    assert!(err.to_string().contains("crc32c"), "{err}");
+    // The reason is the cause (`source()`), shown by the chain.
+    assert!(
+        err.chain().to_string().contains("crc32c"),
+        "{}",
+        err.chain()
+    );
     // The other items still restore; the report names the bad file.
     assert!(m.restore_items(Some(1), &["state"]).is_ok());
     let store = LocalStore::open(d.path()).unwrap();
@@ -111,7 +116,7 @@ fn a_truncated_file_is_corrupt_naming_the_file() {
     let err = m.restore_items(Some(1), &["state"]).unwrap_err();
     assert_eq!(err.kind(), ErrorKind::Corrupt, "{err}");
     assert!(
-        err.to_string().contains("state/metadata") && err.to_string().contains("truncated"),
+        err.to_string().contains("state/metadata") && err.chain().to_string().contains("truncated"),
         "{err}"
     );
     assert_eq!(err.step(), Some(1));

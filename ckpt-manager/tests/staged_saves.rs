@@ -194,7 +194,11 @@ fn a_failed_write_of_a_borrowed_item_fails_save_itself() {
         .unwrap_err();
     assert!(t.elapsed() < Duration::from_secs(20));
     assert_eq!(e.step(), Some(4), "{e}");
-    assert!(e.to_string().contains("injected fault"), "{e}");
+    assert!(
+        e.chain().to_string().contains("injected fault"),
+        "{}",
+        e.chain()
+    );
     assert!(m.all_steps().is_empty());
     assert!(names(dir.path()).is_empty(), "{:?}", names(dir.path()));
     // Nothing is in flight: the next save works.

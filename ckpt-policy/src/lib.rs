@@ -32,6 +32,9 @@
 //! typetag finds implementations through link-time registration: a binary or test that reads
 //! policies from a config must link this crate (`use ckpt_policy as _;` is enough).
 #![deny(missing_docs)]
+// docs.rs (`cfg(docsrs)`, see Cargo.toml) marks items behind a Cargo feature with a badge
+// (`doc_cfg`, which took in `doc_auto_cfg` in Rust 1.92).
+#![cfg_attr(docsrs, feature(doc_cfg))]
 
 mod any;
 #[cfg(feature = "best")]
@@ -372,3 +375,8 @@ mod tests {
         assert!(check_metrics_exist(&p, std::iter::once(&new).chain(cs.iter())).is_ok());
     }
 }
+
+/// The examples of this crate's README.md, run as doctests so they stay true to the API.
+#[cfg(all(doctest, feature = "latest", feature = "interval"))]
+#[doc = include_str!("../README.md")]
+pub struct ReadmeDoctests;

@@ -27,6 +27,9 @@
 //! store rejects any other path with [`ckpt_core::ErrorKind::InvalidArgument`], so nothing
 //! outside the root can be named.
 #![deny(missing_docs)]
+// docs.rs (`cfg(docsrs)`, see Cargo.toml) marks items behind a Cargo feature with a badge
+// (`doc_cfg`, which took in `doc_auto_cfg` in Rust 1.92).
+#![cfg_attr(docsrs, feature(doc_cfg))]
 
 mod checksum_manifest;
 mod commit;
@@ -317,3 +320,8 @@ pub trait Store: Debug + Send + Sync {
     /// `InvalidArgument`, `Storage`.
     fn sync_dir(&self, path: &str) -> Result<()>;
 }
+
+/// The examples of this crate's README.md, run as doctests so they stay true to the API.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+pub struct ReadmeDoctests;

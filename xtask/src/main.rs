@@ -275,6 +275,29 @@ fn ci() -> ExitCode {
         eprintln!("xtask ci: FAILED at `cargo doc --no-deps --workspace` (warnings are errors)");
         return ExitCode::FAILURE;
     }
+    // The published crates package (issue 16): manifests, READMEs and dependency versions in
+    // order. `--no-verify`: verifying builds every crate again from its .crate (about 7 minutes
+    // on 2 cores); `cargo package --workspace --exclude xtask` without it is the full check. Run
+    // that with a fresh CARGO_TARGET_DIR: cargo takes the packaged crates as registry crates and
+    // reuses one it built (or unpacked into ~/.cargo/registry/src) before under the same name and
+    // version, so a second run verifies stale sources.
+    // `--allow-dirty`: a local run with uncommitted work checks that work too.
+    if let Err(e) = license_copies() {
+        eprintln!("xtask ci: FAILED: {e}");
+        return ExitCode::FAILURE;
+    }
+    let package = [
+        "package",
+        "--workspace",
+        "--exclude",
+        "xtask",
+        "--no-verify",
+        "--allow-dirty",
+    ];
+    if !cargo(&package) {
+        eprintln!("xtask ci: FAILED at `cargo {}`", package.join(" "));
+        return ExitCode::FAILURE;
+    }
     if let Err(e) = lean_library() {
         eprintln!("xtask ci: FAILED: {e}");
         return ExitCode::FAILURE;
@@ -286,6 +309,41 @@ fn ci() -> ExitCode {
     }
     eprintln!("xtask ci: all checks passed");
     ExitCode::SUCCESS
+}
+
+/// The crates published to crates.io, in dependency order.
+const PUBLISHED: [&str; 5] = [
+    "ckpt-core",
+    "ckpt-policy",
+    "ckpt-storage",
+    "ckpt-handlers",
+    "ckpt-manager",
+];
+
+/// Each published crate carries the license text in its package: a copy of the root `LICENSE`
+/// in its directory (cargo packages only files below the crate; no symlinks). Checks that every
+/// copy is there and equal to the root's.
+fn license_copies() -> Result<(), String> {
+    let workspace = s3server::workspace_root();
+    let root = std::fs::read(workspace.join("LICENSE"))
+        .map_err(|e| format!("cannot read LICENSE: {e}"))?;
+    for krate in PUBLISHED {
+        let path = format!("{krate}/LICENSE");
+        match std::fs::read(workspace.join(&path)) {
+            Ok(copy) if copy == root => {}
+            Ok(_) => {
+                return Err(format!(
+                    "{path} differs from LICENSE (copy it: cp LICENSE {path})"
+                ))
+            }
+            Err(e) => {
+                return Err(format!(
+                    "cannot read {path}: {e} (copy it: cp LICENSE {path})"
+                ))
+            }
+        }
+    }
+    Ok(())
 }
 
 /// Crates that only the `ckpt` tool (feature `cli`) or an object-store backend may bring in.

@@ -304,7 +304,8 @@ pub fn resume_from<'d>(
                 ),
             };
             return Err(format!(
-                "the latest checkpoint, step {latest}, is corrupt and cannot be restored ({e}); {hint}"
+                "the latest checkpoint, step {latest}, is corrupt and cannot be restored ({}); {hint}",
+                e.chain()
             )
             .into());
         }

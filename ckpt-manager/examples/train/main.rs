@@ -44,6 +44,7 @@ pub(crate) mod optim;
 pub(crate) mod rng;
 pub(crate) mod trainer;
 
+use ckpt_manager::core::ErrorChain;
 use ckpt_manager::SigtermPreemption;
 use clap::Parser;
 use std::ffi::OsString;
@@ -183,7 +184,7 @@ pub fn run_main(argv: impl IntoIterator<Item = OsString>) -> ExitCode {
     let preemption = match SigtermPreemption::install() {
         Ok(p) => Arc::new(p),
         Err(e) => {
-            eprintln!("train: error: {}", e.to_string().replace('\n', " "));
+            eprintln!("train: error: {}", e.chain());
             return ExitCode::FAILURE;
         }
     };
@@ -238,7 +239,8 @@ pub fn run_main(argv: impl IntoIterator<Item = OsString>) -> ExitCode {
         }
         Err(e) => {
             drop(out);
-            eprintln!("train: error: {}", e.to_string().replace('\n', " "));
+            // The error and its causes (`source()`), on one line.
+            eprintln!("train: error: {}", ErrorChain(&*e));
             ExitCode::FAILURE
         }
     }

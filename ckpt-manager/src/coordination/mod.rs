@@ -220,12 +220,12 @@ pub enum Report {
 }
 
 impl Report {
-    /// The report of `error`: its kind and its displayed text (cut to
-    /// [`MAX_REPORT_MESSAGE_LEN`] bytes).
+    /// The report of `error`: its kind and its displayed text with its causes
+    /// ([`Error::chain`]; cut to [`MAX_REPORT_MESSAGE_LEN`] bytes).
     pub fn failed(error: &Error) -> Report {
         Report::Failed {
             kind: error.kind(),
-            message: cut(error.to_string()),
+            message: cut(error.chain().to_string()),
         }
     }
 

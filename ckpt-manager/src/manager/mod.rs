@@ -368,15 +368,15 @@ impl Drop for CheckpointManager {
             let step = f.info.step;
             let started = f.started;
             if let Err(e) = self.wait_for(f) {
-                tracing::error!(step, error = %e, waited_ms = started.elapsed().as_millis() as u64,
+                tracing::error!(step, error = %e.chain(), waited_ms = started.elapsed().as_millis() as u64,
                     "a background save failed or was abandoned while the manager was dropped");
             }
         }
         if let Some(e) = lock(&self.pending_error).take() {
-            tracing::error!(error = %e, "an unreported background save error was dropped with the manager");
+            tracing::error!(error = %e.chain(), "an unreported background save error was dropped with the manager");
         }
         if let Err(e) = self.root.drain_deletions() {
-            tracing::error!(error = %e, "a background deletion failed");
+            tracing::error!(error = %e.chain(), "a background deletion failed");
         }
     }
 }

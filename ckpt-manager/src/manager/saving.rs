@@ -219,7 +219,7 @@ impl CheckpointManager {
                     // Its Timeout was reported when it was abandoned; what it ended with is not
                     // news (it committed nothing).
                     if let Err(e) = result {
-                        tracing::debug!(step, error = %e, "an abandoned background save stopped");
+                        tracing::debug!(step, error = %e.chain(), "an abandoned background save stopped");
                     }
                     return Ok(());
                 }

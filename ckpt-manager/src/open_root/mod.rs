@@ -106,7 +106,7 @@ fn take_writer_guard(
         match taken {
             Err(e) if e.kind() == ErrorKind::Locked && started.elapsed() < wait => {
                 if !warned {
-                    tracing::warn!(root = %store.location(""), error = %e,
+                    tracing::warn!(root = %store.location(""), error = %e.chain(),
                         wait_secs = options.wait_for_writer_secs, "waiting for the root's other writer to go");
                     warned = true;
                 }

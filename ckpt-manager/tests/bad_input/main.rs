@@ -322,7 +322,8 @@ fn expect_err<T: std::fmt::Debug>(r: Result<T>, kind: ErrorKind, needles: &[&str
         }
         Err(e) => e,
     };
-    let text = e.to_string();
+    // What a person is shown: the error and its causes (the file's reason is often a cause).
+    let text = e.chain().to_string();
     assert_eq!(e.kind(), kind, "wrong kind of error: {text}");
     for n in needles {
         assert!(text.contains(n), "error {text:?} should name {n:?}");

@@ -83,9 +83,12 @@ fn broken_safetensors_file_is_corrupt_naming_it() {
             );
             assert_eq!(e.step(), Some(1));
             assert_eq!(
-                e.to_string().contains("does not match its checksum"),
+                e.chain()
+                    .to_string()
+                    .contains("does not match its checksum"),
                 manifest,
-                "{e}"
+                "{}",
+                e.chain()
             );
             expect_err(
                 m.item_metadata(1),

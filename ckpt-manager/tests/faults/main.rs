@@ -556,5 +556,9 @@ fn error_kinds_of_injected_faults_are_storage() {
     let err = s.save_and_wait(3).expect_err("save fails");
     assert_eq!(err.kind(), ErrorKind::Storage, "{err}");
     assert_eq!(err.step(), Some(3));
-    assert!(err.to_string().contains("injected fault"), "{err}");
+    assert!(
+        err.chain().to_string().contains("injected fault"),
+        "{}",
+        err.chain()
+    );
 }

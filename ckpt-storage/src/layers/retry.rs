@@ -105,7 +105,7 @@ impl RetryStore {
                         .saturating_mul(1u32 << (attempt - 1).min(20))
                         .min(self.policy.max_backoff);
                     let sleep = Duration::from_micros(self.jitter(cap.as_micros() as u64 + 1));
-                    tracing::debug!(op = what, path, attempt, error = %e,
+                    tracing::debug!(op = what, path, attempt, error = %e.chain(),
                         backoff_ms = sleep.as_millis() as u64, "retrying a temporary storage error");
                     self.retries.fetch_add(1, Ordering::Relaxed);
                     std::thread::sleep(sleep);

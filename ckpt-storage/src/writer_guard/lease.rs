@@ -270,7 +270,7 @@ impl Shared {
             Err(e) if e.kind() == ErrorKind::NotFound => None,
             Err(e) => {
                 // A network error: try again at the next tick while the lease still runs.
-                tracing::warn!(error = %e, "could not read the writer lease to renew it");
+                tracing::warn!(error = %e.chain(), "could not read the writer lease to renew it");
                 return true;
             }
         };
@@ -288,7 +288,7 @@ impl Shared {
         let record = LeaseRecord::mine(&self.token, now, self.ttl);
         match self.store.write(LEASE_FILE, &record.to_bytes(self.ttl)) {
             Ok(()) => self.lock().0 = record.expires_at,
-            Err(e) => tracing::warn!(error = %e, "could not renew the writer lease"),
+            Err(e) => tracing::warn!(error = %e.chain(), "could not renew the writer lease"),
         }
         true
     }
@@ -324,14 +324,14 @@ impl Drop for WriterLease {
             Ok(bytes) => match LeaseRecord::from_bytes(&bytes) {
                 Ok(r) if r.holder == self.shared.token => {
                     if let Err(e) = store.delete(LEASE_FILE) {
-                        tracing::warn!(error = %e, "could not release the writer lease; it expires by itself");
+                        tracing::warn!(error = %e.chain(), "could not release the writer lease; it expires by itself");
                     }
                 }
                 _ => {}
             },
             Err(e) if e.kind() == ErrorKind::NotFound => {}
             Err(e) => {
-                tracing::warn!(error = %e, "could not release the writer lease; it expires by itself")
+                tracing::warn!(error = %e.chain(), "could not release the writer lease; it expires by itself")
             }
         }
     }

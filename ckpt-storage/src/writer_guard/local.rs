@@ -70,7 +70,8 @@ fn locked_error(location: &str, holder: &str) -> Error {
 }
 
 fn io_error(e: std::io::Error, what: &str, location: &str) -> Error {
-    Error::storage(format!("{what}: {e}"))
+    // The io error is the source only (shown by `Error::chain`), not part of the message.
+    Error::storage(what)
         .with_path(location.to_string())
         .with_source(e)
 }

@@ -298,7 +298,7 @@ fn as_step(v: &Value) -> Result<Step, String> {
         .ok_or_else(|| format!("a step must be a non-negative integer, got {v}"))
 }
 
-/// `"<Kind>: <message>"`, as the cases write errors.
+/// `"<Kind>: <message>"`, as the cases write errors (with the causes after it: compared by kind).
 fn error_string(e: &Error) -> String {
-    e.to_string()
+    e.chain().to_string()
 }

@@ -379,7 +379,8 @@ fn main() -> ExitCode {
             if json {
                 eprintln!("{}", json_error(&e));
             } else {
-                eprintln!("ckpt: {}", e.to_string().replace('\n', " "));
+                // the error and its causes, on one line
+                eprintln!("ckpt: {}", e.chain().to_string().replace('\n', " "));
             }
             // `verify`'s findings are Corrupt errors; any other failure is exit status 1.
             if is_verify && e.kind() == ErrorKind::Corrupt {
@@ -394,7 +395,7 @@ fn main() -> ExitCode {
 /// An error as one line of JSON: `{"error": {"kind": "NotFound", "message": "…", "step": 7,
 /// "path": "…"}}` (the message is the text line without its leading kind).
 fn json_error(e: &Error) -> Value {
-    let text = e.to_string().replace('\n', " ");
+    let text = e.chain().to_string().replace('\n', " ");
     let kind = e.kind().name();
     let message = text
         .strip_prefix(kind)

@@ -68,7 +68,7 @@ pub(crate) fn verify(args: &RootArgs, step: Option<&str>, checksums_only: bool) 
                 deleted.push(step);
                 continue;
             }
-            Err(e) => meta_error = Some(e.to_string()),
+            Err(e) => meta_error = Some(e.chain().to_string()),
             Ok(meta) => {
                 handlers = meta.item_handler_map();
                 let ours = handlers.values().any(|h| h.starts_with("ckpt."));
@@ -107,17 +107,20 @@ pub(crate) fn verify(args: &RootArgs, step: Option<&str>, checksums_only: bool) 
                         continue 'steps;
                     }
                     Err(e) if e.kind() == ErrorKind::Unsupported => {
-                        ItemCheck::NotChecked(e.to_string())
+                        ItemCheck::NotChecked(e.chain().to_string())
                     }
                     Err(e)
                         if e.kind() == ErrorKind::InvalidArgument
                             && !handlers.contains_key(&item)
                             && item != ckpt_manager::core::METRICS_ITEM_NAME =>
                     {
-                        ItemCheck::NotChecked(format!("the step records no handler for it: {e}"))
+                        ItemCheck::NotChecked(format!(
+                            "the step records no handler for it: {}",
+                            e.chain()
+                        ))
                     }
                     Err(e) => {
-                        let why = e.to_string().replace('\n', " ");
+                        let why = e.chain().to_string();
                         failed.push(format!(
                             "step {step}: item {item:?} does not restore: {why}"
                         ));
