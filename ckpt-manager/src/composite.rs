@@ -18,12 +18,17 @@ use std::borrow::Cow;
 #[derive(Debug, Default)]
 pub struct Composite<'a> {
     items: Vec<(String, SaveItem<'a>)>,
+    /// Names added more than once (a save of this set fails, naming them).
+    duplicates: Vec<String>,
 }
 
 impl<'a> Composite<'a> {
     /// No items yet.
     pub fn new() -> Self {
-        Composite { items: Vec::new() }
+        Composite {
+            items: Vec::new(),
+            duplicates: Vec::new(),
+        }
     }
 
     /// A single unnamed item, stored as `default` (Orbax's default-item mode).
@@ -31,12 +36,21 @@ impl<'a> Composite<'a> {
         Composite::new().item(DEFAULT_ITEM_NAME, item)
     }
 
-    /// Adds item `name`. A later item with the same name replaces the earlier one.
+    /// Adds item `name`. Adding a name twice makes a save of this set fail (`InvalidArgument`
+    /// naming it) rather than drop one of the two silently.
     pub fn item(mut self, name: impl Into<String>, item: SaveItem<'a>) -> Self {
         let name = name.into();
-        self.items.retain(|(n, _)| *n != name);
-        self.items.push((name, item));
+        if self.items.iter().any(|(n, _)| *n == name) {
+            self.duplicates.push(name);
+        } else {
+            self.items.push((name, item));
+        }
         self
+    }
+
+    /// Names added more than once.
+    pub(crate) fn duplicates(&self) -> &[String] {
+        &self.duplicates
     }
 
     /// Adds a JSON item: any `serde::Serialize` value, written as Orbax's `JsonSave` would.
@@ -132,7 +146,16 @@ impl<'a> Composite<'a> {
                     | SaveItem::Custom(_)
             )
         });
-        (Composite { items: borrowed }, Composite { items: rest })
+        (
+            Composite {
+                items: borrowed,
+                duplicates: self.duplicates,
+            },
+            Composite {
+                items: rest,
+                duplicates: Vec::new(),
+            },
+        )
     }
 
     /// Whether [`Composite::capture`] can make every item owned (no borrowed `Custom` item).
@@ -189,7 +212,10 @@ impl<'a> Composite<'a> {
             };
             owned.push((name, item));
         }
-        Ok(Captured::Owned(Composite { items: owned }))
+        Ok(Captured::Owned(Composite {
+            items: owned,
+            duplicates: Vec::new(),
+        }))
     }
 }
 

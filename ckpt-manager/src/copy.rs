@@ -130,6 +130,7 @@ impl CopySpec {
 /// `InvalidConfig` for an atomicity mode a store cannot do.
 pub fn copy_root(spec: &CopySpec, progress: &mut dyn FnMut(&CopyEvent)) -> Result<CopySummary> {
     let (src_protocol, dst_protocol) = spec.protocols()?;
+    let _guard = guard_destination(spec)?;
     let steps = committed_steps(
         spec.src.as_ref(),
         src_protocol.as_ref(),
@@ -170,6 +171,7 @@ pub fn copy_step(
     progress: &mut dyn FnMut(&CopyEvent),
 ) -> Result<CopySummary> {
     let (src_protocol, dst_protocol) = spec.protocols()?;
+    let _guard = guard_destination(spec)?;
     let steps = committed_steps(
         spec.src.as_ref(),
         src_protocol.as_ref(),
@@ -203,6 +205,20 @@ pub fn copy_step(
         bytes,
         root_metadata_copied,
     })
+}
+
+/// The destination root's writer guard (its local lock or writer lease), held for the whole
+/// copy, as a manager writing there holds it: a copy into a root a live job writes is `Locked`
+/// instead of committing steps under the job's feet. Refuses a destination that is a step
+/// directory. Creates the destination root.
+fn guard_destination(spec: &CopySpec) -> Result<Option<Box<dyn ckpt_storage::WriterLock>>> {
+    crate::open_root::refuse_step_dir_as_root(spec.dst.as_ref())?;
+    spec.dst.create_dir("")?;
+    let options = crate::CheckpointManagerOptions {
+        wait_for_writer_secs: 0,
+        ..Default::default()
+    };
+    crate::open_root::take_writer_guard(&spec.dst, &options)
 }
 
 /// Whether `name` exists at the destination and is committed there.

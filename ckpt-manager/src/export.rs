@@ -186,8 +186,16 @@ pub fn import_safetensors(
         .with_source(e)
     })?;
     let tensors =
-        TensorHandler::decode(&bytes).map_err(|e| e.prefixed(&input.display().to_string()))?;
+        TensorHandler::decode(&bytes).map_err(|e| e.prefixed(&format!("{}: ", input.display())))?;
     drop(bytes);
+    if tensors.is_empty() {
+        // Orbax cannot restore an item of no leaves ("Unable to uniquely reconstruct tree from
+        // empty flattened list"): nothing to import is an error, not an unrestorable step.
+        return Err(Error::invalid_argument(format!(
+            "{} holds no tensors: nothing to import",
+            input.display()
+        )));
+    }
     if mngr.all_steps().contains(&step) {
         return Err(Error::new(
             ErrorKind::AlreadyExists,

@@ -180,7 +180,10 @@ impl CheckpointManagerBuilder {
         }
     }
 
-    /// Replaces all options at once.
+    /// Replaces all options at once, including those set by the setters called before it (a
+    /// `.read_only(true)` before `.options(o)` is undone by `o`'s `read_only`): call it first,
+    /// then the setters that should win, e.g.
+    /// `builder(root).options(config.into_options()?).read_only(true)`.
     pub fn options(mut self, options: CheckpointManagerOptions) -> Self {
         self.options = options;
         self

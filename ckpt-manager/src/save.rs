@@ -455,6 +455,13 @@ pub(crate) fn check_items(step: Step, items: &Composite<'_>, write_metrics: bool
         ))
         .with_step(step));
     }
+    if let Some(name) = items.duplicates().first() {
+        return Err(Error::invalid_argument(format!(
+            "item {name:?} was added twice to the items of step {step}; each item needs a name \
+             of its own; nothing was saved"
+        ))
+        .with_step(step));
+    }
     for name in items.names() {
         ckpt_core::validate_item_name(name).map_err(|e| e.with_step(step))?;
         if name == STEP_METADATA_FILE
@@ -466,10 +473,16 @@ pub(crate) fn check_items(step: Step, items: &Composite<'_>, write_metrics: bool
                 Error::invalid_argument(format!("item name {name:?} is reserved")).with_step(step),
             );
         }
-        if write_metrics && name == METRICS_ITEM_NAME {
-            return Err(Error::invalid_argument(
-                "an item named \"metrics\" cannot be saved together with metrics; rename the item",
-            )
+        if name == METRICS_ITEM_NAME {
+            // Without metrics too: a step's `metrics` directory is read back as its metrics.
+            let why = if write_metrics {
+                "cannot be saved together with metrics"
+            } else {
+                "is where a step's metrics are kept (SaveOptions::metrics), and is read back as them"
+            };
+            return Err(Error::invalid_argument(format!(
+                "an item named \"metrics\" {why}; rename the item"
+            ))
             .with_step(step));
         }
     }

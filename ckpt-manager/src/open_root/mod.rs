@@ -81,10 +81,27 @@ impl State {
     }
 }
 
+/// Refuses a root that is itself a step directory (it holds `_CHECKPOINT_METADATA`): a writer
+/// there would put steps inside a committed step, which then no longer restores.
+///
+/// # Errors
+/// `InvalidArgument` naming the directory and saying to use its parent; store errors.
+pub(crate) fn refuse_step_dir_as_root(store: &dyn Store) -> Result<()> {
+    if store.stat(ckpt_core::STEP_METADATA_FILE)?.is_some() {
+        return Err(Error::invalid_argument(format!(
+            "{} is a step directory (it holds {}), not a checkpoint root: write to its parent",
+            store.location(""),
+            ckpt_core::STEP_METADATA_FILE
+        ))
+        .with_path(store.location("")));
+    }
+    Ok(())
+}
+
 /// The root's single-writer guard: the store's own lock (local roots), else a writer lease
 /// where the store has conditional creates and the lease is on; waits up to
 /// `wait_for_writer_secs` while another writer holds it.
-fn take_writer_guard(
+pub(crate) fn take_writer_guard(
     store: &Arc<dyn Store>,
     options: &CheckpointManagerOptions,
 ) -> Result<Option<Box<dyn WriterLock>>> {
@@ -193,6 +210,9 @@ impl OpenRoot {
                 )
                 .with_path(store.location("")));
             }
+        }
+        if !options.read_only {
+            refuse_step_dir_as_root(store.as_ref())?;
         }
         if options.create && !options.read_only {
             store.create_dir("")?;

@@ -31,6 +31,7 @@ mod gc_policy_keeps_nothing;
 mod layers_drop_the_writer_lock;
 mod nan_metric_and_missing_best_metric_warn;
 mod no_retries_on_object_stores;
+mod review_footguns;
 mod second_writer_breaks_live_save;
 mod skipped_save_says_nothing;
 mod spurious_locked_while_spawning;

@@ -521,7 +521,7 @@ fn parent_of(path: &str) -> String {
 /// line: ROOT is itself a step directory, or its step directories are named in another format
 /// (another `--step-prefix`, zero padding) than `args` asks for. Says what it found and what to
 /// pass. `None` when nothing there looks like a step.
-fn why_no_steps(
+pub(crate) fn why_no_steps(
     store: &dyn ckpt_manager::storage::Store,
     args: &RootArgs,
 ) -> Result<Option<String>> {
