@@ -123,24 +123,26 @@ impl CheckpointManager {
         self.wait_until_finished()?;
         let root = &self.root;
         let plan = SavePlan::new(root, step, &items, options)?;
-        let (staged, rest) = plan.stage(root, items)?;
+        let (staged, rest) = plan.stage(root, items, self.staging.as_deref())?;
         let phase: PhaseCell = Arc::new(Mutex::new(Phase::Queued));
         let fence = Arc::new(Fence::default());
         let time = root.options.clock.now();
-        let items = match rest {
+        let (items, staged_items) = match rest {
             Rest::Now(items) => {
                 let job = plan.job(items, time, fence);
                 return save::run(root, &job, staged, &phase).map(|()| SaveOutcome::Saved);
             }
-            Rest::Background(items) => items,
+            Rest::Background { items, staged } => (items, staged),
         };
         let job = plan.job(items, time, Arc::clone(&fence));
-        self.start_background(job, staged, phase, fence)?;
+        self.start_background(job, staged, staged_items, phase, fence)?;
         Ok(SaveOutcome::Saved)
     }
 
     /// Runs the rest of a save (`job`, begun as `staged`) on a background thread and records it
-    /// as the save in flight.
+    /// as the save in flight. The buffers of the items named in `staged_items` (sorted) go back
+    /// to the staging pool when the save has finished, before its result is reported, so the
+    /// next save finds them there.
     ///
     /// # Errors
     /// `Storage` naming the step when the thread cannot be started.
@@ -148,6 +150,7 @@ impl CheckpointManager {
         &self,
         job: SaveJob<'static>,
         staged: Option<Staged>,
+        staged_items: Vec<String>,
         phase: PhaseCell,
         fence: Arc<Fence>,
     ) -> Result<()> {
@@ -156,12 +159,17 @@ impl CheckpointManager {
         let root = &self.root;
         let (tx, done) = mpsc::channel();
         let (core2, phase2) = (Arc::clone(root), Arc::clone(&phase));
+        let pool = self.staging.clone().filter(|_| !staged_items.is_empty());
         let handle = std::thread::Builder::new()
             .name(format!("ckpt-save-{step}"))
             .spawn(move || {
+                let mut job = job;
                 let result = save::run(&core2, &job, staged, &phase2);
                 // Never keep the open root (and its writer lock) alive while freeing memory.
                 drop(core2);
+                if let Some(pool) = pool {
+                    pool.give_back(job.items.take_staging_buffers(&staged_items));
+                }
                 // The receiver is gone only if the manager abandoned this save.
                 let _ = tx.send(result);
                 // The captured items are freed only now, after the save is reported: freeing
