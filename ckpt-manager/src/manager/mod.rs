@@ -17,8 +17,9 @@ use std::sync::{Arc, Mutex, MutexGuard};
 /// keeps what the preservation policy keeps, and restores (as Orbax `CheckpointManager`, spec §5).
 ///
 /// Saves are asynchronous by default (`enable_async_checkpointing`, spec §5.8): `save` returns
-/// once the items are captured, and the write, commit, retention and deletions run on a background
-/// thread; at most one save is in flight and the next `save` waits for it.
+/// once the items are captured (borrowed tensors and bytes copied into a staging pool reused
+/// across saves), and the write, commit, retention and deletions run on a background thread; at
+/// most one save is in flight and the next `save` waits for it.
 ///
 /// Deviations from Orbax 0.12.8 (docs/deviations.md): `all_steps` is ascending and lists committed steps
 /// only, and `latest_step` is the largest committed step (D1); metrics given to `save` are always

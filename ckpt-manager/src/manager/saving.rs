@@ -40,12 +40,18 @@ impl CheckpointManager {
     ///
     /// With `enable_async_checkpointing` (the default) `save` returns `Ok(true)` as soon as the
     /// items no longer need the caller's memory, and the rest runs on a background thread: items
-    /// moved in are not copied; JSON items are serialized once; borrowed tensors, bytes and
-    /// `SaveItem::Custom` items are, on a local store ([`ckpt_storage::Capabilities::local`]),
-    /// written into the step's tmp directory before `save` returns, without fsync (the
-    /// background thread fsyncs them, then commits), and on an object store copied once (a
-    /// borrowed `Custom` item cannot be copied: there the whole save is written before `save`
-    /// returns).
+    /// moved in are not copied; JSON items are serialized once; borrowed tensors and bytes are
+    /// copied into the staging pool (issue 14,
+    /// [`crate::CheckpointManagerOptions::async_staging_max_bytes`]: memory kept and reused
+    /// from one save to the next, no storage call per item), and the
+    /// background thread writes them (with fsync) or uploads them, commits, and gives the
+    /// buffers back. Borrowed pytrees and `SaveItem::Custom` items (and, with the pool off or
+    /// full, borrowed tensors and bytes) are, on a local store
+    /// ([`ckpt_storage::Capabilities::local`]), written into the step's tmp directory before
+    /// `save` returns, without fsync (the background thread fsyncs them, then commits), and on
+    /// an object store copied once (a borrowed `Custom` item cannot be copied: there the whole
+    /// save is written before `save` returns). The caller may change or drop its items as soon
+    /// as `save` returns.
     ///
     /// # Errors
     /// - the error of the previous background save, if it failed and was not reported yet (this
@@ -66,9 +72,11 @@ impl CheckpointManager {
     ///   handler serializes it: the step's tmp directory is then removed);
     /// - `Timeout` when waiting for the previous save takes longer than `async_timeout_secs`;
     /// - `Handler`/`Storage`/… from writing what is written before `save` returns (a synchronous
-    ///   save; the borrowed items of an asynchronous one on a local store), naming the step; the
-    ///   tmp directory is removed and no step becomes visible. Failures of the background part
-    ///   come from the next call instead.
+    ///   save; of an asynchronous one on a local store, the borrowed items that are not staged),
+    ///   naming the step; the tmp directory is removed and no step becomes visible. Failures of
+    ///   the background part — including the write of staged items (before issue 14, a failed
+    ///   write of borrowed tensors or bytes on a local disk came from `save` itself) — come from
+    ///   the next call instead.
     pub fn save(&mut self, step: Step, items: Composite<'_>, options: SaveOptions) -> Result<bool> {
         self.save_with_outcome(step, items, options)
             .map(|o| o.saved())
