@@ -194,6 +194,9 @@ impl<'a> Composite<'a> {
     }
 }
 
+/// An item and its name.
+type NamedItem<'a> = (String, SaveItem<'a>);
+
 /// What [`Composite::stage`] made of the items of a save.
 pub(crate) struct StagedCopies<'a> {
     /// The borrowed tensors and bytes items, copied into the pool's buffers (owned).
@@ -236,7 +239,7 @@ impl<'a> Composite<'a> {
             .map(|(_, i)| sources(i).iter().map(|s| s.len()).collect())
             .collect();
         let buffers = pool.take(&groups);
-        let mut chosen: Vec<((String, SaveItem<'a>), Vec<Vec<u8>>)> = Vec::new();
+        let mut chosen: Vec<(NamedItem<'a>, Vec<Vec<u8>>)> = Vec::new();
         for (candidate, bufs) in candidates.into_iter().zip(buffers) {
             match bufs {
                 Some(bufs) => chosen.push((candidate, bufs)),
