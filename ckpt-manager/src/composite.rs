@@ -1,5 +1,6 @@
 //! The items of one save (`Composite`) and the per-save options (`SaveOptions`).
 
+use crate::staging::StagingPool;
 use ckpt_core::{Metrics, DEFAULT_ITEM_NAME};
 use ckpt_handlers::{PyTree, SaveItem, Tensor, TensorMap};
 use std::borrow::Cow;
@@ -219,6 +220,134 @@ impl<'a> Composite<'a> {
     }
 }
 
+/// An item and its name.
+type NamedItem<'a> = (String, SaveItem<'a>);
+
+/// What [`Composite::stage`] made of the items of a save.
+pub(crate) struct StagedCopies<'a> {
+    /// The borrowed tensors and bytes items, copied into the pool's buffers (owned).
+    pub staged: Composite<'static>,
+    /// Their names, sorted: the buffers go back to the pool from these items
+    /// ([`Composite::take_staging_buffers`]).
+    pub names: Vec<String>,
+    /// Every other item as it was given (borrowed items the pool had no room for included).
+    pub rest: Composite<'a>,
+}
+
+impl<'a> Composite<'a> {
+    /// Copies the borrowed tensors and bytes items into buffers of `pool` (issue 14): one copy
+    /// into memory that earlier saves already faulted in, on several threads when large
+    /// ([`parallel_copy_into`]); no storage call. Items the pool has no room for (its cap)
+    /// stay in `rest`, borrowed, with everything else.
+    ///
+    /// # Errors
+    /// `InvalidArgument` naming the item if a copy cannot be rebuilt as a tensor (it always can
+    /// for a valid tensor: [`Tensor::new`] checks it again).
+    pub(crate) fn stage(self, pool: &StagingPool) -> ckpt_core::Result<StagedCopies<'a>> {
+        let (mut candidates, mut rest): (Vec<_>, Vec<_>) =
+            self.items.into_iter().partition(|(_, i)| {
+                matches!(
+                    i,
+                    SaveItem::Tensors(Cow::Borrowed(_)) | SaveItem::Bytes(Cow::Borrowed(_))
+                )
+            });
+        if candidates.is_empty() {
+            return Ok(StagedCopies {
+                staged: Composite::new(),
+                names: Vec::new(),
+                rest: Composite { items: rest },
+            });
+        }
+        // Name order: which items the cap leaves out does not depend on how they were added.
+        candidates.sort_by(|a, b| a.0.cmp(&b.0));
+        let groups: Vec<Vec<usize>> = candidates
+            .iter()
+            .map(|(_, i)| sources(i).iter().map(|s| s.len()).collect())
+            .collect();
+        let buffers = pool.take(&groups);
+        let mut chosen: Vec<(NamedItem<'a>, Vec<Vec<u8>>)> = Vec::new();
+        for (candidate, bufs) in candidates.into_iter().zip(buffers) {
+            match bufs {
+                Some(bufs) => chosen.push((candidate, bufs)),
+                None => rest.push(candidate),
+            }
+        }
+        let mut pairs: Vec<(&[u8], &mut [u8])> = Vec::new();
+        for ((_, item), bufs) in chosen.iter_mut() {
+            pairs.extend(
+                sources(item)
+                    .into_iter()
+                    .zip(bufs.iter_mut().map(Vec::as_mut_slice)),
+            );
+        }
+        parallel_copy_into(pairs);
+        let mut staged = Vec::with_capacity(chosen.len());
+        let mut names = Vec::with_capacity(chosen.len());
+        for ((name, item), bufs) in chosen {
+            let owned = match item {
+                SaveItem::Tensors(t) => {
+                    let mut out = TensorMap::new();
+                    for ((key, t), data) in t.iter().zip(bufs) {
+                        let copy = Tensor::new(t.dtype(), t.shape(), data)
+                            .map_err(|e| e.with_path(name.clone()))?;
+                        out.insert(key.clone(), copy);
+                    }
+                    SaveItem::Tensors(Cow::Owned(out))
+                }
+                SaveItem::Bytes(_) => {
+                    SaveItem::Bytes(Cow::Owned(bufs.into_iter().next().unwrap_or_default()))
+                }
+                other => {
+                    // Not a staging candidate (the partition above keeps none such).
+                    rest.push((name, other));
+                    continue;
+                }
+            };
+            names.push(name.clone());
+            staged.push((name, owned));
+        }
+        Ok(StagedCopies {
+            staged: Composite { items: staged },
+            names,
+            rest: Composite { items: rest },
+        })
+    }
+
+    /// Takes the buffers out of the items named in `names` (sorted; as [`Composite::stage`]
+    /// made them) to give them back to the staging pool; those items are left empty.
+    pub(crate) fn take_staging_buffers(&mut self, names: &[String]) -> Vec<Vec<u8>> {
+        let mut out = Vec::new();
+        for (name, item) in self.items.iter_mut() {
+            if names.binary_search(name).is_err() {
+                continue;
+            }
+            match item {
+                SaveItem::Tensors(Cow::Owned(map)) => {
+                    out.extend(std::mem::take(map).into_values().map(Tensor::into_bytes));
+                }
+                SaveItem::Bytes(Cow::Owned(b)) => out.push(std::mem::take(b)),
+                _ => {}
+            }
+        }
+        out
+    }
+
+    /// These items followed by those of `other` (whose names are not among these).
+    pub(crate) fn append(mut self, other: Composite<'a>) -> Composite<'a> {
+        self.items.extend(other.items);
+        self
+    }
+}
+
+/// The byte arrays of a tensors or bytes item, in the order [`Composite::stage`] copies them.
+fn sources<'s>(item: &'s SaveItem<'_>) -> Vec<&'s [u8]> {
+    match item {
+        SaveItem::Tensors(t) => t.values().map(Tensor::as_bytes).collect(),
+        SaveItem::Bytes(b) => vec![&b[..]],
+        _ => Vec::new(),
+    }
+}
+
 /// From this many bytes on, a capture copies on several threads (below, one thread is faster
 /// than starting others).
 const PARALLEL_COPY_MIN: usize = 32 << 20;
@@ -227,25 +356,51 @@ const PARALLEL_COPY_MIN: usize = 32 << 20;
 const COPY_PIECE: usize = 8 << 20;
 
 /// Copies of `srcs`, made on up to 4 threads (never more than the machine has cores) when they
-/// hold [`PARALLEL_COPY_MIN`] bytes or more in all: the arrays are cut into 8 MiB pieces that
-/// the threads take from one queue. A copy into fresh memory costs mostly page faults and memory
-/// bandwidth, which a second core nearly halves (`save` of borrowed items blocks for this copy).
-/// This thread takes pieces too, so everything is copied even if no other thread starts.
+/// hold [`PARALLEL_COPY_MIN`] bytes or more in all: see [`parallel_copy_into`]. A copy into
+/// fresh memory costs mostly page faults and memory bandwidth, which a second core nearly halves
+/// (`save` of borrowed items blocks for this copy when staging is off).
 pub(crate) fn parallel_copy(srcs: &[&[u8]]) -> Vec<Vec<u8>> {
     let total: usize = srcs.iter().map(|s| s.len()).sum();
-    let threads = std::thread::available_parallelism()
-        .map_or(1, |n| n.get())
-        .min(4);
-    if total < PARALLEL_COPY_MIN || threads < 2 {
+    if total < PARALLEL_COPY_MIN || copy_threads() < 2 {
         return srcs.iter().map(|s| s.to_vec()).collect();
     }
     // Fresh zeroed buffers are mapped lazily: the copy below is the first touch of each page.
     let mut out: Vec<Vec<u8>> = srcs.iter().map(|s| vec![0u8; s.len()]).collect();
-    let pieces: Vec<(&[u8], &mut [u8])> = srcs
+    let pairs: Vec<(&[u8], &mut [u8])> = srcs
         .iter()
-        .zip(out.iter_mut())
+        .copied()
+        .zip(out.iter_mut().map(Vec::as_mut_slice))
+        .collect();
+    parallel_copy_into(pairs);
+    out
+}
+
+/// How many threads a large copy uses: up to 4, never more than the machine has cores.
+fn copy_threads() -> usize {
+    std::thread::available_parallelism()
+        .map_or(1, |n| n.get())
+        .min(4)
+}
+
+/// Copies each source into its destination (of the same length), on up to 4 threads when they
+/// hold [`PARALLEL_COPY_MIN`] bytes or more in all: the arrays are cut into 8 MiB pieces that
+/// the threads take from one queue. This thread takes pieces too, so everything is copied even
+/// if no other thread starts. A pair whose lengths differ copies nothing (callers pass equal
+/// lengths).
+pub(crate) fn parallel_copy_into(pairs: Vec<(&[u8], &mut [u8])>) {
+    let total: usize = pairs.iter().map(|(s, _)| s.len()).sum();
+    let threads = copy_threads();
+    let pieces: Vec<(&[u8], &mut [u8])> = pairs
+        .into_iter()
+        .filter(|(s, d)| s.len() == d.len())
         .flat_map(|(s, d)| s.chunks(COPY_PIECE).zip(d.chunks_mut(COPY_PIECE)))
         .collect();
+    if total < PARALLEL_COPY_MIN || threads < 2 {
+        for (s, d) in pieces {
+            d.copy_from_slice(s);
+        }
+        return;
+    }
     // A queue of pieces every thread takes from until it is empty: this thread works too, so
     // all is copied even if no other thread can be started.
     let queue = std::sync::Mutex::new(pieces);
@@ -268,7 +423,6 @@ pub(crate) fn parallel_copy(srcs: &[&[u8]]) -> Vec<Vec<u8>> {
         }
         work();
     });
-    out
 }
 
 /// A copy of `tensors` for a capture: every array copied by [`parallel_copy`].

@@ -62,6 +62,7 @@ mod save;
 mod save_plan;
 #[cfg(feature = "sigterm")]
 mod sigterm;
+mod staging;
 mod verify;
 mod watch;
 
@@ -85,6 +86,7 @@ pub use restored::Restored;
 pub use retention::RetentionDecision;
 #[cfg(feature = "sigterm")]
 pub use sigterm::{SigtermOptions, SigtermPreemption};
+pub use staging::StagingStats;
 pub use verify::{verify_step, VerifyReport};
 pub use watch::{wait_for_new_checkpoint, StepWatcher};
 

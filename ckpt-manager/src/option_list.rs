@@ -96,11 +96,30 @@ macro_rules! manager_options {
                 lightweight_initialize: bool = false, "form::plain", set(light: bool) => light;
                 /// Write, commit and apply retention in the background (default true, as Orbax):
                 /// `save` returns once the items no longer need the caller's memory (moved in;
-                /// or, when borrowed, written without fsync on a local store and copied on an
-                /// object store), at most one save is in flight, and a background failure is
-                /// reported once by the next `save`, `wait_until_finished` or `close`
+                /// or, when borrowed, copied into the staging pool — see
+                /// `async_staging_max_bytes`), at most one save is in flight, and a background
+                /// failure is reported once by the next `save`, `wait_until_finished` or `close`
                 /// (spec §5.8–§5.9).
                 enable_async_checkpointing: bool = true, "form::plain", set(enable: bool) => enable;
+                /// The staging pool of async saves (bytes; default `u64::MAX`, no cap): an async
+                /// `save` copies borrowed tensors and bytes items (`Composite::tensors`,
+                /// `Composite::bytes`) into buffers it keeps and reuses from one save to the next
+                /// (faulted in once, when first allocated), returns, and the background thread
+                /// writes them (with fsync) or uploads them, commits, and gives the buffers back.
+                /// `save` then blocks for one copy into memory already there and makes no storage
+                /// call per item. At most one save is in flight, so the pool holds about one
+                /// save's borrowed payload between saves (a reused buffer may be up to a quarter
+                /// larger than its array); buffers a save does not need are freed when it stages,
+                /// and [`crate::CheckpointManager::release_staging_memory`], `close` and dropping
+                /// the manager free the rest. A number caps the pool: items beyond it, in name
+                /// order, and every borrowed item when off (`None`; in a config `false`) are
+                /// handled as without a pool: written into the step's tmp directory before `save`
+                /// returns on a local store (without fsync; the background thread syncs them) and
+                /// copied into fresh memory on an object store. Borrowed pytrees and custom items
+                /// are never staged. ckpt's own (Orbax has no such option; PyTorch DCP's async
+                /// save stages into reused pinned memory in the same way).
+                async_staging_max_bytes: Option<u64> = Some(u64::MAX), "form::number_or_off",
+                    set(bytes: Option<u64>) => bytes;
                 /// How long (seconds) waiting for a background save may take before it is
                 /// abandoned with a `Timeout` error naming its phase (Orbax
                 /// `AsyncOptions.timeout_secs`, default 1200).

@@ -5,6 +5,7 @@
 use crate::composite::Captured;
 use crate::open_root::OpenRoot;
 use crate::save::{self, Fence, SaveJob, Staged};
+use crate::staging::StagingPool;
 use crate::{Composite, SaveOptions};
 use chrono::{DateTime, Utc};
 use ckpt_core::{CheckpointInfo, Error, ErrorKind, Result, Step};
@@ -31,7 +32,13 @@ pub(crate) enum Rest<'a> {
     /// Before `save` returns (a synchronous save, or items that cannot be captured).
     Now(Composite<'a>),
     /// On the background thread: every item owned.
-    Background(Composite<'static>),
+    Background {
+        /// The items.
+        items: Composite<'static>,
+        /// The names (sorted) of the items copied into the staging pool, whose buffers go back
+        /// to it when the save has finished.
+        staged: Vec<String>,
+    },
 }
 
 impl SavePlan {
@@ -99,11 +106,13 @@ impl SavePlan {
 
     /// Writes what must be written before `save` returns and says where the rest goes.
     ///
-    /// On a local store (disk or memory), a background save writes the borrowed items here and
-    /// now: into the page cache without fsync, about one copy of them, which is what copying
-    /// them for the background thread would cost anyway. The thread then syncs and commits
-    /// them, so the save reaches its commit as soon as a synchronous one would. On object
-    /// stores (a write is an upload) they are copied instead.
+    /// A background save first copies its borrowed tensors and bytes into `pool` (issue 14;
+    /// `None`: staging is off): one copy into reused memory, no storage call. Other borrowed
+    /// items (and those the pool has no room for) are, on a local store (disk or memory),
+    /// written here and now: into the page cache without fsync, which the background thread
+    /// syncs before it commits. On object stores (a write is an upload) they are copied into
+    /// fresh memory instead. Staging is skipped when the save cannot run in the background
+    /// anyway (a borrowed custom item on an object store).
     ///
     /// # Errors
     /// `Handler`/`Storage`/… from writing the borrowed items, or copying the others; the tmp
@@ -112,8 +121,17 @@ impl SavePlan {
         &self,
         root: &OpenRoot,
         items: Composite<'a>,
+        pool: Option<&StagingPool>,
     ) -> Result<(Option<Staged>, Rest<'a>)> {
-        let (now, later) = if self.background && root.store.capabilities().local {
+        let local = root.store.capabilities().local;
+        let (copies, items) = match pool {
+            Some(pool) if self.background && (local || items.capturable()) => {
+                let c = items.stage(pool).map_err(|e| e.with_step(self.step))?;
+                (Some((c.staged, c.names)), c.rest)
+            }
+            _ => (None, items),
+        };
+        let (now, later) = if self.background && local {
             items.split_borrowed()
         } else {
             (Composite::new(), items)
@@ -127,12 +145,21 @@ impl SavePlan {
             }
             Some(staged)
         };
+        let (copied, names) = copies.unwrap_or_default();
         if !self.background {
-            return Ok((staged, Rest::Now(later)));
+            return Ok((staged, Rest::Now(later.append(copied))));
         }
         match later.capture().map_err(|e| e.with_step(self.step)) {
-            Ok(Captured::Owned(owned)) => Ok((staged, Rest::Background(owned))),
-            Ok(Captured::NotCapturable(items)) => Ok((staged, Rest::Now(items))),
+            Ok(Captured::Owned(owned)) => Ok((
+                staged,
+                Rest::Background {
+                    items: owned.append(copied),
+                    staged: names,
+                },
+            )),
+            // Not reached with staged items (staging is skipped for such saves); their copies
+            // are then written now and freed.
+            Ok(Captured::NotCapturable(items)) => Ok((staged, Rest::Now(items.append(copied)))),
             Err(e) => Err(match staged {
                 Some(staged) => staged.abandon(root, e),
                 None => e,

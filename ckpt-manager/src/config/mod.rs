@@ -50,9 +50,10 @@ macro_rules! define_config {
         /// typetag form, `{"type": "LatestN", "n": 3}` (any policy registered with
         /// `#[typetag::serde]`, including a third-party crate's, as long as the program links
         /// that crate). `best_mode` is `"min"` or `"max"`; `atomicity` is `"auto"`,
-        /// `"atomic_rename"` or `"commit_file"`. `save_interval_steps` and
-        /// `writer_lease_ttl_secs` are a number, or `false` (or JSON `null`) for off — TOML has
-        /// no null. Unknown fields, at the top level and inside policies, are rejected.
+        /// `"atomic_rename"` or `"commit_file"`. `save_interval_steps`,
+        /// `writer_lease_ttl_secs` and `async_staging_max_bytes` are a number, or `false` (or
+        /// JSON `null`) for off — TOML has no null. Unknown fields, at the top level and inside
+        /// policies, are rejected.
         ///
         /// Not part of a config (they are code, not data): `step_name_format`, `retry`,
         /// `clock`, `preemption` and `handlers`; [`ManagerConfig::into_options`] leaves them at

@@ -5,6 +5,7 @@ mod saving;
 
 use crate::open_root::OpenRoot;
 use crate::options::{CheckpointManagerBuilder, CheckpointManagerOptions, RootSpec};
+use crate::staging::{StagingPool, StagingStats};
 use crate::RetentionDecision;
 use ckpt_core::{CheckpointInfo, Error, ErrorKind, Result, Step};
 use ckpt_policy::{DecisionContext, PreservationContext, PreservationPolicy, Verdict};
@@ -16,8 +17,9 @@ use std::sync::{Arc, Mutex, MutexGuard};
 /// keeps what the preservation policy keeps, and restores (as Orbax `CheckpointManager`, spec §5).
 ///
 /// Saves are asynchronous by default (`enable_async_checkpointing`, spec §5.8): `save` returns
-/// once the items are captured, and the write, commit, retention and deletions run on a background
-/// thread; at most one save is in flight and the next `save` waits for it.
+/// once the items are captured (borrowed tensors and bytes copied into a staging pool reused
+/// across saves), and the write, commit, retention and deletions run on a background thread; at
+/// most one save is in flight and the next `save` waits for it.
 ///
 /// Deviations from Orbax 0.12.8 (docs/deviations.md): `all_steps` is ascending and lists committed steps
 /// only, and `latest_step` is the largest committed step (D1); metrics given to `save` are always
@@ -31,6 +33,8 @@ use std::sync::{Arc, Mutex, MutexGuard};
 #[derive(Debug)]
 pub struct CheckpointManager {
     root: Arc<OpenRoot>,
+    /// The staging pool of async saves (`None`: off, or a synchronous manager).
+    staging: Option<Arc<StagingPool>>,
     in_flight: Mutex<Option<InFlight>>,
     pending_error: Mutex<Option<Error>>,
 }
@@ -130,8 +134,15 @@ impl CheckpointManager {
     /// while some have metrics (unless [`CheckpointManagerOptions::allow_missing_best_metric`]);
     /// `InvalidArgument` when the root is a file; `Storage` when the store fails.
     pub fn with_store(store: Arc<dyn Store>, options: CheckpointManagerOptions) -> Result<Self> {
+        let root = Arc::new(OpenRoot::open(store, options)?);
+        let o = &root.options;
+        let staging = o
+            .async_staging_max_bytes
+            .filter(|_| o.enable_async_checkpointing && !o.read_only)
+            .map(|max| Arc::new(StagingPool::new(max)));
         Ok(CheckpointManager {
-            root: Arc::new(OpenRoot::open(store, options)?),
+            root,
+            staging,
             in_flight: Mutex::new(None),
             pending_error: Mutex::new(None),
         })
@@ -217,6 +228,23 @@ impl CheckpointManager {
     /// Whether a save is still being written or committed in the background (spec §5.3).
     pub fn is_saving_in_progress(&self) -> bool {
         lock(&self.in_flight).as_ref().is_some_and(|f| !f.is_done())
+    }
+
+    /// The staging pool's figures (all zero when it is off): bytes and buffers kept between
+    /// saves, bytes lent to the save in flight, buffers allocated and reused so far. ckpt's own.
+    pub fn staging_stats(&self) -> StagingStats {
+        self.staging.as_ref().map(|p| p.stats()).unwrap_or_default()
+    }
+
+    /// Frees the memory the staging pool keeps between async saves (see
+    /// [`CheckpointManagerOptions::async_staging_max_bytes`]) and returns its size in bytes.
+    /// Waits for the save in flight first (its failure, if any, is reported by the next
+    /// `save`, `wait_until_finished` or `close`), so that its buffers are freed too. The next
+    /// async save of borrowed items allocates (and faults in) its buffers again. Closing or
+    /// dropping the manager frees them as well. ckpt's own.
+    pub fn release_staging_memory(&self) -> u64 {
+        self.settle_quietly();
+        self.staging.as_ref().map_or(0, |p| p.release())
     }
 
     /// Whether the preemption source (if any) reports a preemption at `step`.

@@ -40,12 +40,18 @@ impl CheckpointManager {
     ///
     /// With `enable_async_checkpointing` (the default) `save` returns `Ok(true)` as soon as the
     /// items no longer need the caller's memory, and the rest runs on a background thread: items
-    /// moved in are not copied; JSON items are serialized once; borrowed tensors, bytes and
-    /// `SaveItem::Custom` items are, on a local store ([`ckpt_storage::Capabilities::local`]),
-    /// written into the step's tmp directory before `save` returns, without fsync (the
-    /// background thread fsyncs them, then commits), and on an object store copied once (a
-    /// borrowed `Custom` item cannot be copied: there the whole save is written before `save`
-    /// returns).
+    /// moved in are not copied; JSON items are serialized once; borrowed tensors and bytes are
+    /// copied into the staging pool (issue 14,
+    /// [`crate::CheckpointManagerOptions::async_staging_max_bytes`]: memory kept and reused
+    /// from one save to the next, no storage call per item), and the
+    /// background thread writes them (with fsync) or uploads them, commits, and gives the
+    /// buffers back. Borrowed pytrees and `SaveItem::Custom` items (and, with the pool off or
+    /// full, borrowed tensors and bytes) are, on a local store
+    /// ([`ckpt_storage::Capabilities::local`]), written into the step's tmp directory before
+    /// `save` returns, without fsync (the background thread fsyncs them, then commits), and on
+    /// an object store copied once (a borrowed `Custom` item cannot be copied: there the whole
+    /// save is written before `save` returns). The caller may change or drop its items as soon
+    /// as `save` returns.
     ///
     /// # Errors
     /// - the error of the previous background save, if it failed and was not reported yet (this
@@ -66,9 +72,11 @@ impl CheckpointManager {
     ///   handler serializes it: the step's tmp directory is then removed);
     /// - `Timeout` when waiting for the previous save takes longer than `async_timeout_secs`;
     /// - `Handler`/`Storage`/… from writing what is written before `save` returns (a synchronous
-    ///   save; the borrowed items of an asynchronous one on a local store), naming the step; the
-    ///   tmp directory is removed and no step becomes visible. Failures of the background part
-    ///   come from the next call instead.
+    ///   save; of an asynchronous one on a local store, the borrowed items that are not staged),
+    ///   naming the step; the tmp directory is removed and no step becomes visible. Failures of
+    ///   the background part — including the write of staged items (before issue 14, a failed
+    ///   write of borrowed tensors or bytes on a local disk came from `save` itself) — come from
+    ///   the next call instead.
     pub fn save(&mut self, step: Step, items: Composite<'_>, options: SaveOptions) -> Result<bool> {
         self.save_with_outcome(step, items, options)
             .map(|o| o.saved())
@@ -123,24 +131,26 @@ impl CheckpointManager {
         self.wait_until_finished()?;
         let root = &self.root;
         let plan = SavePlan::new(root, step, &items, options)?;
-        let (staged, rest) = plan.stage(root, items)?;
+        let (staged, rest) = plan.stage(root, items, self.staging.as_deref())?;
         let phase: PhaseCell = Arc::new(Mutex::new(Phase::Queued));
         let fence = Arc::new(Fence::default());
         let time = root.options.clock.now();
-        let items = match rest {
+        let (items, staged_items) = match rest {
             Rest::Now(items) => {
                 let job = plan.job(items, time, fence);
                 return save::run(root, &job, staged, &phase).map(|()| SaveOutcome::Saved);
             }
-            Rest::Background(items) => items,
+            Rest::Background { items, staged } => (items, staged),
         };
         let job = plan.job(items, time, Arc::clone(&fence));
-        self.start_background(job, staged, phase, fence)?;
+        self.start_background(job, staged, staged_items, phase, fence)?;
         Ok(SaveOutcome::Saved)
     }
 
     /// Runs the rest of a save (`job`, begun as `staged`) on a background thread and records it
-    /// as the save in flight.
+    /// as the save in flight. The buffers of the items named in `staged_items` (sorted) go back
+    /// to the staging pool when the save has finished, before its result is reported, so the
+    /// next save finds them there.
     ///
     /// # Errors
     /// `Storage` naming the step when the thread cannot be started.
@@ -148,6 +158,7 @@ impl CheckpointManager {
         &self,
         job: SaveJob<'static>,
         staged: Option<Staged>,
+        staged_items: Vec<String>,
         phase: PhaseCell,
         fence: Arc<Fence>,
     ) -> Result<()> {
@@ -156,12 +167,17 @@ impl CheckpointManager {
         let root = &self.root;
         let (tx, done) = mpsc::channel();
         let (core2, phase2) = (Arc::clone(root), Arc::clone(&phase));
+        let pool = self.staging.clone().filter(|_| !staged_items.is_empty());
         let handle = std::thread::Builder::new()
             .name(format!("ckpt-save-{step}"))
             .spawn(move || {
+                let mut job = job;
                 let result = save::run(&core2, &job, staged, &phase2);
                 // Never keep the open root (and its writer lock) alive while freeing memory.
                 drop(core2);
+                if let Some(pool) = pool {
+                    pool.give_back(job.items.take_staging_buffers(&staged_items));
+                }
                 // The receiver is gone only if the manager abandoned this save.
                 let _ = tx.send(result);
                 // The captured items are freed only now, after the save is reported: freeing

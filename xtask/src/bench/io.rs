@@ -420,7 +420,117 @@ pub fn fs_section(b: &mut Bench, cx: &Ctx, p: &Payload) -> Result<(), String> {
     ckpt_rows(r, &sec, &key, p, ck, wb, rb, rcb, mfb, 0.9);
     drop(sync_m);
     drop(async_m);
+    steady_state(b, &sec, &key, p, &dir, mwb)?;
     std::fs::remove_dir_all(&dir).map_err(|e| format!("removing {}: {e}", dir.display()))?;
+    Ok(())
+}
+
+/// Saves in a steady training loop (issue 14).
+pub const STEADY_SAVES: u64 = 10;
+
+/// The steady-state figures (issue 14): three managers of their own roots, each saving the
+/// payload (borrowed) as steps 1..=[`STEADY_SAVES`] with `max_to_keep(2)`, interleaved save by
+/// save — synchronous, async with the staging pool (the default), async without it
+/// (`async_staging_max_bytes(None)`: the page-cache path of before issue 14); the medians of
+/// saves 2–10 (the first allocates the pool). No warm-up: this is what a training loop sees.
+/// `memcpy_warm` is the row of the copy into a touched buffer.
+///
+/// # Errors
+/// The first failing save.
+fn steady_state(
+    b: &mut Bench,
+    sec: &str,
+    key: &str,
+    p: &Payload,
+    dir: &Path,
+    memcpy_warm: usize,
+) -> Result<(), String> {
+    let open = |name: &str, asynchronous: bool, pool: bool| {
+        let root = dir.join(name);
+        let mut builder = CheckpointManager::builder(root.to_string_lossy())
+            .max_to_keep(2)
+            .enable_async_checkpointing(asynchronous);
+        if !pool {
+            builder = builder.async_staging_max_bytes(None);
+        }
+        builder
+            .build()
+            .map_err(|e| format!("opening {}: {e}", root.display()))
+    };
+    let mut sync_m = open("steady-sync", false, false)?;
+    let mut pool_m = open("steady-pool", true, true)?;
+    let mut nopool_m = open("steady-nopool", true, false)?;
+    let (mut sync, mut pb, mut pt, mut nb, mut nt) = (vec![], vec![], vec![], vec![], vec![]);
+    for step in 1..=STEADY_SAVES {
+        sys::sync_all();
+        let s = sync_save(&mut sync_m, p, step)?;
+        sys::sync_all();
+        let (b1, t1) = async_save(&mut pool_m, p, None, step)?;
+        sys::sync_all();
+        let (b2, t2) = async_save(&mut nopool_m, p, None, step)?;
+        if step >= 2 {
+            sync.push(s);
+            pb.push(b1);
+            pt.push(t1);
+            nb.push(b2);
+            nt.push(t2);
+        }
+    }
+    let stats = pool_m.staging_stats();
+    drop((sync_m, pool_m, nopool_m));
+    let bytes = Some(p.bytes as u64);
+    let r = &mut b.report;
+    let ss = r.time(
+        sec,
+        &format!("{key}/steady_sync_save"),
+        "steady state (saves 2-10): sync save",
+        sync,
+        bytes,
+    );
+    let npb = r.time(
+        sec,
+        &format!("{key}/steady_blocked_nopool"),
+        "steady state: async blocked, borrowed, no pool",
+        nb,
+        None,
+    );
+    r.compare(npb, memcpy_warm, RatioKind::Time, None);
+    let ppb = r.time(
+        sec,
+        &format!("{key}/steady_blocked_pool"),
+        "steady state: async blocked, borrowed, pool",
+        pb,
+        None,
+    );
+    r.compare(ppb, memcpy_warm, RatioKind::Time, Some((Cmp::Le, 1.5)));
+    let vs_nopool = r.rows[ppb].median() / r.rows[npb].median();
+    r.note(
+        ppb,
+        format!(
+            "{vs_nopool:.2}x the time blocked without the pool; pool after {STEADY_SAVES} saves: \
+             {} in {} buffers, {} allocations, {} reuses",
+            super::report::fmt_bytes(stats.held_bytes as f64),
+            stats.held_buffers,
+            stats.allocations,
+            stats.reuses
+        ),
+    );
+    let npt = r.time(
+        sec,
+        &format!("{key}/steady_total_nopool"),
+        "steady state: async to commit, borrowed, no pool",
+        nt,
+        bytes,
+    );
+    r.compare(npt, ss, RatioKind::Time, None);
+    let ppt = r.time(
+        sec,
+        &format!("{key}/steady_total_pool"),
+        "steady state: async to commit, borrowed, pool",
+        pt,
+        bytes,
+    );
+    r.compare(ppt, ss, RatioKind::Time, Some((Cmp::Le, 1.1)));
     Ok(())
 }
 

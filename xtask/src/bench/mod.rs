@@ -10,7 +10,9 @@
 //! * `fs`: raw std::fs write+fsync of the payload's bytes (file, directory, parent) and read
 //!   back (warm cache, and cold after `echo 3 > /proc/sys/vm/drop_caches` where that works),
 //!   memcpy of the payload, then ckpt's sync save, restore, async save (time blocked in `save`
-//!   with borrowed and moved-in items, and time until committed);
+//!   with borrowed and moved-in items, and time until committed); and the steady state of a
+//!   training loop (issue 14: saves 2–10 of one manager, sync and async with and without the
+//!   staging pool, interleaved save by save);
 //! * `memory`: the same on the memory store, against a raw opendal put/get of the same bytes;
 //! * `s3`: the same on S3 (the local moto server), against a raw opendal put/get;
 //! * `orbax`: Orbax's array format beside orbax-checkpoint itself (the interop venv) and the raw
@@ -18,7 +20,8 @@
 //!   item, raw write+fsync, raw read + zstd decompress, peak RSS ([`orbax`]);
 //! * `overhead`: a root of 10,000 committed steps: open (normal, lightweight, cold), `all_steps`,
 //!   `should_save`, the retention decision, a whole small save;
-//! * `peak`: peak RSS of a save and a restore beyond the items, one child process per case.
+//! * `peak`: peak RSS of a save and a restore beyond the items, one child process per case
+//!   (also over 50 async saves of borrowed items: the staging pool must not grow).
 //!
 //! Payloads: a tensor item of 256 MiB and 1 GiB (`--quick`: 256 MiB, and 64 MiB on S3; 3
 //! repetitions instead of 5), as one `float32` array and as 64 arrays of mixed sizes. Files go to `target/bench-tmp` (removed at

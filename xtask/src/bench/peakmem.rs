@@ -12,10 +12,17 @@ use serde_json::{json, Value};
 use std::path::Path;
 use std::process::Command;
 
+/// Saves of the `async-borrowed-50` case (issue 14: the pool must not grow with the saves).
+const STEADY_SAVES_RSS: u64 = 50;
+
 /// The cases: `(mode, label)`.
-const MODES: [(&str, &str); 4] = [
+const MODES: [(&str, &str); 5] = [
     ("sync", "sync save"),
     ("async-borrowed", "async save (borrowed)"),
+    (
+        "async-borrowed-50",
+        "50 async saves (borrowed, staging pool, max_to_keep 2)",
+    ),
     ("async-moved", "async save (moved in)"),
     ("restore", "restore"),
 ];
@@ -34,6 +41,7 @@ pub fn child(mode: &str, layout: Layout, bytes: usize, dir: &Path) -> Result<(),
     let asynchronous = mode.starts_with("async");
     let mut m = CheckpointManager::builder(root.clone())
         .enable_async_checkpointing(asynchronous)
+        .max_to_keep(2)
         .build()
         .map_err(|e| format!("opening {root}: {e}"))?;
     let measure = |f: &mut dyn FnMut() -> Result<(), String>| -> Result<(bool, u64, u64), String> {
@@ -52,6 +60,17 @@ pub fn child(mode: &str, layout: Layout, bytes: usize, dir: &Path) -> Result<(),
             )
             .and_then(|_| m.wait_until_finished())
             .map_err(|e| e.to_string())
+        })?,
+        "async-borrowed-50" => measure(&mut || {
+            for step in 1..=STEADY_SAVES_RSS {
+                m.save(
+                    step,
+                    Composite::new().tensors("params", &payload.tensors),
+                    SaveOptions::default(),
+                )
+                .map_err(|e| e.to_string())?;
+            }
+            m.wait_until_finished().map_err(|e| e.to_string())
         })?,
         "async-moved" => {
             let mut items = Some(payload.tensors);
@@ -141,7 +160,12 @@ pub fn peak_section(b: &mut Bench, cx: &Ctx, bytes: usize) -> Result<(), String>
         // items, so they are not counted as overhead either.
         let items_made = if mode == "restore" { payload } else { 0 };
         let over = hwm.saturating_sub(base).saturating_sub(items_made) as f64;
-        let copy_allowed = if mode == "async-borrowed" { payload } else { 0 };
+        // An async save of borrowed items holds one copy of them: the staging pool.
+        let copy_allowed = if mode.starts_with("async-borrowed") {
+            payload
+        } else {
+            0
+        };
         let limit = copy_allowed as f64 + 64.0 * MIB;
         let r = &mut b.report;
         let row = r.bytes(
