@@ -24,6 +24,14 @@ pub struct Composite<'a> {
 }
 
 impl<'a> Composite<'a> {
+    /// A set of `items` split from a checked set (no name twice).
+    fn of(items: Vec<(String, SaveItem<'a>)>) -> Self {
+        Composite {
+            items,
+            duplicates: Vec::new(),
+        }
+    }
+
     /// No items yet.
     pub fn new() -> Self {
         Composite {
@@ -152,10 +160,7 @@ impl<'a> Composite<'a> {
                 items: borrowed,
                 duplicates: self.duplicates,
             },
-            Composite {
-                items: rest,
-                duplicates: Vec::new(),
-            },
+            Composite::of(rest),
         )
     }
 
@@ -213,10 +218,7 @@ impl<'a> Composite<'a> {
             };
             owned.push((name, item));
         }
-        Ok(Captured::Owned(Composite {
-            items: owned,
-            duplicates: Vec::new(),
-        }))
+        Ok(Captured::Owned(Composite::of(owned)))
     }
 }
 
@@ -255,7 +257,7 @@ impl<'a> Composite<'a> {
             return Ok(StagedCopies {
                 staged: Composite::new(),
                 names: Vec::new(),
-                rest: Composite { items: rest },
+                rest: Composite::of(rest),
             });
         }
         // Name order: which items the cap leaves out does not depend on how they were added.
@@ -307,9 +309,9 @@ impl<'a> Composite<'a> {
             staged.push((name, owned));
         }
         Ok(StagedCopies {
-            staged: Composite { items: staged },
+            staged: Composite::of(staged),
             names,
-            rest: Composite { items: rest },
+            rest: Composite::of(rest),
         })
     }
 
