@@ -474,7 +474,7 @@ fn a_failed_background_write_of_staged_items_is_reported_once_and_lists_nothing(
         .unwrap());
     let e = m.wait_until_finished().unwrap_err();
     assert_eq!(e.step(), Some(4), "{e}");
-    assert!(e.to_string().contains("injected fault"), "{e}");
+    assert!(e.chain().to_string().contains("injected fault"), "{e}");
     m.wait_until_finished().unwrap();
     assert!(m.all_steps().is_empty());
     assert!(names(dir.path()).is_empty(), "{:?}", names(dir.path()));
