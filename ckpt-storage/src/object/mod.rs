@@ -329,6 +329,10 @@ pub fn install_http_transport() {
     static ONCE: std::sync::Once = std::sync::Once::new();
     ONCE.call_once(|| {
         // Err means another provider was installed first: it is used instead, which is fine.
+        // rustls 0.23.48 deprecates its ring provider (no post-quantum key exchange); ring stays
+        // here because the alternative, aws-lc-rs, needs a C and cmake build. A program that
+        // wants post-quantum key exchange installs its own provider before the first store.
+        #[allow(deprecated)]
         let _ = rustls::crypto::ring::default_provider().install_default();
         opendal_http_transport_reqwest::install_default();
     });

@@ -173,7 +173,7 @@ impl WriterLease {
                 return Err(Error::new(
                     ErrorKind::Locked,
                     format!(
-                        "another live checkpoint manager is writing this root (writer lease held by process {} on {}, expires at {} unless renewed); open it read-only, or close the other manager first",
+                        "another live checkpoint manager is writing this root (writer lease held by process {} on {}, expires at {} unless renewed); wait for it to finish or stop it (readers are never blocked: `ckpt ls/show/verify`, or a manager opened with `read_only`)",
                         theirs.pid, theirs.host, theirs.expires_at.to_rfc3339()
                     ),
                 )

@@ -63,7 +63,7 @@ fn locked_error(location: &str, holder: &str) -> Error {
     Error::new(
         ErrorKind::Locked,
         format!(
-            "another live checkpoint manager is writing this root ({holder}); open it read-only, or close the other manager first"
+            "another live checkpoint manager is writing this root ({holder}); wait for it to finish or stop it (readers are never blocked: `ckpt ls/show/verify`, or a manager opened with `read_only`)"
         ),
     )
     .with_path(location.to_string())
