@@ -21,7 +21,7 @@
 //! loop saving the same shapes again and again). Each row's note gives min and max over the
 //! repetitions.
 
-use super::report::{Cmp, RatioKind, Report};
+use super::report::{median, Cmp, RatioKind, Report};
 use super::{sys, Bench, Ctx};
 use ckpt_manager::handlers::{DType, Tensor, TensorMap};
 use ckpt_manager::{CheckpointManager, Composite, SaveOptions};
@@ -38,7 +38,7 @@ fn secs(t: Instant) -> f64 {
 
 /// The median of `v[1..]` (the steady state of a loop), or of `v` when it has one sample.
 fn steady(v: &[f64]) -> f64 {
-    super::report::median(if v.len() > 1 { &v[1..] } else { v })
+    median(if v.len() > 1 { &v[1..] } else { v })
 }
 
 /// 4 float32 arrays of `size / 4` bytes each, pseudo-random (nothing compressible).
@@ -211,6 +211,46 @@ fn list(v: &serde_json::Value, key: &str) -> Vec<f64> {
         .unwrap_or_default()
 }
 
+/// Per-repetition samples of the section, by the key of the row that shows them.
+#[derive(Default)]
+struct Samples(std::collections::BTreeMap<&'static str, Vec<f64>>);
+
+impl Samples {
+    fn push(&mut self, key: &'static str, v: f64) {
+        self.0.entry(key).or_default().push(v);
+    }
+}
+
+/// The rows of one section and size being added to the report.
+struct Rows<'a> {
+    r: &'a mut Report,
+    sec: &'a str,
+    key: &'a str,
+    bytes: Option<u64>,
+    samples: &'a Samples,
+}
+
+impl Rows<'_> {
+    /// Adds row `row_key` named `name` showing the samples recorded under `samples_key` (one
+    /// set of samples can be shown against two baselines); returns its index.
+    fn add(&mut self, row_key: &str, samples_key: &str, name: &str) -> usize {
+        let samples = self.samples.0.get(samples_key).cloned().unwrap_or_default();
+        row(
+            self.r,
+            self.sec,
+            &format!("{}/{row_key}", self.key),
+            name,
+            samples,
+            self.bytes,
+        )
+    }
+}
+
+/// A loop's first sample (NaN when it has none).
+fn first(v: &[f64]) -> f64 {
+    v.first().copied().unwrap_or(f64::NAN)
+}
+
 /// Adds a row of per-repetition `samples` with a note giving their min and max.
 fn row(
     r: &mut Report,
@@ -251,30 +291,20 @@ pub fn vs_orbax_section(b: &mut Bench, cx: &Ctx, size: usize, saves: u64) -> Res
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
     let map = tree(size, 0x0ba5 ^ size as u64)?;
-    let mut s: std::collections::BTreeMap<&str, Vec<f64>> = Default::default();
+    let mut s = Samples::default();
     let mut peaks = Vec::new();
     for rep in 0..cx.reps {
         let odir = dir.join(format!("orbax-{rep}"));
         let cdir = dir.join(format!("ckpt-{rep}"));
-        let run_orbax = |s: &mut std::collections::BTreeMap<&str, Vec<f64>>| -> Result<(), String> {
+        let run_orbax = |s: &mut Samples| -> Result<(), String> {
             let v = orbax_loops(&py, &odir, size, rep as u64 + 1, saves)?;
-            let (sync, blocked, commit) = (
-                list(&v, "sync_s"),
-                list(&v, "async_blocked_s"),
-                list(&v, "async_commit_s"),
-            );
-            s.entry("o_sync_first")
-                .or_default()
-                .push(sync.first().copied().unwrap_or(f64::NAN));
-            s.entry("o_sync").or_default().push(steady(&sync));
-            s.entry("o_blocked_first")
-                .or_default()
-                .push(blocked.first().copied().unwrap_or(f64::NAN));
-            s.entry("o_blocked").or_default().push(steady(&blocked));
-            s.entry("o_commit").or_default().push(steady(&commit));
-            s.entry("o_restore")
-                .or_default()
-                .push(super::report::median(&list(&v, "restore_s")));
+            let (sync, blocked) = (list(&v, "sync_s"), list(&v, "async_blocked_s"));
+            s.push("orbax_sync_first", first(&sync));
+            s.push("orbax_sync", steady(&sync));
+            s.push("orbax_blocked_first", first(&blocked));
+            s.push("orbax_blocked", steady(&blocked));
+            s.push("orbax_commit", steady(&list(&v, "async_commit_s")));
+            s.push("orbax_restore", median(&list(&v, "restore_s")));
             let _ = std::fs::remove_dir_all(&odir);
             Ok(())
         };
@@ -284,31 +314,19 @@ pub fn vs_orbax_section(b: &mut Bench, cx: &Ctx, size: usize, saves: u64) -> Res
         }
         let c = ckpt_loops(&cdir, &map, saves)?;
         let _ = std::fs::remove_dir_all(&cdir);
-        s.entry("c_sync_first")
-            .or_default()
-            .push(c.sync.first().copied().unwrap_or(f64::NAN));
-        s.entry("c_sync").or_default().push(steady(&c.sync));
-        s.entry("c_blocked_first")
-            .or_default()
-            .push(c.blocked.first().copied().unwrap_or(f64::NAN));
-        s.entry("c_blocked").or_default().push(steady(&c.blocked));
-        s.entry("c_commit").or_default().push(steady(&c.commit));
-        s.entry("c_moved_blocked")
-            .or_default()
-            .push(steady(&c.moved_blocked));
-        s.entry("c_moved_commit")
-            .or_default()
-            .push(steady(&c.moved_commit));
-        s.entry("c_restore")
-            .or_default()
-            .push(super::report::median(&c.restore));
+        s.push("ckpt_sync_first", first(&c.sync));
+        s.push("ckpt_sync", steady(&c.sync));
+        s.push("ckpt_blocked_first", first(&c.blocked));
+        s.push("ckpt_blocked", steady(&c.blocked));
+        s.push("ckpt_commit", steady(&c.commit));
+        s.push("ckpt_moved_blocked", steady(&c.moved_blocked));
+        s.push("ckpt_moved_commit", steady(&c.moved_commit));
+        s.push("ckpt_restore", median(&c.restore));
         peaks.extend(c.peak);
         if rep % 2 == 1 {
             run_orbax(&mut s)?;
         }
-        s.entry("dd")
-            .or_default()
-            .push(dd(&dir.join("dd.bin"), size)?);
+        s.push("dd", dd(&dir.join("dd.bin"), size)?);
         let mut pre: Vec<Vec<u8>> = map
             .values()
             .map(|t| vec![1u8; t.as_bytes().len()])
@@ -317,7 +335,7 @@ pub fn vs_orbax_section(b: &mut Bench, cx: &Ctx, size: usize, saves: u64) -> Res
         for (o, t) in pre.iter_mut().zip(map.values()) {
             o.copy_from_slice(t.as_bytes());
         }
-        s.entry("memcpy").or_default().push(secs(t));
+        s.push("memcpy", secs(t));
         std::hint::black_box(&pre);
         eprintln!(
             "bench: vs-orbax {} rep {} done",
@@ -326,178 +344,107 @@ pub fn vs_orbax_section(b: &mut Bench, cx: &Ctx, size: usize, saves: u64) -> Res
         );
     }
     let _ = std::fs::remove_dir_all(&dir);
-    let mut take = |k: &str| s.remove(k).unwrap_or_default();
-    let r = &mut b.report;
-    let bytes = Some(size as u64);
-    let k = |n: &str| format!("{key}/{n}");
-    let o_sync_first = row(
-        r,
-        &sec,
-        &k("orbax_sync_first"),
+    let mut rows = Rows {
+        r: &mut b.report,
+        sec: &sec,
+        key: &key,
+        bytes: Some(size as u64),
+        samples: &s,
+    };
+    use Cmp::{Ge, Le};
+    use RatioKind::{Speed, Time};
+    let o_sync_first = rows.add(
+        "orbax_sync_first",
+        "orbax_sync_first",
         "Orbax sync save, first",
-        take("o_sync_first"),
-        bytes,
     );
-    let c_sync_first = row(
-        r,
-        &sec,
-        &k("ckpt_sync_first"),
+    let c_sync_first = rows.add(
+        "ckpt_sync_first",
+        "ckpt_sync_first",
         "ckpt sync save, first",
-        take("c_sync_first"),
-        bytes,
     );
-    r.compare(
-        c_sync_first,
-        o_sync_first,
-        RatioKind::Speed,
-        Some((Cmp::Ge, 5.0)),
-    );
-    let o_sync = row(
-        r,
-        &sec,
-        &k("orbax_sync"),
-        "Orbax sync save, steady",
-        take("o_sync"),
-        bytes,
-    );
-    let c_sync_v = take("c_sync");
-    let c_sync = row(
-        r,
-        &sec,
-        &k("ckpt_sync"),
-        "ckpt sync save, steady",
-        c_sync_v.clone(),
-        bytes,
-    );
-    r.compare(c_sync, o_sync, RatioKind::Speed, Some((Cmp::Ge, 5.0)));
-    let dd_row = row(r, &sec, &k("dd"), "dd conv=fdatasync", take("dd"), bytes);
-    let c_sync2 = row(
-        r,
-        &sec,
-        &k("ckpt_sync_vs_dd"),
+    rows.r
+        .compare(c_sync_first, o_sync_first, Speed, Some((Ge, 5.0)));
+    let o_sync = rows.add("orbax_sync", "orbax_sync", "Orbax sync save, steady");
+    let c_sync = rows.add("ckpt_sync", "ckpt_sync", "ckpt sync save, steady");
+    rows.r.compare(c_sync, o_sync, Speed, Some((Ge, 5.0)));
+    let dd_row = rows.add("dd", "dd", "dd conv=fdatasync");
+    let c_sync2 = rows.add(
+        "ckpt_sync_vs_dd",
+        "ckpt_sync",
         "ckpt sync save, steady, vs dd",
-        c_sync_v,
-        bytes,
     );
-    r.compare(c_sync2, dd_row, RatioKind::Speed, Some((Cmp::Ge, 0.9)));
-    let o_bf = row(
-        r,
-        &sec,
-        &k("orbax_blocked_first"),
+    rows.r.compare(c_sync2, dd_row, Speed, Some((Ge, 0.9)));
+    let o_bf = rows.add(
+        "orbax_blocked_first",
+        "orbax_blocked_first",
         "Orbax async save blocked, first",
-        take("o_blocked_first"),
-        bytes,
     );
-    let c_bf = row(
-        r,
-        &sec,
-        &k("ckpt_blocked_first"),
+    let c_bf = rows.add(
+        "ckpt_blocked_first",
+        "ckpt_blocked_first",
         "ckpt async blocked, borrowed, first",
-        take("c_blocked_first"),
-        bytes,
     );
-    r.compare(c_bf, o_bf, RatioKind::Time, None);
-    let o_b = row(
-        r,
-        &sec,
-        &k("orbax_blocked"),
+    rows.r.compare(c_bf, o_bf, Time, None);
+    let o_b = rows.add(
+        "orbax_blocked",
+        "orbax_blocked",
         "Orbax async save blocked, steady",
-        take("o_blocked"),
-        bytes,
     );
-    let c_b_v = take("c_blocked");
-    let c_b = row(
-        r,
-        &sec,
-        &k("ckpt_blocked"),
+    let c_b = rows.add(
+        "ckpt_blocked",
+        "ckpt_blocked",
         "ckpt async blocked, borrowed, steady",
-        c_b_v.clone(),
-        bytes,
     );
-    r.compare(c_b, o_b, RatioKind::Time, Some((Cmp::Le, 0.3)));
-    let mc = row(
-        r,
-        &sec,
-        &k("memcpy"),
-        "memcpy, pre-faulted",
-        take("memcpy"),
-        bytes,
-    );
-    let c_b2 = row(
-        r,
-        &sec,
-        &k("ckpt_blocked_vs_memcpy"),
+    rows.r.compare(c_b, o_b, Time, Some((Le, 0.3)));
+    let mc = rows.add("memcpy", "memcpy", "memcpy, pre-faulted");
+    let c_b2 = rows.add(
+        "ckpt_blocked_vs_memcpy",
+        "ckpt_blocked",
         "ckpt async blocked, borrowed, vs memcpy",
-        c_b_v,
-        bytes,
     );
-    r.compare(c_b2, mc, RatioKind::Time, Some((Cmp::Le, 1.5)));
-    let c_mb = row(
-        r,
-        &sec,
-        &k("ckpt_moved_blocked"),
+    rows.r.compare(c_b2, mc, Time, Some((Le, 1.5)));
+    let c_mb = rows.add(
+        "ckpt_moved_blocked",
+        "ckpt_moved_blocked",
         "ckpt async blocked, moved in, steady",
-        take("c_moved_blocked"),
-        bytes,
     );
-    r.compare_to(c_mb, "1 ms", 1e-3, RatioKind::Time, Some((Cmp::Le, 1.0)));
-    let o_c = row(
-        r,
-        &sec,
-        &k("orbax_commit"),
+    rows.r.compare_to(c_mb, "1 ms", 1e-3, Time, Some((Le, 1.0)));
+    let o_c = rows.add(
+        "orbax_commit",
+        "orbax_commit",
         "Orbax async save to committed, steady",
-        take("o_commit"),
-        bytes,
     );
-    let c_c_v = take("c_commit");
-    let c_c = row(
-        r,
-        &sec,
-        &k("ckpt_commit"),
+    let c_c = rows.add(
+        "ckpt_commit",
+        "ckpt_commit",
         "ckpt async to committed, borrowed, steady",
-        c_c_v.clone(),
-        bytes,
     );
-    r.compare(c_c, o_c, RatioKind::Speed, None);
-    let c_c2 = row(
-        r,
-        &sec,
-        &k("ckpt_commit_vs_sync"),
+    rows.r.compare(c_c, o_c, Speed, None);
+    let c_c2 = rows.add(
+        "ckpt_commit_vs_sync",
+        "ckpt_commit",
         "ckpt async to committed, borrowed, vs sync",
-        c_c_v,
-        bytes,
     );
-    r.compare(c_c2, c_sync, RatioKind::Time, Some((Cmp::Le, 1.1)));
-    let c_mc = row(
-        r,
-        &sec,
-        &k("ckpt_moved_commit"),
+    rows.r.compare(c_c2, c_sync, Time, Some((Le, 1.1)));
+    let c_mc = rows.add(
+        "ckpt_moved_commit",
+        "ckpt_moved_commit",
         "ckpt async to committed, moved in, vs sync",
-        take("c_moved_commit"),
-        bytes,
     );
-    r.compare(c_mc, c_sync, RatioKind::Time, Some((Cmp::Le, 1.1)));
-    let o_r = row(
-        r,
-        &sec,
-        &k("orbax_restore"),
-        "Orbax restore(), warm",
-        take("o_restore"),
-        bytes,
-    );
-    let c_r = row(
-        r,
-        &sec,
-        &k("ckpt_restore"),
+    rows.r.compare(c_mc, c_sync, Time, Some((Le, 1.1)));
+    let o_r = rows.add("orbax_restore", "orbax_restore", "Orbax restore(), warm");
+    let c_r = rows.add(
+        "ckpt_restore",
+        "ckpt_restore",
         "ckpt restore, warm, new memory",
-        take("c_restore"),
-        bytes,
     );
-    r.compare(c_r, o_r, RatioKind::Speed, Some((Cmp::Ge, 2.0)));
+    rows.r.compare(c_r, o_r, Speed, Some((Ge, 2.0)));
     if !peaks.is_empty() {
+        let r = rows.r;
         let p = r.bytes(
             &sec,
-            &k("peak_async"),
+            &format!("{key}/peak_async"),
             "ckpt peak RSS over the async loop (payload included)",
             peaks,
         );
@@ -506,7 +453,7 @@ pub fn vs_orbax_section(b: &mut Bench, cx: &Ctx, size: usize, saves: u64) -> Res
             "2 x payload",
             2.0 * size as f64,
             RatioKind::Bytes,
-            Some((Cmp::Le, 1.0)),
+            Some((Le, 1.0)),
         );
     }
     Ok(())
