@@ -41,6 +41,8 @@
 // (`doc_cfg`, which took in `doc_auto_cfg` in Rust 1.92).
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
+#[cfg(feature = "cli")]
+pub mod cli;
 mod composite;
 #[cfg(feature = "config")]
 mod config;

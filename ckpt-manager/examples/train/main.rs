@@ -162,17 +162,8 @@ pub fn run_main(argv: impl IntoIterator<Item = OsString>) -> ExitCode {
         // --help and --version print as clap prints them.
         Err(e) if !e.use_stderr() => e.exit(),
         Err(e) => {
-            // One line: clap's message ("error: ...", possibly over a few lines) without its
-            // usage and tips.
-            let text = e.to_string();
-            let message: Vec<&str> = text
-                .lines()
-                .map(str::trim)
-                .take_while(|l| !l.starts_with("Usage:") && !l.starts_with("For more information"))
-                .filter(|l| !l.is_empty())
-                .collect();
-            let message = message.join(" ");
-            let first = message.strip_prefix("error: ").unwrap_or(&message);
+            // One line: clap's message without its usage and tips.
+            let first = ckpt_manager::cli::usage_error_line(&e);
             eprintln!("train: error: {first} (see --help)");
             return ExitCode::from(2);
         }

@@ -412,15 +412,7 @@ fn usage_error(e: clap::Error) -> ExitCode {
     if !e.use_stderr() || !json_asked {
         e.exit();
     }
-    let text = e.to_string();
-    let message: Vec<&str> = text
-        .lines()
-        .map(str::trim)
-        .take_while(|l| !l.starts_with("Usage:") && !l.starts_with("For more information"))
-        .filter(|l| !l.is_empty())
-        .collect();
-    let message = message.join(" ");
-    let message = message.strip_prefix("error: ").unwrap_or(&message);
+    let message = ckpt_manager::cli::usage_error_line(&e);
     eprintln!(
         "{}",
         json!({"error": {"kind": ErrorKind::InvalidArgument.name(), "usage": true, "message": message}})
