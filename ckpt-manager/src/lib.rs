@@ -58,6 +58,7 @@ mod open_root;
 mod option_list;
 mod options;
 mod preemption;
+mod progress;
 mod restored;
 mod retention;
 mod save;
@@ -84,6 +85,7 @@ pub use config::{
 pub use manager::{CheckpointManager, SaveOutcome};
 pub use options::{CheckpointManagerBuilder, CheckpointManagerOptions};
 pub use preemption::{ManualPreemption, PreemptionSource};
+pub use progress::{Operation, Progress, ProgressFn, ProgressObserver};
 pub use restored::Restored;
 pub use retention::RetentionDecision;
 #[cfg(feature = "sigterm")]

@@ -185,6 +185,12 @@ macro_rules! manager_options {
                 /// (`PreemptionCheckpointingPolicy`).
                 preemption: Option<std::sync::Arc<dyn $crate::PreemptionSource>> = None,
                     set(source: std::sync::Arc<dyn $crate::PreemptionSource>) => Some(source);
+                /// Who hears how far a save or restore has got (none by default):
+                /// [`crate::Progress`] reports with bytes and items done and, when known, the
+                /// totals, on the thread doing the work. The builder also takes a closure:
+                /// `on_progress(|p| …)`. ckpt's own (issue 16).
+                progress: Option<std::sync::Arc<dyn $crate::ProgressObserver>> = None,
+                    set(observer: std::sync::Arc<dyn $crate::ProgressObserver>) => Some(observer);
                 /// Handlers for named items, overriding the default handler chosen from the
                 /// item's kind and, on restore, the handler named in the step metadata. The
                 /// builder adds one at a time: `handler(item, handler)`.

@@ -203,6 +203,17 @@ impl CheckpointManagerBuilder {
         self
     }
 
+    /// Reports how far each save and restore has got to `observer`, a closure called with
+    /// every [`crate::Progress`] report on the thread doing the work (the caller's, or the
+    /// background save thread); sets [`CheckpointManagerOptions::progress`].
+    pub fn on_progress(
+        mut self,
+        observer: impl Fn(&crate::Progress) + Send + Sync + 'static,
+    ) -> Self {
+        self.options.progress = Some(Arc::new(crate::ProgressFn(observer)));
+        self
+    }
+
     /// Opens the root and builds the manager.
     ///
     /// # Errors

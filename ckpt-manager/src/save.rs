@@ -3,6 +3,7 @@
 //! the background save thread (asynchronous saves, spec §5.8).
 
 use crate::open_root::OpenRoot;
+use crate::progress::{Operation, ProgressStore, Tracker};
 use crate::{Composite, SaveOptions};
 use chrono::{DateTime, Utc};
 use ckpt_core::{
@@ -137,6 +138,8 @@ pub(crate) struct SaveJob<'a> {
     pub check_committed: bool,
     /// Whether the save was abandoned (checked between items and before the commit).
     pub fence: Arc<Fence>,
+    /// How many items the save writes in all, the metrics item included (for progress).
+    pub items_total: usize,
 }
 
 /// Refuses a save of `step` (directory `name`) when a committed step is already there though not
@@ -188,14 +191,23 @@ pub(crate) struct Staged {
     /// Files written without fsync ([`DeferredSyncStore`]): synced before the commit.
     unsynced: Vec<String>,
     meta: StepMetadata,
+    /// Where the save's progress goes, when someone listens
+    /// ([`crate::CheckpointManagerOptions::progress`]).
+    progress: Option<Arc<Tracker>>,
 }
 
 impl Staged {
-    /// Creates the working directory of step `name`.
+    /// Creates the working directory of step `name`, a save of `items_total` items (the
+    /// metrics item included) in all.
     ///
     /// # Errors
     /// From the commit protocol's `prepare`, naming the step.
-    pub(crate) fn begin(root: &OpenRoot, step: Step, name: &str) -> Result<Staged> {
+    pub(crate) fn begin(
+        root: &OpenRoot,
+        step: Step,
+        name: &str,
+        items_total: usize,
+    ) -> Result<Staged> {
         root.check_writer().map_err(|e| e.with_step(step))?;
         let working = root
             .protocol
@@ -210,6 +222,15 @@ impl Staged {
             checksums: ChecksumManifest::new(),
             unsynced: Vec::new(),
             meta: StepMetadata::started_at(root.options.clock.now()),
+            progress: root.options.progress.as_ref().map(|observer| {
+                Tracker::new(
+                    Arc::clone(observer),
+                    Operation::Save,
+                    step,
+                    items_total,
+                    None,
+                )
+            }),
         })
     }
 
@@ -246,15 +267,21 @@ impl Staged {
         }
         let deferred =
             defer_sync.then(|| Arc::new(DeferredSyncStore::new(Arc::clone(&root.store))));
-        let target: Arc<dyn Store> = match &deferred {
+        let mut target: Arc<dyn Store> = match &deferred {
             Some(d) => d.clone(),
             None => Arc::clone(&root.store),
         };
+        if let Some(tracker) = &self.progress {
+            target = Arc::new(ProgressStore::new(target, Arc::clone(tracker)));
+        }
         for (item, value, handler) in &all {
             let final_item = format!("{}/{item}", self.working);
             let w = root.protocol.prepare(root.store.as_ref(), &final_item)?;
             // Every file the handler writes gets its size and CRC32C recorded (issue 4).
             let recorder = RecordingStore::new(Arc::clone(&target), &w, item);
+            if let Some(tracker) = &self.progress {
+                tracker.start_item(item);
+            }
             let written = handler.save(&ItemDir::new(&recorder, &w), value);
             if let Some(d) = &deferred {
                 self.unsynced.extend(d.take_unsynced());
@@ -264,6 +291,9 @@ impl Staged {
             self.handler_strings
                 .insert((*item).to_string(), handler.type_string());
             self.items.push((w, final_item));
+            if let Some(tracker) = &self.progress {
+                tracker.finish_item();
+            }
         }
         Ok(())
     }
@@ -354,7 +384,7 @@ pub(crate) fn run(
     set_phase(phase, Phase::WritingItems);
     let mut staged = match staged {
         Some(s) => s,
-        None => Staged::begin(root, step, &job.name).map_err(fail)?,
+        None => Staged::begin(root, step, &job.name, job.items_total).map_err(fail)?,
     };
     let metrics = job
         .write_metrics
@@ -364,6 +394,9 @@ pub(crate) fn run(
         .and_then(|()| staged.commit(root, job, phase));
     if let Err(e) = written {
         return Err(fail(staged.abandon(root, e)));
+    }
+    if let Some(tracker) = &staged.progress {
+        tracker.finish();
     }
     set_phase(phase, Phase::Retention);
     let info = CheckpointInfo::new(step, job.time, job.options.metrics.clone());

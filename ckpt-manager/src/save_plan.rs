@@ -25,6 +25,8 @@ pub(crate) struct SavePlan {
     pub deferred_check: bool,
     /// Whether the rest of the save runs in the background.
     pub background: bool,
+    /// How many items the save writes in all, the metrics item included.
+    pub items_total: usize,
 }
 
 /// Where the items of a planned save are written after staging.
@@ -101,6 +103,7 @@ impl SavePlan {
             write_metrics,
             deferred_check,
             background,
+            items_total: items.len() + usize::from(write_metrics),
         })
     }
 
@@ -139,7 +142,7 @@ impl SavePlan {
         let staged = if now.is_empty() {
             None
         } else {
-            let mut staged = Staged::begin(root, self.step, &self.name)?;
+            let mut staged = Staged::begin(root, self.step, &self.name, self.items_total)?;
             if let Err(e) = staged.write_items(root, &now, None, true) {
                 return Err(staged.abandon(root, e));
             }
@@ -184,6 +187,7 @@ impl SavePlan {
             time,
             check_committed: self.deferred_check,
             fence,
+            items_total: self.items_total,
         }
     }
 }

@@ -56,7 +56,7 @@ macro_rules! define_config {
         /// policies, are rejected.
         ///
         /// Not part of a config (they are code, not data): `step_name_format`, `retry`,
-        /// `clock`, `preemption` and `handlers`; [`ManagerConfig::into_options`] leaves them at
+        /// `clock`, `preemption`, `progress` and `handlers`; [`ManagerConfig::into_options`] leaves them at
         /// their defaults and [`ManagerConfig::apply_to`] keeps those of the options it is
         /// applied to.
         #[derive(Debug, Default, Serialize, Deserialize)]
@@ -249,7 +249,7 @@ impl ManagerConfig {
 
     /// Manager options with this config's values and the defaults of
     /// [`CheckpointManagerOptions::default`] for every option it does not set (and for what a
-    /// config cannot hold: `step_name_format`, `retry`, `clock`, `preemption`, `handlers`),
+    /// config cannot hold: `step_name_format`, `retry`, `clock`, `preemption`, `progress`, `handlers`),
     /// validated.
     ///
     /// # Errors
@@ -260,7 +260,7 @@ impl ManagerConfig {
     }
 
     /// `base` with the options this config sets replaced by the config's values, validated.
-    /// What a config cannot hold (`clock`, `preemption`, `handlers`, `retry`,
+    /// What a config cannot hold (`clock`, `preemption`, `progress`, `handlers`, `retry`,
     /// `step_name_format`) stays as in `base`.
     ///
     /// Retention and save decisions are replaced as a whole: a config that sets
@@ -297,7 +297,7 @@ impl ManagerConfig {
 
     /// The config of `options`: every data option whose value differs from the default, and the
     /// policies, copied through their serde form. `into_options` of it gives `options` back (but
-    /// for what a config cannot hold: `retry`, `clock`, `preemption`, `handlers`).
+    /// for what a config cannot hold: `retry`, `clock`, `preemption`, `progress`, `handlers`).
     ///
     /// # Errors
     /// `Unsupported` when `options` has a custom `step_name_format`, or a policy that cannot be

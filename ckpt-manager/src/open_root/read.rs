@@ -3,6 +3,7 @@
 
 use super::OpenRoot;
 use crate::listing::{read_metrics, read_step_metadata};
+use crate::progress::{Operation, ProgressStore, Tracker};
 use crate::Restored;
 use ckpt_core::{
     is_tmp_name, Error, ErrorKind, Metrics, Result, RootMetadata, Step, StepMetadata,
@@ -210,10 +211,41 @@ impl OpenRoot {
         }
         // Files recorded in the step's checksum manifest are verified as handlers read them
         // (issue 4); steps written by Orbax have no manifest and read as they are.
+        // The manifest: for verifying the files as handlers read them, and for the byte total of
+        // the progress reports.
+        let manifest = if self.options.verify_checksums || self.options.progress.is_some() {
+            ChecksumManifest::read_from(self.store.as_ref(), &dir).map_err(|e| e.with_step(step))?
+        } else {
+            None
+        };
+        let tracker = self.options.progress.as_ref().map(|observer| {
+            let in_wanted = |path: &str| {
+                wanted.iter().any(|w| {
+                    path.strip_prefix(w.as_str())
+                        .is_some_and(|rest| rest.starts_with('/'))
+                })
+            };
+            let bytes_total = manifest.as_ref().map(|m| {
+                m.files
+                    .iter()
+                    .filter(|(path, _)| in_wanted(path))
+                    .map(|(_, c)| c.size)
+                    .sum()
+            });
+            Tracker::new(
+                Arc::clone(observer),
+                Operation::Restore,
+                step,
+                wanted.len(),
+                bytes_total,
+            )
+        });
+        let source: Arc<dyn Store> = match &tracker {
+            Some(t) => Arc::new(ProgressStore::new(Arc::clone(&self.store), Arc::clone(t))),
+            None => Arc::clone(&self.store),
+        };
         let verifying;
         let reader: &dyn Store = if self.options.verify_checksums {
-            let manifest = ChecksumManifest::read_from(self.store.as_ref(), &dir)
-                .map_err(|e| e.with_step(step))?;
             let manifest = match manifest {
                 Some(m) => m,
                 // ckpt writes a manifest with every step, so a step whose items were written by
@@ -227,10 +259,10 @@ impl OpenRoot {
                 }
                 None => ChecksumManifest::new(),
             };
-            verifying = VerifyingStore::new(Arc::clone(&self.store), &dir, manifest);
+            verifying = VerifyingStore::new(source, &dir, manifest);
             &verifying
         } else {
-            self.store.as_ref()
+            source.as_ref()
         };
         let mut items = BTreeMap::new();
         for item in wanted {
@@ -239,6 +271,9 @@ impl OpenRoot {
                 .map_err(|e| e.with_step(step))?;
             let path = format!("{dir}/{item}");
             let item_dir = ItemDir::new(reader, &path);
+            if let Some(t) = &tracker {
+                t.start_item(&item);
+            }
             let value = match pytree.as_mut() {
                 None => handler.restore(&item_dir),
                 Some(how) => {
@@ -259,6 +294,9 @@ impl OpenRoot {
                         PyTreeRestore::Into(tree) => {
                             ckpt_handlers::orbax_array::restore_tree_into(&item_dir, tree)
                                 .map_err(|e| e.with_step(step))?;
+                            if let Some(t) = &tracker {
+                                t.finish_item();
+                            }
                             continue;
                         }
                     }
@@ -266,6 +304,12 @@ impl OpenRoot {
             }
             .map_err(|e| e.with_step(step))?;
             items.insert(item, value);
+            if let Some(t) = &tracker {
+                t.finish_item();
+            }
+        }
+        if let Some(t) = &tracker {
+            t.finish();
         }
         Ok(Restored::new(step, items))
     }
