@@ -91,7 +91,7 @@ pub use retention::RetentionDecision;
 #[cfg(feature = "sigterm")]
 pub use sigterm::{SigtermOptions, SigtermPreemption};
 pub use staging::StagingStats;
-pub use verify::{verify_step, VerifyReport};
+pub use verify::{verify_step, StepProblem, VerifyReport};
 pub use watch::{wait_for_new_checkpoint, StepWatcher};
 
 /// The examples of this crate's README.md, run as doctests so they stay true to the API.

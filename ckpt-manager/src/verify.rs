@@ -6,7 +6,7 @@
 //! `_CHECKPOINT_METADATA`, `commit_success.txt`); storage keeps the manifest format
 //! ([`ChecksumManifest`], [`FileStatus`]) and the checking layers.
 
-use ckpt_core::{Error, ErrorKind, Result, COMMIT_SUCCESS_FILE, STEP_METADATA_FILE};
+use ckpt_core::{is_tmp_name, Error, ErrorKind, Result, COMMIT_SUCCESS_FILE, STEP_METADATA_FILE};
 use ckpt_storage::{
     file_name, join_path, validate_path, ChecksumManifest, Entry, EntryKind, FileStatus, Store,
     MANIFEST_FILE,
@@ -29,12 +29,48 @@ pub struct VerifyReport {
     /// every file of the manifest, then every other file found below the step directory except
     /// `_CKPT_CHECKSUMS`, `_CHECKPOINT_METADATA` and `commit_success.txt` ([`FileStatus::Unchecked`]).
     pub files: Vec<(String, FileStatus)>,
+    /// What is wrong with the step as a whole (only looked for when it has a manifest): no
+    /// item at all, an item directory without a recorded file, an item its
+    /// `_CHECKPOINT_METADATA` names but that is not there. Each makes the report bad: a restore
+    /// of such a step fails, or gives less than was saved.
+    pub problems: Vec<StepProblem>,
+}
+
+/// Something wrong with a step as a whole, found by [`verify_step`] (ckpt's own).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StepProblem {
+    /// The step directory holds no item directory.
+    NoItems,
+    /// An item directory (its name) in which no file is recorded in the checksum manifest: an
+    /// empty or stray directory, or an item whose manifest entries were lost. It cannot be
+    /// restored, or nothing vouches for what it would restore.
+    UnrecordedItem(String),
+    /// An item (its name) that the step metadata's `item_handlers` names but whose directory is
+    /// not there.
+    MissingItem(String),
+}
+
+impl fmt::Display for StepProblem {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            StepProblem::NoItems => f.write_str("the step holds no items"),
+            StepProblem::UnrecordedItem(item) => write!(
+                f,
+                "item {item:?} has no file recorded in the checksum manifest ({MANIFEST_FILE}): an empty or stray directory, or its entries were lost"
+            ),
+            StepProblem::MissingItem(item) => write!(
+                f,
+                "item {item:?} is named in {STEP_METADATA_FILE} but its directory is missing"
+            ),
+        }
+    }
 }
 
 impl VerifyReport {
-    /// Whether no file is bad (see [`FileStatus::is_bad`]). A step without checksums is ok.
+    /// Whether no file is bad (see [`FileStatus::is_bad`]) and the step has no
+    /// [`StepProblem`]. A step without checksums is ok.
     pub fn is_ok(&self) -> bool {
-        !self.files.iter().any(|(_, s)| s.is_bad())
+        !self.files.iter().any(|(_, s)| s.is_bad()) && self.problems.is_empty()
     }
 
     /// The bad files and their statuses.
@@ -55,9 +91,27 @@ impl VerifyReport {
     ///
     /// # Errors
     /// [`ErrorKind::Corrupt`] naming every bad file (its location and what is wrong with it),
-    /// with the path of the first.
+    /// with the path of the first, and every [`StepProblem`] (with the step's path when there
+    /// is no bad file).
     pub fn check(&self) -> Result<()> {
         let bad: Vec<&(String, FileStatus)> = self.bad_files().collect();
+        if !self.problems.is_empty() {
+            let mut list: Vec<String> = self.problems.iter().map(|p| p.to_string()).collect();
+            list.extend(
+                bad.iter()
+                    .map(|(k, s)| format!("{} ({s})", self.location_of(k))),
+            );
+            let path = match bad.first() {
+                Some((first, _)) => self.location_of(first),
+                None => self.step_location.clone(),
+            };
+            return Err(Error::corrupt(format!(
+                "step {} cannot be trusted: {}",
+                self.step_location,
+                list.join("; ")
+            ))
+            .with_path(path));
+        }
         let Some((first, first_status)) = bad.first() else {
             return Ok(());
         };
@@ -85,13 +139,22 @@ impl fmt::Display for VerifyReport {
         if !self.has_checksums {
             return write!(f, "{}: no checksums recorded", self.step_location);
         }
-        if self.files.is_empty() {
+        if self.files.is_empty() && self.problems.is_empty() {
             return write!(f, "{}: no files", self.step_location);
         }
-        for (i, (key, status)) in self.files.iter().enumerate() {
-            if i > 0 {
+        let mut first = true;
+        for p in &self.problems {
+            if !first {
                 writeln!(f)?;
             }
+            first = false;
+            write!(f, "{}: {p}", self.step_location)?;
+        }
+        for (key, status) in &self.files {
+            if !first {
+                writeln!(f)?;
+            }
+            first = false;
             write!(f, "{}: {status}", self.location_of(key))?;
         }
         Ok(())
@@ -128,6 +191,7 @@ pub fn verify_step(store: &dyn Store, step_dir: &str) -> Result<VerifyReport> {
             step_location,
             has_checksums: false,
             files: Vec::new(),
+            problems: Vec::new(),
         });
     };
     // Everything below the step directory, never following a link.
@@ -155,16 +219,68 @@ pub fn verify_step(store: &dyn Store, step_dir: &str) -> Result<VerifyReport> {
             || name == STEP_METADATA_FILE
             || name == COMMIT_SUCCESS_FILE;
         if !ignored && !manifest.files.contains_key(key) {
-            files.push((key.clone(), FileStatus::Unchecked));
+            // Inside an item ckpt records every file; beside the items, anything goes.
+            let status = if key.contains('/') {
+                FileStatus::Unrecorded
+            } else {
+                FileStatus::Unchecked
+            };
+            files.push((key.clone(), status));
         }
     }
     files.sort_by(|a, b| a.0.cmp(&b.0));
+    let problems = item_problems(store, step_dir, &found, &manifest)?;
     Ok(VerifyReport {
         step_dir: step_dir.to_string(),
         step_location,
         has_checksums: true,
         files,
+        problems,
     })
+}
+
+/// The [`StepProblem`]s of a step with a manifest: its item directories (the subdirectories
+/// found, tmp names left out) against the manifest's files and the step metadata's items.
+///
+/// # Errors
+/// `Storage` when the step metadata cannot be read (an unparsable one is left to the caller,
+/// which reports it).
+fn item_problems(
+    store: &dyn Store,
+    step_dir: &str,
+    found: &BTreeMap<String, EntryKind>,
+    manifest: &ChecksumManifest,
+) -> Result<Vec<StepProblem>> {
+    let items: Vec<&str> = found
+        .iter()
+        .filter(|(k, kind)| **kind == EntryKind::Dir && !k.contains('/') && !is_tmp_name(k))
+        .map(|(k, _)| k.as_str())
+        .collect();
+    let mut problems = Vec::new();
+    if items.is_empty() {
+        problems.push(StepProblem::NoItems);
+    }
+    for item in &items {
+        let recorded = manifest
+            .files
+            .keys()
+            .any(|f| f.strip_prefix(item).is_some_and(|r| r.starts_with('/')));
+        if !recorded {
+            problems.push(StepProblem::UnrecordedItem((*item).to_string()));
+        }
+    }
+    let named = match crate::listing::read_step_metadata(store, step_dir) {
+        Ok(Some(meta)) => meta.item_handler_map(),
+        Ok(None) => Default::default(),
+        Err(e) if e.kind() == ErrorKind::Corrupt => Default::default(),
+        Err(e) => return Err(e),
+    };
+    for item in named.keys() {
+        if !items.contains(&item.as_str()) {
+            problems.push(StepProblem::MissingItem(item.clone()));
+        }
+    }
+    Ok(problems)
 }
 
 /// Adds every entry below `base/rel` to `found`, keyed by its path relative to `base`;

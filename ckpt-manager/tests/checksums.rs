@@ -253,3 +253,38 @@ fn ckpt_survives_a_closed_stdout() {
     );
     assert!(!String::from_utf8_lossy(&out.stderr).contains("panicked"));
 }
+
+#[test]
+fn a_restore_refuses_item_files_the_manifest_lost() {
+    let d = tempfile::tempdir().unwrap();
+    save_one(d.path());
+    // The manifest emptied: every item file is now unrecorded.
+    std::fs::write(
+        d.path().join("1/_CKPT_CHECKSUMS"),
+        br#"{"algorithm": "crc32c", "files": {}}"#,
+    )
+    .unwrap();
+    let m = CheckpointManager::builder(d.path().to_str().unwrap())
+        .read_only(true)
+        .build()
+        .unwrap();
+    let e = m.restore_items(Some(1), &["params"]).unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::Corrupt, "{}", e.chain());
+    assert!(
+        e.chain().to_string().contains("params/tensors.safetensors"),
+        "{}",
+        e.chain()
+    );
+    assert!(
+        e.chain().to_string().contains("not in the checksum manifest"),
+        "{}",
+        e.chain()
+    );
+    // With verification off the files are read as they are.
+    let m = CheckpointManager::builder(d.path().to_str().unwrap())
+        .read_only(true)
+        .verify_checksums(false)
+        .build()
+        .unwrap();
+    m.restore_items(Some(1), &["params"]).unwrap();
+}

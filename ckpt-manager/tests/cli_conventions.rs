@@ -149,6 +149,35 @@ fn exit_statuses_tell_usage_errors_and_corrupt_data_apart() {
 }
 
 #[test]
+fn verify_finds_stray_items_and_an_emptied_manifest() {
+    let d = tempfile::tempdir().unwrap();
+    let root = root_with(d.path(), "root", &[1, 2, 3], |s| s as f64);
+    // A stray, empty item directory: not restorable, not vouched for.
+    std::fs::create_dir(Path::new(&root).join("1/stray")).unwrap();
+    // Every entry of step 2's manifest lost.
+    std::fs::write(
+        Path::new(&root).join("2/_CKPT_CHECKSUMS"),
+        br#"{"algorithm": "crc32c", "files": {}}"#,
+    )
+    .unwrap();
+    let (code, out, err) = ckpt(&["verify", &root]);
+    assert_eq!(code, Some(3), "{out}{err}");
+    assert!(out.contains("step 1: BAD"), "{out}");
+    assert!(out.contains("item \"stray\" has no file recorded"), "{out}");
+    assert!(out.contains("step 2: BAD"), "{out}");
+    assert!(
+        out.contains("not in the checksum manifest, though inside an item"),
+        "{out}"
+    );
+    assert!(out.contains("step 3: ok"), "{out}");
+    let (code, out, _) = ckpt(&["verify", "--json", &root, "1"]);
+    assert_eq!(code, Some(3));
+    let report: serde_json::Value = serde_json::from_str(&out).unwrap();
+    let problems = report.to_string();
+    assert!(problems.contains("has no file recorded"), "{problems}");
+}
+
+#[test]
 fn with_json_errors_are_json_on_stderr() {
     let d = tempfile::tempdir().unwrap();
     let root = root_with(d.path(), "root", &[1], |_| 0.5);

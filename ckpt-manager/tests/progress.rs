@@ -23,15 +23,22 @@ fn tensors() -> TensorMap {
     let mut t = TensorMap::new();
     let w: Vec<f32> = (0..262_144).map(|i| i as f32).collect();
     t.insert("w".into(), Tensor::from_slice([512, 512], &w).unwrap());
-    t.insert("b".into(), Tensor::from_slice([3], &[1.0f32, 2.0, 3.0]).unwrap());
+    t.insert(
+        "b".into(),
+        Tensor::from_slice([3], &[1.0f32, 2.0, 3.0]).unwrap(),
+    );
     t
 }
 
 fn tree() -> PyTree {
     PyTree::dict().with(
         "kernel",
-        Tensor::new(DType::U8, [3 << 20], (0..3u32 << 20).map(|i| (i % 251) as u8).collect())
-            .unwrap(),
+        Tensor::new(
+            DType::U8,
+            [3 << 20],
+            (0..3u32 << 20).map(|i| (i % 251) as u8).collect(),
+        )
+        .unwrap(),
     )
 }
 
@@ -56,7 +63,11 @@ fn check_sequence(reports: &[Progress], op: Operation, step: u64) -> Progress {
         assert!(p.items_done >= last_items, "items went back: {reports:?}");
         assert_eq!(p.items_total, reports[0].items_total, "items total changed");
         assert_eq!(p.bytes_total, reports[0].bytes_total, "bytes total changed");
-        assert_eq!(p.finished, i == reports.len() - 1, "finished only last: {p:?}");
+        assert_eq!(
+            p.finished,
+            i == reports.len() - 1,
+            "finished only last: {p:?}"
+        );
         last_bytes = p.bytes_done;
         last_items = p.items_done;
     }
@@ -84,13 +95,20 @@ fn saves_report_every_byte_written_and_every_item() {
         let got = reports.lock().unwrap().clone();
         let last = check_sequence(&got, Operation::Save, 7);
         // Three items and the metrics item; every byte of every file the handlers wrote.
-        assert_eq!((last.items_done, last.items_total), (4, 4), "async {async_saves}");
+        assert_eq!(
+            (last.items_done, last.items_total),
+            (4, 4),
+            "async {async_saves}"
+        );
         assert_eq!(last.bytes_total, None);
         assert_eq!(last.bytes_done, manifest_bytes(dir.path(), "7"));
         // The 1 MiB of tensors as they are, the 3 MiB array compressed (zstd).
         assert!(last.bytes_done > (1 << 20), "{}", last.bytes_done);
         // Progress moved in more than one report before the end (one per file at least).
-        let moving = got.iter().filter(|p| p.bytes_done > 0 && !p.finished).count();
+        let moving = got
+            .iter()
+            .filter(|p| p.bytes_done > 0 && !p.finished)
+            .count();
         assert!(moving >= 3, "async {async_saves}: {got:?}");
         // Each item was named while it was written.
         for item in ["params", "state", "config", "metrics"] {
@@ -127,7 +145,11 @@ fn restores_report_bytes_against_the_manifest_total() {
     assert_eq!(last.bytes_total, Some(total));
     // Every file was read, each byte once or more (headers may be read twice), none past.
     assert!(last.bytes_done >= total, "{} < {total}", last.bytes_done);
-    assert!(last.bytes_done < total + total / 10, "{} vs {total}", last.bytes_done);
+    assert!(
+        last.bytes_done < total + total / 10,
+        "{} vs {total}",
+        last.bytes_done
+    );
     assert!(got.iter().filter(|p| !p.finished).count() >= 3, "{got:?}");
 
     // A restore of one item counts that item's files only.
@@ -155,8 +177,12 @@ fn a_failed_restore_sends_no_finished_report() {
     let dir = tempfile::tempdir().unwrap();
     let (mut m, reports) = manager(dir.path(), false);
     let t = tensors();
-    m.save(1, Composite::new().tensors("params", &t), SaveOptions::default())
-        .unwrap();
+    m.save(
+        1,
+        Composite::new().tensors("params", &t),
+        SaveOptions::default(),
+    )
+    .unwrap();
     // Flip one byte of the tensors file: the restore fails Corrupt.
     let file = std::fs::read_dir(dir.path().join("1/params"))
         .unwrap()

@@ -8,7 +8,7 @@ use ckpt_manager::storage::{
     AtomicRenameProtocol, ChecksumManifest, CommitFileProtocol, CommitProtocol, FileChecksum,
     FileStatus, LocalStore, OpendalStore, RecordingStore, Store, MANIFEST_FILE,
 };
-use ckpt_manager::verify_step;
+use ckpt_manager::{verify_step, StepProblem};
 use std::sync::Arc;
 
 fn memory() -> Arc<dyn Store> {
@@ -174,7 +174,8 @@ fn verify_step_reports_missing_unchecked_and_several_bad_files() {
             report.files.iter().map(|(k, s)| (k.as_str(), *s)).collect();
         assert_eq!(files.len(), 6, "{report}");
         assert!(files.contains(&("state/nested/meta.json", FileStatus::Missing)));
-        assert!(files.contains(&("state/extra.bin", FileStatus::Unchecked)));
+        // Inside an item every file is recorded: one that is not is not vouched for.
+        assert!(files.contains(&("state/extra.bin", FileStatus::Unrecorded)));
         assert!(files.contains(&("state/empty", FileStatus::Ok)));
         assert!(files.contains(&("outside", FileStatus::Unchecked)));
         // The step's commit_success.txt, _CHECKPOINT_METADATA and the manifest are not listed.
@@ -183,7 +184,12 @@ fn verify_step_reports_missing_unchecked_and_several_bad_files() {
             || *k == MANIFEST_FILE));
         let e = report.check().unwrap_err();
         assert_eq!(e.kind(), ErrorKind::Corrupt);
-        assert!(e.message().starts_with("2 files of"), "{e}");
+        assert!(e.message().starts_with("3 files of"), "{e}");
+        assert!(
+            e.message()
+                .contains("extra.bin (not in the checksum manifest"),
+            "{e}"
+        );
         assert!(e.message().contains("meta.json (missing)"), "{e}");
         assert!(
             e.message().contains("tensors.safetensors (wrong crc32c"),
@@ -252,5 +258,90 @@ fn junk_manifest_is_corrupt_naming_it() {
         let loc = inner.location(&format!("4/{MANIFEST_FILE}"));
         assert_eq!(e.path(), Some(loc.as_str()));
         assert!(e.to_string().contains(&loc), "{e}");
+    });
+}
+
+#[test]
+fn an_emptied_manifest_leaves_every_item_file_unrecorded_and_the_step_bad() {
+    on_both(|inner| {
+        save_step(&inner);
+        ChecksumManifest::new()
+            .write_to(inner.as_ref(), "3")
+            .unwrap();
+        let report = verify_step(inner.as_ref(), "3").unwrap();
+        assert!(!report.is_ok(), "{report}");
+        assert_eq!(
+            report.problems,
+            vec![StepProblem::UnrecordedItem("state".into())],
+            "{report}"
+        );
+        for (key, status) in &report.files {
+            let expected = if key.starts_with("state/") {
+                FileStatus::Unrecorded
+            } else {
+                FileStatus::Unchecked
+            };
+            assert_eq!(*status, expected, "{key}: {report}");
+        }
+        let e = report.check().unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::Corrupt);
+        assert!(
+            e.message().contains("item \"state\" has no file recorded"),
+            "{e}"
+        );
+    });
+}
+
+#[test]
+fn a_stray_item_directory_or_a_step_without_items_is_bad() {
+    on_both(|inner| {
+        save_step(&inner);
+        // An item directory with no recorded file (a file system keeps empty directories; a
+        // store without directories has one only with a file in it).
+        inner.create_dir("3/stray").unwrap();
+        if inner.stat("3/stray").unwrap().is_none() {
+            inner.write("3/stray/x", b"x").unwrap();
+        }
+        let report = verify_step(inner.as_ref(), "3").unwrap();
+        assert!(
+            report
+                .problems
+                .contains(&StepProblem::UnrecordedItem("stray".into())),
+            "{report}"
+        );
+        assert!(!report.is_ok());
+        assert!(
+            report
+                .to_string()
+                .contains("\"stray\" has no file recorded"),
+            "{report}"
+        );
+
+        // Every item gone: nothing to restore.
+        inner.delete_prefix("3/stray").unwrap();
+        inner.delete_prefix("3/state").unwrap();
+        let report = verify_step(inner.as_ref(), "3").unwrap();
+        assert!(report.problems.contains(&StepProblem::NoItems), "{report}");
+        assert!(report.check().is_err());
+    });
+}
+
+#[test]
+fn an_item_named_in_the_step_metadata_but_gone_is_bad() {
+    on_both(|inner| {
+        save_step(&inner);
+        inner
+            .write(
+                "3/_CHECKPOINT_METADATA",
+                br#"{"item_handlers": {"state": "ckpt.tensors", "opt": "ckpt.tensors"}}"#,
+            )
+            .unwrap();
+        let report = verify_step(inner.as_ref(), "3").unwrap();
+        assert_eq!(
+            report.problems,
+            vec![StepProblem::MissingItem("opt".into())],
+            "{report}"
+        );
+        assert!(!report.is_ok());
     });
 }

@@ -264,14 +264,19 @@ pub enum FileStatus {
         /// CRC32C of the contents found.
         actual: u32,
     },
-    /// A file present in the step directory that the manifest does not list (only reported
-    /// when the step has a manifest; never makes a report bad).
+    /// A file present in the step directory, outside every item directory, that the manifest
+    /// does not list (only reported when the step has a manifest; never makes a report bad).
     Unchecked,
+    /// A file inside an item directory of a step that has a manifest, which the manifest does
+    /// not list: ckpt records every file its save writes into an item, so the manifest lost
+    /// the entry (it was emptied or replaced) or the file was added afterwards. Bad: nothing
+    /// vouches for its contents.
+    Unrecorded,
 }
 
 impl FileStatus {
-    /// Whether this status means the file is damaged or gone: `Missing`, `NotAFile`,
-    /// `WrongSize` or `WrongCrc`.
+    /// Whether this status means the file is damaged, gone or not vouched for: `Missing`,
+    /// `NotAFile`, `WrongSize`, `WrongCrc` or `Unrecorded`.
     pub fn is_bad(&self) -> bool {
         !matches!(self, FileStatus::Ok | FileStatus::Unchecked)
     }
@@ -304,6 +309,9 @@ impl fmt::Display for FileStatus {
                 write!(f, "wrong crc32c: {actual:08x}, expected {expected:08x}")
             }
             FileStatus::Unchecked => f.write_str("unchecked (not in the checksum manifest)"),
+            FileStatus::Unrecorded => f.write_str(
+                "not in the checksum manifest, though inside an item (the manifest lost its entry, or the file was added later)",
+            ),
         }
     }
 }

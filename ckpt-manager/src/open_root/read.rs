@@ -246,6 +246,7 @@ impl OpenRoot {
         };
         let verifying;
         let reader: &dyn Store = if self.options.verify_checksums {
+            let recorded = manifest.is_some();
             let manifest = match manifest {
                 Some(m) => m,
                 // ckpt writes a manifest with every step, so a step whose items were written by
@@ -259,7 +260,12 @@ impl OpenRoot {
                 }
                 None => ChecksumManifest::new(),
             };
-            verifying = VerifyingStore::new(source, &dir, manifest);
+            verifying = if recorded {
+                // ckpt wrote the step: it recorded every file of every item.
+                VerifyingStore::new(source, &dir, manifest).requiring_recorded_item_files()
+            } else {
+                VerifyingStore::new(source, &dir, manifest)
+            };
             &verifying
         } else {
             source.as_ref()

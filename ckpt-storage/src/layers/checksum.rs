@@ -241,6 +241,9 @@ pub struct VerifyingStore {
     inner: Arc<dyn Store>,
     step_dir: String,
     manifest: ChecksumManifest,
+    /// Whether an item file the manifest does not list is refused
+    /// ([`VerifyingStore::requiring_recorded_item_files`]).
+    require_recorded: bool,
 }
 
 impl VerifyingStore {
@@ -251,7 +254,19 @@ impl VerifyingStore {
             inner,
             step_dir: step_dir.to_string(),
             manifest,
+            require_recorded: false,
         }
+    }
+
+    /// This store, refusing instead of passing through a read of a file *inside an item
+    /// directory* (a key with a `/`: `state/tensors.safetensors`) that the manifest does not
+    /// list: an [`ErrorKind::Corrupt`](ckpt_core::ErrorKind::Corrupt) error naming the file
+    /// ([`FileStatus::Unrecorded`]). For steps ckpt wrote, whose manifest records every file
+    /// of every item: an entry missing there means the manifest was emptied or replaced, or
+    /// the file was added afterwards, and nothing vouches for its contents.
+    pub fn requiring_recorded_item_files(mut self) -> Self {
+        self.require_recorded = true;
+        self
     }
 
     /// Wraps `inner` with the manifest stored in `<step_dir>/_CKPT_CHECKSUMS`; with an empty one
@@ -274,8 +289,27 @@ impl VerifyingStore {
         &self.inner
     }
 
-    fn expected(&self, path: &str) -> Option<&FileChecksum> {
-        below(&self.step_dir, path).and_then(|key| self.manifest.get(key))
+    /// The checksum `path` must match, `None` when it is not checked.
+    ///
+    /// # Errors
+    /// `Corrupt` ([`FileStatus::Unrecorded`]) for an unlisted item file that exists when
+    /// recorded files are required (one that does not exist passes through, so that the read
+    /// says `NotFound` as without this layer: handlers probe optional files); `Storage` when
+    /// that existence check fails.
+    fn expected(&self, path: &str) -> Result<Option<&FileChecksum>> {
+        let Some(key) = below(&self.step_dir, path) else {
+            return Ok(None);
+        };
+        match self.manifest.get(key) {
+            Some(c) => Ok(Some(c)),
+            None if self.require_recorded
+                && key.contains('/')
+                && self.inner.stat(path)?.is_some() =>
+            {
+                Err(corrupt(&self.inner.location(path), FileStatus::Unrecorded))
+            }
+            None => Ok(None),
+        }
     }
 
     fn checked(&self, path: &str, data: &[u8], expected: &FileChecksum) -> Result<()> {
@@ -304,7 +338,7 @@ impl crate::StoreLayer for VerifyingStore {
 
     fn read(&self, path: &str) -> Result<Vec<u8>> {
         let data = self.inner.read(path)?;
-        if let Some(expected) = self.expected(path) {
+        if let Some(expected) = self.expected(path)? {
             self.checked(path, &data, expected)?;
         }
         Ok(data)
@@ -317,7 +351,7 @@ impl crate::StoreLayer for VerifyingStore {
     /// reads whatever the caller left unread. Other files pass through unchecked.
     fn open_read(&self, path: &str) -> Result<Box<dyn ReadStream + '_>> {
         let inner = self.inner.open_read(path)?;
-        let Some(expected) = self.expected(path) else {
+        let Some(expected) = self.expected(path)? else {
             return Ok(inner);
         };
         let location = self.inner.location(path);
@@ -341,14 +375,14 @@ impl crate::StoreLayer for VerifyingStore {
     /// A file the manifest does not list (Orbax's) straight through; a listed one is read and
     /// checked whole by [`Store::read_range`], then copied.
     fn read_range_into(&self, path: &str, offset: u64, buf: &mut [u8]) -> Result<()> {
-        if self.expected(path).is_none() {
+        if self.expected(path)?.is_none() {
             return self.inner.read_range_into(path, offset, buf);
         }
         crate::layer::provided::read_range_into(self, path, offset, buf)
     }
 
     fn read_range(&self, path: &str, range: Range<u64>) -> Result<Vec<u8>> {
-        let Some(expected) = self.expected(path) else {
+        let Some(expected) = self.expected(path)? else {
             return self.inner.read_range(path, range);
         };
         if range.start > range.end {

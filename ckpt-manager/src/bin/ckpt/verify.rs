@@ -56,6 +56,9 @@ pub(crate) fn verify(args: &RootArgs, step: Option<&str>, checksums_only: bool) 
             deleted.push(step);
             continue;
         }
+        for problem in &report.problems {
+            bad.push(format!("{}: {problem}", report.step_location));
+        }
         for (path, status) in report.bad_files() {
             bad.push(format!("{}: {status}", report.location_of(path)));
         }
@@ -159,6 +162,7 @@ pub(crate) fn verify(args: &RootArgs, step: Option<&str>, checksums_only: bool) 
                 json!({"step": step, "has_checksums": r.has_checksums,
                        "ok": r.is_ok() && meta_error.is_none() && restores,
                        "metadata_error": meta_error, "files": files,
+                       "problems": r.problems.iter().map(|p| p.to_string()).collect::<Vec<_>>(),
                        "restore_checked": !checksums_only, "items": restore})
             })
             .collect();
@@ -168,7 +172,13 @@ pub(crate) fn verify(args: &RootArgs, step: Option<&str>, checksums_only: bool) 
             let checked = r
                 .files
                 .iter()
-                .filter(|(_, st)| !matches!(st, ckpt_manager::storage::FileStatus::Unchecked))
+                .filter(|(_, st)| {
+                    !matches!(
+                        st,
+                        ckpt_manager::storage::FileStatus::Unchecked
+                            | ckpt_manager::storage::FileStatus::Unrecorded
+                    )
+                })
                 .count();
             let restored: Vec<&str> = items
                 .iter()
@@ -195,6 +205,9 @@ pub(crate) fn verify(args: &RootArgs, step: Option<&str>, checksums_only: bool) 
                 }
             } else {
                 out!("step {step}: BAD");
+                for problem in &r.problems {
+                    out!("  {problem}");
+                }
                 for (path, status) in r.bad_files() {
                     out!("  {}: {status}", r.location_of(path));
                 }
