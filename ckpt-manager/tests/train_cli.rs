@@ -170,3 +170,26 @@ fn a_root_of_steps_in_another_name_format_is_refused_unless_asked() {
     assert_eq!(steps(&root, None), [1, 10, 20]);
     assert_eq!(steps(&root, Some("ckpt")), [1, 10, 20, 30]);
 }
+
+#[test]
+fn a_live_writer_on_a_local_root_is_refused_at_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("root");
+    // A live writer: this process holds the root's lock.
+    let _writer = ckpt_manager::CheckpointManager::builder(root.to_str().unwrap())
+        .build()
+        .unwrap();
+    let started = std::time::Instant::now();
+    let (code, _, err) = run(&["--dir", root.to_str().unwrap(), "--steps", "20"]);
+    assert_ne!(code, Some(0), "{err}");
+    assert!(err.contains("Locked") || err.contains("locked"), "{err}");
+    // Not the 45 s wait for an object store's lease (a local lock is the kernel's: it goes
+    // with a dead holder at once, so waiting cannot help a live one). A loose bound: the
+    // refusal itself takes well under a second.
+    assert!(
+        started.elapsed() < Duration::from_secs(30),
+        "{:?}: {err}",
+        started.elapsed()
+    );
+    assert!(!err.contains("waiting for the root's other writer"), "{err}");
+}
