@@ -473,3 +473,50 @@ fn cp_counts_the_whole_job_first_then_reports_progress_against_it() {
     assert!(err.contains("--progress-every"), "{err}");
     assert!(!dir.path().join("d2").exists());
 }
+
+#[test]
+fn bad_step_arguments_are_usage_errors_and_json_errors_name_step_and_path() {
+    let d = tempfile::tempdir().unwrap();
+    let root = root_with(d.path(), "root", &[1, 2], |s| s as f64);
+    for args in [
+        &["show", &root, "abc"][..],
+        &["show", &root, "-1"],
+        &["verify", &root, "x"],
+        &["rm", &root, "2x", "--yes"],
+        &["export", &root, "latest", "out.safetensors"],
+        &["watch", &root, "--after", "soon"],
+    ] {
+        let (code, out, err) = ckpt(args);
+        assert_eq!(code, Some(2), "{args:?}: {err}");
+        assert!(out.is_empty(), "{args:?}: {out}");
+        assert!(err.contains("a step is a non-negative integer"), "{args:?}: {err}");
+    }
+    // show and rm of a step that is not there: JSON errors with the step and the root's path.
+    for args in [
+        &["show", "--json", &root, "7"][..],
+        &["rm", "--json", &root, "7", "--yes"],
+    ] {
+        let (code, _, err) = ckpt(args);
+        assert_eq!(code, Some(1), "{args:?}: {err}");
+        let e = json_error(&err);
+        assert_eq!(e["error"]["kind"], "NotFound", "{e}");
+        assert_eq!(e["error"]["step"], 7, "{e}");
+        assert_eq!(e["error"]["path"], root.as_str(), "{e}");
+        // The message has no "(step …, path …)" tail: those have fields of their own.
+        let message = e["error"]["message"].as_str().unwrap();
+        assert!(!message.contains("(step 7"), "{message}");
+    }
+}
+
+#[test]
+fn ls_with_a_metric_no_step_has_is_an_error_naming_the_metrics() {
+    let d = tempfile::tempdir().unwrap();
+    let root = root_with(d.path(), "root", &[1, 2], |s| s as f64);
+    let (code, out, err) = ckpt(&["ls", &root, "--best-metric", "los"]);
+    assert_eq!(code, Some(1), "{out}{err}");
+    assert!(err.contains("\"los\""), "{err}");
+    assert!(err.contains("loss"), "{err}");
+    let (code, out, _) = ckpt(&["ls", &root, "--best-metric", "loss", "--best-mode", "min"]);
+    assert_eq!(code, Some(0));
+    assert!(out.contains("1 (best)"), "{out}");
+}

@@ -83,8 +83,12 @@ fn root_is_a_file() {
 fn junk_step_arguments() {
     let d = tempfile::tempdir().unwrap();
     let root = good_root(d.path());
+    // A step that is not a number is a usage error (exit status 2), caught by the parser.
     for junk in ["abc", "-1", "1e3", "", "01x", "18446744073709551616"] {
-        assert_one_line_error(&["show", &root, junk], "InvalidArgument");
+        let (code, out, err) = ckpt(&["show", &root, junk]);
+        assert_eq!(code, Some(2), "{junk:?}: {err}");
+        assert!(out.is_empty(), "{junk:?}: {out}");
+        assert!(err.contains("a step is a non-negative integer"), "{junk:?}: {err}");
     }
     assert_one_line_error(&["show", &root, "7"], "NotFound");
 }

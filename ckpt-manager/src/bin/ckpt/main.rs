@@ -117,7 +117,7 @@ enum Command {
         #[command(flatten)]
         root: RootArgs,
         /// The step to show: a number, `latest` or `best`.
-        #[arg(allow_hyphen_values = true)]
+        #[arg(allow_hyphen_values = true, value_parser = step_or_alias_arg)]
         step: String,
         #[command(flatten)]
         best: BestArgs,
@@ -153,7 +153,7 @@ enum Command {
         #[command(flatten)]
         root: RootArgs,
         /// Only this step (default: every committed step).
-        #[arg(allow_hyphen_values = true)]
+        #[arg(allow_hyphen_values = true, value_parser = step_number_arg)]
         step: Option<String>,
         /// Only check the files against their checksums and the step metadata; do not restore
         /// the items (faster, and reads each file once, but a file whose checksum matches and
@@ -169,7 +169,7 @@ enum Command {
         #[command(flatten)]
         root: RootArgs,
         /// The steps to delete.
-        #[arg(required = true)]
+        #[arg(required = true, value_parser = step_number_arg)]
         steps: Vec<String>,
         /// Delete without asking (required when stdin is not a terminal).
         #[arg(long, short = 'y')]
@@ -194,7 +194,7 @@ enum Command {
         #[command(flatten)]
         root: RootArgs,
         /// The step to export.
-        #[arg(allow_hyphen_values = true)]
+        #[arg(allow_hyphen_values = true, value_parser = step_number_arg)]
         step: String,
         /// The safetensors file to write.
         out: PathBuf,
@@ -212,6 +212,7 @@ enum Command {
         #[command(flatten)]
         root: RootArgs,
         /// The new step.
+        #[arg(allow_hyphen_values = true, value_parser = step_number_arg)]
         step: String,
         /// The item name.
         #[arg(long, default_value = "default")]
@@ -229,10 +230,10 @@ enum Command {
         #[command(flatten)]
         root: RootArgs,
         /// Only steps after this one.
-        #[arg(long, value_name = "STEP")]
+        #[arg(long, value_name = "STEP", value_parser = step_number_arg)]
         after: Option<String>,
         /// Stop once a step at or after this one has been printed.
-        #[arg(long, value_name = "STEP")]
+        #[arg(long, value_name = "STEP", value_parser = step_number_arg)]
         until: Option<String>,
         /// Stop after this many seconds without a new step (default: never).
         #[arg(long, value_name = "SECONDS")]
@@ -286,7 +287,7 @@ struct CpArgs {
     #[arg(value_name = "DST")]
     dst: String,
     /// Copy only this step.
-    #[arg(long, allow_hyphen_values = true)]
+    #[arg(long, allow_hyphen_values = true, value_parser = step_number_arg)]
     step: Option<String>,
     /// Step directories (in SRC and DST) are named `<PREFIX>_<step>`.
     #[arg(long)]
@@ -393,14 +394,18 @@ fn main() -> ExitCode {
 }
 
 /// An error as one line of JSON: `{"error": {"kind": "NotFound", "message": "…", "step": 7,
-/// "path": "…"}}` (the message is the text line without its leading kind).
+/// "path": "…"}}` (the message is the error's own text and its causes, without the kind, step
+/// and path, which have their own fields).
 fn json_error(e: &Error) -> Value {
-    let text = e.chain().to_string().replace('\n', " ");
+    let mut message = e.message().replace('\n', " ");
+    if let Some(cause) = std::error::Error::source(e) {
+        let causes = ckpt_manager::core::ErrorChain(cause).to_string();
+        if !causes.is_empty() && !message.contains(&causes) {
+            message.push_str(": ");
+            message.push_str(&causes);
+        }
+    }
     let kind = e.kind().name();
-    let message = text
-        .strip_prefix(kind)
-        .and_then(|t| t.strip_prefix(": "))
-        .unwrap_or(&text);
     json!({"error": {"kind": kind, "message": message, "step": e.step(), "path": e.path()}})
 }
 
@@ -418,6 +423,24 @@ fn usage_error(e: clap::Error) -> ExitCode {
         json!({"error": {"kind": ErrorKind::InvalidArgument.name(), "usage": true, "message": message}})
     );
     ExitCode::from(2)
+}
+
+/// clap's check of a STEP argument that must be a step number (a bad one is a usage error,
+/// exit status 2).
+fn step_number_arg(step: &str) -> std::result::Result<String, String> {
+    parse_step(step)
+        .map(|_| step.to_string())
+        .map_err(|_| "a step is a non-negative integer (decimal digits only)".to_string())
+}
+
+/// clap's check of `show`'s STEP: a step number, `latest` or `best`.
+fn step_or_alias_arg(step: &str) -> std::result::Result<String, String> {
+    match step {
+        "latest" | "best" => Ok(step.to_string()),
+        _ => parse_step(step).map(|_| step.to_string()).map_err(|_| {
+            "a step is a non-negative integer (decimal digits only), `latest` or `best`".to_string()
+        }),
+    }
 }
 
 fn parse_step(step: &str) -> Result<Step> {

@@ -97,17 +97,25 @@ pub(crate) fn rm(args: &RootArgs, steps: &[String], yes: bool) -> Result<()> {
         .copied()
         .filter(|s| listed.binary_search(s).is_err())
         .collect();
-    if !missing.is_empty() {
+    let root_path = mngr.store().location("");
+    if let Some(&first) = missing.first() {
         return Err(Error::not_found(format!(
             "no step {missing:?} in {}; its steps are {listed:?}; nothing was deleted",
             mngr.directory()
-        )));
+        ))
+        .with_step(first)
+        .with_path(root_path));
     }
     if !yes && !std::io::stdin().is_terminal() {
-        return Err(Error::invalid_argument(format!(
+        let e = Error::invalid_argument(format!(
             "refusing to delete step(s) {wanted:?} of {} without confirmation: stdin is not a terminal; pass --yes to delete them",
             mngr.directory()
-        )));
+        ))
+        .with_path(root_path);
+        return Err(match wanted.first() {
+            Some(&s) => e.with_step(s),
+            None => e,
+        });
     }
     let mut deleted = Vec::new();
     let mut kept = Vec::new();

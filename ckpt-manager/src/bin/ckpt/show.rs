@@ -52,6 +52,18 @@ pub(crate) fn ls(args: &RootArgs, best: &BestArgs) -> Result<()> {
     let mngr = open_with_best(args, best)?;
     let latest = mngr.latest_step();
     let best_step = best.best_metric.as_ref().and_then(|_| mngr.best_step());
+    if let Some(metric) = &best.best_metric {
+        // A misspelt metric would mark no step and pass for "no best step".
+        let any_metrics = mngr.checkpoints().iter().any(|c| c.metrics.is_some());
+        if best_step.is_none() && any_metrics {
+            return Err(Error::invalid_argument(format!(
+                "no step of {} has a usable value of the metric {metric:?}: {}",
+                mngr.directory(),
+                metric_names(&mngr)
+            ))
+            .with_path(mngr.store().location("")));
+        }
+    }
     let mut steps = Vec::new();
     for c in mngr.checkpoints() {
         // A live writer's retention may delete a step between the listing and this read.
@@ -190,6 +202,25 @@ fn resolve_step(
 ) -> Result<Step> {
     let steps = mngr.all_steps();
     let root = mngr.directory();
+    let root_path = mngr.store().location("");
+    resolve(mngr, args, best, spec, &steps, &root).map_err(|e| {
+        if e.path().is_some() {
+            e
+        } else {
+            e.with_path(root_path.clone())
+        }
+    })
+}
+
+/// [`resolve_step`] without the root's path on its errors.
+fn resolve(
+    mngr: &CheckpointManager,
+    args: &RootArgs,
+    best: &BestArgs,
+    spec: &str,
+    steps: &[Step],
+    root: &str,
+) -> Result<Step> {
     let none_there = || -> Result<Error> {
         let why = why_no_steps(mngr.store().as_ref(), args)?
             .map(|w| format!(": {w}"))
@@ -230,12 +261,15 @@ fn resolve_step(
                 return Ok(step);
             }
             if steps.is_empty() {
-                return Err(none_there()?.prefixed(&format!("no step {step}: ")));
+                return Err(none_there()?
+                    .prefixed(&format!("no step {step}: "))
+                    .with_step(step));
             }
             Err(Error::not_found(format!(
                 "no step {step} in {root}; its steps are {}",
-                step_list(&steps)
-            )))
+                step_list(steps)
+            ))
+            .with_step(step))
         }
     }
 }
