@@ -520,3 +520,35 @@ fn ls_with_a_metric_no_step_has_is_an_error_naming_the_metrics() {
     assert_eq!(code, Some(0));
     assert!(out.contains("1 (best)"), "{out}");
 }
+
+#[test]
+fn export_never_replaces_a_file_unless_forced() {
+    let d = tempfile::tempdir().unwrap();
+    let root = d.path().join("root");
+    let mut t = ckpt_manager::handlers::TensorMap::new();
+    t.insert(
+        "w".into(),
+        ckpt_manager::handlers::Tensor::from_slice([2, 2], &[1.0f32, 2.0, 3.0, 4.0]).unwrap(),
+    );
+    let mut m = CheckpointManager::builder(root.to_str().unwrap())
+        .build()
+        .unwrap();
+    m.save(1, Composite::new().tensors("params", &t), SaveOptions::default())
+        .unwrap();
+    m.close().unwrap();
+    let out = d.path().join("w.safetensors");
+    std::fs::write(&out, b"precious").unwrap();
+    let (code, _, err) = ckpt(&["export", root.to_str().unwrap(), "1", out.to_str().unwrap()]);
+    assert_eq!(code, Some(1), "{err}");
+    assert!(err.contains("AlreadyExists") && err.contains("--force"), "{err}");
+    assert_eq!(std::fs::read(&out).unwrap(), b"precious");
+    let (code, _, err) = ckpt(&[
+        "export",
+        root.to_str().unwrap(),
+        "1",
+        out.to_str().unwrap(),
+        "--force",
+    ]);
+    assert_eq!(code, Some(0), "{err}");
+    assert_ne!(std::fs::read(&out).unwrap(), b"precious");
+}

@@ -201,6 +201,9 @@ enum Command {
         /// The item (default: the step's only tensor-holding item).
         #[arg(long)]
         item: Option<String>,
+        /// Replace OUT if it exists (refused otherwise).
+        #[arg(long)]
+        force: bool,
     },
     /// Commit a new step holding the arrays of a safetensors file.
     ///
@@ -365,7 +368,8 @@ fn main() -> ExitCode {
             step,
             out,
             item,
-        } => export(&root, &step, &out, item.as_deref()),
+            force,
+        } => export(&root, &step, &out, item.as_deref(), force),
         Command::Import {
             input,
             root,

@@ -207,8 +207,21 @@ pub(crate) fn export(
     step: &str,
     out: &std::path::Path,
     item: Option<&str>,
+    force: bool,
 ) -> Result<()> {
     let step = parse_step(step)?;
+    // Never replace a file the user did not say may go (it is written whole, then renamed
+    // over OUT).
+    if !force && std::fs::symlink_metadata(out).is_ok() {
+        return Err(Error::new(
+            ErrorKind::AlreadyExists,
+            format!(
+                "{} exists; pass --force to replace it, or choose another file",
+                out.display()
+            ),
+        )
+        .with_path(out.display().to_string()));
+    }
     let mngr = open(args)?;
     let bar = byte_bar(args);
     if let Some(b) = &bar {
