@@ -55,6 +55,32 @@ pub(crate) fn committed_steps_with_shadowed(
     Ok((out, shadowed))
 }
 
+/// Logs a warning for each symbolic link directly under a local root whose name is a step's
+/// (`5 -> /elsewhere/5`): it is not listed, since ckpt never follows a link out of a root (a
+/// restore could read, and retention delete, what is not the root's), and without the warning
+/// the step would just be missing. Object stores have no links: nothing is listed for them.
+///
+/// # Errors
+/// `Storage` when the root cannot be listed.
+pub(crate) fn warn_linked_steps(store: &dyn Store, format: &dyn NameFormat) -> Result<()> {
+    if !store.capabilities().local {
+        return Ok(());
+    }
+    for e in store.list_dir("")? {
+        if e.kind == ckpt_storage::EntryKind::Symlink {
+            if let Some(step) = format.parse_name(&e.name) {
+                tracing::warn!(
+                    step,
+                    link = %store.location(&e.name),
+                    "step directory {} is a symbolic link: not listed as a step (ckpt never follows links out of a root); move the step into the root, or copy it with `ckpt cp`",
+                    e.name
+                );
+            }
+        }
+    }
+    Ok(())
+}
+
 /// Reads `<dir>/_CHECKPOINT_METADATA`: `Ok(None)` when the file is missing.
 ///
 /// # Errors

@@ -552,3 +552,16 @@ fn export_never_replaces_a_file_unless_forced() {
     assert_eq!(code, Some(0), "{err}");
     assert_ne!(std::fs::read(&out).unwrap(), b"precious");
 }
+
+#[test]
+fn a_symlinked_step_is_not_listed_and_says_why() {
+    let d = tempfile::tempdir().unwrap();
+    let root = root_with(d.path(), "root", &[1], |s| s as f64);
+    let other = root_with(d.path(), "other", &[5], |s| s as f64);
+    std::os::unix::fs::symlink(Path::new(&other).join("5"), Path::new(&root).join("5")).unwrap();
+    let (code, out, err) = ckpt(&["ls", &root]);
+    assert_eq!(code, Some(0), "{err}");
+    assert!(!out.lines().any(|l| l.starts_with("5 ")), "{out}");
+    assert!(err.contains("WARN"), "{err}");
+    assert!(err.contains("step directory 5 is a symbolic link"), "{err}");
+}

@@ -259,6 +259,7 @@ impl OpenRoot {
             )?);
         }
         root.load(root.options.lightweight_initialize)?;
+        crate::listing::warn_linked_steps(root.store.as_ref(), root.format.as_ref())?;
         // A policy ranking by a metric none of the root's steps has (a typo) would delete the
         // best steps at the first save: refused now (issue 11, item 8).
         if !root.options.read_only {
