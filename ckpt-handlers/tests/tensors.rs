@@ -150,7 +150,7 @@ fn reads_files_of_other_safetensors_writers() {
         TensorHandler
             .metadata(&ItemDir::new(&store, "0/t"))
             .unwrap(),
-        Some(json!({"tensors": {"x": {"dtype": "uint16", "shape": [2]}}}))
+        Some(json!({"tensors": {"x": {"dtype": "uint16", "shape": [2], "bytes": 4}}}))
     );
 }
 
@@ -165,12 +165,12 @@ fn metadata_from_the_header() {
     assert_eq!(
         md,
         json!({"tensors": {
-            "b": {"dtype": "bool", "shape": [2]},
-            "bh": {"dtype": "bfloat16", "shape": [1, 1]},
-            "empty": {"dtype": "float64", "shape": [0, 3]},
-            "h": {"dtype": "float16", "shape": [1]},
-            "step": {"dtype": "int64", "shape": []},
-            "w": {"dtype": "float32", "shape": [2, 3]},
+            "b": {"dtype": "bool", "shape": [2], "bytes": 2},
+            "bh": {"dtype": "bfloat16", "shape": [1, 1], "bytes": 2},
+            "empty": {"dtype": "float64", "shape": [0, 3], "bytes": 0},
+            "h": {"dtype": "float16", "shape": [1], "bytes": 2},
+            "step": {"dtype": "int64", "shape": [], "bytes": 8},
+            "w": {"dtype": "float32", "shape": [2, 3], "bytes": 24},
         }})
     );
     // Names come out sorted.
@@ -325,6 +325,7 @@ proptest! {
         for (name, t) in &m {
             prop_assert_eq!(&md["tensors"][name]["dtype"], &json!(t.dtype().name()));
             prop_assert_eq!(&md["tensors"][name]["shape"], &json!(t.shape()));
+            prop_assert_eq!(&md["tensors"][name]["bytes"], &json!(t.as_bytes().len()));
         }
         prop_assert_eq!(md["tensors"].as_object().unwrap().len(), m.len());
     }

@@ -276,7 +276,9 @@ fn a_restore_refuses_item_files_the_manifest_lost() {
         e.chain()
     );
     assert!(
-        e.chain().to_string().contains("not in the checksum manifest"),
+        e.chain()
+            .to_string()
+            .contains("not in the checksum manifest"),
         "{}",
         e.chain()
     );

@@ -489,7 +489,10 @@ fn bad_step_arguments_are_usage_errors_and_json_errors_name_step_and_path() {
         let (code, out, err) = ckpt(args);
         assert_eq!(code, Some(2), "{args:?}: {err}");
         assert!(out.is_empty(), "{args:?}: {out}");
-        assert!(err.contains("a step is a non-negative integer"), "{args:?}: {err}");
+        assert!(
+            err.contains("a step is a non-negative integer"),
+            "{args:?}: {err}"
+        );
     }
     // show and rm of a step that is not there: JSON errors with the step and the root's path.
     for args in [
@@ -533,14 +536,25 @@ fn export_never_replaces_a_file_unless_forced() {
     let mut m = CheckpointManager::builder(root.to_str().unwrap())
         .build()
         .unwrap();
-    m.save(1, Composite::new().tensors("params", &t), SaveOptions::default())
-        .unwrap();
+    m.save(
+        1,
+        Composite::new().tensors("params", &t),
+        SaveOptions::default(),
+    )
+    .unwrap();
     m.close().unwrap();
+    // show lists each tensor with its dtype, shape and bytes.
+    let (code, shown, _) = ckpt(&["show", root.to_str().unwrap(), "1"]);
+    assert_eq!(code, Some(0));
+    assert!(shown.contains("w: float32[2, 2] 16 bytes"), "{shown}");
     let out = d.path().join("w.safetensors");
     std::fs::write(&out, b"precious").unwrap();
     let (code, _, err) = ckpt(&["export", root.to_str().unwrap(), "1", out.to_str().unwrap()]);
     assert_eq!(code, Some(1), "{err}");
-    assert!(err.contains("AlreadyExists") && err.contains("--force"), "{err}");
+    assert!(
+        err.contains("AlreadyExists") && err.contains("--force"),
+        "{err}"
+    );
     assert_eq!(std::fs::read(&out).unwrap(), b"precious");
     let (code, _, err) = ckpt(&[
         "export",

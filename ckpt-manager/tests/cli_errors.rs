@@ -88,7 +88,10 @@ fn junk_step_arguments() {
         let (code, out, err) = ckpt(&["show", &root, junk]);
         assert_eq!(code, Some(2), "{junk:?}: {err}");
         assert!(out.is_empty(), "{junk:?}: {out}");
-        assert!(err.contains("a step is a non-negative integer"), "{junk:?}: {err}");
+        assert!(
+            err.contains("a step is a non-negative integer"),
+            "{junk:?}: {err}"
+        );
     }
     assert_one_line_error(&["show", &root, "7"], "NotFound");
 }

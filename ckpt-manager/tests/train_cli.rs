@@ -191,5 +191,8 @@ fn a_live_writer_on_a_local_root_is_refused_at_once() {
         "{:?}: {err}",
         started.elapsed()
     );
-    assert!(!err.contains("waiting for the root's other writer"), "{err}");
+    assert!(
+        !err.contains("waiting for the root's other writer"),
+        "{err}"
+    );
 }

@@ -29,8 +29,8 @@ pub(super) const RESERVED_NAME: &str = "__metadata__";
 /// empty maps and tensors with a zero-sized dimension round-trip.
 ///
 /// Saves [`SaveItem::Tensors`]; restores [`RestoredItem::Tensors`]; `metadata()` is
-/// `{"tensors": {"<name>": {"dtype": "float32", "shape": [2, 3]}, ...}}` (names sorted), read from
-/// the file's header only.
+/// `{"tensors": {"<name>": {"dtype": "float32", "shape": [2, 3], "bytes": 24}, ...}}` (names
+/// sorted; `bytes`: the tensor's data in the file), read from the file's header only.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct TensorHandler;
 
@@ -114,7 +114,8 @@ impl CheckpointHandler for TensorHandler {
         }
     }
 
-    /// `{"tensors": {"<name>": {"dtype": "<numpy name>", "shape": [..]}}}`, from the header alone
+    /// `{"tensors": {"<name>": {"dtype": "<numpy name>", "shape": [..], "bytes": n}}}`, from the
+    /// header alone
     /// (the store's `stat` and two ranged reads; the tensor data is not read).
     ///
     /// # Errors
@@ -167,9 +168,14 @@ impl CheckpointHandler for TensorHandler {
         for Entry { name, info } in entries {
             let dtype = DType::try_from(info.dtype)
                 .map_err(|e| at_file(dir, unsupported_dtype(&name, e)))?;
+            let (start, end) = info.data_offsets;
             tensors.insert(
                 name,
-                serde_json::json!({ "dtype": dtype.name(), "shape": info.shape }),
+                serde_json::json!({
+                    "dtype": dtype.name(),
+                    "shape": info.shape,
+                    "bytes": end.saturating_sub(start),
+                }),
             );
         }
         Ok(Some(serde_json::json!({ "tensors": tensors })))

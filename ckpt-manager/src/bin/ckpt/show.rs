@@ -353,7 +353,7 @@ pub(crate) fn show(args: &RootArgs, step: &str, best: &BestArgs) -> Result<()> {
 }
 
 /// One line per array of an item's metadata: a pytree's leaves (`key dtype[shape] bytes`) or a
-/// tensors item's tensors (`name dtype[shape]`); nothing for other items.
+/// tensors item's tensors (`name dtype[shape] bytes`); nothing for other items.
 pub(crate) fn array_lines(metadata: &Value) -> Vec<String> {
     let dims = |v: &Value| {
         let d: Vec<String> = v
@@ -391,9 +391,10 @@ pub(crate) fn array_lines(metadata: &Value) -> Vec<String> {
     } else if let Some(tensors) = metadata.get("tensors").and_then(Value::as_object) {
         for (name, t) in tensors {
             out.push(format!(
-                "{name}: {}[{}]",
+                "{name}: {}[{}] {} bytes",
                 t["dtype"].as_str().unwrap_or("?"),
-                dims(&t["shape"])
+                dims(&t["shape"]),
+                t["bytes"]
             ));
         }
     }
