@@ -132,6 +132,7 @@ fn child_process_entry() {
         "fail" => role_fail(&c),
         "hold" => role_hold(&c),
         "second" => role_second(&c),
+        "preempt" => role_preempt(&c),
         other => panic!("unknown child role {other}"),
     }))
     .is_ok();
@@ -235,6 +236,47 @@ fn role_second(c: &Arc<dyn Coordinator>) {
         .unwrap_err();
     assert_eq!(e.kind(), ErrorKind::Locked, "{e:#}");
     say(&format!("LOCKED {}", e.chain()));
+}
+
+/// Trains with a save every 10 steps and SIGTERM as the preemption source; says READY at step
+/// 25, then goes on (a few ms per step) until a preemption is agreed: saves that step (whatever
+/// the interval says), says which, and stops.
+fn role_preempt(c: &Arc<dyn Coordinator>) {
+    let i = c.process_index();
+    let sigterm = Arc::new(ckpt_manager::SigtermPreemption::install().unwrap());
+    let mut m = builder(child_store())
+        .save_interval_steps(10)
+        .preemption(sigterm.clone())
+        .coordinator(Arc::clone(c))
+        .build()
+        .unwrap();
+    for step in 1..=1_000_000u64 {
+        if step == 25 {
+            say("READY");
+        }
+        let preempted = m.reached_preemption(step);
+        if m.should_save(step) {
+            let saved = m
+                .save(
+                    step,
+                    items_of(step, i),
+                    SaveOptions::default().metrics(metrics(step)),
+                )
+                .unwrap();
+            assert!(saved, "step {step}");
+        }
+        if preempted {
+            assert_eq!(m.latest_step(), Some(step));
+            check_restored(&m.restore(None).unwrap(), step);
+            say(&format!(
+                "PREEMPTED {step} signalled_here={}",
+                sigterm.is_triggered()
+            ));
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    m.close().unwrap();
 }
 
 // ------------------------------------------------------------------------- the parent
@@ -461,4 +503,42 @@ fn a_second_job_on_a_held_root_is_locked_on_every_process() {
     }
     std::fs::write(&release, b"go").unwrap();
     all_succeed(&wait_all(first, HANG));
+}
+
+#[test]
+fn a_sigterm_reaching_one_process_makes_every_process_save_the_same_step() {
+    let test = "a_sigterm_reaching_one_process_makes_every_process_save_the_same_step";
+    let Some(endpoint) = etcd_endpoint(test) else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("root");
+    let env = [("CKPT_MP_ROOT", root.to_str().unwrap().to_string())];
+    let mut children = spawn_children(&spec("preempt", &endpoint, PROCESSES, &env));
+    for c in &mut children {
+        c.expect_line("READY", PASS);
+    }
+    let pid = i32::try_from(children[2].child.id()).unwrap();
+    // SAFETY: kill(2) of a child process of this test, with a valid signal number.
+    assert_eq!(unsafe { libc::kill(pid, libc::SIGTERM) }, 0);
+    let done = wait_all(children, HANG);
+    all_succeed(&done);
+    let lines: Vec<&str> = done.iter().map(|f| f.line("PREEMPTED ").unwrap()).collect();
+    eprintln!("{lines:?}");
+    let step = |l: &str| -> u64 { l.split(' ').nth(1).unwrap().parse().unwrap() };
+    let saved = step(lines[0]);
+    assert!(saved >= 25, "{lines:?}");
+    for (i, l) in lines.iter().enumerate() {
+        assert_eq!(step(l), saved, "{lines:?}");
+        assert!(
+            l.ends_with(&format!("signalled_here={}", i == 2)),
+            "{lines:?}"
+        );
+    }
+    let m = CheckpointManager::builder(root.to_str().unwrap())
+        .read_only(true)
+        .build()
+        .unwrap();
+    assert_eq!(m.latest_step(), Some(saved));
+    check_restored(&m.restore(None).unwrap(), saved);
 }
