@@ -29,7 +29,7 @@ use serde_json::{json, Value};
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-use support::{etcd_endpoint, fresh_job, spawn_children, wait_all, ChildSpec, Finished};
+use support::{etcd_endpoint, fresh_job, spawn_children, wait_all, ChildSpec, Finished, OwnEtcd};
 
 /// A timeout for waits that must pass.
 const PASS: Duration = Duration::from_secs(300);
@@ -133,6 +133,8 @@ fn child_process_entry() {
         "hold" => role_hold(&c),
         "second" => role_second(&c),
         "preempt" => role_preempt(&c),
+        "until_killed" => role_until_killed(&c),
+        "resume" => role_resume(&c),
         other => panic!("unknown child role {other}"),
     }))
     .is_ok();
@@ -276,6 +278,64 @@ fn role_preempt(c: &Arc<dyn Coordinator>) {
         }
         std::thread::sleep(Duration::from_millis(5));
     }
+    m.close().unwrap();
+}
+
+/// Saves steps 1, 2, … (a few ms apart), saying STEP n after each, until one fails (the parent
+/// SIGKILLs one process at some moment): says FAILED with the error, and exits.
+fn role_until_killed(c: &Arc<dyn Coordinator>) {
+    let i = c.process_index();
+    let mut m = builder(child_store())
+        .coordinator(Arc::clone(c))
+        .build()
+        .unwrap();
+    for step in 1..=1_000_000u64 {
+        let r = m.save(
+            step,
+            items_of(step, i),
+            SaveOptions::default().metrics(metrics(step)),
+        );
+        match r {
+            Ok(saved) => {
+                assert!(saved, "step {step}");
+                say(&format!("STEP {step}"));
+            }
+            Err(e) => {
+                say(&format!(
+                    "FAILED {step} {} | {}",
+                    e.kind().name(),
+                    e.chain()
+                ));
+                // The manager's root may hold a step this process did not see commit: it is
+                // left to the next run (the primary's lock ends with this process).
+                return;
+            }
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}
+
+/// A restarted job: resumes from the latest committed step (restoring it), saves 3 more.
+fn role_resume(c: &Arc<dyn Coordinator>) {
+    let i = c.process_index();
+    let mut m = builder(child_store())
+        .cleanup_tmp_directories(true)
+        .wait_for_writer_secs(60)
+        .coordinator(Arc::clone(c))
+        .build()
+        .unwrap();
+    let latest = m.latest_step().unwrap();
+    check_restored(&m.restore(None).unwrap(), latest);
+    for step in latest + 1..=latest + 3 {
+        assert!(m
+            .save(
+                step,
+                items_of(step, i),
+                SaveOptions::default().metrics(metrics(step))
+            )
+            .unwrap());
+    }
+    say(&format!("RESUMED {latest}"));
     m.close().unwrap();
 }
 
@@ -541,4 +601,112 @@ fn a_sigterm_reaching_one_process_makes_every_process_save_the_same_step() {
         .unwrap();
     assert_eq!(m.latest_step(), Some(saved));
     check_restored(&m.restore(None).unwrap(), saved);
+}
+
+#[test]
+fn a_sigkilled_process_fails_the_others_naming_it_and_a_restarted_job_resumes() {
+    let test = "a_sigkilled_process_fails_the_others_naming_it_and_a_restarted_job_resumes";
+    let Some(endpoint) = etcd_endpoint(test) else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("root");
+    let env = [("CKPT_MP_ROOT", root.to_str().unwrap().to_string())];
+    let mut s = spec("until_killed", &endpoint, PROCESSES, &env);
+    s.lease_ttl_secs = 5;
+    let mut children = spawn_children(&s);
+    // A moment that differs from run to run: after step 5..=12 of process 3.
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .subsec_nanos() as u64;
+    let after = 5 + nanos % 8;
+    children[3].expect_line(&format!("STEP {after}"), PASS);
+    std::thread::sleep(Duration::from_millis(nanos % 40));
+    children[3].child.kill().unwrap();
+    let done = wait_all(children, HANG);
+    assert_eq!(
+        std::os::unix::process::ExitStatusExt::signal(&done[3].status),
+        Some(libc::SIGKILL),
+        "{}",
+        done[3].describe()
+    );
+    for f in &done[..3] {
+        assert!(f.status.success(), "{}", f.describe());
+        let line = f
+            .line("FAILED ")
+            .unwrap_or_else(|| panic!("{}", f.describe()));
+        eprintln!("process {}: {line}", f.index);
+        assert!(line.contains("process 3 of 4"), "{line}");
+    }
+    // Every step listed is whole: verified and restored by a fresh manager.
+    let m = CheckpointManager::builder(root.to_str().unwrap())
+        .read_only(true)
+        .build()
+        .unwrap();
+    let steps = m.all_steps();
+    assert!(!steps.is_empty());
+    for &step in &steps {
+        let report = ckpt_manager::verify_step(m.store().as_ref(), &m.step_dir_name(step)).unwrap();
+        assert!(report.is_ok(), "step {step}: {report:?}");
+        assert!(report.files.len() > PROCESSES, "step {step}: {report:?}");
+        check_restored(&m.restore(Some(step)).unwrap(), step);
+    }
+    let latest = m.latest_step().unwrap();
+    drop(m);
+    // The job restarted (a new etcd session): resumes from the last committed step.
+    let done = wait_all(
+        spawn_children(&spec("resume", &endpoint, PROCESSES, &env)),
+        HANG,
+    );
+    all_succeed(&done);
+    for f in &done {
+        assert_eq!(f.line("RESUMED ").unwrap(), format!("RESUMED {latest}"));
+    }
+}
+
+#[test]
+fn etcd_stopped_mid_saves_fails_every_process_naming_the_phase_and_leaves_whole_steps() {
+    let test = "etcd_stopped_mid_saves_fails_every_process_naming_the_phase_and_leaves_whole_steps";
+    if etcd_endpoint(test).is_none() {
+        return;
+    }
+    let Some(mut server) = OwnEtcd::start(test) else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("root");
+    let env = [("CKPT_MP_ROOT", root.to_str().unwrap().to_string())];
+    let mut s = spec("until_killed", &server.endpoint, PROCESSES, &env);
+    s.request_timeout_secs = 5.0;
+    let mut children = spawn_children(&s);
+    children[0].expect_line("STEP 5", PASS);
+    server.kill();
+    let done = wait_all(children, HANG);
+    for f in &done {
+        assert!(f.status.success(), "{}", f.describe());
+        let line = f
+            .line("FAILED ")
+            .unwrap_or_else(|| panic!("{}", f.describe()));
+        eprintln!("process {}: {line}", f.index);
+        let kind = line.split(' ').nth(2).unwrap();
+        assert!(kind == "Coordination" || kind == "Timeout", "{line}");
+        assert!(
+            line.contains("ckpt.m0.save-") || line.contains("ckpt.m0.decide-"),
+            "{line}"
+        );
+    }
+    let m = CheckpointManager::builder(root.to_str().unwrap())
+        .read_only(true)
+        .build()
+        .unwrap();
+    assert!(m.all_steps().len() >= 5);
+    for step in m.all_steps() {
+        let report = ckpt_manager::verify_step(m.store().as_ref(), &m.step_dir_name(step)).unwrap();
+        assert!(
+            report.is_ok() && report.files.len() > PROCESSES,
+            "step {step}: {report:?}"
+        );
+        check_restored(&m.restore(Some(step)).unwrap(), step);
+    }
 }
