@@ -62,6 +62,7 @@ mod restored;
 mod retention;
 mod save;
 mod save_plan;
+pub mod sharded;
 #[cfg(feature = "sigterm")]
 mod sigterm;
 mod staging;
@@ -86,6 +87,7 @@ pub use options::{CheckpointManagerBuilder, CheckpointManagerOptions};
 pub use preemption::{ManualPreemption, PreemptionSource};
 pub use restored::Restored;
 pub use retention::RetentionDecision;
+pub use sharded::ArrayShard;
 #[cfg(feature = "sigterm")]
 pub use sigterm::{SigtermOptions, SigtermPreemption};
 pub use staging::StagingStats;

@@ -73,7 +73,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 /// [`MultiprocessingOptions::primary_host`]: crate::coordination::MultiprocessingOptions::primary_host
 #[derive(Debug)]
 pub struct CheckpointManager {
-    root: Arc<OpenRoot>,
+    pub(crate) root: Arc<OpenRoot>,
     /// The staging pool of async saves (`None`: off, or a synchronous manager).
     staging: Option<Arc<StagingPool>>,
     in_flight: Mutex<Option<InFlight>>,

@@ -301,7 +301,7 @@ impl CheckpointManager {
     /// Waits for the save in flight, keeping its error for the next `save`/`wait`/`close`. An
     /// abandoned save is not waited for here (it commits nothing); `save`, `wait_until_finished`
     /// and `close` wait for its thread to stop.
-    pub(super) fn settle_quietly(&self) {
+    pub(crate) fn settle_quietly(&self) {
         let taken = {
             let mut g = lock(&self.in_flight);
             match g.as_ref() {

@@ -135,6 +135,8 @@ fn child_process_entry() {
         "preempt" => role_preempt(&c),
         "until_killed" => role_until_killed(&c),
         "resume" => role_resume(&c),
+        "shards_save" => role_shards_save(&c),
+        "shards_restore" => role_shards_restore(&c),
         other => panic!("unknown child role {other}"),
     }))
     .is_ok();
@@ -337,6 +339,66 @@ fn role_resume(c: &Arc<dyn Coordinator>) {
     }
     say(&format!("RESUMED {latest}"));
     m.close().unwrap();
+}
+
+/// Element (r, c) of the 32x6 global array `w` at `step`.
+fn w_at(step: u64, r: usize, c: usize) -> f32 {
+    (step as f32 * 1000.0 + r as f32 * 10.0 + c as f32) * 0.5
+}
+
+/// Rows `rows` of `w` at `step`.
+fn w_rows(step: u64, rows: std::ops::Range<usize>) -> Vec<f32> {
+    rows.flat_map(|r| (0..6).map(move |c| w_at(step, r, c)))
+        .collect()
+}
+
+/// Saves steps 1..=3 of the global array `w` (32x6 f32), each of the processes its rows.
+fn role_shards_save(c: &Arc<dyn Coordinator>) {
+    let (i, n) = (c.process_index(), c.process_count());
+    let mut m = builder(child_store())
+        .coordinator(Arc::clone(c))
+        .build()
+        .unwrap();
+    let rows = 32 / n;
+    for step in 1..=3u64 {
+        let data = ckpt_manager::handlers::Tensor::from_slice(
+            [rows, 6],
+            &w_rows(step, rows * i..rows * (i + 1)),
+        )
+        .unwrap();
+        let shard = ckpt_manager::ArrayShard::new(vec![32, 6], vec![rows * i, 0], data).unwrap();
+        let items = Composite::new().array_shard("w", i, &shard);
+        assert!(m.save(step, items, SaveOptions::default()).unwrap());
+    }
+    m.close().unwrap();
+}
+
+/// Each process restores its rows of `w` as a job of this many processes holds them, at every
+/// step, bit-exactly.
+fn role_shards_restore(c: &Arc<dyn Coordinator>) {
+    let (i, n) = (c.process_index(), c.process_count());
+    let m = builder(child_store())
+        .coordinator(Arc::clone(c))
+        .build()
+        .unwrap();
+    let rows = 32 / n;
+    for step in 1..=3u64 {
+        let t = m
+            .restore_array_slice(Some(step), "w", &[rows * i, 0], &[rows, 6])
+            .unwrap();
+        let got: Vec<u32> = t
+            .to_vec::<f32>()
+            .unwrap()
+            .iter()
+            .map(|x| x.to_bits())
+            .collect();
+        let want: Vec<u32> = w_rows(step, rows * i..rows * (i + 1))
+            .iter()
+            .map(|x| x.to_bits())
+            .collect();
+        assert_eq!(got, want, "step {step}");
+    }
+    say("RESTORED");
 }
 
 // ------------------------------------------------------------------------- the parent
@@ -708,5 +770,39 @@ fn etcd_stopped_mid_saves_fails_every_process_naming_the_phase_and_leaves_whole_
             "step {step}: {report:?}"
         );
         check_restored(&m.restore(Some(step)).unwrap(), step);
+    }
+}
+
+#[test]
+fn an_array_sharded_over_4_processes_restores_bit_exactly_on_2_and_on_1() {
+    let test = "an_array_sharded_over_4_processes_restores_bit_exactly_on_2_and_on_1";
+    let Some(endpoint) = etcd_endpoint(test) else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("root");
+    let env = [("CKPT_MP_ROOT", root.to_str().unwrap().to_string())];
+    all_succeed(&wait_all(
+        spawn_children(&spec("shards_save", &endpoint, PROCESSES, &env)),
+        HANG,
+    ));
+    all_succeed(&wait_all(
+        spawn_children(&spec("shards_restore", &endpoint, 2, &env)),
+        HANG,
+    ));
+    let m = CheckpointManager::builder(root.to_str().unwrap())
+        .read_only(true)
+        .build()
+        .unwrap();
+    assert_eq!(m.all_steps(), vec![1, 2, 3]);
+    for step in 1..=3 {
+        let t = m
+            .restore_array_slice(Some(step), "w", &[0, 0], &[32, 6])
+            .unwrap();
+        assert_eq!(t.to_vec::<f32>().unwrap(), w_rows(step, 0..32));
+        assert_eq!(
+            m.item_names(step).unwrap(),
+            vec!["w.shard-0", "w.shard-1", "w.shard-2", "w.shard-3"]
+        );
     }
 }
