@@ -63,6 +63,7 @@ mod restored;
 mod retention;
 mod save;
 mod save_plan;
+pub mod sharded;
 #[cfg(feature = "sigterm")]
 mod sigterm;
 mod staging;
@@ -88,6 +89,7 @@ pub use preemption::{ManualPreemption, PreemptionSource};
 pub use progress::{Operation, Progress, ProgressFn, ProgressObserver};
 pub use restored::Restored;
 pub use retention::RetentionDecision;
+pub use sharded::ArrayShard;
 #[cfg(feature = "sigterm")]
 pub use sigterm::{SigtermOptions, SigtermPreemption};
 pub use staging::StagingStats;

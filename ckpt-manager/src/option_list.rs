@@ -153,6 +153,13 @@ macro_rules! manager_options {
                 /// restarted right after its previous run was killed on an object store waits out
                 /// that run's lease this way. ckpt's own.
                 wait_for_writer_secs: u64 = 0, "form::plain", set(secs: u64) => secs;
+                /// With a [`coordinator`](crate::CheckpointManagerOptions::coordinator): how long
+                /// (seconds) each process waits at one phase of a multi-process operation
+                /// (opening, the save decision, each phase of a save, a delete) for the others
+                /// before giving up with `Timeout` naming the phase and the missing processes
+                /// (default 300, Orbax's default barrier timeout, spec §5.1). A process known to
+                /// be gone (its etcd lease ended) fails the wait sooner, naming it.
+                coordination_timeout_secs: u64 = 300, "form::plain", set(secs: u64) => secs;
             }
             code {
                 /// A custom name format; overrides `step_prefix` and `step_format_fixed_length`.
@@ -195,6 +202,24 @@ macro_rules! manager_options {
                 /// item's kind and, on restore, the handler named in the step metadata. The
                 /// builder adds one at a time: `handler(item, handler)`.
                 handlers: Vec<(String, std::sync::Arc<dyn ckpt_handlers::CheckpointHandler>)> = Vec::new();
+                /// The processes of a multi-process job (issue 15; none by default: this process
+                /// is the whole job). Every participating process opens a manager of the same
+                /// root with the same options and its own coordinator, and calls the same
+                /// methods in the same order, each `save` with its own part of the step's items
+                /// (see [`crate::CheckpointManager`], "Multi-process jobs"). As Orbax, where
+                /// every JAX process calls the manager (spec §5.11); deviations: saves run
+                /// synchronously, and the processes meet through this trait instead of JAX's
+                /// coordination service.
+                coordinator: Option<std::sync::Arc<dyn $crate::coordination::Coordinator>> = None,
+                    set(coordinator: std::sync::Arc<dyn $crate::coordination::Coordinator>) => Some(coordinator);
+                /// With a `coordinator`: which process is the primary (default 0), which take
+                /// part (default all; must be the coordinator's participants), and the prefix of
+                /// the manager's coordination names (default `ckpt`), as Orbax
+                /// `MultiprocessingOptions` (spec §5.1). Deviation: `primary_host = None` (every
+                /// process a primary) does not exist: one primary commits.
+                multiprocessing_options: $crate::coordination::MultiprocessingOptions =
+                    $crate::coordination::MultiprocessingOptions::default(),
+                    set(options: $crate::coordination::MultiprocessingOptions) => options;
             }
         }
     };

@@ -101,7 +101,8 @@ impl CheckpointManagerOptions {
     /// a policy whose own validation fails, `preservation_policy` together with `max_to_keep`,
     /// `keep_period` or `keep_time_interval_secs`, a `todelete_subdir` that is not one path
     /// component or parses as a step name, a `root_metadata` nested deeper than the root
-    /// metadata file could be read back with (`ckpt_core::pyjson::MAX_NESTING_DEPTH` - 1 levels).
+    /// metadata file could be read back with (`ckpt_core::pyjson::MAX_NESTING_DEPTH` - 1 levels),
+    /// `coordination_timeout_secs` 0 with a `coordinator`.
     pub fn validate(&self) -> Result<()> {
         if !self.read_only
             && self.save_interval_steps == Some(0)
@@ -136,6 +137,11 @@ impl CheckpointManagerOptions {
                     "todelete_subdir {d:?} would be read as a step"
                 )));
             }
+        }
+        if self.coordination_timeout_secs == 0 && self.coordinator.is_some() {
+            return Err(Error::invalid_config(
+                "coordination_timeout_secs must be at least 1 (seconds each process waits for the others)",
+            ));
         }
         if self.writer_lease_ttl_secs == Some(0) {
             return Err(Error::invalid_config(

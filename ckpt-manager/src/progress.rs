@@ -49,7 +49,8 @@ pub struct Progress {
     /// `items_done / items_total` then.
     pub bytes_total: Option<u64>,
     /// True on the last report only: the save committed (before retention runs) or every item
-    /// was restored. A failed operation sends no finished report.
+    /// was restored. A failed operation sends no finished report; in a multi-process job only the
+    /// primary, which commits, sends it (each process reports the bytes and items it writes).
     pub finished: bool,
 }
 

@@ -176,6 +176,19 @@ pub(crate) fn check_not_committed(root: &OpenRoot, step: Step, name: &str) -> Re
     Ok(())
 }
 
+/// The progress tracker of a save of `items_total` items at `step`, when someone listens.
+fn save_tracker(root: &OpenRoot, step: Step, items_total: usize) -> Option<Arc<Tracker>> {
+    root.options.progress.as_ref().map(|observer| {
+        Tracker::new(
+            Arc::clone(observer),
+            Operation::Save,
+            step,
+            items_total,
+            None,
+        )
+    })
+}
+
 /// A step being written: its tmp directory, the items written into it so far (not yet
 /// committed), and what the step's metadata and checksum manifest will say.
 pub(crate) struct Staged {
@@ -222,16 +235,85 @@ impl Staged {
             checksums: ChecksumManifest::new(),
             unsynced: Vec::new(),
             meta: StepMetadata::started_at(root.options.clock.now()),
-            progress: root.options.progress.as_ref().map(|observer| {
-                Tracker::new(
-                    Arc::clone(observer),
-                    Operation::Save,
-                    step,
-                    items_total,
-                    None,
-                )
-            }),
+            progress: save_tracker(root, step, items_total),
         })
+    }
+
+    /// Sends the last progress report of this save (once it committed), when someone listens.
+    pub(crate) fn report_finished(&self) {
+        if let Some(tracker) = &self.progress {
+            tracker.finish();
+        }
+    }
+
+    /// The step `name` as a process of a multi-process job other than the primary writes its
+    /// part of it — `items_total` items — into the working directory the primary prepared (no
+    /// I/O here).
+    pub(crate) fn join(root: &OpenRoot, step: Step, name: &str, items_total: usize) -> Staged {
+        Staged {
+            step,
+            name: name.to_string(),
+            working: root.protocol.working_path(name),
+            items: Vec::new(),
+            handler_strings: BTreeMap::new(),
+            checksums: ChecksumManifest::new(),
+            unsynced: Vec::new(),
+            meta: StepMetadata::started_at(root.options.clock.now()),
+            progress: save_tracker(root, step, items_total),
+        }
+    }
+
+    /// What this process wrote into the step (a part of a multi-process save), for the primary:
+    /// its items' handler strings and its files' checksums.
+    ///
+    /// # Errors
+    /// `Corrupt` when the manifest cannot be put into JSON (not expected).
+    pub(crate) fn part(&self) -> Result<serde_json::Value> {
+        let checksums: serde_json::Value = serde_json::from_slice(&self.checksums.to_json_bytes())
+            .map_err(|e| {
+                Error::corrupt("the checksums of a part do not read back").with_source(e)
+            })?;
+        Ok(serde_json::json!({
+            "handlers": self.handler_strings,
+            "checksums": checksums,
+        }))
+    }
+
+    /// Adds the part another process wrote ([`Staged::part`]) to what the primary commits: its
+    /// items (committed with the step), handler strings and checksums (one manifest and one
+    /// `item_handlers` map for the whole step).
+    ///
+    /// # Errors
+    /// `Coordination` when the part is not what [`Staged::part`] makes.
+    pub(crate) fn add_part(
+        &mut self,
+        root: &OpenRoot,
+        process: usize,
+        part: &serde_json::Value,
+    ) -> Result<()> {
+        let bad = |what: &str| {
+            Error::new(
+                ErrorKind::Coordination,
+                format!("the part of process {process} is unreadable: {what}"),
+            )
+        };
+        let handlers: BTreeMap<String, String> = part
+            .get("handlers")
+            .cloned()
+            .map(serde_json::from_value)
+            .ok_or_else(|| bad("no handlers"))?
+            .map_err(|e| bad(&e.to_string()))?;
+        let checksums = part.get("checksums").ok_or_else(|| bad("no checksums"))?;
+        let bytes = serde_json::to_vec(checksums).map_err(|e| bad(&e.to_string()))?;
+        let manifest = ChecksumManifest::from_json_bytes(&bytes).map_err(|e| bad(e.message()))?;
+        self.checksums.merge(manifest);
+        for (item, handler) in handlers {
+            let final_item = format!("{}/{item}", self.working);
+            let w = root.protocol.working_path(&final_item);
+            self.items.push((w, final_item));
+            self.handler_strings.insert(item, handler);
+        }
+        Ok(())
     }
 
     /// Writes `items` (and the metrics item when `metrics` is given) into the working directory,
@@ -303,7 +385,12 @@ impl Staged {
     ///
     /// # Errors
     /// The first store or protocol error (the caller removes the working directory).
-    fn commit(&mut self, root: &OpenRoot, job: &SaveJob<'_>, phase: &PhaseCell) -> Result<()> {
+    pub(crate) fn commit(
+        &mut self,
+        root: &OpenRoot,
+        job: &SaveJob<'_>,
+        phase: &PhaseCell,
+    ) -> Result<()> {
         let store = root.store.as_ref();
         job.fence.check(job.step)?;
         sync_files(store, &self.unsynced)?;
@@ -395,9 +482,7 @@ pub(crate) fn run(
     if let Err(e) = written {
         return Err(fail(staged.abandon(root, e)));
     }
-    if let Some(tracker) = &staged.progress {
-        tracker.finish();
-    }
+    staged.report_finished();
     set_phase(phase, Phase::Retention);
     let info = CheckpointInfo::new(step, job.time, job.options.metrics.clone());
     root.state().insert(info, job.name.clone());
@@ -480,9 +565,15 @@ pub(crate) fn naming_item(e: Error, item: &str) -> Error {
     e.prefixed(&format!("item {quoted}: "))
 }
 
-/// Checks the items of a save before anything is written.
-pub(crate) fn check_items(step: Step, items: &Composite<'_>, write_metrics: bool) -> Result<()> {
-    if items.is_empty() {
+/// Checks the items of a save before anything is written (`part`: one process's part of a
+/// multi-process save, which may be empty).
+pub(crate) fn check_items(
+    step: Step,
+    items: &Composite<'_>,
+    write_metrics: bool,
+    part: bool,
+) -> Result<()> {
+    if items.is_empty() && !part {
         return Err(Error::invalid_argument(format!(
             "nothing to save for step {step}: the item set is empty"
         ))

@@ -57,6 +57,21 @@ impl SavePlan {
         items: &Composite<'_>,
         options: SaveOptions,
     ) -> Result<SavePlan> {
+        SavePlan::new_as(root, step, items, options, false)
+    }
+
+    /// As [`SavePlan::new`]; a `part` (one process's part of a multi-process save) may be
+    /// empty and never runs in the background.
+    ///
+    /// # Errors
+    /// As [`SavePlan::new`].
+    pub fn new_as(
+        root: &OpenRoot,
+        step: Step,
+        items: &Composite<'_>,
+        options: SaveOptions,
+        part: bool,
+    ) -> Result<SavePlan> {
         if root.state().dir_names.contains_key(&step) {
             return Err(Error::new(
                 ErrorKind::AlreadyExists,
@@ -65,7 +80,7 @@ impl SavePlan {
             .with_step(step));
         }
         let write_metrics = options.metrics.is_some() && !root.options.prevent_write_metrics;
-        save::check_items(step, items, write_metrics)?;
+        save::check_items(step, items, write_metrics, part)?;
         if let (Some(metric), Some(m)) = (&root.options.best_metric, &options.metrics) {
             if !m.contains_key(metric) {
                 return Err(Error::invalid_argument(format!(
@@ -86,7 +101,7 @@ impl SavePlan {
         save::check_json_depth(step, items, &options)?;
         save::warn_unusable_metrics(step, options.metrics.as_ref());
         let name = root.format.build_name(step);
-        let background = root.options.enable_async_checkpointing;
+        let background = root.options.enable_async_checkpointing && !part;
         // Whether a committed step is there unlisted: checked here and now, except for a
         // background save on an object store (commit-file mode), where it is a network round
         // trip that would block the caller; its background thread checks first, before writing

@@ -16,7 +16,8 @@
 //! - `etcd-server`: starts a local etcd (Debian's `etcd-server`, installed if missing; see
 //!   `xtask/src/etcdserver.rs`) for the coordination tests, prints `CKPT_TEST_ETCD=…` to export,
 //!   and serves until Ctrl-C. `ci` starts one beside the S3 server and runs
-//!   `cargo test -p ckpt-manager --features etcd --test coordination` against it.
+//!   `cargo test -p ckpt-manager --features etcd --test coordination` (and `--test multiprocess`,
+//!   which also needs the S3 server) against it.
 //! - `s3-server`: starts the local S3 server (moto from PyPI, in `target/s3-venv`, on a free
 //!   127.0.0.1 port; see `xtask/src/s3server.rs`), prints the variables to export for
 //!   `cargo test`, and serves until Ctrl-C.
@@ -157,7 +158,7 @@ fn ci() -> ExitCode {
     // disk; every cargo this process starts inherits the setting.
     std::env::set_var("CARGO_INCREMENTAL", "0");
     report_free_disk();
-    let steps: [&[&str]; 8] = [
+    let steps: [&[&str]; 9] = [
         &["fmt", "--all", "--", "--check"],
         &[
             "clippy",
@@ -200,6 +201,16 @@ fn ci() -> ExitCode {
             "etcd",
             "--test",
             "coordination",
+        ],
+        // Managers of a 4-process job on that etcd, on local disk and on the S3 server below.
+        &[
+            "test",
+            "-p",
+            "ckpt-manager",
+            "--features",
+            "etcd",
+            "--test",
+            "multiprocess",
         ],
     ];
     // The local S3 server of the S3 tests (xtask/src/s3server.rs); stopped after the steps.

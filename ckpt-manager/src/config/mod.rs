@@ -56,7 +56,8 @@ macro_rules! define_config {
         /// policies, are rejected.
         ///
         /// Not part of a config (they are code, not data): `step_name_format`, `retry`,
-        /// `clock`, `preemption`, `progress` and `handlers`; [`ManagerConfig::into_options`] leaves them at
+        /// `clock`, `preemption`, `progress`, `handlers`, `coordinator` and
+        /// `multiprocessing_options`; [`ManagerConfig::into_options`] leaves them at
         /// their defaults and [`ManagerConfig::apply_to`] keeps those of the options it is
         /// applied to.
         #[derive(Debug, Default, Serialize, Deserialize)]

@@ -33,6 +33,7 @@
 //!   passes (the wrapped collective may then be unusable, which is what a timeout means).
 //! - [`Coordinator::agree`]: an all-gather of [`Report::encode`]d bytes (variable length: gather
 //!   the lengths first), decoded with [`Report::decode`] into [`Agreement::new`].
+//! - [`Coordinator::gather`]: the same all-gather of the caller's bytes.
 //! - [`Coordinator::publish`] / [`Coordinator::await_published`]: a broadcast from the primary
 //!   rank; the primary keeps the value so a repeated `await_published` returns it.
 //!
@@ -71,6 +72,10 @@
 //!         let all = self.0.all_gather(mine.encode()).map_err(|e| failed("agreement", name, e))?;
 //!         let results = all.iter().enumerate().map(|(i, b)| (i, Report::decode(b))).collect();
 //!         Ok(Agreement::new(name, self.0.size, results))
+//!     }
+//!     fn gather(&self, name: &str, mine: &[u8], _t: Duration) -> Result<Vec<(usize, Vec<u8>)>> {
+//!         let all = self.0.all_gather(mine.to_vec()).map_err(|e| failed("gather", name, e))?;
+//!         Ok(all.into_iter().enumerate().collect())
 //!     }
 //!     fn publish(&self, name: &str, value: &[u8]) -> Result<()> {
 //!         self.0.broadcast(0, Some(value)).map(drop).map_err(|e| failed("publish", name, e))
@@ -178,6 +183,20 @@ pub trait Coordinator: Debug + Send + Sync {
     /// name or a non-participant. A reported failure is not an error of this call: it is in the
     /// returned agreement.
     fn agree(&self, name: &str, mine: Report, timeout: Duration) -> Result<Agreement>;
+
+    /// Every participant contributes `mine` (at most [`MAX_PUBLISHED_LEN`] bytes) and gets
+    /// back every participant's bytes, `(process index, bytes)` ascending by index, the same on
+    /// every process (an all-gather). Waits at most `timeout` for the others, as
+    /// [`barrier`](Coordinator::barrier). A multi-process [`crate::CheckpointManager`] carries
+    /// each process's outcome of a phase and what the primary needs from it (the files it wrote
+    /// and their checksums, its vote on preemption) this way.
+    ///
+    /// # Errors
+    /// As [`agree`](Coordinator::agree); also [`ErrorKind::InvalidArgument`] when `mine` is
+    /// larger than [`MAX_PUBLISHED_LEN`].
+    ///
+    /// Source: ckpt's own (Orbax's `multihost` helpers broadcast from one process only).
+    fn gather(&self, name: &str, mine: &[u8], timeout: Duration) -> Result<Vec<(usize, Vec<u8>)>>;
 
     /// Publishes `value` (at most [`MAX_PUBLISHED_LEN`] bytes) under `name` for every other
     /// process to read with [`await_published`](Coordinator::await_published), e.g. the step

@@ -47,6 +47,12 @@ impl Coordinator for SingleProcess {
         Ok(Agreement::new(name, 1, vec![(0, mine)]))
     }
 
+    fn gather(&self, name: &str, mine: &[u8], _timeout: Duration) -> Result<Vec<(usize, Vec<u8>)>> {
+        validate_name(name)?;
+        check_len("gather", name, mine)?;
+        Ok(vec![(0, mine.to_vec())])
+    }
+
     fn publish(&self, name: &str, value: &[u8]) -> Result<()> {
         validate_name(name)?;
         if value.len() > MAX_PUBLISHED_LEN {
@@ -81,4 +87,15 @@ impl Coordinator for SingleProcess {
             )
         })
     }
+}
+
+/// `InvalidArgument` when `value` is larger than [`MAX_PUBLISHED_LEN`].
+fn check_len(what: &str, name: &str, value: &[u8]) -> Result<()> {
+    if value.len() > MAX_PUBLISHED_LEN {
+        return Err(Error::invalid_argument(format!(
+            "{what} \"{name}\": the value is {} bytes (at most {MAX_PUBLISHED_LEN})",
+            value.len()
+        )));
+    }
+    Ok(())
 }

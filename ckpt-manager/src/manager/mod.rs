@@ -1,5 +1,7 @@
 //! `CheckpointManager`: the public API.
 
+mod job;
+mod job_save;
 mod read;
 mod saving;
 
@@ -10,6 +12,7 @@ use crate::RetentionDecision;
 use ckpt_core::{CheckpointInfo, Error, ErrorKind, Result, Step};
 use ckpt_policy::{DecisionContext, PreservationContext, PreservationPolicy, Verdict};
 use ckpt_storage::Store;
+use job::{Job, Vote};
 use saving::InFlight;
 use std::sync::{Arc, Mutex, MutexGuard};
 
@@ -30,13 +33,53 @@ use std::sync::{Arc, Mutex, MutexGuard};
 ///
 /// One writer per root; the manager itself is not meant to be shared between threads for writing
 /// (`&mut self`).
+///
+/// # Multi-process jobs
+///
+/// With a [`coordinator`](CheckpointManagerOptions::coordinator) (issue 15; e.g.
+/// `coordination::EtcdCoordinator`, feature `etcd`), every participating process of the job opens
+/// a manager of the same root with the same options and calls the same methods in the same
+/// order, as every JAX process calls Orbax's manager (spec §5.11):
+///
+/// - Opening: the primary ([`MultiprocessingOptions::primary_host`], default 0) opens the root
+///   as a single process would (creates it, takes the root's writer guard, cleans up, writes the
+///   root metadata), then the others open it without writing. The writer guard belongs to the
+///   job: the processes of one job never get `Locked`; a second job on the same root gets
+///   `Locked` on every one of its processes (its primary's error, naming it).
+/// - Deciding: `should_save`, `save_decision` and `reached_preemption` of a step give the same
+///   answer on every process: the processes exchange, once per step, whether their preemption
+///   source fired and their decision both ways, and every process takes the primary's decision
+///   given whether ANY process reached a preemption. A SIGTERM that reaches one process thus
+///   makes every process save that step.
+/// - Saving: each process calls `save(step, items, options)` with its own part of the step (item
+///   names differ between processes; a part may be empty). The primary prepares the step's
+///   working directory; each process writes its items into it and reports its outcome with the
+///   handler strings and checksums of its files; only when every process succeeded does the
+///   primary merge them into one `_CKPT_CHECKSUMS` and one `_CHECKPOINT_METADATA`, commit, and
+///   run retention, whose deletions every process then learns. If any process fails before the
+///   commit, nothing is committed and every process's `save` returns the same error, naming the
+///   failing process and the phase (`…save-<step>.<attempt>.prepared`, `.written`,
+///   `.committed`). The step's metrics and custom metadata are the primary's. The committed step
+///   is the step one process saving the union of the parts would have written.
+/// - Deleting (`delete`, `apply_preservation`): the primary deletes, every process forgets.
+/// - Reading (`restore`, `metrics`, listing queries): each process reads on its own.
+///
+/// Deviations: multi-process saves run synchronously (`save` returns once the step is
+/// committed on every process; `enable_async_checkpointing` and the staging pool are not used);
+/// `primary_host = None` (every process a primary) does not exist; a read-only manager does not
+/// coordinate. Each phase waits at most `coordination_timeout_secs` for the others (`Timeout`
+/// naming the missing processes; a process known gone fails the wait at once).
+///
+/// [`MultiprocessingOptions::primary_host`]: crate::coordination::MultiprocessingOptions::primary_host
 #[derive(Debug)]
 pub struct CheckpointManager {
-    root: Arc<OpenRoot>,
+    pub(crate) root: Arc<OpenRoot>,
     /// The staging pool of async saves (`None`: off, or a synchronous manager).
     staging: Option<Arc<StagingPool>>,
     in_flight: Mutex<Option<InFlight>>,
     pending_error: Mutex<Option<Error>>,
+    /// This manager's place in a multi-process job (`None`: one process, or read-only).
+    job: Option<Job>,
 }
 
 /// What a call of [`CheckpointManager::save_with_outcome`] did, and why when it did not save
@@ -58,6 +101,14 @@ pub enum SaveOutcome {
         /// The policy, as its `Debug` form.
         policy: String,
     },
+    /// Not saved: the processes of a multi-process job could not agree on the decision (a
+    /// process did not come in time, or the coordination service failed). Only
+    /// [`CheckpointManager::save_decision`] and `should_save` answer so; `save` returns the
+    /// error instead. ckpt's own (issue 15).
+    NotAgreed {
+        /// The error, displayed with its causes.
+        error: String,
+    },
 }
 
 impl SaveOutcome {
@@ -77,6 +128,9 @@ impl SaveOutcome {
             SaveOutcome::DeclinedByPolicy { policy } => {
                 Some(format!("the save decision policy {policy} said no"))
             }
+            SaveOutcome::NotAgreed { error } => Some(format!(
+                "the processes of the job could not agree on the decision: {error}"
+            )),
         }
     }
 }
@@ -134,6 +188,9 @@ impl CheckpointManager {
     /// while some have metrics (unless [`CheckpointManagerOptions::allow_missing_best_metric`]);
     /// `InvalidArgument` when the root is a file; `Storage` when the store fails.
     pub fn with_store(store: Arc<dyn Store>, options: CheckpointManagerOptions) -> Result<Self> {
+        if let Some(coordinator) = options.coordinator.clone().filter(|_| !options.read_only) {
+            return Self::open_in_job(store, options, coordinator);
+        }
         let root = Arc::new(OpenRoot::open(store, options)?);
         let o = &root.options;
         let staging = o
@@ -145,7 +202,61 @@ impl CheckpointManager {
             staging,
             in_flight: Mutex::new(None),
             pending_error: Mutex::new(None),
+            job: None,
         })
+    }
+
+    /// Opens the root as one process of a multi-process job: the primary opens it as a single
+    /// process would (creates it, takes the writer guard, cleans up, writes the root metadata);
+    /// every process learns how that went (phase `open`); then the others open it without
+    /// writing anything, and every process learns how that went (phase `opened`). A second job
+    /// on the same root therefore fails on every one of its processes with the `Locked` its
+    /// primary met.
+    fn open_in_job(
+        store: Arc<dyn Store>,
+        options: CheckpointManagerOptions,
+        coordinator: Arc<dyn crate::coordination::Coordinator>,
+    ) -> Result<Self> {
+        options.validate()?;
+        let job = Job::new(coordinator, &options)?;
+        // An error of this process goes to every process through the exchange, which then
+        // returns it (naming this process) here too.
+        let (opened, mine) = if job.is_primary() {
+            match OpenRoot::open_as(Arc::clone(&store), options.clone(), false) {
+                Ok(root) => (Some(root), Ok(serde_json::Value::Null)),
+                Err(e) => (None, Err(e)),
+            }
+        } else {
+            (None, Ok(serde_json::Value::Null))
+        };
+        job.exchange(&job.open_name("open"), mine)?;
+        let (root, mine) = match opened {
+            Some(root) => (Some(root), Ok(serde_json::Value::Null)),
+            None => match OpenRoot::open_as(store, options, true) {
+                Ok(root) => (Some(root), Ok(serde_json::Value::Null)),
+                Err(e) => (None, Err(e)),
+            },
+        };
+        job.exchange(&job.open_name("opened"), mine)?;
+        let root = root.ok_or_else(|| {
+            Error::new(
+                ErrorKind::Coordination,
+                "opened without a root (a bug in ckpt)",
+            )
+        })?;
+        Ok(CheckpointManager {
+            root: Arc::new(root),
+            staging: None,
+            in_flight: Mutex::new(None),
+            pending_error: Mutex::new(None),
+            job: Some(job),
+        })
+    }
+
+    /// Whether this manager is one process of a multi-process job (a coordinator was given and
+    /// the manager writes), and if so this process's index and the primary's. ckpt's own.
+    pub fn process(&self) -> Option<(usize, usize)> {
+        self.job.as_ref().map(|j| (j.index(), j.primary()))
     }
 
     // ----------------------------------------------------------------------------- queries
@@ -248,12 +359,53 @@ impl CheckpointManager {
     }
 
     /// Whether the preemption source (if any) reports a preemption at `step`.
+    ///
+    /// In a multi-process job: whether the source of ANY process reports one at `step`, agreed
+    /// once per step with the save decision of `step` (as Orbax's `reached_preemption`, a
+    /// sync point of every process, spec §3.4), so a SIGTERM that reaches one process makes
+    /// every process save the same step. Every process must then ask about the same steps in
+    /// the same order. When the processes cannot agree (one did not come within
+    /// `coordination_timeout_secs`), the error is logged and the answer is `false`.
     pub fn reached_preemption(&self, step: Step) -> bool {
+        if self.job.is_some() {
+            return match self.agreed(step) {
+                Ok(d) => d.preempted,
+                Err(e) => {
+                    tracing::error!(step, error = %e.chain(), "the processes could not agree whether a preemption was reached");
+                    false
+                }
+            };
+        }
+        self.local_preemption(step)
+    }
+
+    fn local_preemption(&self, step: Step) -> bool {
         self.root
             .options
             .preemption
             .as_ref()
             .is_some_and(|p| p.reached_preemption(step))
+    }
+
+    /// The decision of `step` agreed by every process of the job (one exchange per step).
+    fn agreed(&self, step: Step) -> Result<job::Decided> {
+        let Some(job) = &self.job else {
+            let preempted = self.local_preemption(step);
+            return Ok(job::Decided {
+                step,
+                preempted,
+                outcome: self.decide_with(step, preempted),
+            });
+        };
+        if let Some(d) = job.decided(step) {
+            return Ok(d);
+        }
+        let vote = Vote {
+            preempted: self.local_preemption(step),
+            if_not: (&self.decide_with(step, false)).into(),
+            if_preempted: (&self.decide_with(step, true)).into(),
+        };
+        job.decide(step, vote).map_err(|e| e.with_step(step))
     }
 
     /// Whether `save(step)` would save (spec §3.4): false when read-only or when `step` is not
@@ -268,7 +420,25 @@ impl CheckpointManager {
     }
 
     /// [`CheckpointManager::should_save`] with the reason when the answer is no.
+    ///
+    /// In a multi-process job the answer is the primary's, given whether any process reached a
+    /// preemption at `step` (see [`CheckpointManager::reached_preemption`]): the same on every
+    /// process, agreed once per step; [`SaveOutcome::NotAgreed`] when the processes could not
+    /// agree.
     pub fn save_decision(&self, step: Step) -> SaveOutcome {
+        if self.root.options.read_only {
+            return SaveOutcome::ReadOnly;
+        }
+        match self.agreed(step) {
+            Ok(d) => d.outcome,
+            Err(e) => SaveOutcome::NotAgreed {
+                error: e.chain().to_string(),
+            },
+        }
+    }
+
+    /// This process's own decision of `step`, given whether a preemption was reached.
+    fn decide_with(&self, step: Step, reached_preemption: bool) -> SaveOutcome {
         if self.root.options.read_only {
             return SaveOutcome::ReadOnly;
         }
@@ -276,7 +446,6 @@ impl CheckpointManager {
             Some(f) => (Some(f.info.clone()), !f.is_done()),
             None => (None, false),
         };
-        let reached_preemption = self.reached_preemption(step);
         let now = self.root.options.clock.now();
         let mut view = DecisionView {
             state: self.root.state(),
@@ -343,6 +512,21 @@ impl CheckpointManager {
                     .with_step(step),
             );
         }
+        if let Some(job) = &self.job {
+            // The primary deletes; every process learns how that went and forgets the step.
+            let name = job.op_name(&format!("delete-{step}"));
+            let mine = if job.is_primary() {
+                tracing::info!(step, reason = "asked by the caller", "deleting step");
+                self.root
+                    .delete_step(step)
+                    .map(|()| serde_json::Value::Null)
+            } else {
+                Ok(serde_json::Value::Null)
+            };
+            job.exchange(&name, mine).map_err(|e| e.with_step(step))?;
+            self.root.state().forget(step);
+            return Ok(());
+        }
         tracing::info!(step, reason = "asked by the caller", "deleting step");
         self.root.delete_step(step)
     }
@@ -372,7 +556,32 @@ impl CheckpointManager {
         policy.validate()?;
         self.settle_quietly();
         let checkpoints = self.checkpoints();
-        crate::retention::apply(&self.root, policy, &checkpoints, dry_run)
+        match &self.job {
+            Some(job) if !dry_run => {
+                // The primary decides and deletes; every process gets its decisions and forgets
+                // what it deleted.
+                let name = job.op_name("gc");
+                let mine = if job.is_primary() {
+                    crate::retention::apply(&self.root, policy, &checkpoints, false)
+                        .map(|d| decisions_to_json(&d))
+                } else {
+                    Ok(serde_json::Value::Null)
+                };
+                let all = job.exchange(&name, mine)?;
+                let primary = all
+                    .into_iter()
+                    .find(|(i, _)| *i == job.primary())
+                    .map(|(_, v)| v)
+                    .unwrap_or_default();
+                let decisions = decisions_from_json(&primary)?;
+                let mut st = self.root.state();
+                for d in decisions.iter().filter(|d| d.deleted) {
+                    st.forget(d.step);
+                }
+                Ok(decisions)
+            }
+            _ => crate::retention::apply(&self.root, policy, &checkpoints, dry_run),
+        }
     }
 
     /// Waits for the save in flight and for background deletions, and closes the manager (spec
@@ -407,4 +616,52 @@ impl Drop for CheckpointManager {
             tracing::error!(error = %e.chain(), "a background deletion failed");
         }
     }
+}
+
+/// Retention decisions on the wire (from the primary to the other processes of a job).
+fn decisions_to_json(decisions: &[RetentionDecision]) -> serde_json::Value {
+    decisions
+        .iter()
+        .map(|d| {
+            serde_json::json!({"step": d.step, "keep": d.keep, "reason": d.reason, "deleted": d.deleted})
+        })
+        .collect()
+}
+
+/// The decisions [`decisions_to_json`] wrote.
+///
+/// # Errors
+/// `Coordination` when they are not what it writes.
+fn decisions_from_json(v: &serde_json::Value) -> Result<Vec<RetentionDecision>> {
+    let bad = || {
+        Error::new(
+            ErrorKind::Coordination,
+            "the primary's retention decisions are unreadable",
+        )
+    };
+    v.as_array()
+        .ok_or_else(bad)?
+        .iter()
+        .map(|d| {
+            Ok(RetentionDecision {
+                step: d
+                    .get("step")
+                    .and_then(serde_json::Value::as_u64)
+                    .ok_or_else(bad)?,
+                keep: d
+                    .get("keep")
+                    .and_then(serde_json::Value::as_bool)
+                    .ok_or_else(bad)?,
+                reason: d
+                    .get("reason")
+                    .and_then(serde_json::Value::as_str)
+                    .ok_or_else(bad)?
+                    .to_string(),
+                deleted: d
+                    .get("deleted")
+                    .and_then(serde_json::Value::as_bool)
+                    .ok_or_else(bad)?,
+            })
+        })
+        .collect()
 }

@@ -150,7 +150,7 @@ impl CheckpointManager {
     }
 
     /// `step`, or the latest committed step when `None`.
-    pub(super) fn step_to_restore(&self, step: Option<Step>) -> Result<Step> {
+    pub(crate) fn step_to_restore(&self, step: Option<Step>) -> Result<Step> {
         match step {
             Some(s) => Ok(s),
             None => self.latest_step().ok_or_else(|| {

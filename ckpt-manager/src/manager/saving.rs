@@ -107,7 +107,7 @@ impl CheckpointManager {
         }
         self.report_finished()?;
         if !options.force {
-            let decision = self.save_decision(step);
+            let decision = self.agreed(step)?.outcome;
             match &decision {
                 SaveOutcome::Saved => {}
                 SaveOutcome::NotAboveLatest { latest } => {
@@ -129,6 +129,10 @@ impl CheckpointManager {
             }
         }
         self.wait_until_finished()?;
+        if let Some(job) = &self.job {
+            super::job_save::save_in_job(&self.root, job, step, items, options)?;
+            return Ok(SaveOutcome::Saved);
+        }
         let root = &self.root;
         let plan = SavePlan::new(root, step, &items, options)?;
         let (staged, rest) = plan.stage(root, items, self.staging.as_deref())?;
@@ -297,7 +301,7 @@ impl CheckpointManager {
     /// Waits for the save in flight, keeping its error for the next `save`/`wait`/`close`. An
     /// abandoned save is not waited for here (it commits nothing); `save`, `wait_until_finished`
     /// and `close` wait for its thread to stop.
-    pub(super) fn settle_quietly(&self) {
+    pub(crate) fn settle_quietly(&self) {
         let taken = {
             let mut g = lock(&self.in_flight);
             match g.as_ref() {

@@ -164,6 +164,18 @@ impl OpenRoot {
     /// Validates the options, builds the policies and handlers, creates the root, cleans tmp
     /// directories, lists the steps and writes the root metadata once (spec §5.2).
     pub fn open(store: Arc<dyn Store>, options: CheckpointManagerOptions) -> Result<OpenRoot> {
+        OpenRoot::open_as(store, options, false)
+    }
+
+    /// As [`OpenRoot::open`]; a `follower` (a process of a multi-process job other than the
+    /// primary, which did all that already) neither creates the root, takes its writer guard,
+    /// cleans tmp directories, starts a deleter nor writes the root metadata (spec §5.11: the
+    /// primary host's work).
+    pub fn open_as(
+        store: Arc<dyn Store>,
+        options: CheckpointManagerOptions,
+        follower: bool,
+    ) -> Result<OpenRoot> {
         options.validate()?;
         let store: Arc<dyn Store> = match options.retry {
             // Not again over a store that retries already (one opened from a URI): attempts
@@ -214,16 +226,21 @@ impl OpenRoot {
         if !options.read_only {
             refuse_step_dir_as_root(store.as_ref())?;
         }
-        if options.create && !options.read_only {
+        if options.create && !options.read_only && !follower {
             store.create_dir("")?;
         }
-        // One writer per root: readers never lock, so they are never blocked.
-        let writer_lock = if options.read_only || store.stat("")?.is_none() {
+        // One writer per root: readers never lock, so they are never blocked. The processes of
+        // one job share the guard their primary holds.
+        let writer_lock = if options.read_only || follower || store.stat("")?.is_none() {
             None
         } else {
             take_writer_guard(&store, &options)?
         };
-        if options.cleanup_tmp_directories && !options.read_only && writer_lock.is_none() {
+        if options.cleanup_tmp_directories
+            && !options.read_only
+            && !follower
+            && writer_lock.is_none()
+        {
             return Err(Error::invalid_config(
                 "cleanup_tmp_directories needs the root's writer guard (it could remove a step a live \
                  writer is writing): keep writer_lease_ttl_secs set",
@@ -248,10 +265,11 @@ impl OpenRoot {
             writer_lock,
             claim,
         };
-        if root.options.cleanup_tmp_directories && !root.options.read_only {
+        let writes = !root.options.read_only && !follower;
+        if root.options.cleanup_tmp_directories && writes {
             root.cleanup_tmp_directories()?;
         }
-        if root.options.enable_background_delete && !root.options.read_only {
+        if root.options.enable_background_delete && writes {
             root.deleter = Some(Deleter::start(
                 Arc::clone(&root.store),
                 Arc::clone(&root.protocol),
@@ -265,7 +283,9 @@ impl OpenRoot {
         if !root.options.read_only {
             root.check_metrics_exist(&root.state().checkpoints)?;
         }
-        root.write_root_metadata_once()?;
+        if !follower {
+            root.write_root_metadata_once()?;
+        }
         Ok(root)
     }
 

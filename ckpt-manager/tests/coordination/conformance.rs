@@ -22,6 +22,7 @@ pub fn run_all(c: &dyn Coordinator, tag: &str) {
     agreement_all_ok(c, tag);
     let last = c.participants().last().copied().unwrap_or(0);
     agreement_one_fails(c, tag, last);
+    gather_all(c, tag);
     publish_and_await(c, tag);
     await_unpublished_times_out(c, tag, Duration::from_secs(1));
     barriers_pass(c, &format!("{tag}-end"));
@@ -135,6 +136,25 @@ pub fn agreement_one_fails(c: &dyn Coordinator, tag: &str, failing: usize) {
     ] {
         assert!(text.contains(&part), "{text:?} lacks {part:?}");
     }
+}
+
+/// A gather returns every participant's bytes (of different lengths, one empty), ascending by
+/// index, the same on every process; bytes larger than the limit are InvalidArgument.
+pub fn gather_all(c: &dyn Coordinator, tag: &str) {
+    let name = format!("{tag}-gather");
+    let mine = |i: usize| vec![i as u8; i * 100];
+    let all = match c.gather(&name, &mine(c.process_index()), PASS) {
+        Ok(a) => a,
+        Err(e) => panic!("process {}: gather {name}: {e}", c.process_index()),
+    };
+    let expected: Vec<(usize, Vec<u8>)> =
+        c.participants().into_iter().map(|i| (i, mine(i))).collect();
+    assert_eq!(all, expected);
+    let big = vec![0u8; MAX_PUBLISHED_LEN + 1];
+    let e = c
+        .gather(&format!("{tag}-gather-big"), &big, PASS)
+        .unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::InvalidArgument, "{e}");
 }
 
 /// The primary publishes a value every process reads (waiting for it where needed);

@@ -156,6 +156,8 @@ fn role_bench(c: &EtcdCoordinator) {
 
 fn spec(role: &'static str, endpoint: &str, count: usize) -> ChildSpec {
     ChildSpec {
+        entry: "etcd::child_process_entry",
+        env: Vec::new(),
         role,
         endpoint: endpoint.to_string(),
         job: fresh_job(role),

@@ -169,6 +169,11 @@ fn healthy(port: u16) -> bool {
 /// The settings a child process reads.
 #[derive(Clone, Debug)]
 pub struct ChildSpec {
+    /// The test of this binary the child runs (its entry point), e.g.
+    /// `etcd::child_process_entry`.
+    pub entry: &'static str,
+    /// More environment for the child.
+    pub env: Vec<(String, String)>,
     pub role: &'static str,
     pub endpoint: String,
     pub job: String,
@@ -192,11 +197,12 @@ pub fn spawn_children(spec: &ChildSpec) -> Vec<ChildProc> {
     (0..spec.count).map(|i| spawn_child(spec, i)).collect()
 }
 
-fn spawn_child(spec: &ChildSpec, index: usize) -> ChildProc {
+/// Starts child `index` of `spec`.
+pub fn spawn_child(spec: &ChildSpec, index: usize) -> ChildProc {
     let exe: PathBuf = std::env::current_exe().unwrap();
     let mut child = Command::new(exe)
         .args([
-            "etcd::child_process_entry",
+            spec.entry,
             "--exact",
             "--nocapture",
             "--test-threads=1",
@@ -212,6 +218,7 @@ fn spawn_child(spec: &ChildSpec, index: usize) -> ChildProc {
             "CKPT_COORD_REQUEST_TIMEOUT",
             spec.request_timeout_secs.to_string(),
         )
+        .envs(spec.env.iter().map(|(k, v)| (k, v)))
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())

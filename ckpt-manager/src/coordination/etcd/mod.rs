@@ -10,6 +10,7 @@
 //! ckpt/<job>/s/<session>/joined/<i>          process i joined this run (value: its lease id)
 //! ckpt/<job>/s/<session>/b/<name>/<i>        process i arrived at barrier <name>
 //! ckpt/<job>/s/<session>/a/<name>/<i>        process i's report in agreement <name>
+//! ckpt/<job>/s/<session>/g/<name>/<i>        process i's bytes in gather <name>
 //! ckpt/<job>/s/<session>/p/<name>/<primary>  the value the primary published as <name>
 //! ```
 //!
@@ -395,6 +396,32 @@ impl Coordinator for EtcdCoordinator {
                 .map(|(i, v)| (i, Report::decode(&v)))
                 .collect();
             Ok(Agreement::new(&phase.name, s.count, results))
+        })
+    }
+
+    fn gather(&self, name: &str, mine: &[u8], timeout: Duration) -> Result<Vec<(usize, Vec<u8>)>> {
+        validate_name(name)?;
+        let phase = Phase {
+            what: "gather",
+            name: name.to_string(),
+        };
+        self.require_participant(&phase)?;
+        if mine.len() > MAX_PUBLISHED_LEN {
+            return Err(Error::invalid_argument(format!(
+                "{phase}: the value is {} bytes (at most {MAX_PUBLISHED_LEN})",
+                mine.len()
+            )));
+        }
+        let mine = mine.to_vec();
+        self.run(move |s| async move {
+            let prefix = s.session_key("g", &phase.name);
+            let deadline = deadline_after(timeout);
+            s.arrive(&phase, &prefix, &mine, ExistingValue::Same)
+                .await?;
+            let values = s
+                .wait_for_participants(&phase, &prefix, "did not contribute", timeout, deadline)
+                .await?;
+            Ok(values.into_iter().collect())
         })
     }
 

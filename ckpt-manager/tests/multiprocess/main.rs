@@ -1,0 +1,808 @@
+//! Issue 15: one `CheckpointManager` per process of a multi-process job, coordinated through a
+//! real etcd server (`EtcdCoordinator`), in real child processes (this test binary started
+//! again in a child role, as tests/coordination does):
+//!
+//! - 4 processes save 100 steps (each its own part of every step, the primary also a JSON item
+//!   and the metrics) and restore every step right after saving it, on local disk and on S3
+//!   (moto); the root they leave holds the same steps and the same files, byte for byte (but
+//!   for the times in `_CHECKPOINT_METADATA` and the writer tokens), as a single-process run
+//!   saving the same data;
+//! - a write that fails on one process (a fault layer) commits nothing, and every process's
+//!   error names that process and the phase; the job goes on saving the next steps;
+//! - a second job on a root a first job holds gets `Locked` on every one of its processes.
+//!
+//! Needs `CKPT_TEST_ETCD` (`cargo xtask etcd-server`, or `cargo xtask ci`) and, for the S3
+//! test, the moto server of `cargo xtask s3-server`. Timing: no wait is asserted to be short;
+//! every wait that must pass has minutes.
+//!
+//! Run: `cargo test -p ckpt-manager --features etcd --test multiprocess`.
+
+#[path = "../s3_common/mod.rs"]
+mod s3_common;
+#[path = "../coordination/support.rs"]
+mod support;
+
+use ckpt_manager::coordination::{Coordinator, EtcdCoordinator, EtcdOptions};
+use ckpt_manager::storage::{FaultRule, FaultStore, OpKind, Store};
+use ckpt_manager::{CheckpointManager, Composite, ErrorKind, Metrics, SaveOptions};
+use serde_json::{json, Value};
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use support::{etcd_endpoint, fresh_job, spawn_children, wait_all, ChildSpec, Finished, OwnEtcd};
+
+/// A timeout for waits that must pass.
+const PASS: Duration = Duration::from_secs(300);
+/// How long a whole multi-process test may take before it counts as a hang.
+const HANG: Duration = Duration::from_secs(1200);
+/// The processes of a job.
+const PROCESSES: usize = 4;
+
+// ------------------------------------------------------------------------- the data
+
+/// Process `i`'s part of `step`: 4 KiB that differ by step and process.
+fn part(step: u64, i: usize) -> Vec<u8> {
+    (0..4096u64)
+        .map(|k| ((step * 31 + i as u64 * 7 + k * 13) % 251) as u8)
+        .collect()
+}
+
+fn state(step: u64) -> Value {
+    json!({"step": step, "lr": 0.001 * step as f64})
+}
+
+fn metrics(step: u64) -> Metrics {
+    let mut m = Metrics::new();
+    m.insert("loss".into(), json!(1.0 / (step as f64 + 1.0)));
+    m
+}
+
+/// The items process `i` gives at `step`: its part, and on the primary (0) the state.
+fn items_of(step: u64, i: usize) -> Composite<'static> {
+    let c = Composite::new().bytes_owned(format!("part_{i}"), part(step, i));
+    if i == 0 {
+        c.json_value("state", state(step))
+    } else {
+        c
+    }
+}
+
+/// Every process's items at `step`: what a single process saves.
+fn all_items(step: u64) -> Composite<'static> {
+    let mut c = Composite::new().json_value("state", state(step));
+    for i in 0..PROCESSES {
+        c = c.bytes_owned(format!("part_{i}"), part(step, i));
+    }
+    c
+}
+
+/// The manager of `root` (a path or `s3://` URI) over `store`.
+fn builder(store: Arc<dyn Store>) -> ckpt_manager::CheckpointManagerBuilder {
+    CheckpointManager::builder_with_store(store)
+        .max_to_keep(5)
+        .keep_period(20)
+}
+
+/// Checks that `restored` is every process's data of `step`.
+fn check_restored(r: &ckpt_manager::Restored, step: u64) {
+    assert_eq!(r.step(), step);
+    assert_eq!(r.json_value("state").unwrap(), &state(step), "step {step}");
+    for i in 0..PROCESSES {
+        assert_eq!(
+            r.bytes(&format!("part_{i}")).unwrap(),
+            part(step, i).as_slice(),
+            "step {step}, part {i}"
+        );
+    }
+}
+
+// ------------------------------------------------------------------------- the children
+
+fn say(line: &str) {
+    println!("CKPT-CHILD {line}");
+}
+
+fn env(name: &str) -> String {
+    std::env::var(name).unwrap_or_else(|_| panic!("child: {name} is not set"))
+}
+
+/// The child role: does nothing unless `CKPT_COORD_CHILD` is set (this binary started by a
+/// test below); then joins the job on etcd, runs the role and exits (0: its checks passed).
+#[test]
+fn child_process_entry() {
+    let Ok(role) = std::env::var("CKPT_COORD_CHILD") else {
+        return;
+    };
+    let index: usize = env("CKPT_COORD_INDEX").parse().unwrap();
+    let count: usize = env("CKPT_COORD_COUNT").parse().unwrap();
+    let mut options =
+        EtcdOptions::new([env("CKPT_COORD_ENDPOINT")], index, count).job(env("CKPT_COORD_JOB"));
+    options.lease_ttl_secs = env("CKPT_COORD_TTL").parse().unwrap();
+    options.request_timeout_secs = env("CKPT_COORD_REQUEST_TIMEOUT").parse().unwrap();
+    options.join_timeout_secs = PASS.as_secs_f64();
+    let c: Arc<dyn Coordinator> = match EtcdCoordinator::connect(options) {
+        Ok(c) => Arc::new(c),
+        Err(e) => {
+            say(&format!("CONNECT-FAILED {e}"));
+            std::process::exit(3);
+        }
+    };
+    let ok = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| match role.as_str() {
+        "save" => role_save(&c),
+        "fail" => role_fail(&c),
+        "hold" => role_hold(&c),
+        "second" => role_second(&c),
+        "preempt" => role_preempt(&c),
+        "until_killed" => role_until_killed(&c),
+        "resume" => role_resume(&c),
+        "shards_save" => role_shards_save(&c),
+        "shards_restore" => role_shards_restore(&c),
+        other => panic!("unknown child role {other}"),
+    }))
+    .is_ok();
+    drop(c);
+    say(if ok { "PASS" } else { "FAIL" });
+    std::process::exit(if ok { 0 } else { 1 });
+}
+
+fn child_store() -> Arc<dyn Store> {
+    ckpt_manager::storage::open(&env("CKPT_MP_ROOT")).unwrap()
+}
+
+/// Saves steps 1..=CKPT_MP_STEPS, each process its part, restoring each step on every process
+/// right after; prints the steps listed at the end.
+fn role_save(c: &Arc<dyn Coordinator>) {
+    let i = c.process_index();
+    let steps: u64 = env("CKPT_MP_STEPS").parse().unwrap();
+    let mut m = builder(child_store())
+        .coordinator(Arc::clone(c))
+        .build()
+        .unwrap();
+    assert_eq!(m.process(), Some((i, 0)));
+    for step in 1..=steps {
+        assert!(m.should_save(step), "step {step}");
+        let saved = m
+            .save(
+                step,
+                items_of(step, i),
+                SaveOptions::default().metrics(metrics(step)),
+            )
+            .unwrap_or_else(|e| panic!("process {i}, step {step}: {e:#}"));
+        assert!(saved);
+        assert_eq!(m.latest_step(), Some(step));
+        check_restored(&m.restore(Some(step)).unwrap(), step);
+    }
+    // Every step still listed restores on every process.
+    for step in m.all_steps() {
+        check_restored(&m.restore(Some(step)).unwrap(), step);
+    }
+    say(&format!("STEPS {}", json!(m.all_steps())));
+    m.close().unwrap();
+}
+
+/// Steps 1..=8; process 2's writes of its part of step 5 fail: every process's save(5) fails
+/// naming process 2 and the phase, nothing of step 5 is committed, and steps 6-8 save.
+fn role_fail(c: &Arc<dyn Coordinator>) {
+    let i = c.process_index();
+    let store = child_store();
+    let store: Arc<dyn Store> = if i == 2 {
+        Arc::new(
+            FaultStore::new(store).with_rule(FaultRule::op(OpKind::Write).and_path("5*/part_2*")),
+        )
+    } else {
+        store
+    };
+    let mut m = builder(store).coordinator(Arc::clone(c)).build().unwrap();
+    for step in 1..=8u64 {
+        let r = m.save(
+            step,
+            items_of(step, i),
+            SaveOptions::default().metrics(metrics(step)),
+        );
+        if step == 5 {
+            let e = r.unwrap_err();
+            say(&format!("FAILED {} | {}", e.kind().name(), e.chain()));
+            assert!(!m.all_steps().contains(&5));
+        } else {
+            assert!(r.unwrap(), "step {step}");
+            check_restored(&m.restore(Some(step)).unwrap(), step);
+        }
+    }
+    say(&format!("STEPS {}", json!(m.all_steps())));
+    m.close().unwrap();
+}
+
+/// Opens the root (the job holds it), says so, waits for the file CKPT_MP_RELEASE, then saves
+/// one step.
+fn role_hold(c: &Arc<dyn Coordinator>) {
+    let i = c.process_index();
+    let mut m = builder(child_store())
+        .coordinator(Arc::clone(c))
+        .build()
+        .unwrap();
+    say("OPENED");
+    let release = env("CKPT_MP_RELEASE");
+    let started = Instant::now();
+    while !std::path::Path::new(&release).exists() {
+        assert!(started.elapsed() < PASS, "never released");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert!(m.save(1, items_of(1, i), SaveOptions::default()).unwrap());
+    check_restored(&m.restore(None).unwrap(), 1);
+    m.close().unwrap();
+}
+
+/// A second job on the held root: opening fails with Locked on every process.
+fn role_second(c: &Arc<dyn Coordinator>) {
+    let e = builder(child_store())
+        .coordinator(Arc::clone(c))
+        .build()
+        .unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::Locked, "{e:#}");
+    say(&format!("LOCKED {}", e.chain()));
+}
+
+/// Trains with a save every 10 steps and SIGTERM as the preemption source; says READY at step
+/// 25, then goes on (a few ms per step) until a preemption is agreed: saves that step (whatever
+/// the interval says), says which, and stops.
+fn role_preempt(c: &Arc<dyn Coordinator>) {
+    let i = c.process_index();
+    let sigterm = Arc::new(ckpt_manager::SigtermPreemption::install().unwrap());
+    let mut m = builder(child_store())
+        .save_interval_steps(10)
+        .preemption(sigterm.clone())
+        .coordinator(Arc::clone(c))
+        .build()
+        .unwrap();
+    for step in 1..=1_000_000u64 {
+        if step == 25 {
+            say("READY");
+        }
+        let preempted = m.reached_preemption(step);
+        if m.should_save(step) {
+            let saved = m
+                .save(
+                    step,
+                    items_of(step, i),
+                    SaveOptions::default().metrics(metrics(step)),
+                )
+                .unwrap();
+            assert!(saved, "step {step}");
+        }
+        if preempted {
+            assert_eq!(m.latest_step(), Some(step));
+            check_restored(&m.restore(None).unwrap(), step);
+            say(&format!(
+                "PREEMPTED {step} signalled_here={}",
+                sigterm.is_triggered()
+            ));
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    m.close().unwrap();
+}
+
+/// Saves steps 1, 2, … (a few ms apart), saying STEP n after each, until one fails (the parent
+/// SIGKILLs one process at some moment): says FAILED with the error, and exits.
+fn role_until_killed(c: &Arc<dyn Coordinator>) {
+    let i = c.process_index();
+    let mut m = builder(child_store())
+        .coordinator(Arc::clone(c))
+        .build()
+        .unwrap();
+    for step in 1..=1_000_000u64 {
+        let r = m.save(
+            step,
+            items_of(step, i),
+            SaveOptions::default().metrics(metrics(step)),
+        );
+        match r {
+            Ok(saved) => {
+                assert!(saved, "step {step}");
+                say(&format!("STEP {step}"));
+            }
+            Err(e) => {
+                say(&format!(
+                    "FAILED {step} {} | {}",
+                    e.kind().name(),
+                    e.chain()
+                ));
+                // The manager's root may hold a step this process did not see commit: it is
+                // left to the next run (the primary's lock ends with this process).
+                return;
+            }
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}
+
+/// A restarted job: resumes from the latest committed step (restoring it), saves 3 more.
+fn role_resume(c: &Arc<dyn Coordinator>) {
+    let i = c.process_index();
+    let mut m = builder(child_store())
+        .cleanup_tmp_directories(true)
+        .wait_for_writer_secs(60)
+        .coordinator(Arc::clone(c))
+        .build()
+        .unwrap();
+    let latest = m.latest_step().unwrap();
+    check_restored(&m.restore(None).unwrap(), latest);
+    for step in latest + 1..=latest + 3 {
+        assert!(m
+            .save(
+                step,
+                items_of(step, i),
+                SaveOptions::default().metrics(metrics(step))
+            )
+            .unwrap());
+    }
+    say(&format!("RESUMED {latest}"));
+    m.close().unwrap();
+}
+
+/// Element (r, c) of the 32x6 global array `w` at `step`.
+fn w_at(step: u64, r: usize, c: usize) -> f32 {
+    (step as f32 * 1000.0 + r as f32 * 10.0 + c as f32) * 0.5
+}
+
+/// Rows `rows` of `w` at `step`.
+fn w_rows(step: u64, rows: std::ops::Range<usize>) -> Vec<f32> {
+    rows.flat_map(|r| (0..6).map(move |c| w_at(step, r, c)))
+        .collect()
+}
+
+/// Saves steps 1..=3 of the global array `w` (32x6 f32), each of the processes its rows.
+fn role_shards_save(c: &Arc<dyn Coordinator>) {
+    let (i, n) = (c.process_index(), c.process_count());
+    let mut m = builder(child_store())
+        .coordinator(Arc::clone(c))
+        .build()
+        .unwrap();
+    let rows = 32 / n;
+    for step in 1..=3u64 {
+        let data = ckpt_manager::handlers::Tensor::from_slice(
+            [rows, 6],
+            &w_rows(step, rows * i..rows * (i + 1)),
+        )
+        .unwrap();
+        let shard = ckpt_manager::ArrayShard::new(vec![32, 6], vec![rows * i, 0], data).unwrap();
+        let items = Composite::new().array_shard("w", i, &shard);
+        assert!(m.save(step, items, SaveOptions::default()).unwrap());
+    }
+    m.close().unwrap();
+}
+
+/// Each process restores its rows of `w` as a job of this many processes holds them, at every
+/// step, bit-exactly.
+fn role_shards_restore(c: &Arc<dyn Coordinator>) {
+    let (i, n) = (c.process_index(), c.process_count());
+    let m = builder(child_store())
+        .coordinator(Arc::clone(c))
+        .build()
+        .unwrap();
+    let rows = 32 / n;
+    for step in 1..=3u64 {
+        let t = m
+            .restore_array_slice(Some(step), "w", &[rows * i, 0], &[rows, 6])
+            .unwrap();
+        let got: Vec<u32> = t
+            .to_vec::<f32>()
+            .unwrap()
+            .iter()
+            .map(|x| x.to_bits())
+            .collect();
+        let want: Vec<u32> = w_rows(step, rows * i..rows * (i + 1))
+            .iter()
+            .map(|x| x.to_bits())
+            .collect();
+        assert_eq!(got, want, "step {step}");
+    }
+    say("RESTORED");
+}
+
+// ------------------------------------------------------------------------- the parent
+
+fn spec(role: &'static str, endpoint: &str, count: usize, env: &[(&str, String)]) -> ChildSpec {
+    ChildSpec {
+        entry: "child_process_entry",
+        env: env
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.clone()))
+            .collect(),
+        role,
+        endpoint: endpoint.to_string(),
+        job: fresh_job(role),
+        count,
+        lease_ttl_secs: 10,
+        request_timeout_secs: 10.0,
+    }
+}
+
+/// Every child exited 0 after printing PASS; otherwise a panic showing every child's output.
+fn all_succeed(done: &[Finished]) {
+    let bad = done
+        .iter()
+        .any(|f| !f.status.success() || f.line("PASS").is_none());
+    if bad {
+        let all: Vec<String> = done.iter().map(Finished::describe).collect();
+        panic!("children failed:\n{}", all.join("\n"));
+    }
+}
+
+/// The steps a child listed at the end.
+fn steps_listed(f: &Finished) -> Vec<u64> {
+    let line = f
+        .line("STEPS ")
+        .unwrap_or_else(|| panic!("{}", f.describe()));
+    serde_json::from_str(&line["STEPS ".len()..]).unwrap()
+}
+
+/// Every file of a root, by path, for comparing two roots: the step metadata without its
+/// times, and files whose text names the writer or the place (commit files, the claim files
+/// of commit-file mode) by their presence only; the writer guard is left out.
+fn tree(store: &dyn Store) -> BTreeMap<String, Vec<u8>> {
+    let mut out = BTreeMap::new();
+    for path in store.list_recursive("").unwrap() {
+        let name = path.rsplit('/').next().unwrap_or(&path);
+        if name.starts_with(".ckpt-writer") {
+            continue;
+        }
+        let bytes = store.read(&path).unwrap();
+        let bytes = match name {
+            "_CHECKPOINT_METADATA" => {
+                let mut v: Value = serde_json::from_slice(&bytes).unwrap();
+                let o = v.as_object_mut().unwrap();
+                o.remove("init_timestamp_nsecs");
+                o.remove("commit_timestamp_nsecs");
+                serde_json::to_vec(&v).unwrap()
+            }
+            "commit_success.txt" | "_CKPT_WRITER" => Vec::new(),
+            _ => bytes,
+        };
+        out.insert(path, bytes);
+    }
+    out
+}
+
+/// The single-process run of the same data on `store`: the steps it lists.
+fn single_process_run(store: Arc<dyn Store>, steps: u64) -> Vec<u64> {
+    let mut m = builder(store).build().unwrap();
+    for step in 1..=steps {
+        let saved = m
+            .save(
+                step,
+                all_items(step),
+                SaveOptions::default().metrics(metrics(step)),
+            )
+            .unwrap();
+        assert!(saved, "step {step}");
+    }
+    m.wait_until_finished().unwrap();
+    let listed = m.all_steps();
+    m.close().unwrap();
+    listed
+}
+
+/// 4 processes save and restore 100 steps on `multi` (a root URI); the same data saved by one
+/// process on `single`: the same steps, the same files.
+fn save_100_steps_like_one_process(endpoint: &str, multi: &str, single: Arc<dyn Store>) {
+    const STEPS: u64 = 100;
+    let started = Instant::now();
+    let env = [
+        ("CKPT_MP_ROOT", multi.to_string()),
+        ("CKPT_MP_STEPS", STEPS.to_string()),
+    ];
+    let done = wait_all(
+        spawn_children(&spec("save", endpoint, PROCESSES, &env)),
+        HANG,
+    );
+    all_succeed(&done);
+    eprintln!(
+        "{PROCESSES} processes saved and restored {STEPS} steps on {multi} in {:.1} s",
+        started.elapsed().as_secs_f64()
+    );
+    let expected = single_process_run(Arc::clone(&single), STEPS);
+    assert_eq!(expected, vec![20, 40, 60, 80, 96, 97, 98, 99, 100]);
+    for f in &done {
+        assert_eq!(steps_listed(f), expected, "process {}", f.index);
+    }
+    let multi_store = ckpt_manager::storage::open(multi).unwrap();
+    let (a, b) = (tree(multi_store.as_ref()), tree(single.as_ref()));
+    assert_eq!(
+        a.keys().collect::<Vec<_>>(),
+        b.keys().collect::<Vec<_>>(),
+        "the roots hold different files"
+    );
+    for (path, bytes) in &a {
+        assert!(
+            b.get(path) == Some(bytes),
+            "{path} differs: {:?} vs {:?}",
+            String::from_utf8_lossy(bytes),
+            b.get(path).map(|b| String::from_utf8_lossy(b).into_owned())
+        );
+    }
+    // The manifest covers every process's files.
+    let manifest = String::from_utf8(a["100/_CKPT_CHECKSUMS"].clone()).unwrap();
+    for i in 0..PROCESSES {
+        assert!(manifest.contains(&format!("part_{i}/")), "{manifest}");
+    }
+    // And a fresh single-process manager restores what the job wrote.
+    let m = CheckpointManager::builder_with_store(multi_store)
+        .read_only(true)
+        .build()
+        .unwrap();
+    assert_eq!(m.all_steps(), expected);
+    for step in expected {
+        check_restored(&m.restore(Some(step)).unwrap(), step);
+    }
+}
+
+#[test]
+fn four_processes_save_and_restore_100_steps_on_local_disk_as_one_process_would() {
+    let test = "four_processes_save_and_restore_100_steps_on_local_disk_as_one_process_would";
+    let Some(endpoint) = etcd_endpoint(test) else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let multi = dir.path().join("multi");
+    let single = ckpt_manager::storage::open(dir.path().join("single").to_str().unwrap()).unwrap();
+    save_100_steps_like_one_process(&endpoint, multi.to_str().unwrap(), single);
+}
+
+#[test]
+fn four_processes_save_and_restore_100_steps_on_s3_as_one_process_would() {
+    let test = "four_processes_save_and_restore_100_steps_on_s3_as_one_process_would";
+    let Some(endpoint) = etcd_endpoint(test) else {
+        return;
+    };
+    let Some((multi, _)) = s3_common::fresh_root("mp-multi") else {
+        return;
+    };
+    let Some((_, single)) = s3_common::fresh_root("mp-single") else {
+        return;
+    };
+    save_100_steps_like_one_process(&endpoint, &multi, s3_common::store(&single));
+}
+
+#[test]
+fn a_failing_write_on_one_process_commits_nothing_and_every_process_names_it() {
+    let test = "a_failing_write_on_one_process_commits_nothing_and_every_process_names_it";
+    let Some(endpoint) = etcd_endpoint(test) else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("root");
+    let env = [("CKPT_MP_ROOT", root.to_str().unwrap().to_string())];
+    let done = wait_all(
+        spawn_children(&spec("fail", &endpoint, PROCESSES, &env)),
+        HANG,
+    );
+    all_succeed(&done);
+    for f in &done {
+        let line = f.line("FAILED ").unwrap();
+        eprintln!("process {}: {line}", f.index);
+        assert!(line.starts_with("FAILED Storage"), "{line}");
+        assert!(line.contains("process 2 of 4 failed"), "{line}");
+        assert!(line.contains(".save-5.0.written"), "{line}");
+        assert!(line.contains("step 5"), "{line}");
+        assert_eq!(steps_listed(f), vec![3, 4, 6, 7, 8]);
+    }
+    // Nothing of step 5 is left: no step, no tmp directory.
+    let mut names: Vec<String> = std::fs::read_dir(&root)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| !n.starts_with('.'))
+        .collect();
+    names.sort();
+    assert_eq!(names, vec!["3", "4", "6", "7", "8"]);
+}
+
+#[test]
+fn a_second_job_on_a_held_root_is_locked_on_every_process() {
+    let test = "a_second_job_on_a_held_root_is_locked_on_every_process";
+    let Some(endpoint) = etcd_endpoint(test) else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("root");
+    let release = dir.path().join("release");
+    let env = [
+        ("CKPT_MP_ROOT", root.to_str().unwrap().to_string()),
+        ("CKPT_MP_RELEASE", release.to_str().unwrap().to_string()),
+    ];
+    let mut first = spawn_children(&spec("hold", &endpoint, PROCESSES, &env));
+    for c in &mut first {
+        c.expect_line("OPENED", PASS);
+    }
+    // The processes of the first job opened it without Locked; a second job gets it on all.
+    let second = wait_all(spawn_children(&spec("second", &endpoint, 2, &env)), HANG);
+    all_succeed(&second);
+    for f in &second {
+        let line = f.line("LOCKED ").unwrap();
+        assert!(line.contains("process 0 of 2 failed"), "{line}");
+        eprintln!("second job, process {}: {line}", f.index);
+    }
+    std::fs::write(&release, b"go").unwrap();
+    all_succeed(&wait_all(first, HANG));
+}
+
+#[test]
+fn a_sigterm_reaching_one_process_makes_every_process_save_the_same_step() {
+    let test = "a_sigterm_reaching_one_process_makes_every_process_save_the_same_step";
+    let Some(endpoint) = etcd_endpoint(test) else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("root");
+    let env = [("CKPT_MP_ROOT", root.to_str().unwrap().to_string())];
+    let mut children = spawn_children(&spec("preempt", &endpoint, PROCESSES, &env));
+    for c in &mut children {
+        c.expect_line("READY", PASS);
+    }
+    let pid = i32::try_from(children[2].child.id()).unwrap();
+    // SAFETY: kill(2) of a child process of this test, with a valid signal number.
+    assert_eq!(unsafe { libc::kill(pid, libc::SIGTERM) }, 0);
+    let done = wait_all(children, HANG);
+    all_succeed(&done);
+    let lines: Vec<&str> = done.iter().map(|f| f.line("PREEMPTED ").unwrap()).collect();
+    eprintln!("{lines:?}");
+    let step = |l: &str| -> u64 { l.split(' ').nth(1).unwrap().parse().unwrap() };
+    let saved = step(lines[0]);
+    assert!(saved >= 25, "{lines:?}");
+    for (i, l) in lines.iter().enumerate() {
+        assert_eq!(step(l), saved, "{lines:?}");
+        assert!(
+            l.ends_with(&format!("signalled_here={}", i == 2)),
+            "{lines:?}"
+        );
+    }
+    let m = CheckpointManager::builder(root.to_str().unwrap())
+        .read_only(true)
+        .build()
+        .unwrap();
+    assert_eq!(m.latest_step(), Some(saved));
+    check_restored(&m.restore(None).unwrap(), saved);
+}
+
+#[test]
+fn a_sigkilled_process_fails_the_others_naming_it_and_a_restarted_job_resumes() {
+    let test = "a_sigkilled_process_fails_the_others_naming_it_and_a_restarted_job_resumes";
+    let Some(endpoint) = etcd_endpoint(test) else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("root");
+    let env = [("CKPT_MP_ROOT", root.to_str().unwrap().to_string())];
+    let mut s = spec("until_killed", &endpoint, PROCESSES, &env);
+    s.lease_ttl_secs = 5;
+    let mut children = spawn_children(&s);
+    // A moment that differs from run to run: after step 5..=12 of process 3.
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .subsec_nanos() as u64;
+    let after = 5 + nanos % 8;
+    children[3].expect_line(&format!("STEP {after}"), PASS);
+    std::thread::sleep(Duration::from_millis(nanos % 40));
+    children[3].child.kill().unwrap();
+    let done = wait_all(children, HANG);
+    assert_eq!(
+        std::os::unix::process::ExitStatusExt::signal(&done[3].status),
+        Some(libc::SIGKILL),
+        "{}",
+        done[3].describe()
+    );
+    for f in &done[..3] {
+        assert!(f.status.success(), "{}", f.describe());
+        let line = f
+            .line("FAILED ")
+            .unwrap_or_else(|| panic!("{}", f.describe()));
+        eprintln!("process {}: {line}", f.index);
+        assert!(line.contains("process 3 of 4"), "{line}");
+    }
+    // Every step listed is whole: verified and restored by a fresh manager.
+    let m = CheckpointManager::builder(root.to_str().unwrap())
+        .read_only(true)
+        .build()
+        .unwrap();
+    let steps = m.all_steps();
+    assert!(!steps.is_empty());
+    for &step in &steps {
+        let report = ckpt_manager::verify_step(m.store().as_ref(), &m.step_dir_name(step)).unwrap();
+        assert!(report.is_ok(), "step {step}: {report:?}");
+        assert!(report.files.len() > PROCESSES, "step {step}: {report:?}");
+        check_restored(&m.restore(Some(step)).unwrap(), step);
+    }
+    let latest = m.latest_step().unwrap();
+    drop(m);
+    // The job restarted (a new etcd session): resumes from the last committed step.
+    let done = wait_all(
+        spawn_children(&spec("resume", &endpoint, PROCESSES, &env)),
+        HANG,
+    );
+    all_succeed(&done);
+    for f in &done {
+        assert_eq!(f.line("RESUMED ").unwrap(), format!("RESUMED {latest}"));
+    }
+}
+
+#[test]
+fn etcd_stopped_mid_saves_fails_every_process_naming_the_phase_and_leaves_whole_steps() {
+    let test = "etcd_stopped_mid_saves_fails_every_process_naming_the_phase_and_leaves_whole_steps";
+    if etcd_endpoint(test).is_none() {
+        return;
+    }
+    let Some(mut server) = OwnEtcd::start(test) else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("root");
+    let env = [("CKPT_MP_ROOT", root.to_str().unwrap().to_string())];
+    let mut s = spec("until_killed", &server.endpoint, PROCESSES, &env);
+    s.request_timeout_secs = 5.0;
+    let mut children = spawn_children(&s);
+    children[0].expect_line("STEP 5", PASS);
+    server.kill();
+    let done = wait_all(children, HANG);
+    for f in &done {
+        assert!(f.status.success(), "{}", f.describe());
+        let line = f
+            .line("FAILED ")
+            .unwrap_or_else(|| panic!("{}", f.describe()));
+        eprintln!("process {}: {line}", f.index);
+        let kind = line.split(' ').nth(2).unwrap();
+        assert!(kind == "Coordination" || kind == "Timeout", "{line}");
+        assert!(
+            line.contains("ckpt.m0.save-") || line.contains("ckpt.m0.decide-"),
+            "{line}"
+        );
+    }
+    let m = CheckpointManager::builder(root.to_str().unwrap())
+        .read_only(true)
+        .build()
+        .unwrap();
+    assert!(m.all_steps().len() >= 5);
+    for step in m.all_steps() {
+        let report = ckpt_manager::verify_step(m.store().as_ref(), &m.step_dir_name(step)).unwrap();
+        assert!(
+            report.is_ok() && report.files.len() > PROCESSES,
+            "step {step}: {report:?}"
+        );
+        check_restored(&m.restore(Some(step)).unwrap(), step);
+    }
+}
+
+#[test]
+fn an_array_sharded_over_4_processes_restores_bit_exactly_on_2_and_on_1() {
+    let test = "an_array_sharded_over_4_processes_restores_bit_exactly_on_2_and_on_1";
+    let Some(endpoint) = etcd_endpoint(test) else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("root");
+    let env = [("CKPT_MP_ROOT", root.to_str().unwrap().to_string())];
+    all_succeed(&wait_all(
+        spawn_children(&spec("shards_save", &endpoint, PROCESSES, &env)),
+        HANG,
+    ));
+    all_succeed(&wait_all(
+        spawn_children(&spec("shards_restore", &endpoint, 2, &env)),
+        HANG,
+    ));
+    let m = CheckpointManager::builder(root.to_str().unwrap())
+        .read_only(true)
+        .build()
+        .unwrap();
+    assert_eq!(m.all_steps(), vec![1, 2, 3]);
+    for step in 1..=3 {
+        let t = m
+            .restore_array_slice(Some(step), "w", &[0, 0], &[32, 6])
+            .unwrap();
+        assert_eq!(t.to_vec::<f32>().unwrap(), w_rows(step, 0..32));
+        assert_eq!(
+            m.item_names(step).unwrap(),
+            vec!["w.shard-0", "w.shard-1", "w.shard-2", "w.shard-3"]
+        );
+    }
+}
