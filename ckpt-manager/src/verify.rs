@@ -29,8 +29,8 @@ pub struct VerifyReport {
     /// every file of the manifest, then every other file found below the step directory except
     /// `_CKPT_CHECKSUMS`, `_CHECKPOINT_METADATA` and `commit_success.txt` ([`FileStatus::Unchecked`]).
     pub files: Vec<(String, FileStatus)>,
-    /// What is wrong with the step as a whole (only looked for when it has a manifest): no
-    /// item at all, an item directory without a recorded file, an item its
+    /// What is wrong with the step as a whole: no item at all (looked for in every step), and,
+    /// in a step with a manifest, an item directory without a recorded file or an item its
     /// `_CHECKPOINT_METADATA` names but that is not there. Each makes the report bad: a restore
     /// of such a step fails, or gives less than was saved.
     pub problems: Vec<StepProblem>,
@@ -136,7 +136,7 @@ impl fmt::Display for VerifyReport {
     /// One line per file, `<location>: <status>`, or one line saying that no checksums are
     /// recorded.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        if !self.has_checksums {
+        if !self.has_checksums && self.problems.is_empty() {
             return write!(f, "{}: no checksums recorded", self.step_location);
         }
         if self.files.is_empty() && self.problems.is_empty() {
@@ -186,12 +186,22 @@ pub fn verify_step(store: &dyn Store, step_dir: &str) -> Result<VerifyReport> {
         );
     }
     let Some(manifest) = ChecksumManifest::read_from(store, step_dir)? else {
+        // Nothing to check the files against; a step with no item at all (an empty directory
+        // named as a step, say) still cannot be restored.
+        let has_items = store
+            .list_dir(step_dir)?
+            .iter()
+            .any(|e| e.kind == EntryKind::Dir && !is_tmp_name(&e.name));
         return Ok(VerifyReport {
             step_dir: step_dir.to_string(),
             step_location,
             has_checksums: false,
             files: Vec::new(),
-            problems: Vec::new(),
+            problems: if has_items {
+                Vec::new()
+            } else {
+                vec![StepProblem::NoItems]
+            },
         });
     };
     // Everything below the step directory, never following a link.

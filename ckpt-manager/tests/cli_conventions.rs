@@ -579,3 +579,85 @@ fn a_symlinked_step_is_not_listed_and_says_why() {
     assert!(err.contains("WARN"), "{err}");
     assert!(err.contains("step directory 5 is a symbolic link"), "{err}");
 }
+
+/// Runs `ckpt args` with stdout a pipe whose reader is already gone (`ckpt … | head -0`):
+/// every write to it fails with a broken pipe.
+fn ckpt_closed_stdout(args: &[&str]) -> (Option<i32>, String) {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_ckpt"))
+        .args(args)
+        .env_remove("RUST_LOG")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    drop(child.stdout.take());
+    let out = child.wait_with_output().unwrap();
+    (
+        out.status.code(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn a_closed_or_full_stdout_never_cuts_a_command_short() {
+    let d = tempfile::tempdir().unwrap();
+    let root = root_with(d.path(), "root", &[1, 2, 3, 4], |s| s as f64);
+    // cp and rm do all their work (the old behaviour: exit 0 after the first line).
+    let dst = d.path().join("copy");
+    let (code, err) = ckpt_closed_stdout(&["cp", &root, dst.to_str().unwrap()]);
+    assert_eq!(code, Some(0), "{err}");
+    let copied = CheckpointManager::builder(dst.to_str().unwrap())
+        .read_only(true)
+        .build()
+        .unwrap()
+        .all_steps();
+    assert_eq!(copied, vec![1, 2, 3, 4]);
+    let (code, err) = ckpt_closed_stdout(&["rm", dst.to_str().unwrap(), "1", "2", "3", "--yes"]);
+    assert_eq!(code, Some(0), "{err}");
+    let left = CheckpointManager::builder(dst.to_str().unwrap())
+        .read_only(true)
+        .build()
+        .unwrap()
+        .all_steps();
+    assert_eq!(left, vec![4]);
+    // verify's findings keep their exit status.
+    let file = Path::new(&root).join("2/state/metadata");
+    let mut bytes = std::fs::read(&file).unwrap();
+    bytes[0] ^= 1;
+    std::fs::write(&file, &bytes).unwrap();
+    let (code, err) = ckpt_closed_stdout(&["verify", &root]);
+    assert_eq!(code, Some(3), "{err}");
+    // A full device is an error, not a silent success.
+    if Path::new("/dev/full").exists() {
+        let full = std::fs::OpenOptions::new().write(true).open("/dev/full").unwrap();
+        let out = Command::new(env!("CARGO_BIN_EXE_ckpt"))
+            .args(["ls", &root])
+            .stdout(full)
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{err}");
+        assert!(err.contains("cannot write the output"), "{err}");
+    }
+}
+
+#[test]
+fn verify_reports_an_empty_step_and_goes_on_past_a_broken_manifest() {
+    let d = tempfile::tempdir().unwrap();
+    let root = root_with(d.path(), "root", &[1, 2, 3], |s| s as f64);
+    // An empty directory named as a step: listed (a local root commits by rename), no items.
+    std::fs::create_dir(Path::new(&root).join("9999")).unwrap();
+    // Step 2's manifest is not JSON any more; step 3 has a flipped byte.
+    std::fs::write(Path::new(&root).join("2/_CKPT_CHECKSUMS"), b"").unwrap();
+    let file = Path::new(&root).join("3/state/metadata");
+    let mut bytes = std::fs::read(&file).unwrap();
+    bytes[0] ^= 1;
+    std::fs::write(&file, &bytes).unwrap();
+    let (code, out, err) = ckpt(&["verify", &root]);
+    assert_eq!(code, Some(3), "{out}{err}");
+    assert!(out.contains("step 1: ok"), "{out}");
+    assert!(out.contains("step 2: BAD"), "{out}");
+    assert!(out.contains("step 3: BAD"), "{out}");
+    assert!(out.contains("step 9999: BAD"), "{out}");
+    assert!(out.contains("the step holds no items"), "{out}");
+}

@@ -40,15 +40,59 @@ use std::io::IsTerminal as _;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-/// `println!` that ends the program quietly when stdout is closed (`ckpt ls | head`), instead of
-/// panicking on the broken pipe.
+/// `println!` that never panics nor stops the command when stdout fails: the first failure is
+/// kept ([`stdout_failure`]) and later lines are dropped, while the command finishes its work
+/// (`ckpt cp … | head -1` still copies every step; `ckpt verify … | head -1` still exits 3 on
+/// corrupt data). A closed pipe is no error (exit status as without it); any other failure to
+/// write (`> /dev/full`) makes the command exit 1 once done.
 macro_rules! out {
     ($($arg:tt)*) => {{
         use std::io::Write as _;
-        if writeln!(std::io::stdout(), $($arg)*).is_err() {
-            std::process::exit(0);
+        if !$crate::stdout_failed() {
+            if let Err(e) = writeln!(std::io::stdout(), $($arg)*) {
+                $crate::record_stdout_failure(e);
+            }
         }
     }};
+}
+
+/// The first failure to write to stdout, if any.
+static STDOUT_FAILURE: std::sync::Mutex<Option<std::io::Error>> = std::sync::Mutex::new(None);
+
+/// Whether writing to stdout has failed (later output is dropped).
+fn stdout_failed() -> bool {
+    STDOUT_FAILURE
+        .lock()
+        .map(|f| f.is_some())
+        .unwrap_or(true)
+}
+
+/// Keeps `e` as the first stdout failure.
+fn record_stdout_failure(e: std::io::Error) {
+    if let Ok(mut f) = STDOUT_FAILURE.lock() {
+        f.get_or_insert(e);
+    }
+}
+
+/// The stdout failure that must fail the command: any but a closed pipe (a reader that had
+/// enough, as `head`).
+fn stdout_error() -> Option<Error> {
+    use std::io::Write as _;
+    // Lines still buffered are written (or fail) now.
+    if !stdout_failed() {
+        if let Err(e) = std::io::stdout().flush() {
+            record_stdout_failure(e);
+        }
+    }
+    let guard = STDOUT_FAILURE.lock().ok()?;
+    let e = guard.as_ref()?;
+    if e.kind() == std::io::ErrorKind::BrokenPipe {
+        return None;
+    }
+    Some(
+        Error::storage("cannot write the output to stdout")
+            .with_source(std::io::Error::new(e.kind(), e.to_string())),
+    )
 }
 
 // One module per group of subcommands (`out!` above is visible in them).
@@ -378,6 +422,9 @@ fn main() -> ExitCode {
             format,
         } => import(&input, &root, &step, &item, &format),
     };
+    // The command's own error first (verify's findings keep exit status 3); else a failed
+    // stdout.
+    let result = result.and_then(|()| stdout_error().map_or(Ok(()), Err));
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {

@@ -43,12 +43,24 @@ pub(crate) fn verify(args: &RootArgs, step: Option<&str>, checksums_only: bool) 
     let mut deleted = Vec::new();
     'steps: for step in steps {
         let dir = mngr.step_dir_name(step);
+        let mut manifest_error = None;
         let report = match ckpt_manager::verify_step(mngr.store().as_ref(), &dir) {
             Ok(r) => r,
             // A live writer's retention may delete a listed step while it is being verified.
             Err(e) if e.kind() == ErrorKind::NotFound && step_given.is_none() => {
                 deleted.push(step);
                 continue;
+            }
+            // A manifest that does not parse: this step is bad, the others are still checked.
+            Err(e) if matches!(e.kind(), ErrorKind::Corrupt | ErrorKind::Unsupported) => {
+                manifest_error = Some(e.chain().to_string());
+                ckpt_manager::VerifyReport {
+                    step_location: mngr.store().location(&dir),
+                    step_dir: dir.clone(),
+                    has_checksums: true,
+                    files: Vec::new(),
+                    problems: Vec::new(),
+                }
             }
             Err(e) => return Err(e.with_step(step)),
         };
@@ -82,6 +94,9 @@ pub(crate) fn verify(args: &RootArgs, step: Option<&str>, checksums_only: bool) 
                     ));
                 }
             }
+        }
+        if let Some(e) = manifest_error {
+            meta_error = Some(e);
         }
         if let Some(e) = &meta_error {
             bad.push(format!("step {step}: {e}"));
@@ -197,7 +212,7 @@ pub(crate) fn verify(args: &RootArgs, step: Option<&str>, checksums_only: bool) 
             if let Some(e) = meta_error {
                 out!("step {step}: BAD metadata: {e}");
             }
-            if !r.has_checksums {
+            if !r.has_checksums && r.is_ok() {
                 out!("step {step}: no checksums recorded{restores}");
             } else if r.is_ok() {
                 if meta_error.is_none() {
