@@ -272,8 +272,9 @@ pub fn resume_or_init<'d>(
 /// # Errors
 /// When `step` is not a checkpoint of the root (a message listing the steps there are); when the
 /// checkpoint cannot be restored or does not hold this program's items (a message naming the
-/// item). A latest checkpoint that is `Corrupt` gets a message saying how to resume from the
-/// step before it (`--resume-from`) or delete it (`ckpt rm`).
+/// item). A latest checkpoint that cannot be resumed from (corrupt, no items, not this
+/// program's items) gets a message saying how to resume from the step before it
+/// (`--resume-from`) or delete it (`ckpt rm`).
 pub fn resume_from<'d>(
     mngr: &CheckpointManager,
     data: &'d Data,
@@ -295,9 +296,12 @@ pub fn resume_from<'d>(
             None => return Ok((Trainer::new(data, seed), None)),
         },
     };
-    let restored = match mngr.restore(Some(latest)) {
-        Ok(r) => r,
-        Err(e) if e.kind() == ErrorKind::Corrupt && step.is_none() => {
+    match restore_trainer(mngr, data, seed, latest) {
+        Ok(trainer) => Ok((trainer, Some(latest))),
+        // The latest checkpoint cannot be resumed from: its data is damaged, it holds no items
+        // or not this program's (an empty or stray directory named as a step, an imported
+        // step), its handler is unknown. Not for storage errors: those may pass on a retry.
+        Err(e) if step.is_none() && !is_transient(&e) => {
             let before = steps.iter().rev().nth(1);
             let hint = match before {
                 Some(p) => format!(
@@ -310,14 +314,44 @@ pub fn resume_from<'d>(
                     mngr.directory()
                 ),
             };
-            return Err(format!(
-                "the latest checkpoint, step {latest}, is corrupt and cannot be restored ({}); {hint}",
-                e.chain()
-            )
-            .into());
+            let what = match e.downcast_ref::<ckpt_manager::Error>() {
+                Some(ce) if ce.kind() == ErrorKind::Corrupt => "is corrupt and cannot be restored",
+                _ => "cannot be resumed from",
+            };
+            let cause = match e.downcast_ref::<ckpt_manager::Error>() {
+                Some(ce) => ce.chain().to_string(),
+                None => e.to_string(),
+            };
+            Err(format!("the latest checkpoint, step {latest}, {what} ({cause}); {hint}").into())
         }
-        Err(e) => return Err(e.into()),
-    };
+        Err(e) => Err(e),
+    }
+}
+
+/// Whether `e` is a storage or timing failure that may pass on a retry (not the checkpoint's
+/// fault).
+fn is_transient(e: &AnyError) -> bool {
+    e.downcast_ref::<ckpt_manager::Error>().is_some_and(|ce| {
+        matches!(
+            ce.kind(),
+            ErrorKind::Storage | ErrorKind::Timeout | ErrorKind::Locked
+        )
+    })
+}
+
+/// Restores checkpoint `latest` into a trainer: its training state, parameters and optimizer
+/// state.
+///
+/// # Errors
+/// When the checkpoint cannot be restored or does not hold this program's items, or they do
+/// not fit the model.
+fn restore_trainer<'d>(
+    mngr: &CheckpointManager,
+    data: &'d Data,
+    seed: u64,
+    latest: Step,
+) -> Result<Trainer<'d>, AnyError> {
+    let restored = mngr.restore(Some(latest))?;
     let state: TrainState = restored.json(TRAIN_STATE)?;
     if state.step != latest {
         return Err(format!(
@@ -332,9 +366,8 @@ pub fn resume_from<'d>(
     let opt = restored.tensors(OPT_STATE)?;
     let m = params_from_tensors(opt, &like, OPT_STATE, "mu.")?;
     let v = params_from_tensors(opt, &like, OPT_STATE, "nu.")?;
-    let trainer = Trainer::from_parts(data, params, m, v, state)
-        .map_err(|e| format!("checkpoint {latest}: {e}"))?;
-    Ok((trainer, Some(latest)))
+    Trainer::from_parts(data, params, m, v, state)
+        .map_err(|e| format!("checkpoint {latest}: {e}").into())
 }
 
 /// The tensors of `params`, each under `prefix` + its name.

@@ -272,9 +272,25 @@ impl OpenRoot {
         };
         let mut items = BTreeMap::new();
         for item in wanted {
-            let handler = self
-                .handler_for(&item, handlers.get(&item).map(String::as_str))
-                .map_err(|e| e.with_step(step))?;
+            let recorded = handlers.get(&item).map(String::as_str);
+            let handler = self.handler_for(&item, recorded).map_err(|e| {
+                // A directory the step metadata does not name, in a step whose metadata names
+                // its items: most likely not an item at all.
+                if recorded.is_none() && !handlers.is_empty() {
+                    Error::new(
+                        e.kind(),
+                        format!(
+                            "item {item:?} is not one of the items the step metadata records ({}): an empty or stray directory?",
+                            handlers.keys().cloned().collect::<Vec<_>>().join(", ")
+                        ),
+                    )
+                    .with_step(step)
+                    .with_path(self.store.location(&format!("{dir}/{item}")))
+                    .with_source(e)
+                } else {
+                    e.with_step(step)
+                }
+            })?;
             let path = format!("{dir}/{item}");
             let item_dir = ItemDir::new(reader, &path);
             if let Some(t) = &tracker {

@@ -219,3 +219,27 @@ fn rm_on_a_terminal_asks_for_each_step() {
     let mut echoed = [0u8; 64];
     let _ = master.read(&mut echoed);
 }
+
+/// From the fresh-user review of issue 16: an empty directory named as a step (`9999`) became the
+/// latest step and stopped `train` with "holds no items to restore" and no way on; a stray
+/// directory inside the latest step, with a misleading "no registered handler". Both now get the
+/// same hint as a corrupt latest step.
+#[test]
+fn train_with_an_unrestorable_latest_step_names_the_way_on() {
+    let d = tempfile::tempdir().unwrap();
+    let root = d.path().join("root");
+    let r = root.to_str().unwrap();
+    let (ok, out, err) = train(&["--dir", r, "--steps", "20", "--save-every", "10"]);
+    assert!(ok, "{out}\n{err}");
+    std::fs::create_dir(root.join("9999")).unwrap();
+    let (ok, out, err) = train(&["--dir", r, "--steps", "40", "--save-every", "10"]);
+    assert!(!ok, "{out}");
+    assert!(err.contains("step 9999, cannot be resumed from"), "{err}");
+    assert!(err.contains("--resume-from 20"), "{err}");
+    std::fs::remove_dir(root.join("9999")).unwrap();
+    std::fs::create_dir(root.join("20/stray")).unwrap();
+    let (ok, out, err) = train(&["--dir", r, "--steps", "40", "--save-every", "10"]);
+    assert!(!ok, "{out}");
+    assert!(err.contains("--resume-from 10"), "{err}");
+    assert!(err.contains("\"stray\""), "{err}");
+}
