@@ -41,18 +41,23 @@ impl Default for SigtermOptions {
 /// other `SigtermPreemption` catches them.
 ///
 /// ```no_run
-/// use ckpt_manager::{CheckpointManager, SigtermPreemption};
+/// use ckpt_manager::{CheckpointManager, Composite, SaveOptions, SigtermPreemption};
 /// use std::sync::Arc;
 /// # fn main() -> ckpt_manager::Result<()> {
 /// let preemption = Arc::new(SigtermPreemption::install()?);
 /// let mut mngr = CheckpointManager::builder("runs/exp1")
 ///     .preemption(preemption.clone())
 ///     .build()?;
-/// for step in 1..=1000 {
+/// for step in 1..=1000u64 {
 ///     // ... train one step ...
-///     if preemption.is_triggered() {
-///         // save `step` with `SaveOptions::default().force(true)`, then return
-///         break;
+///     // Read once, before the save: a signal caught from here on is seen by the save decision
+///     // too, so the step that stops the loop is always saved.
+///     let preempted = preemption.is_triggered();
+///     let state = serde_json::json!({"step": step});
+///     mngr.save(step, Composite::new().json_value("state", state), SaveOptions::default())?;
+///     if preempted {
+///         mngr.close()?; // waits for the save to commit
+///         return Ok(());
 ///     }
 /// }
 /// # Ok(()) }
