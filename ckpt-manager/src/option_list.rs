@@ -27,7 +27,7 @@ macro_rules! manager_options {
                     set(steps: impl IntoIterator<Item = u64>) => steps.into_iter().collect();
                 /// Keep at most this many checkpoints (the newest, or the best by `best_metric`).
                 /// `None` keeps all; `0` deletes every checkpoint nothing else keeps, including
-                /// the one just saved.
+                /// the one just saved (as Orbax; opening a writer with it logs a warning).
                 max_to_keep: Option<u64> = None, "form::plain", set(n: u64) => Some(n);
                 /// Also keep every step that is a multiple of this (steps). `Some(0)` is rejected
                 /// (D4).

@@ -246,6 +246,14 @@ impl OpenRoot {
                  writer is writing): keep writer_lease_ttl_secs set",
             ));
         }
+        if options.max_to_keep == Some(0) && !options.read_only {
+            // As Orbax (spec §7.2 M2), but a surprise: every save is deleted once committed
+            // unless another option keeps it.
+            tracing::warn!(
+                root = %store.location(""),
+                "max_to_keep is 0: each checkpoint is deleted right after it commits unless keep_period or keep_time_interval_secs keeps it"
+            );
+        }
         let claim = StepClaim {
             token: ckpt_storage::writer_token(),
             exclusive: writer_lock.is_some(),
