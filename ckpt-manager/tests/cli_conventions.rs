@@ -376,10 +376,18 @@ fn ls_on_the_wrong_directory_says_what_it_found_and_what_to_pass() {
         &["ls", &step_dir],
         &[
             "looks like a step directory (it holds _CHECKPOINT_METADATA)",
-            &format!("list its root: ckpt ls {root}"),
+            &format!("name its root: ckpt ls {root}"),
         ],
     );
-    one_error(&["verify", &step_dir], &["looks like a step directory"]);
+    one_error(
+        &["verify", &step_dir],
+        &["looks like a step directory", &format!("ckpt verify {root} 200")],
+    );
+    // watch on a step directory or a prefixed root: said at once, not a silent wait.
+    one_error(
+        &["watch", &step_dir, "--timeout", "0"],
+        &[&format!("ckpt watch {root}")],
+    );
     // A file of a step.
     let file = format!("{root}/200/_CHECKPOINT_METADATA");
     one_error(
@@ -398,6 +406,8 @@ fn ls_on_the_wrong_directory_says_what_it_found_and_what_to_pass() {
         &["found", "ckpt_100, ckpt_200", "pass --step-prefix ckpt"],
     );
     one_error(&["verify", prefixed], &["pass --step-prefix ckpt"]);
+    one_error(&["watch", prefixed, "--timeout", "0"], &["pass --step-prefix ckpt"]);
+    one_error(&["rm", prefixed, "100", "--yes"], &["pass --step-prefix ckpt"]);
     let (code, out, err) = ckpt(&["ls", prefixed, "--step-prefix", "ckpt"]);
     assert_eq!(code, Some(0), "{err}");
     assert!(out.contains("200 (latest)"), "{out}");
@@ -469,7 +479,7 @@ fn cp_counts_the_whole_job_first_then_reports_progress_against_it() {
         "--progress-every",
         "nan",
     ]);
-    assert_eq!(code, Some(1), "{err}");
+    assert_eq!(code, Some(2), "{err}");
     assert!(err.contains("--progress-every"), "{err}");
     assert!(!dir.path().join("d2").exists());
 }
@@ -486,6 +496,26 @@ fn bad_step_arguments_are_usage_errors_and_json_errors_name_step_and_path() {
         &["export", &root, "latest", "out.safetensors"],
         &["watch", &root, "--after", "soon"],
     ] {
+        let (code, out, err) = ckpt(args);
+        assert_eq!(code, Some(2), "{args:?}: {err}");
+        assert!(out.is_empty(), "{args:?}: {out}");
+        assert!(err.contains("a step is a non-negative integer"), "{args:?}: {err}");
+    }
+    // Seconds that are not a usable number: usage errors too.
+    for args in [
+        &["watch", &root, "--interval", "0"][..],
+        &["watch", &root, "--timeout", "nan"],
+        &["watch", &root, "--timeout=-1"],
+    ] {
+        let (code, _, err) = ckpt(args);
+        assert_eq!(code, Some(2), "{args:?}: {err}");
+        assert!(err.contains("seconds"), "{args:?}: {err}");
+    }
+    // verify of a step that is not there lists the steps there are.
+    let (code, _, err) = ckpt(&["verify", &root, "99"]);
+    assert_eq!(code, Some(1), "{err}");
+    assert!(err.contains("its steps are 1, 2") || err.contains("its steps are [1, 2]"), "{err}");
+    for args in [&["show", &root, "abc"][..]] {
         let (code, out, err) = ckpt(args);
         assert_eq!(code, Some(2), "{args:?}: {err}");
         assert!(out.is_empty(), "{args:?}: {out}");

@@ -283,10 +283,10 @@ enum Command {
         #[arg(long, value_name = "STEP", value_parser = step_number_arg)]
         until: Option<String>,
         /// Stop after this many seconds without a new step (default: never).
-        #[arg(long, value_name = "SECONDS")]
+        #[arg(long, value_name = "SECONDS", value_parser = seconds_arg)]
         timeout: Option<f64>,
         /// Seconds between two looks at the root.
-        #[arg(long, value_name = "SECONDS", default_value_t = 1.0)]
+        #[arg(long, value_name = "SECONDS", default_value_t = 1.0, value_parser = positive_seconds_arg)]
         interval: f64,
     },
 }
@@ -347,7 +347,7 @@ struct CpArgs {
     json: bool,
     /// When stdout is not a terminal: a progress line (bytes done of the total, rate, time
     /// left) at most every SECS seconds while copying; 0: after every file.
-    #[arg(long, value_name = "SECS", default_value_t = 10.0)]
+    #[arg(long, value_name = "SECS", default_value_t = 10.0, value_parser = seconds_arg)]
     progress_every: f64,
 }
 
@@ -471,9 +471,25 @@ fn usage_error(e: clap::Error) -> ExitCode {
     let message = ckpt_manager::cli::usage_error_line(&e);
     eprintln!(
         "{}",
-        json!({"error": {"kind": ErrorKind::InvalidArgument.name(), "usage": true, "message": message}})
+        json!({"error": {"kind": ErrorKind::InvalidArgument.name(), "usage": true, "message": message, "step": null, "path": null}})
     );
     ExitCode::from(2)
+}
+
+/// clap's check of a number of seconds, 0 or more (a bad one is a usage error).
+fn seconds_arg(s: &str) -> std::result::Result<f64, String> {
+    match s.parse::<f64>() {
+        Ok(v) if v.is_finite() && v >= 0.0 => Ok(v),
+        _ => Err("a number of seconds, 0 or more".to_string()),
+    }
+}
+
+/// clap's check of a number of seconds above 0.
+fn positive_seconds_arg(s: &str) -> std::result::Result<f64, String> {
+    match s.parse::<f64>() {
+        Ok(v) if v.is_finite() && v > 0.0 => Ok(v),
+        _ => Err("a number of seconds above 0".to_string()),
+    }
 }
 
 /// clap's check of a STEP argument that must be a step number (a bad one is a usage error,
@@ -587,16 +603,26 @@ fn parent_of(path: &str) -> String {
 /// line: ROOT is itself a step directory, or its step directories are named in another format
 /// (another `--step-prefix`, zero padding) than `args` asks for. Says what it found and what to
 /// pass. `None` when nothing there looks like a step.
+///
+/// `command` is the subcommand asking (`ls`, `show`, `verify`, `cp`, `watch`), for the command
+/// line to suggest: `ckpt verify ROOT STEP` for `ckpt verify ROOT/STEP`.
 pub(crate) fn why_no_steps(
     store: &dyn ckpt_manager::storage::Store,
     args: &RootArgs,
+    command: &str,
 ) -> Result<Option<String>> {
     use ckpt_manager::core::{NameFormat as _, COMMIT_SUCCESS_FILE, STEP_METADATA_FILE};
     let root = args.root.trim_end_matches('/');
     if store.stat(STEP_METADATA_FILE)?.is_some() {
+        let parent = parent_of(root);
+        let last = root.rsplit('/').next().unwrap_or(root);
+        let suggestion = match command {
+            "show" | "verify" => format!("ckpt {command} {parent} {last}"),
+            "cp" => format!("ckpt cp {parent} DST --step {last}"),
+            _ => format!("ckpt {command} {parent}"),
+        };
         return Ok(Some(format!(
-            "{root} looks like a step directory (it holds {STEP_METADATA_FILE}); list its root: ckpt ls {}",
-            parent_of(root)
+            "{root} looks like a step directory (it holds {STEP_METADATA_FILE}); name its root: {suggestion}"
         )));
     }
     let format = ckpt_manager::core::StandardNameFormat::new(

@@ -99,6 +99,13 @@ pub(crate) fn rm(args: &RootArgs, steps: &[String], yes: bool) -> Result<()> {
         .collect();
     let root_path = mngr.store().location("");
     if let Some(&first) = missing.first() {
+        if listed.is_empty() {
+            if let Some(why) = why_no_steps(mngr.store().as_ref(), args, "rm")? {
+                return Err(Error::not_found(format!("{why}; nothing was deleted"))
+                    .with_step(first)
+                    .with_path(root_path));
+            }
+        }
         return Err(Error::not_found(format!(
             "no step {missing:?} in {}; its steps are {listed:?}; nothing was deleted",
             mngr.directory()

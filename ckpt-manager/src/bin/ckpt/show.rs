@@ -83,7 +83,7 @@ pub(crate) fn ls(args: &RootArgs, best: &BestArgs) -> Result<()> {
         }));
     }
     if steps.is_empty() {
-        if let Some(why) = why_no_steps(mngr.store().as_ref(), args)? {
+        if let Some(why) = why_no_steps(mngr.store().as_ref(), args, "ls")? {
             return Err(Error::invalid_argument(why));
         }
     }
@@ -222,7 +222,7 @@ fn resolve(
     root: &str,
 ) -> Result<Step> {
     let none_there = || -> Result<Error> {
-        let why = why_no_steps(mngr.store().as_ref(), args)?
+        let why = why_no_steps(mngr.store().as_ref(), args, "show")?
             .map(|w| format!(": {w}"))
             .unwrap_or_default();
         Ok(Error::not_found(format!(

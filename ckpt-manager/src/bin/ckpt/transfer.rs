@@ -100,7 +100,7 @@ pub(crate) fn cp(
     if step.is_none() && summary.copied.is_empty() && summary.skipped.is_empty() {
         // Nothing was found to copy: say why when it looks like a mistake (steps named in
         // another format, or SRC a step directory) instead of succeeding with 0 steps.
-        if let Some(why) = crate::why_no_steps(spec.src.as_ref(), args)? {
+        if let Some(why) = crate::why_no_steps(spec.src.as_ref(), args, "cp")? {
             return Err(Error::invalid_argument(format!(
                 "no committed steps to copy in {}: {why}",
                 args.root

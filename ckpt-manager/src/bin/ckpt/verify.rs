@@ -24,12 +24,30 @@ pub(crate) fn verify(args: &RootArgs, step: Option<&str>, checksums_only: bool) 
     let mngr = open(args)?;
     let step_given = step;
     let steps = match step {
-        Some(s) => vec![parse_step(s)?],
+        Some(s) => {
+            let step = parse_step(s)?;
+            let listed = mngr.all_steps();
+            if listed.binary_search(&step).is_err() {
+                let there = if listed.is_empty() {
+                    why_no_steps(mngr.store().as_ref(), args, "verify")?
+                        .unwrap_or_else(|| "it has no committed steps".to_string())
+                } else {
+                    format!("its steps are {}", step_list(&listed))
+                };
+                return Err(Error::not_found(format!(
+                    "no step {step} in {}; {there}",
+                    mngr.directory()
+                ))
+                .with_step(step)
+                .with_path(mngr.store().location("")));
+            }
+            vec![step]
+        }
         None => mngr.all_steps(),
     };
     if steps.is_empty() {
         // Verifying nothing is no "ok" when ROOT was the wrong directory.
-        if let Some(why) = why_no_steps(mngr.store().as_ref(), args)? {
+        if let Some(why) = why_no_steps(mngr.store().as_ref(), args, "verify")? {
             return Err(Error::invalid_argument(why));
         }
     }

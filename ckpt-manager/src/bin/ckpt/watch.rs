@@ -28,6 +28,21 @@ pub(crate) fn watch(
         }
     }
     let store = ckpt_manager::storage::open(&args.root)?;
+    // ROOT may not exist yet (the trainer has not started); but a step directory, a file or a
+    // root whose steps are named another way would make the wait endless and silent.
+    match store.stat("")? {
+        Some(m) if m.kind == ckpt_manager::storage::EntryKind::File => {
+            return Err(Error::invalid_argument(format!(
+                "{} is a file, not a directory: ckpt watch {}",
+                args.root,
+                parent_of(&args.root)
+            )))
+        }
+        _ => {}
+    }
+    if let Some(why) = why_no_steps(store.as_ref(), args, "watch")? {
+        return Err(Error::invalid_argument(why).with_path(store.location("")));
+    }
     let options = CheckpointManagerOptions {
         step_prefix: args.step_prefix.clone(),
         step_format_fixed_length: args.step_format_fixed_length,
