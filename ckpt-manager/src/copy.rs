@@ -171,19 +171,20 @@ pub fn copy_step(
     progress: &mut dyn FnMut(&CopyEvent),
 ) -> Result<CopySummary> {
     let (src_protocol, dst_protocol) = spec.protocols()?;
-    let _guard = guard_destination(spec)?;
     let steps = committed_steps(
         spec.src.as_ref(),
         src_protocol.as_ref(),
         spec.format.as_ref(),
     )?;
     let Some(name) = steps.get(&step) else {
+        // Checked before the destination is created: a failed copy leaves nothing behind.
         return Err(
             Error::not_found(format!("the source has no committed step {step}"))
                 .with_step(step)
                 .with_path(spec.src.location("")),
         );
     };
+    let _guard = guard_destination(spec)?;
     if committed_at(spec.dst.as_ref(), dst_protocol.as_ref(), name)? {
         return Err(Error::new(
             ErrorKind::AlreadyExists,
@@ -248,6 +249,16 @@ fn planned(plans: &[StepPlan]) -> CopyEvent {
 
 /// Lists step directory `name` of `src` and sizes its files (one listing, one stat per file).
 fn plan_step(src: &dyn Store, step: Step, name: &str) -> Result<StepPlan> {
+    // The step metadata is not in the checksum manifest: checked here, so that a step whose
+    // metadata does not parse is not copied as if it were whole.
+    crate::listing::read_step_metadata(src, name).map_err(|e| {
+        Error::corrupt(format!(
+            "step {step} is not copied: its {STEP_METADATA_FILE} does not parse"
+        ))
+        .with_step(step)
+        .with_path(src.location(&join_path(name, STEP_METADATA_FILE)))
+        .with_source(e)
+    })?;
     let mut files: Vec<String> = src
         .list_recursive(name)?
         .into_iter()

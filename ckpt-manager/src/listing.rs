@@ -66,9 +66,16 @@ pub(crate) fn warn_linked_steps(store: &dyn Store, format: &dyn NameFormat) -> R
     if !store.capabilities().local {
         return Ok(());
     }
+    // Once per link and process: a command that opens a root twice says it once.
+    static WARNED: std::sync::Mutex<std::collections::BTreeSet<String>> =
+        std::sync::Mutex::new(std::collections::BTreeSet::new());
     for e in store.list_dir("")? {
         if e.kind == ckpt_storage::EntryKind::Symlink {
-            if let Some(step) = format.parse_name(&e.name) {
+            let first = WARNED
+                .lock()
+                .map(|mut w| w.insert(store.location(&e.name)))
+                .unwrap_or(true);
+            if let (Some(step), true) = (format.parse_name(&e.name), first) {
                 tracing::warn!(
                     step,
                     link = %store.location(&e.name),

@@ -17,7 +17,9 @@ macro_rules! manager_options {
         $consumer! {
             data {
                 /// Save when `step % save_interval_steps == 0` (steps; default 1, every step).
-                /// `None` turns the interval off. `Some(0)` is rejected when the manager is built
+                /// The default save decision also saves the first step of a root that has no
+                /// checkpoint yet, whatever its number (Orbax's `InitialSavePolicy`), and the
+                /// step at which a preemption is signalled. `None` turns the interval off. `Some(0)` is rejected when the manager is built
                 /// unless `read_only` (deviation D4). Ignored when `save_decision_policy` is set.
                 /// In a config: a number, or `false` (JSON also `null`) for off.
                 save_interval_steps: Option<u64> = Some(1), "form::number_or_off",

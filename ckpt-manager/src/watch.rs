@@ -90,10 +90,11 @@ impl StepWatcher {
         self
     }
 
-    /// Seconds between two looks at the listing (Orbax `seconds_to_sleep`, default 1).
-    /// Negative or NaN is taken as 0.
+    /// Seconds between two looks at the listing (Orbax `seconds_to_sleep`, default 1), at least
+    /// 0.01: a smaller value, a negative one or NaN is taken as 0.01 (a loop without pause would
+    /// list an object store as fast as it answers, paying a request each time).
     pub fn poll_interval_secs(mut self, secs: f64) -> Self {
-        self.poll = secs_duration(secs);
+        self.poll = secs_duration(secs).max(std::time::Duration::from_millis(10));
         self
     }
 

@@ -381,7 +381,10 @@ fn ls_on_the_wrong_directory_says_what_it_found_and_what_to_pass() {
     );
     one_error(
         &["verify", &step_dir],
-        &["looks like a step directory", &format!("ckpt verify {root} 200")],
+        &[
+            "looks like a step directory",
+            &format!("ckpt verify {root} 200"),
+        ],
     );
     // watch on a step directory or a prefixed root: said at once, not a silent wait.
     one_error(
@@ -406,8 +409,14 @@ fn ls_on_the_wrong_directory_says_what_it_found_and_what_to_pass() {
         &["found", "ckpt_100, ckpt_200", "pass --step-prefix ckpt"],
     );
     one_error(&["verify", prefixed], &["pass --step-prefix ckpt"]);
-    one_error(&["watch", prefixed, "--timeout", "0"], &["pass --step-prefix ckpt"]);
-    one_error(&["rm", prefixed, "100", "--yes"], &["pass --step-prefix ckpt"]);
+    one_error(
+        &["watch", prefixed, "--timeout", "0"],
+        &["pass --step-prefix ckpt"],
+    );
+    one_error(
+        &["rm", prefixed, "100", "--yes"],
+        &["pass --step-prefix ckpt"],
+    );
     let (code, out, err) = ckpt(&["ls", prefixed, "--step-prefix", "ckpt"]);
     assert_eq!(code, Some(0), "{err}");
     assert!(out.contains("200 (latest)"), "{out}");
@@ -499,7 +508,10 @@ fn bad_step_arguments_are_usage_errors_and_json_errors_name_step_and_path() {
         let (code, out, err) = ckpt(args);
         assert_eq!(code, Some(2), "{args:?}: {err}");
         assert!(out.is_empty(), "{args:?}: {out}");
-        assert!(err.contains("a step is a non-negative integer"), "{args:?}: {err}");
+        assert!(
+            err.contains("a step is a non-negative integer"),
+            "{args:?}: {err}"
+        );
     }
     // Seconds that are not a usable number: usage errors too.
     for args in [
@@ -514,7 +526,10 @@ fn bad_step_arguments_are_usage_errors_and_json_errors_name_step_and_path() {
     // verify of a step that is not there lists the steps there are.
     let (code, _, err) = ckpt(&["verify", &root, "99"]);
     assert_eq!(code, Some(1), "{err}");
-    assert!(err.contains("its steps are 1, 2") || err.contains("its steps are [1, 2]"), "{err}");
+    assert!(
+        err.contains("its steps are 1, 2") || err.contains("its steps are [1, 2]"),
+        "{err}"
+    );
     for args in [&["show", &root, "abc"][..]] {
         let (code, out, err) = ckpt(args);
         assert_eq!(code, Some(2), "{args:?}: {err}");
@@ -659,7 +674,10 @@ fn a_closed_or_full_stdout_never_cuts_a_command_short() {
     assert_eq!(code, Some(3), "{err}");
     // A full device is an error, not a silent success.
     if Path::new("/dev/full").exists() {
-        let full = std::fs::OpenOptions::new().write(true).open("/dev/full").unwrap();
+        let full = std::fs::OpenOptions::new()
+            .write(true)
+            .open("/dev/full")
+            .unwrap();
         let out = Command::new(env!("CARGO_BIN_EXE_ckpt"))
             .args(["ls", &root])
             .stdout(full)

@@ -155,8 +155,9 @@ impl Drop for DecisionView<'_> {
 }
 
 impl CheckpointManager {
-    /// A builder for a manager of the root at `root`: a local path, `file:///abs/path` or
-    /// `memory://`.
+    /// A builder for a manager of the root at `root`: a local path, `file:///abs/path`,
+    /// `memory://`, or an object-store URI (`s3://bucket/prefix`, `gs://…`, `azblob://…`,
+    /// configured from the environment as [`ckpt_storage::open`] says).
     pub fn builder(root: impl Into<String>) -> CheckpointManagerBuilder {
         CheckpointManagerBuilder::new(RootSpec::Uri(root.into()))
     }
@@ -166,7 +167,8 @@ impl CheckpointManager {
         CheckpointManagerBuilder::new(RootSpec::Store(store))
     }
 
-    /// Opens the root at `root` (a local path, `file:///…`, `memory://`) with `options`.
+    /// Opens the root at `root` (a local path, `file:///…`, `memory://`, or an object-store URI:
+    /// `s3://bucket/prefix`, `gs://…`, `azblob://…`) with `options`.
     ///
     /// # Errors
     /// `InvalidArgument` for an unknown URI scheme or a root that is a file; otherwise as

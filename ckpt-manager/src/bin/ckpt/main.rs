@@ -61,10 +61,7 @@ static STDOUT_FAILURE: std::sync::Mutex<Option<std::io::Error>> = std::sync::Mut
 
 /// Whether writing to stdout has failed (later output is dropped).
 fn stdout_failed() -> bool {
-    STDOUT_FAILURE
-        .lock()
-        .map(|f| f.is_some())
-        .unwrap_or(true)
+    STDOUT_FAILURE.lock().map(|f| f.is_some()).unwrap_or(true)
 }
 
 /// Keeps `e` as the first stdout failure.

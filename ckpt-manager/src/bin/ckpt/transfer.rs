@@ -212,6 +212,14 @@ pub(crate) fn export(
     let step = parse_step(step)?;
     // Never replace a file the user did not say may go (it is written whole, then renamed
     // over OUT).
+    if out.is_dir() {
+        return Err(Error::invalid_argument(format!(
+            "{} is a directory: name the safetensors file to write, e.g. {}",
+            out.display(),
+            out.join(format!("step_{step}.safetensors")).display()
+        ))
+        .with_path(out.display().to_string()));
+    }
     if !force && std::fs::symlink_metadata(out).is_ok() {
         return Err(Error::new(
             ErrorKind::AlreadyExists,
