@@ -709,3 +709,20 @@ fn verify_reports_an_empty_step_and_goes_on_past_a_broken_manifest() {
     assert!(out.contains("step 9999: BAD"), "{out}");
     assert!(out.contains("the step holds no items"), "{out}");
 }
+
+#[test]
+fn cp_leaves_nothing_for_a_missing_step_and_refuses_unparsable_step_metadata() {
+    let d = tempfile::tempdir().unwrap();
+    let root = root_with(d.path(), "root", &[1, 2], |s| s as f64);
+    let dst = d.path().join("dst");
+    let (code, _, err) = ckpt(&["cp", &root, dst.to_str().unwrap(), "--step", "999"]);
+    assert_eq!(code, Some(1), "{err}");
+    assert!(err.contains("NotFound"), "{err}");
+    assert!(!dst.exists(), "a failed copy created the destination");
+    std::fs::write(Path::new(&root).join("2/_CHECKPOINT_METADATA"), b"garbage").unwrap();
+    let (code, _, err) = ckpt(&["cp", &root, dst.to_str().unwrap(), "--step", "2"]);
+    assert_eq!(code, Some(1), "{err}");
+    assert!(err.contains("step 2 is not copied"), "{err}");
+    let (code, _, err) = ckpt(&["cp", &root, dst.to_str().unwrap(), "--step", "1"]);
+    assert_eq!(code, Some(0), "{err}");
+}
