@@ -17,7 +17,8 @@
 //!   `xtask/src/etcdserver.rs`) for the coordination tests, prints `CKPT_TEST_ETCD=…` to export,
 //!   and serves until Ctrl-C. `ci` starts one beside the S3 server and runs
 //!   `cargo test -p ckpt-manager --features etcd --test coordination` (and `--test multiprocess`,
-//!   which also needs the S3 server) against it.
+//!   which also needs the S3 server, and `--test train_multiprocess`, the main job in several
+//!   processes) against it.
 //! - `s3-server`: starts the local S3 server (moto from PyPI, in `target/s3-venv`, on a free
 //!   127.0.0.1 port; see `xtask/src/s3server.rs`), prints the variables to export for
 //!   `cargo test`, and serves until Ctrl-C.
@@ -211,6 +212,17 @@ fn ci() -> ExitCode {
             "etcd",
             "--test",
             "multiprocess",
+        ],
+        // The main job in 4, then 2 processes on that etcd (`train --processes`, a SIGTERM,
+        // a resume with another process count), bit-exact against one process.
+        &[
+            "test",
+            "-p",
+            "ckpt-manager",
+            "--features",
+            "etcd",
+            "--test",
+            "train_multiprocess",
         ],
     ];
     // The local S3 server of the S3 tests (xtask/src/s3server.rs); stopped after the steps.
