@@ -1,5 +1,5 @@
 //! The main job in several processes (issue 15): `train --processes 4` on a real etcd server
-//! (`CKPT_TEST_ETCD`), on local disk, is stopped by a SIGTERM sent to its launcher (which
+//! (`CKPT_TEST_ETCD`), on local disk and on S3 (the local moto server), is stopped by a SIGTERM sent to its launcher (which
 //! forwards it to its 4 processes: every one saves the same step and stops, exit 0); the job
 //! resumes in 2 processes started the way any launcher starts them (`RANK`, `WORLD_SIZE`,
 //! `CKPT_ETCD_ENDPOINTS`), each reading its half of each parameter's rows from the 4 shards;
@@ -13,9 +13,10 @@
 //! launcher of `--processes` starts copies of that child). Nothing waits on a timer: the test
 //! waits for lines and for processes to end (with a limit that only catches hangs).
 //!
-//! Run: `cargo xtask etcd-server` (export what it prints), then
+//! Run: `cargo xtask etcd-server` and `cargo xtask s3-server` (export what they print), then
 //! `cargo test -p ckpt-manager --features etcd --test train_multiprocess` (or `cargo xtask ci`).
 
+mod s3_common;
 mod train_child;
 
 #[allow(dead_code)]
@@ -66,9 +67,9 @@ fn etcd_endpoint(test: &str) -> Option<String> {
 
 /// The run of `train --dir dir --steps steps --save-every 10` with the program's defaults, as
 /// a config for an in-process run.
-fn config(dir: &Path, steps: u64) -> checkpoint::RunConfig {
+fn config(dir: &str, steps: u64) -> checkpoint::RunConfig {
     checkpoint::RunConfig {
-        dir: dir.to_str().unwrap().to_string(),
+        dir: dir.to_string(),
         steps,
         save_every: 10,
         max_to_keep: 3,
@@ -109,8 +110,8 @@ fn model_of(t: &Trainer<'_>) -> Model {
 }
 
 /// Step `step` of the sharded root `root`, read by one process (whole arrays).
-fn sharded_step(root: &Path, step: u64, data: &data::Data) -> Model {
-    let m = CheckpointManager::builder(root.to_str().unwrap())
+fn sharded_step(root: &str, step: u64, data: &data::Data) -> Model {
+    let m = CheckpointManager::builder(root)
         .read_only(true)
         .build()
         .unwrap();
@@ -129,8 +130,8 @@ fn sharded_step(root: &Path, step: u64, data: &data::Data) -> Model {
 }
 
 /// The items of `step` in `root`.
-fn items(root: &Path, step: u64) -> Vec<String> {
-    CheckpointManager::builder(root.to_str().unwrap())
+fn items(root: &str, step: u64) -> Vec<String> {
+    CheckpointManager::builder(root)
         .read_only(true)
         .build()
         .unwrap()
@@ -163,11 +164,32 @@ fn four_processes_stopped_by_sigterm_resume_on_two_then_one_bit_for_bit_as_one_p
     let Some(endpoint) = etcd_endpoint(test) else {
         return;
     };
-    let started = Instant::now();
-    let data = data::Data::wine_quality();
     let dir = tempfile::tempdir().unwrap();
     let root = dir.path().join("job");
-    let root_arg = root.to_str().unwrap();
+    stop_resume_and_compare(&endpoint, root.to_str().unwrap(), dir.path());
+}
+
+#[test]
+fn on_s3_four_processes_stopped_by_sigterm_resume_on_two_then_one_bit_for_bit_as_one_process() {
+    let test =
+        "on_s3_four_processes_stopped_by_sigterm_resume_on_two_then_one_bit_for_bit_as_one_process";
+    let Some(endpoint) = etcd_endpoint(test) else {
+        return;
+    };
+    let Some((root, _)) = s3_common::fresh_root("train-mp") else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    stop_resume_and_compare(&endpoint, &root, dir.path());
+}
+
+/// The stages of the tests above on the root `root_arg` (a path or an `s3://` URI), with the
+/// single-process references under `tmp`.
+fn stop_resume_and_compare(endpoint: &str, root_arg: &str, tmp: &Path) {
+    let endpoint = endpoint.to_string();
+    let started = Instant::now();
+    let data = data::Data::wine_quality();
+    let root = root_arg;
 
     // 1. `train --processes 4`, far too long to finish; SIGTERM to the launcher once two
     //    checkpoints are saved.
@@ -219,17 +241,18 @@ fn four_processes_stopped_by_sigterm_resume_on_two_then_one_bit_for_bit_as_one_p
         .chain(["metrics", "opt_state", "train_state"].map(String::from))
         .collect();
     want_items.sort();
-    assert_eq!(items(&root, saved), want_items);
+    assert_eq!(items(root, saved), want_items);
     eprintln!(
-        "4 processes preempted at step {saved} after {:.1} s",
+        "{root}: 4 processes preempted at step {saved} after {:.1} s",
         started.elapsed().as_secs_f64()
     );
 
     // The same data in one process, uninterrupted to `saved`: the same bits.
-    let single = dir.path().join("single_to_saved");
-    let reference = checkpoint::run(&config(&single, saved), &data, &mut Vec::new()).unwrap();
+    let single = tmp.join("single_to_saved");
+    let single = single.to_str().unwrap();
+    let reference = checkpoint::run(&config(single, saved), &data, &mut Vec::new()).unwrap();
     assert_eq!(
-        sharded_step(&root, saved, &data),
+        sharded_step(root, saved, &data),
         model_of(&reference.trainer),
         "step {saved}: 4 processes vs 1"
     );
@@ -281,17 +304,18 @@ fn four_processes_stopped_by_sigterm_resume_on_two_then_one_bit_for_bit_as_one_p
         .chain(["metrics", "opt_state", "train_state"].map(String::from))
         .collect();
     want_items.sort();
-    assert_eq!(items(&root, target), want_items);
+    assert_eq!(items(root, target), want_items);
     eprintln!(
         "2 processes resumed from {saved} and trained to {target} in {:.1} s",
         resumed.elapsed().as_secs_f64()
     );
 
     // The same data in one process, uninterrupted to `target`: the same bits.
-    let single = dir.path().join("single");
-    let reference = checkpoint::run(&config(&single, target), &data, &mut Vec::new()).unwrap();
+    let single = tmp.join("single");
+    let single = single.to_str().unwrap();
+    let reference = checkpoint::run(&config(single, target), &data, &mut Vec::new()).unwrap();
     assert_eq!(
-        sharded_step(&root, target, &data),
+        sharded_step(root, target, &data),
         model_of(&reference.trainer),
         "step {target}: 4 then 2 processes vs 1"
     );
@@ -299,9 +323,9 @@ fn four_processes_stopped_by_sigterm_resume_on_two_then_one_bit_for_bit_as_one_p
     // 3. One process (no job) resumes from the 2-process checkpoint, reading whole arrays,
     //    and goes on exactly as the uninterrupted single process does.
     let last = target + 12;
-    let one = checkpoint::run(&config(&root, last), &data, &mut Vec::new()).unwrap();
+    let one = checkpoint::run(&config(root, last), &data, &mut Vec::new()).unwrap();
     assert_eq!(one.resumed_from, Some(target));
-    let reference = checkpoint::run(&config(&single, last), &data, &mut Vec::new()).unwrap();
+    let reference = checkpoint::run(&config(single, last), &data, &mut Vec::new()).unwrap();
     assert_eq!(
         model_of(&one.trainer),
         model_of(&reference.trainer),
