@@ -96,7 +96,7 @@ fn main() -> ExitCode {
             {
                 eprintln!("xtask bench: no Orbax venv ({e}); the orbax section will be skipped");
             }
-            xtask::bench::drive(&args[1..], Some(&bench_s3))
+            xtask::bench::drive(&args[1..], Some(&bench_s3), Some(&bench_etcd))
         }
         other => {
             eprintln!(
@@ -116,6 +116,16 @@ fn main() -> ExitCode {
 /// Starts the local S3 server for `cargo xtask bench`: a guard that stops it, and its environment.
 fn bench_s3() -> Result<xtask::bench::S3Started, String> {
     let server = s3server::start()?;
+    let env = server.env();
+    Ok((Box::new(server), env))
+}
+
+/// Starts the local etcd server for the `multiprocess` section of `cargo xtask bench` (and
+/// makes sure `protoc` is there to build the `etcd` feature): a guard that stops it, and its
+/// environment (`CKPT_TEST_ETCD`).
+fn bench_etcd() -> Result<xtask::bench::S3Started, String> {
+    etcdserver::ensure_protoc()?;
+    let server = etcdserver::start()?;
     let env = server.env();
     Ok((Box::new(server), env))
 }
@@ -159,7 +169,7 @@ fn ci() -> ExitCode {
     // disk; every cargo this process starts inherits the setting.
     std::env::set_var("CARGO_INCREMENTAL", "0");
     report_free_disk();
-    let steps: [&[&str]; 9] = [
+    let steps: [&[&str]; 10] = [
         &["fmt", "--all", "--", "--check"],
         &[
             "clippy",
