@@ -190,6 +190,14 @@ pub fn run_main(argv: impl IntoIterator<Item = OsString>) -> ExitCode {
         eprintln!("train: {note}");
     }
     let role = match distributed::role(args.processes, args.etcd.as_deref()) {
+        Ok(distributed::Role::Single) => distributed::Role::Single,
+        Ok(_) if !cfg!(feature = "etcd") => {
+            eprintln!(
+                "train: error: a multi-process run needs the `etcd` feature: build with \
+                 `--features etcd` (needs protoc)"
+            );
+            return ExitCode::from(2);
+        }
         Ok(r) => r,
         Err(e) => {
             eprintln!("train: error: {e}");
