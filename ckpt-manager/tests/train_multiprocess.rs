@@ -333,3 +333,49 @@ fn stop_resume_and_compare(endpoint: &str, root_arg: &str, tmp: &Path) {
     );
     eprintln!("whole test {:.1} s", started.elapsed().as_secs_f64());
 }
+
+#[test]
+fn bad_process_options_are_usage_errors_before_anything_starts() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("r");
+    let root = root.to_str().unwrap();
+    let none = || vec![("CKPT_ETCD_ENDPOINTS", String::new())];
+    let cases: Vec<(Vec<&str>, Vec<(&str, String)>, &str)> = vec![
+        (vec!["--processes", "9"], none(), "9 processes: give 1 to 8"),
+        (vec!["--processes", "0"], none(), "0 processes: give 1 to 8"),
+        (vec!["--processes", "2"], none(), "needs an etcd server"),
+        (
+            vec![],
+            vec![("RANK", "1".to_string())],
+            "RANK and WORLD_SIZE must be set together",
+        ),
+        (
+            vec![],
+            vec![
+                ("RANK", "2".to_string()),
+                ("WORLD_SIZE", "2".to_string()),
+                ("CKPT_ETCD_ENDPOINTS", "http://127.0.0.1:1".to_string()),
+            ],
+            "RANK=2 is not below WORLD_SIZE=2",
+        ),
+        (
+            vec!["--processes", "4"],
+            vec![
+                ("RANK", "0".to_string()),
+                ("WORLD_SIZE", "2".to_string()),
+                ("CKPT_ETCD_ENDPOINTS", "http://127.0.0.1:1".to_string()),
+            ],
+            "--processes 4 but WORLD_SIZE=2",
+        ),
+    ];
+    for (extra, env, want) in cases {
+        let mut args = vec!["--dir", root, "--steps", "5"];
+        args.extend(&extra);
+        let out = spawn_train_env(&args, &env).wait_with_output().unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{args:?} {env:?}: {err}");
+        assert!(err.contains(want), "{args:?} {env:?}: {err}");
+    }
+    // Nothing was created.
+    assert!(!Path::new(root).exists());
+}
