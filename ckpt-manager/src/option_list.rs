@@ -162,6 +162,18 @@ macro_rules! manager_options {
                 /// (default 300, Orbax's default barrier timeout, spec §5.1). A process known to
                 /// be gone (its etcd lease ended) fails the wait sooner, naming it.
                 coordination_timeout_secs: u64 = 300, "form::plain", set(secs: u64) => secs;
+                /// With a [`coordinator`](crate::CheckpointManagerOptions::coordinator): restores
+                /// read the store on the primary only, and every other process gets the same
+                /// bytes (or the same error) through the coordinator (default false: each
+                /// process reads on its own). As Orbax's `single_host_load_and_broadcast`
+                /// (spec §5.1), for every restore; a restore then is a collective call: every
+                /// process restores the same steps and items in the same order. Meant for small
+                /// items (the bytes pass through the coordination service, 512 KiB a value, and
+                /// stay there until the job's next run); read large sharded arrays per process
+                /// with `restore_array_slice` instead. Deviation: Orbax broadcasts through JAX
+                /// (`multihost.broadcast_one_to_all`) and only for PyTree restores.
+                single_host_load_and_broadcast: bool = false, "form::plain",
+                    set(on: bool) => on;
             }
             code {
                 /// A custom name format; overrides `step_prefix` and `step_format_fixed_length`.

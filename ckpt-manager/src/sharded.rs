@@ -173,6 +173,7 @@ impl CheckpointManager {
     ) -> Result<Tensor> {
         self.settle_quietly();
         let step = self.step_to_restore(step)?;
+        let _loading = self.loading();
         let root = &self.root;
         let dir = root.existing_step_dir(step)?;
         let prefix = format!("{array}{SHARD_ITEM_INFIX}");

@@ -12,6 +12,9 @@ mod checkpoint;
 #[path = "../examples/train/data.rs"]
 mod data;
 #[allow(dead_code)]
+#[path = "../examples/train/distributed.rs"]
+mod distributed;
+#[allow(dead_code)]
 #[path = "../examples/train/model.rs"]
 mod model;
 #[allow(dead_code)]

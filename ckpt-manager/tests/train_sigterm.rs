@@ -12,7 +12,7 @@ mod train_child;
 #[path = "../examples/train/main.rs"]
 mod train;
 // The example's modules name each other as `crate::data` etc.
-use train::{data, model, optim, rng, trainer};
+use train::{checkpoint, data, distributed, model, optim, rng, trainer};
 
 use std::path::Path;
 use std::process::Command;

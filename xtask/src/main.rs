@@ -17,7 +17,8 @@
 //!   `xtask/src/etcdserver.rs`) for the coordination tests, prints `CKPT_TEST_ETCD=…` to export,
 //!   and serves until Ctrl-C. `ci` starts one beside the S3 server and runs
 //!   `cargo test -p ckpt-manager --features etcd --test coordination` (and `--test multiprocess`,
-//!   which also needs the S3 server) against it.
+//!   which also needs the S3 server, and `--test train_multiprocess`, the main job in several
+//!   processes) against it.
 //! - `s3-server`: starts the local S3 server (moto from PyPI, in `target/s3-venv`, on a free
 //!   127.0.0.1 port; see `xtask/src/s3server.rs`), prints the variables to export for
 //!   `cargo test`, and serves until Ctrl-C.
@@ -95,7 +96,7 @@ fn main() -> ExitCode {
             {
                 eprintln!("xtask bench: no Orbax venv ({e}); the orbax section will be skipped");
             }
-            xtask::bench::drive(&args[1..], Some(&bench_s3))
+            xtask::bench::drive(&args[1..], Some(&bench_s3), Some(&bench_etcd))
         }
         other => {
             eprintln!(
@@ -115,6 +116,16 @@ fn main() -> ExitCode {
 /// Starts the local S3 server for `cargo xtask bench`: a guard that stops it, and its environment.
 fn bench_s3() -> Result<xtask::bench::S3Started, String> {
     let server = s3server::start()?;
+    let env = server.env();
+    Ok((Box::new(server), env))
+}
+
+/// Starts the local etcd server for the `multiprocess` section of `cargo xtask bench` (and
+/// makes sure `protoc` is there to build the `etcd` feature): a guard that stops it, and its
+/// environment (`CKPT_TEST_ETCD`).
+fn bench_etcd() -> Result<xtask::bench::S3Started, String> {
+    etcdserver::ensure_protoc()?;
+    let server = etcdserver::start()?;
     let env = server.env();
     Ok((Box::new(server), env))
 }
@@ -158,7 +169,7 @@ fn ci() -> ExitCode {
     // disk; every cargo this process starts inherits the setting.
     std::env::set_var("CARGO_INCREMENTAL", "0");
     report_free_disk();
-    let steps: [&[&str]; 9] = [
+    let steps: [&[&str]; 10] = [
         &["fmt", "--all", "--", "--check"],
         &[
             "clippy",
@@ -211,6 +222,17 @@ fn ci() -> ExitCode {
             "etcd",
             "--test",
             "multiprocess",
+        ],
+        // The main job in 4, then 2 processes on that etcd (`train --processes`, a SIGTERM,
+        // a resume with another process count), bit-exact against one process.
+        &[
+            "test",
+            "-p",
+            "ckpt-manager",
+            "--features",
+            "etcd",
+            "--test",
+            "train_multiprocess",
         ],
     ];
     // The local S3 server of the S3 tests (xtask/src/s3server.rs); stopped after the steps.

@@ -17,6 +17,7 @@
 //! and stop; the next run resumes there.
 
 use crate::data::Data;
+use crate::distributed::{self, Dp};
 use crate::model::Params;
 use crate::trainer::{TrainState, Trainer};
 use ckpt_handlers::{Tensor, TensorMap};
@@ -113,7 +114,20 @@ fn is_local_root(root: &str) -> bool {
 /// # Errors
 /// From the manager: a root that cannot be created or read, invalid options; a config file that
 /// cannot be read (the error names the file).
+#[allow(
+    dead_code,
+    reason = "an entry point of tests/train_resume.rs, which include this file"
+)]
 pub fn open_manager(cfg: &RunConfig) -> Result<CheckpointManager, AnyError> {
+    open_manager_in(cfg, None)
+}
+
+/// [`open_manager`] as one process of the data-parallel job `dp` (its coordinator given to the
+/// manager), or of no job (`None`).
+///
+/// # Errors
+/// As [`open_manager`]; in a job, a process that fails to open makes every process fail.
+pub fn open_manager_in(cfg: &RunConfig, dp: Option<&Dp>) -> Result<CheckpointManager, AnyError> {
     let mut root_metadata = Metrics::new();
     root_metadata.insert("program".into(), "ckpt-manager example `train`".into());
     root_metadata.insert(
@@ -136,6 +150,7 @@ pub fn open_manager(cfg: &RunConfig) -> Result<CheckpointManager, AnyError> {
         // lease (30 s at most) instead of failing with Locked. A local root's lock goes with
         // the process that held it: Locked there means a live run, and waiting would not help.
         wait_for_writer_secs: if is_local_root(&cfg.dir) { 0 } else { 45 },
+        coordinator: dp.map(|d| Arc::clone(&d.coordinator)),
         ..Default::default()
     };
     if let Some(file) = &cfg.config_file {
@@ -258,28 +273,36 @@ pub fn refuse_other_step_names(
 ///
 /// # Errors
 /// As [`resume_from`] without a step.
+#[allow(
+    dead_code,
+    reason = "an entry point of tests/train_resume.rs, which include this file"
+)]
 pub fn resume_or_init<'d>(
     mngr: &CheckpointManager,
     data: &'d Data,
     seed: u64,
 ) -> Result<(Trainer<'d>, Option<Step>), AnyError> {
-    resume_from(mngr, data, seed, None)
+    resume_from(mngr, data, seed, None, None)
 }
 
 /// The model of checkpoint `step` in `mngr` (the latest when `None`; a fresh one from `seed`
-/// when the root has no checkpoint), and the step resumed from.
+/// when the root has no checkpoint), and the step resumed from, as one process of the
+/// data-parallel job `dp` (or of none). Reads either layout: a single process's (items
+/// `params`, `opt_state` as tensors) or a job's (array shards `params.<name>.shard-<i>`,
+/// `opt_state` as JSON; see [`crate::distributed`]), whatever process count wrote it.
 ///
 /// # Errors
 /// When `step` is not a checkpoint of the root (a message listing the steps there are); when the
 /// checkpoint cannot be restored or does not hold this program's items (a message naming the
 /// item). A latest checkpoint that cannot be resumed from (corrupt, no items, not this
 /// program's items) gets a message saying how to resume from the step before it
-/// (`--resume-from`) or delete it (`ckpt rm`).
+/// (`--resume-from`) or delete it (`ckpt rm`). In a job, as the exchange of the rows read.
 pub fn resume_from<'d>(
     mngr: &CheckpointManager,
     data: &'d Data,
     seed: u64,
     step: Option<Step>,
+    dp: Option<&Dp>,
 ) -> Result<(Trainer<'d>, Option<Step>), AnyError> {
     let steps = mngr.all_steps();
     let latest = match step {
@@ -296,7 +319,7 @@ pub fn resume_from<'d>(
             None => return Ok((Trainer::new(data, seed), None)),
         },
     };
-    match restore_trainer(mngr, data, seed, latest) {
+    match restore_trainer(mngr, data, seed, latest, dp) {
         Ok(trainer) => Ok((trainer, Some(latest))),
         // The latest checkpoint cannot be resumed from: its data is damaged, it holds no items
         // or not this program's (an empty or stray directory named as a step, an imported
@@ -340,7 +363,7 @@ fn is_transient(e: &AnyError) -> bool {
 }
 
 /// Restores checkpoint `latest` into a trainer: its training state, parameters and optimizer
-/// state.
+/// state, from either layout (a single process's or a job's), as one process of `dp` or of none.
 ///
 /// # Errors
 /// When the checkpoint cannot be restored or does not hold this program's items, or they do
@@ -350,8 +373,17 @@ fn restore_trainer<'d>(
     data: &'d Data,
     seed: u64,
     latest: Step,
+    dp: Option<&Dp>,
 ) -> Result<Trainer<'d>, AnyError> {
-    let restored = mngr.restore(Some(latest))?;
+    let sharded = !mngr
+        .item_names(latest)?
+        .iter()
+        .any(|n| n.as_str() == PARAMS);
+    let restored = if sharded {
+        mngr.restore_items(Some(latest), &[TRAIN_STATE, OPT_STATE])?
+    } else {
+        mngr.restore(Some(latest))?
+    };
     let state: TrainState = restored.json(TRAIN_STATE)?;
     if state.step != latest {
         return Err(format!(
@@ -362,10 +394,22 @@ fn restore_trainer<'d>(
     }
     // A template of the right shapes to read the tensors into.
     let like = Trainer::new(data, seed).params;
-    let params = params_from_tensors(restored.tensors(PARAMS)?, &like, PARAMS, "")?;
-    let opt = restored.tensors(OPT_STATE)?;
-    let m = params_from_tensors(opt, &like, OPT_STATE, "mu.")?;
-    let v = params_from_tensors(opt, &like, OPT_STATE, "nu.")?;
+    let (params, m, v) = if sharded {
+        let opt = restored.json_value(OPT_STATE)?;
+        let m = distributed::moments_from_json(&opt["mu"], &like, "mu")?;
+        let v = distributed::moments_from_json(&opt["nu"], &like, "nu")?;
+        let params = match dp {
+            Some(dp) => dp.read_params(mngr, latest, &like)?,
+            None => distributed::read_params_whole(mngr, latest, &like)?,
+        };
+        (params, m, v)
+    } else {
+        let params = params_from_tensors(restored.tensors(PARAMS)?, &like, PARAMS, "")?;
+        let opt = restored.tensors(OPT_STATE)?;
+        let m = params_from_tensors(opt, &like, OPT_STATE, "mu.")?;
+        let v = params_from_tensors(opt, &like, OPT_STATE, "nu.")?;
+        (params, m, v)
+    };
     Trainer::from_parts(data, params, m, v, state)
         .map_err(|e| format!("checkpoint {latest}: {e}").into())
 }
@@ -426,14 +470,19 @@ pub fn params_from_tensors(
 /// Saves the trainer's current step through `mngr` if the save interval says so or `force`,
 /// with the validation metrics; prints one progress line to `out`. Returns whether it saved.
 ///
+/// As one process of the data-parallel job `dp` (its part of the step, see [`Dp::items`]),
+/// or of none.
+///
 /// # Errors
-/// From the manager (writing the step), or writing to `out`.
+/// From the manager (writing the step), or writing to `out`; in a job, any process's failure
+/// (every process fails the same save).
 pub fn save_step(
     mngr: &mut CheckpointManager,
     trainer: &Trainer<'_>,
     train_loss: f32,
     force: bool,
     out: &mut dyn Write,
+    dp: Option<&Dp>,
 ) -> Result<bool, AnyError> {
     let step = trainer.state.step;
     if !force && !mngr.should_save(step) {
@@ -458,16 +507,22 @@ pub fn save_step(
         metrics.insert("train_loss".into(), f64::from(train_loss).into());
     }
 
-    let mut params = TensorMap::new();
-    params_to_tensors(&trainer.params, "", &mut params)?;
-    let mut opt_state = TensorMap::new();
-    params_to_tensors(&trainer.adam.m, "mu.", &mut opt_state)?;
-    params_to_tensors(&trainer.adam.v, "nu.", &mut opt_state)?;
-    // The tensors were just built for this save: move them in (no copy on the caller's thread).
-    let items = Composite::new()
-        .tensors_owned(PARAMS, params)
-        .tensors_owned(OPT_STATE, opt_state)
-        .json(TRAIN_STATE, &trainer.state);
+    let items = match dp {
+        Some(dp) => dp.items(trainer)?,
+        None => {
+            let mut params = TensorMap::new();
+            params_to_tensors(&trainer.params, "", &mut params)?;
+            let mut opt_state = TensorMap::new();
+            params_to_tensors(&trainer.adam.m, "mu.", &mut opt_state)?;
+            params_to_tensors(&trainer.adam.v, "nu.", &mut opt_state)?;
+            // The tensors were just built for this save: move them in (no copy on the
+            // caller's thread).
+            Composite::new()
+                .tensors_owned(PARAMS, params)
+                .tensors_owned(OPT_STATE, opt_state)
+                .json(TRAIN_STATE, &trainer.state)
+        }
+    };
 
     let before = mngr.all_steps();
     let saved = mngr.save(
@@ -510,6 +565,10 @@ pub fn save_step(
 ///
 /// # Errors
 /// As [`save_step`].
+#[allow(
+    dead_code,
+    reason = "an entry point of tests/train_resume.rs, which include this file"
+)]
 pub fn train_until(
     mngr: &mut CheckpointManager,
     trainer: &mut Trainer<'_>,
@@ -518,18 +577,41 @@ pub fn train_until(
     preemption: Option<&dyn PreemptionSource>,
     out: &mut dyn Write,
 ) -> Result<Option<Step>, AnyError> {
+    train_until_in(mngr, trainer, until, final_save, preemption, out, None)
+}
+
+/// [`train_until`] as one process of the data-parallel job `dp` (or of none): each step's
+/// gradient is exchanged ([`Dp::train_step`]), and the preemption asked of the manager, which
+/// agrees it between the processes (a SIGTERM reaching any one makes all save the same step
+/// and stop).
+///
+/// # Errors
+/// As [`train_until`]; in a job, the gradient exchange.
+pub fn train_until_in(
+    mngr: &mut CheckpointManager,
+    trainer: &mut Trainer<'_>,
+    until: Step,
+    final_save: bool,
+    preemption: Option<&dyn PreemptionSource>,
+    out: &mut dyn Write,
+    dp: Option<&Dp>,
+) -> Result<Option<Step>, AnyError> {
     let (mut loss_sum, mut loss_count) = (0.0_f64, 0_u32);
     let mut last_loss = f32::NAN;
     loop {
         let step = trainer.state.step;
-        if preemption.is_some_and(|p| p.reached_preemption(step)) {
+        let preempted = match dp {
+            Some(_) => preemption.is_some() && mngr.reached_preemption(step),
+            None => preemption.is_some_and(|p| p.reached_preemption(step)),
+        };
+        if preempted {
             if mngr.latest_step() != Some(step) {
                 let mean = if loss_count > 0 {
                     (loss_sum / f64::from(loss_count)) as f32
                 } else {
                     last_loss
                 };
-                save_step(mngr, trainer, mean, true, out)?;
+                save_step(mngr, trainer, mean, true, out, dp)?;
             }
             mngr.wait_until_finished()?;
             writeln!(out, "preempted: saved step {step}")?;
@@ -538,12 +620,15 @@ pub fn train_until(
         if step >= until {
             return Ok(None);
         }
-        last_loss = trainer.train_step();
+        last_loss = match dp {
+            Some(dp) => dp.train_step(trainer)?,
+            None => trainer.train_step(),
+        };
         loss_sum += f64::from(last_loss);
         loss_count += 1;
         let step = trainer.state.step;
         let mean = (loss_sum / f64::from(loss_count)) as f32;
-        if save_step(mngr, trainer, mean, final_save && step == until, out)? {
+        if save_step(mngr, trainer, mean, final_save && step == until, out, dp)? {
             (loss_sum, loss_count) = (0.0, 0);
             last_loss = mean;
         }
@@ -555,16 +640,30 @@ pub fn train_until(
 ///
 /// # Errors
 /// As [`open_manager`], [`resume_or_init`], [`train_until`]; closing the manager.
+#[allow(
+    dead_code,
+    reason = "an entry point of tests/train_resume.rs, which include this file"
+)]
 pub fn run<'d>(
     cfg: &RunConfig,
     data: &'d Data,
     out: &mut dyn Write,
 ) -> Result<RunOutcome<'d>, AnyError> {
-    let mut mngr = open_manager(cfg)?;
-    let (mut trainer, resumed_from) = match cfg.resume_from {
-        Some(step) => resume_from(&mngr, data, cfg.seed, Some(step))?,
-        None => resume_or_init(&mngr, data, cfg.seed)?,
-    };
+    run_in(cfg, data, out, None)
+}
+
+/// [`run`] as one process of the data-parallel job `dp` (or of none).
+///
+/// # Errors
+/// As [`run`]; in a job, any process's failure of a save or an exchange.
+pub fn run_in<'d>(
+    cfg: &RunConfig,
+    data: &'d Data,
+    out: &mut dyn Write,
+    dp: Option<&Dp>,
+) -> Result<RunOutcome<'d>, AnyError> {
+    let mut mngr = open_manager_in(cfg, dp)?;
+    let (mut trainer, resumed_from) = resume_from(&mngr, data, cfg.seed, cfg.resume_from, dp)?;
     match resumed_from {
         Some(step) => {
             let s = &trainer.state;
@@ -611,13 +710,14 @@ pub fn run<'d>(
             None => writeln!(out, "nothing to do: --steps {}", cfg.steps)?,
         }
     } else {
-        preempted = train_until(
+        preempted = train_until_in(
             &mut mngr,
             &mut trainer,
             cfg.steps,
             true,
             cfg.preemption.as_deref(),
             out,
+            dp,
         )?;
     }
 

@@ -3,7 +3,7 @@
 //! ```text
 //! cargo run --release --example train -- --dir DIR [--steps N] [--save-every K]
 //!     [--max-to-keep M] [--best-n B] [--keep-period P] [--seed S] [--config FILE]
-//!     [--resume-from STEP] [--ignore-other-steps]
+//!     [--resume-from STEP] [--ignore-other-steps] [--processes N] [--etcd URL]
 //! ```
 //!
 //! A one-hidden-layer MLP learns to predict the quality rating of red wines (the UCI Wine
@@ -33,12 +33,21 @@
 //! go on: `--resume-from STEP` resumes from an older checkpoint (the later ones stay, and saves
 //! resume once training passes them), or `ckpt rm DIR STEP` deletes the broken one.
 //!
+//! `--processes N` (feature `etcd`) trains data-parallel in N processes of this program, which
+//! meet on the etcd server of `--etcd URL` (or `CKPT_ETCD_ENDPOINTS`); a launcher that sets
+//! `RANK` and `WORLD_SIZE` (and `CKPT_ETCD_ENDPOINTS`) may start the processes instead. Each
+//! process computes the gradients of its share of every mini-batch, the processes exchange them
+//! and apply the same update, and each saves its rows of every parameter; a SIGTERM reaching
+//! any of them makes all save the same step and stop; a rerun with any process count (or
+//! none) resumes there, bit-exactly. See `distributed.rs`.
+//!
 //! [`CheckpointManager`]: ckpt_manager::CheckpointManager
 
 // `pub(crate)`: tests/train_sigterm.rs includes this file as a module and re-exports these at
 // its crate root, where the modules' `crate::` paths look for them.
 pub(crate) mod checkpoint;
 pub(crate) mod data;
+pub(crate) mod distributed;
 pub(crate) mod model;
 pub(crate) mod optim;
 pub(crate) mod rng;
@@ -89,6 +98,15 @@ struct Args {
     /// them instead of resuming from them.
     #[arg(long)]
     ignore_other_steps: bool,
+    /// Train data-parallel in this many processes of this program (1 to 8), started here and
+    /// meeting on the etcd server of --etcd; each saves its rows of every parameter. Needs the
+    /// `etcd` feature.
+    #[arg(long, value_name = "N")]
+    processes: Option<usize>,
+    /// The etcd server of a multi-process run, e.g. http://127.0.0.1:2379 (comma-separated for
+    /// several); default: the CKPT_ETCD_ENDPOINTS environment variable.
+    #[arg(long, value_name = "URL")]
+    etcd: Option<String>,
     /// More log output on stderr: -v info (each save, each deletion and why), -vv debug, -vvv
     /// trace. RUST_LOG (e.g. `RUST_LOG=ckpt_manager=debug`) overrides.
     #[arg(short, long, action = clap::ArgAction::Count)]
@@ -171,13 +189,60 @@ pub fn run_main(argv: impl IntoIterator<Item = OsString>) -> ExitCode {
     if let Some(note) = ckpt_manager::logging::init_logging(args.verbose, args.quiet) {
         eprintln!("train: {note}");
     }
+    let role = match distributed::role(args.processes, args.etcd.as_deref()) {
+        Ok(distributed::Role::Single) => distributed::Role::Single,
+        Ok(_) if !cfg!(feature = "etcd") => {
+            eprintln!(
+                "train: error: a multi-process run needs the `etcd` feature: build with \
+                 `--features etcd` (needs protoc)"
+            );
+            return ExitCode::from(2);
+        }
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("train: error: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    // A worker the launcher started takes a second SIGTERM (one sent to the whole process
+    // group, and the launcher's forward of it) as the same preemption.
+    let launched = matches!(role, distributed::Role::Worker { launched: true, .. });
     // Catch SIGTERM before anything else, so a preemption at any point is a clean stop.
-    let preemption = match SigtermPreemption::install() {
+    let installed = SigtermPreemption::install_with(ckpt_manager::SigtermOptions {
+        exit_on_second_signal: !launched,
+        ..Default::default()
+    });
+    let preemption = match installed {
         Ok(p) => Arc::new(p),
         Err(e) => {
             eprintln!("train: error: {}", e.chain());
             return ExitCode::FAILURE;
         }
+    };
+    let (dp, rank) = match &role {
+        distributed::Role::Launcher {
+            processes,
+            endpoints,
+        } => {
+            let p = Arc::clone(&preemption);
+            return distributed::launch(*processes, endpoints, &move || p.is_triggered());
+        }
+        distributed::Role::Worker {
+            rank,
+            size,
+            endpoints,
+            ..
+        } => match distributed::Dp::connect(endpoints, *rank, *size, &args.dir) {
+            Ok(dp) => (Some(dp), *rank),
+            Err(e) => {
+                eprintln!(
+                    "train: error: process {rank} of {size} cannot join the job: {}",
+                    ErrorChain(&*e)
+                );
+                return ExitCode::FAILURE;
+            }
+        },
+        distributed::Role::Single => (None, 0),
     };
     let cfg = checkpoint::RunConfig {
         dir: args.dir,
@@ -194,8 +259,14 @@ pub fn run_main(argv: impl IntoIterator<Item = OsString>) -> ExitCode {
     };
     let started = std::time::Instant::now();
     let data = data::Data::wine_quality();
+    // In a job, the primary prints the progress; the others one line at the end.
+    let inner: Box<dyn Write> = if rank == 0 {
+        Box::new(std::io::stdout().lock())
+    } else {
+        Box::new(std::io::sink())
+    };
     let mut out = ProgressOut {
-        inner: std::io::stdout().lock(),
+        inner,
         closed: false,
     };
     // Printing the header can only fail if stdout is gone; then there is nobody to tell.
@@ -211,8 +282,22 @@ pub fn run_main(argv: impl IntoIterator<Item = OsString>) -> ExitCode {
         data.n_classes,
         data::class_counts(&data.y_train, data.n_classes),
     );
-    match checkpoint::run(&cfg, &data, &mut out) {
+    match checkpoint::run_in(&cfg, &data, &mut out, dp.as_ref()) {
         Ok(outcome) => {
+            if let Some(dp) = dp.as_ref().filter(|d| d.rank != 0) {
+                // Only a closed stdout can fail this; then nobody reads it.
+                let _ = writeln!(
+                    std::io::stdout(),
+                    "process {} of {}: {} at step {}",
+                    dp.rank,
+                    dp.size,
+                    match outcome.preempted {
+                        Some(_) => "stopped by preemption, saved",
+                        None => "done",
+                    },
+                    outcome.trainer.state.step
+                );
+            }
             let trained = outcome.trainer.state.step - outcome.resumed_from.unwrap_or(0);
             let _ = match outcome.preempted {
                 Some(step) => writeln!(

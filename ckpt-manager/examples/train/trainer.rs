@@ -15,6 +15,28 @@ use serde::{Deserialize, Serialize};
 pub const HIDDEN: usize = 32;
 /// Examples per mini-batch (the last batch of an epoch may be smaller).
 pub const BATCH_SIZE: usize = 32;
+/// Micro-batches per mini-batch: the units of gradient work a data-parallel run shares out
+/// (micro-batch `m` to process `m % processes`), so at most this many processes.
+pub const MICRO_BATCHES: usize = 8;
+
+/// The loss and mean gradient of one micro-batch of the current mini-batch.
+#[derive(Debug, Clone, PartialEq)]
+pub struct MicroGrad {
+    /// The micro-batch's index, `0..MICRO_BATCHES`.
+    pub index: usize,
+    /// Its number of examples.
+    pub examples: usize,
+    /// Its mean cross-entropy.
+    pub loss: f32,
+    /// Its mean gradient.
+    pub grad: Params,
+}
+
+/// The range (within a mini-batch of `n` examples) of micro-batch `m`: the `m`-th of
+/// [`MICRO_BATCHES`] near-equal contiguous parts (empty when `n < MICRO_BATCHES` for some).
+pub fn micro_range(n: usize, m: usize) -> std::ops::Range<usize> {
+    n * m / MICRO_BATCHES..n * (m + 1) / MICRO_BATCHES
+}
 
 /// RNG stream for the parameter initialisation.
 const INIT_STREAM: u64 = 1;
@@ -154,16 +176,90 @@ impl<'d> Trainer<'d> {
     }
 
     /// Trains on the next mini-batch (one Adam update) and returns its loss before the update.
+    ///
+    /// The batch's gradient is the fixed-order sum of its [`MICRO_BATCHES`] micro-batches'
+    /// gradients ([`Trainer::micro_grads`], [`Trainer::apply_micro_grads`]), the same
+    /// arithmetic a data-parallel run of any number of processes does (each process some of
+    /// the micro-batches), so both give bit-identical parameters.
     pub fn train_step(&mut self) -> f32 {
+        let grads = self.micro_grads(|_| true);
+        self.apply_micro_grads(&grads)
+    }
+
+    /// The example range of the current mini-batch within the epoch's order.
+    fn batch_range(&self) -> std::ops::Range<usize> {
         let n = self.order.len();
-        let start = self.state.position as usize;
-        let end = (start + BATCH_SIZE).min(n);
-        let (x, y) = self.data.train_batch(&self.order[start..end]);
-        let (loss, grad) = model::loss_and_grad(&self.params, &x, &y);
+        let start = (self.state.position as usize).min(n);
+        start..(start + BATCH_SIZE).min(n)
+    }
+
+    /// The loss and gradient of each micro-batch `m` of the current mini-batch for which
+    /// `mine(m)` holds (empty micro-batches are left out), ascending by `m`. Micro-batch `m`
+    /// is the `m`-th of [`MICRO_BATCHES`] near-equal contiguous parts of the batch.
+    pub fn micro_grads(&self, mine: impl Fn(usize) -> bool) -> Vec<MicroGrad> {
+        let batch = self.batch_range();
+        let n = batch.len();
+        let mut out = Vec::new();
+        for m in (0..MICRO_BATCHES).filter(|&m| mine(m)) {
+            let part = micro_range(n, m);
+            if part.is_empty() {
+                continue;
+            }
+            let indices = &self.order[batch.start + part.start..batch.start + part.end];
+            let (x, y) = self.data.train_batch(indices);
+            let (loss, grad) = model::loss_and_grad(&self.params, &x, &y);
+            out.push(MicroGrad {
+                index: m,
+                examples: part.len(),
+                loss,
+                grad,
+            });
+        }
+        out
+    }
+
+    /// Whether `grads` are exactly the non-empty micro-batches of the current mini-batch, each
+    /// once, ascending, with their sizes (what [`Trainer::apply_micro_grads`] needs).
+    ///
+    /// # Errors
+    /// A message naming the first micro-batch that is missing, repeated or of the wrong size.
+    pub fn check_micro_grads(&self, grads: &[MicroGrad]) -> Result<(), String> {
+        let n = self.batch_range().len();
+        let want: Vec<(usize, usize)> = (0..MICRO_BATCHES)
+            .map(|m| (m, micro_range(n, m).len()))
+            .filter(|&(_, len)| len > 0)
+            .collect();
+        let got: Vec<(usize, usize)> = grads.iter().map(|g| (g.index, g.examples)).collect();
+        if got != want {
+            return Err(format!(
+                "step {}: the micro-batch gradients are (index, examples) {got:?}, the batch needs {want:?}",
+                self.state.step
+            ));
+        }
+        Ok(())
+    }
+
+    /// Applies one Adam update with the gradient of the current mini-batch made of `grads` (as
+    /// [`Trainer::check_micro_grads`] accepts): each micro-batch's mean gradient weighted by its
+    /// share of the batch, summed in the order given; moves to the next batch and returns the
+    /// batch's loss (weighted the same way).
+    pub fn apply_micro_grads(&mut self, grads: &[MicroGrad]) -> f32 {
+        let batch = self.batch_range();
+        let n = batch.len();
+        let mut total = self.params.zeros_like();
+        let mut loss = 0.0_f32;
+        for g in grads {
+            let w = g.examples as f32 / n as f32;
+            loss += w * g.loss;
+            for ((_, mut acc), (_, part)) in total.tensors_mut().into_iter().zip(g.grad.tensors()) {
+                acc.zip_mut_with(&part, |a, &b| *a += w * b);
+            }
+        }
         self.state.step += 1;
-        self.adam.update(&mut self.params, &grad, self.state.step);
-        self.state.position = end as u64;
-        if end == n {
+        self.adam.update(&mut self.params, &total, self.state.step);
+        self.state.position = batch.end as u64;
+        if batch.end == self.order.len() {
+            let n = self.order.len();
             self.state.epoch += 1;
             self.state.position = 0;
             self.state.epoch_rng_state = self.rng.state();

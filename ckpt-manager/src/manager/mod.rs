@@ -1,5 +1,6 @@
 //! `CheckpointManager`: the public API.
 
+mod broadcast;
 mod job;
 mod job_save;
 mod read;
@@ -62,7 +63,11 @@ use std::sync::{Arc, Mutex, MutexGuard};
 ///   `.committed`). The step's metrics and custom metadata are the primary's. The committed step
 ///   is the step one process saving the union of the parts would have written.
 /// - Deleting (`delete`, `apply_preservation`): the primary deletes, every process forgets.
-/// - Reading (`restore`, `metrics`, listing queries): each process reads on its own.
+/// - Reading (`restore`, `metrics`, listing queries): each process reads on its own; with
+///   [`single_host_load_and_broadcast`](crate::CheckpointManagerOptions::single_host_load_and_broadcast)
+///   the restores (`restore`, `restore_items`, `restore_leaves`, `restore_pytree_into`,
+///   `restore_array_slice`) read on the primary only, the others getting the bytes through the
+///   coordinator (then every process restores the same things in the same order).
 ///
 /// Deviations: multi-process saves run synchronously (`save` returns once the step is
 /// committed on every process; `enable_async_checkpointing` and the staging pool are not used);
@@ -80,6 +85,8 @@ pub struct CheckpointManager {
     pending_error: Mutex<Option<Error>>,
     /// This manager's place in a multi-process job (`None`: one process, or read-only).
     job: Option<Job>,
+    /// The store layer of `single_host_load_and_broadcast` (a job's manager with that option).
+    broadcast: Option<Arc<broadcast::BroadcastReads>>,
 }
 
 /// What a call of [`CheckpointManager::save_with_outcome`] did, and why when it did not save
@@ -205,6 +212,7 @@ impl CheckpointManager {
             in_flight: Mutex::new(None),
             pending_error: Mutex::new(None),
             job: None,
+            broadcast: None,
         })
     }
 
@@ -220,6 +228,17 @@ impl CheckpointManager {
         coordinator: Arc<dyn crate::coordination::Coordinator>,
     ) -> Result<Self> {
         options.validate()?;
+        let broadcast = options.single_host_load_and_broadcast.then(|| {
+            Arc::new(broadcast::BroadcastReads::new(
+                Arc::clone(&store),
+                Arc::clone(&coordinator),
+                std::time::Duration::from_secs(options.coordination_timeout_secs),
+            ))
+        });
+        let store: Arc<dyn Store> = match &broadcast {
+            Some(layer) => Arc::clone(layer) as Arc<dyn Store>,
+            None => store,
+        };
         let job = Job::new(coordinator, &options)?;
         // An error of this process goes to every process through the exchange, which then
         // returns it (naming this process) here too.
@@ -252,6 +271,7 @@ impl CheckpointManager {
             in_flight: Mutex::new(None),
             pending_error: Mutex::new(None),
             job: Some(job),
+            broadcast,
         })
     }
 

@@ -105,6 +105,7 @@ impl CheckpointManager {
     ) -> Result<ckpt_handlers::PyTree> {
         self.settle_quietly();
         let step = self.step_to_restore(step)?;
+        let _loading = self.loading();
         let only: std::collections::BTreeSet<String> =
             leaves.iter().map(|l| l.to_string()).collect();
         let restored = self.root.restore(
@@ -141,6 +142,7 @@ impl CheckpointManager {
     ) -> Result<Step> {
         self.settle_quietly();
         let step = self.step_to_restore(step)?;
+        let _loading = self.loading();
         self.root.restore(
             step,
             Some(&[item]),
@@ -167,6 +169,14 @@ impl CheckpointManager {
     ) -> Result<Restored> {
         self.settle_quietly();
         let step = self.step_to_restore(step)?;
+        let _loading = self.loading();
         self.root.restore(step, names, None)
+    }
+
+    /// With `single_host_load_and_broadcast` in a job: the reads until the guard is dropped
+    /// come from the primary (see [`super::broadcast`]); `None` otherwise.
+    pub(crate) fn loading(&self) -> Option<super::broadcast::Loading<'_>> {
+        let (layer, job) = (self.broadcast.as_ref()?, self.job.as_ref()?);
+        Some(layer.begin(job.op_name("load")))
     }
 }

@@ -9,7 +9,9 @@
 //!   saving the same data;
 //! - a write that fails on one process (a fault layer) commits nothing, and every process's
 //!   error names that process and the phase; the job goes on saving the next steps;
-//! - a second job on a root a first job holds gets `Locked` on every one of its processes.
+//! - a second job on a root a first job holds gets `Locked` on every one of its processes;
+//! - with `single_host_load_and_broadcast`, only the primary reads the store during restores and
+//!   the other processes restore the same items from the bytes it broadcasts.
 //!
 //! Needs `CKPT_TEST_ETCD` (`cargo xtask etcd-server`, or `cargo xtask ci`) and, for the S3
 //! test, the moto server of `cargo xtask s3-server`. Timing: no wait is asserted to be short;
@@ -137,6 +139,7 @@ fn child_process_entry() {
         "resume" => role_resume(&c),
         "shards_save" => role_shards_save(&c),
         "shards_restore" => role_shards_restore(&c),
+        "broadcast" => role_broadcast(&c),
         other => panic!("unknown child role {other}"),
     }))
     .is_ok();
@@ -399,6 +402,42 @@ fn role_shards_restore(c: &Arc<dyn Coordinator>) {
         assert_eq!(got, want, "step {step}");
     }
     say("RESTORED");
+}
+
+/// Saves steps 1..=3, then restores them with `single_host_load_and_broadcast`: says how many
+/// reads this process made of the store during the restores (`READS <calls> <bytes>`).
+fn role_broadcast(c: &Arc<dyn Coordinator>) {
+    use ckpt_manager::storage::CountingStore;
+    let i = c.process_index();
+    let counting = Arc::new(CountingStore::new(child_store()));
+    let mut m = builder(Arc::clone(&counting) as Arc<dyn Store>)
+        .single_host_load_and_broadcast(true)
+        .coordinator(Arc::clone(c))
+        .build()
+        .unwrap();
+    for step in 1..=3u64 {
+        let saved = m
+            .save(
+                step,
+                items_of(step, i),
+                SaveOptions::default().metrics(metrics(step)),
+            )
+            .unwrap();
+        assert!(saved, "step {step}");
+    }
+    counting.reset();
+    for step in 1..=3u64 {
+        check_restored(&m.restore(Some(step)).unwrap(), step);
+    }
+    let r = m.restore_items(None, &["state"]).unwrap();
+    assert_eq!(r.json_value("state").unwrap(), &state(3));
+    // An error is the same on every process (the primary's listing says the item is not there).
+    let e = m.restore_items(Some(2), &["nope"]).unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::NotFound, "{e:#}");
+    let n = counting.counts();
+    let reads = n.read + n.read_range + n.stat + n.list_dir;
+    say(&format!("READS {reads} {}", n.bytes_read));
+    m.close().unwrap();
 }
 
 // ------------------------------------------------------------------------- the parent
@@ -804,5 +843,36 @@ fn an_array_sharded_over_4_processes_restores_bit_exactly_on_2_and_on_1() {
             m.item_names(step).unwrap(),
             vec!["w.shard-0", "w.shard-1", "w.shard-2", "w.shard-3"]
         );
+    }
+}
+
+#[test]
+fn with_single_host_load_and_broadcast_only_the_primary_reads_and_every_process_restores() {
+    let test =
+        "with_single_host_load_and_broadcast_only_the_primary_reads_and_every_process_restores";
+    let Some(endpoint) = etcd_endpoint(test) else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("root");
+    let env = [("CKPT_MP_ROOT", root.to_str().unwrap().to_string())];
+    let done = wait_all(
+        spawn_children(&spec("broadcast", &endpoint, PROCESSES, &env)),
+        HANG,
+    );
+    all_succeed(&done);
+    for f in &done {
+        let line = f.line("READS ").unwrap();
+        eprintln!("process {}: {line}", f.index);
+        let n: Vec<u64> = line
+            .split(' ')
+            .skip(1)
+            .map(|x| x.parse().unwrap())
+            .collect();
+        if f.index == 0 {
+            assert!(n[0] > 0 && n[1] > 3 * 4096 * PROCESSES as u64, "{line}");
+        } else {
+            assert_eq!(n, vec![0, 0], "process {}: {line}", f.index);
+        }
     }
 }

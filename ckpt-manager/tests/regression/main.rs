@@ -15,7 +15,7 @@ mod train_child;
 mod train;
 // The example's modules name each other as `crate::data` etc.
 #[allow(unused_imports)]
-use train::{checkpoint, data, model, optim, rng, trainer};
+use train::{checkpoint, data, distributed, model, optim, rng, trainer};
 
 #[path = "../s3_common/mod.rs"]
 mod s3_common;

@@ -39,6 +39,12 @@ pub fn run_if_child(run_main: impl FnOnce(Vec<OsString>) -> ExitCode) {
 
 /// Starts `train` with `args` in a child process, its stdout piped.
 pub fn spawn_train(args: &[&str]) -> Child {
+    spawn_train_env(args, &[])
+}
+
+/// Starts `train` with `args` and the environment variables `env` added in a child process,
+/// its stdout piped (e.g. `RANK` and `WORLD_SIZE`, as a job launcher starts each process).
+pub fn spawn_train_env(args: &[&str], env: &[(&str, String)]) -> Child {
     Command::new(std::env::current_exe().unwrap())
         .args([
             "child_runs_the_train_program",
@@ -47,6 +53,7 @@ pub fn spawn_train(args: &[&str]) -> Child {
             "--test-threads=1",
         ])
         .env(CHILD_ARGS, args.join("\x1f"))
+        .envs(env.iter().map(|(k, v)| (k, v)))
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()

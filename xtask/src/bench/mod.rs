@@ -22,6 +22,9 @@
 //!   `should_save`, the retention decision, a whole small save;
 //! * `peak`: peak RSS of a save and a restore beyond the items, one child process per case
 //!   (also over 50 async saves of borrowed items: the staging pool must not grow).
+//! * `multiprocess` (issue 15; needs the `etcd` feature, which `cargo xtask bench` turns on when
+//!   it can start the local etcd server): 4 processes of a job each saving its 256 MiB shard
+//!   against 1 process saving 256 MiB, and the coordination cost per save ([`multiproc`]).
 //!
 //! Payloads: a tensor item of 256 MiB and 1 GiB (`--quick`: 256 MiB, and 64 MiB on S3; 3
 //! repetitions instead of 5), as one `float32` array and as 64 arrays of mixed sizes. Files go to `target/bench-tmp` (removed at
@@ -29,6 +32,8 @@
 //! which are measured in the same run with repetitions interleaved.
 
 pub mod io;
+#[cfg(feature = "etcd")]
+pub mod multiproc;
 pub mod orbax;
 pub mod overhead;
 pub mod payload;
@@ -143,12 +148,19 @@ const MALLOC_ENV: &str = "MALLOC_MMAP_THRESHOLD_";
 const MMAP_THRESHOLD: &str = "131072";
 
 /// All sections, in run order.
-const SECTIONS: [&str; 7] = [
-    "fs", "memory", "s3", "orbax", "vs-orbax", "overhead", "peak",
+const SECTIONS: [&str; 8] = [
+    "fs",
+    "memory",
+    "s3",
+    "orbax",
+    "vs-orbax",
+    "overhead",
+    "peak",
+    "multiprocess",
 ];
 
-const USAGE: &str = "usage: cargo xtask bench [--quick] [--json FILE] [--only fs,memory,s3,orbax,vs-orbax,overhead,peak] \
-[--vs-orbax] [--sizes 256M,1G] [--s3-sizes 256M] [--layouts one,mixed64] [--reps N] [--saves N] [--steps N] [--no-s3] [--no-build]";
+const USAGE: &str = "usage: cargo xtask bench [--quick] [--json FILE] [--only fs,memory,s3,orbax,vs-orbax,overhead,peak,multiprocess] \
+[--vs-orbax] [--sizes 256M,1G] [--s3-sizes 256M] [--layouts one,mixed64] [--reps N] [--saves N] [--steps N] [--no-s3] [--no-etcd] [--no-build]";
 
 /// Parses the bench's arguments (the driver passes them through).
 ///
@@ -178,7 +190,7 @@ pub fn parse_args(args: &[String]) -> Result<Ctx, String> {
             "--layouts" => layouts = Some(val("--layouts")?),
             "--reps" => reps = Some(val("--reps")?),
             "--steps" => steps = Some(val("--steps")?),
-            "--no-s3" | "--no-build" => {}
+            "--no-s3" | "--no-etcd" | "--no-build" => {}
             other => return Err(format!("unknown argument {other:?}\n{USAGE}")),
         }
     }
@@ -414,6 +426,16 @@ fn run_sections(b: &mut Bench, cx: &Ctx) -> Result<(), String> {
         eprintln!("bench: peak memory, {}", size_label(size));
         peakmem::peak_section(b, cx, size)?;
     }
+    if want(cx, "multiprocess") {
+        #[cfg(feature = "etcd")]
+        multiproc::multiprocess_section(b, cx)?;
+        #[cfg(not(feature = "etcd"))]
+        b.report.notes.push(
+            "multiprocess: ckpt-bench was built without the `etcd` feature (no protoc or no \
+             etcd server): no multi-process figures"
+                .to_string(),
+        );
+    }
     Ok(())
 }
 
@@ -458,6 +480,16 @@ pub fn bench_main(args: &[String]) -> ExitCode {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => {
                 eprintln!("ckpt-bench profile: {e}");
+                ExitCode::FAILURE
+            }
+        };
+    }
+    #[cfg(feature = "etcd")]
+    if args.first().map(String::as_str) == Some("mp-child") {
+        return match multiproc::child(&args[1..]) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("ckpt-bench mp-child: {e}");
                 ExitCode::FAILURE
             }
         };
@@ -547,28 +579,50 @@ fn git_head() -> Option<String> {
         .then(|| String::from_utf8_lossy(&out.stdout).trim().to_string())
 }
 
-/// A started local S3 server: a guard that stops it when dropped, and the environment the bench
-/// binary needs to reach it.
+/// A started local server (the S3 server, or the etcd server of the `multiprocess` section): a
+/// guard that stops it when dropped, and the environment the bench binary needs to reach it.
 pub type S3Started = (Box<dyn std::any::Any>, Vec<(String, String)>);
 
-/// Starts the local S3 server.
+/// Starts a local server (S3 or etcd).
 pub type S3Starter = dyn Fn() -> Result<S3Started, String>;
 
-/// `cargo xtask bench ARGS`: builds `ckpt-bench` in release mode, starts the local S3 server with
-/// `start_s3` unless `--no-s3` (or when it cannot start: the S3 figures are then skipped with a
-/// note), and runs the binary with `args`. `--no-build` skips the build.
-pub fn drive(args: &[String], start_s3: Option<&S3Starter>) -> ExitCode {
-    if let Err(e) = parse_args(args) {
-        eprintln!("{e}");
+/// `cargo xtask bench ARGS`: starts the local etcd server with `start_etcd` when the
+/// `multiprocess` section is wanted and not `--no-etcd` (it also makes sure `protoc` is there;
+/// when it cannot, the section is skipped with a note), builds `ckpt-bench` in release mode
+/// (with the `etcd` feature when etcd started), starts the local S3 server with `start_s3`
+/// unless `--no-s3` (or when it cannot start: the S3 figures are then skipped with a note), and
+/// runs the binary with `args`. `--no-build` skips the build.
+pub fn drive(
+    args: &[String],
+    start_s3: Option<&S3Starter>,
+    start_etcd: Option<&S3Starter>,
+) -> ExitCode {
+    let Ok(parsed) = parse_args(args).inspect_err(|e| eprintln!("{e}")) else {
         return ExitCode::from(2);
-    }
+    };
     let ws = workspace_root();
+    let mut _etcd = None;
+    let mut etcd_env = Vec::new();
+    let want_etcd = !args.iter().any(|a| a == "--no-etcd") && want(&parsed, "multiprocess");
+    if let (true, Some(start)) = (want_etcd, start_etcd) {
+        match start() {
+            Ok((guard, env)) => {
+                _etcd = Some(guard);
+                etcd_env = env;
+            }
+            Err(e) => eprintln!("xtask bench: no multi-process figures: {e}"),
+        }
+    }
     if !args.iter().any(|a| a == "--no-build") {
         let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_string());
-        eprintln!("xtask bench: cargo build --release -p xtask --bin ckpt-bench");
+        let mut build = vec!["build", "--release", "-p", "xtask", "--bin", "ckpt-bench"];
+        if _etcd.is_some() {
+            build.extend(["--features", "etcd"]);
+        }
+        eprintln!("xtask bench: cargo {}", build.join(" "));
         let t = Instant::now();
         let ok = Command::new(cargo)
-            .args(["build", "--release", "-p", "xtask", "--bin", "ckpt-bench"])
+            .args(&build)
             .current_dir(&ws)
             .status()
             .is_ok_and(|s| s.success());
@@ -582,12 +636,12 @@ pub fn drive(args: &[String], start_s3: Option<&S3Starter>) -> ExitCode {
     let mut cmd = Command::new(&exe);
     cmd.args(
         args.iter()
-            .filter(|a| *a != "--no-build" && *a != "--no-s3"),
+            .filter(|a| *a != "--no-build" && *a != "--no-s3" && *a != "--no-etcd"),
     )
-    .current_dir(&ws);
+    .current_dir(&ws)
+    .envs(etcd_env);
     let mut _server = None;
-    let want_s3 =
-        !args.iter().any(|a| a == "--no-s3") && parse_args(args).is_ok_and(|c| want(&c, "s3"));
+    let want_s3 = !args.iter().any(|a| a == "--no-s3") && want(&parsed, "s3");
     if let (true, Some(start)) = (want_s3, start_s3) {
         match start() {
             Ok((guard, env)) => {
