@@ -41,7 +41,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 /// `println!` that never panics nor stops the command when stdout fails: the first failure is
-/// kept ([`stdout_failure`]) and later lines are dropped, while the command finishes its work
+/// kept ([`STDOUT_FAILURE`]) and later lines are dropped, while the command finishes its work
 /// (`ckpt cp … | head -1` still copies every step; `ckpt verify … | head -1` still exits 3 on
 /// corrupt data). A closed pipe is no error (exit status as without it); any other failure to
 /// write (`> /dev/full`) makes the command exit 1 once done.
