@@ -1,10 +1,15 @@
 //! [`TensorHandler`]: named tensors in one safetensors file (ckpt's own format).
 //!
 //! Here: the handler (save, restore, metadata); writing the safetensors format is `encode.rs`,
-//! reading and checking it (header, offsets, dtypes) `decode.rs`.
+//! reading and checking it (header, offsets, dtypes) `decode.rs`, the restore into the caller's
+//! tensors `restore_into.rs`, the memory-mapped restore `mapped.rs`.
 
 mod decode;
 mod encode;
+mod mapped;
+mod restore_into;
+
+pub use mapped::{MappedTensor, MappedTensors};
 
 use crate::common::{read_error, write_file_parts, wrong_item};
 use crate::{CheckpointHandler, DType, ItemDir, RestoredItem, SaveItem, Tensor, TensorMap};

@@ -165,13 +165,10 @@ impl OpenRoot {
         self.registry.resolve(item, type_string)
     }
 
-    /// Restores the items `names` (all when `None`) of `step` (spec §5.4, §6.4).
-    pub fn restore(
-        &self,
-        step: Step,
-        names: Option<&[&str]>,
-        mut pytree: Option<PyTreeRestore<'_>>,
-    ) -> Result<Restored> {
+    /// Opens committed step `step` for reading its items: `NotFound` when there is no such step
+    /// directory, `InvalidArgument` when it is not committed; `Corrupt` when the manager
+    /// verifies checksums and a step written by ckpt lost its checksum manifest.
+    pub(crate) fn read_step(&self, step: Step) -> Result<StepReader> {
         let dir = self.existing_step_dir(step)?;
         if !self.protocol.is_committed(self.store.as_ref(), "", &dir)? || is_tmp_name(&dir) {
             return Err(Error::invalid_argument(format!(
@@ -184,34 +181,9 @@ impl OpenRoot {
             .recorded_handlers_strict(&dir)
             .map_err(|e| e.with_step(step))?;
         let available = self.item_dirs(&dir)?;
-        let wanted: Vec<String> = match names {
-            None => available.clone(),
-            Some(ns) => {
-                let mut v = Vec::new();
-                for n in ns {
-                    if !available.iter().any(|a| a == n) {
-                        return Err(Error::not_found(format!(
-                            "item {n:?} was not found in the checkpoint; available items: {available:?}"
-                        ))
-                        .with_step(step)
-                        .with_path(self.store.location(&dir)));
-                    }
-                    v.push((*n).to_string());
-                }
-                v
-            }
-        };
-        if wanted.is_empty() {
-            return Err(
-                Error::invalid_argument(format!("step {step} holds no items to restore"))
-                    .with_step(step)
-                    .with_path(self.store.location(&dir)),
-            );
-        }
         // Files recorded in the step's checksum manifest are verified as handlers read them
         // (issue 4); steps written by Orbax have no manifest and read as they are.
-        let verifying;
-        let reader: &dyn Store = if self.options.verify_checksums {
+        let verifying = if self.options.verify_checksums {
             let manifest = ChecksumManifest::read_from(self.store.as_ref(), &dir)
                 .map_err(|e| e.with_step(step))?;
             let manifest = match manifest {
@@ -227,16 +199,61 @@ impl OpenRoot {
                 }
                 None => ChecksumManifest::new(),
             };
-            verifying = VerifyingStore::new(Arc::clone(&self.store), &dir, manifest);
-            &verifying
+            Some(VerifyingStore::new(Arc::clone(&self.store), &dir, manifest))
         } else {
-            self.store.as_ref()
+            None
         };
+        Ok(StepReader {
+            step,
+            dir,
+            handlers,
+            available,
+            verifying,
+            store: Arc::clone(&self.store),
+        })
+    }
+
+    /// The handler of item `item` of the step `reader` reads.
+    pub(crate) fn item_handler(
+        &self,
+        reader: &StepReader,
+        item: &str,
+    ) -> Result<Arc<dyn CheckpointHandler>> {
+        self.handler_for(item, reader.handlers.get(item).map(String::as_str))
+            .map_err(|e| e.with_step(reader.step))
+    }
+
+    /// Restores the items `names` (all when `None`) of `step` (spec §5.4, §6.4).
+    pub fn restore(
+        &self,
+        step: Step,
+        names: Option<&[&str]>,
+        mut pytree: Option<PyTreeRestore<'_>>,
+    ) -> Result<Restored> {
+        let rs = self.read_step(step)?;
+        let dir = rs.dir.clone();
+        let wanted: Vec<String> = match names {
+            None => rs.available.clone(),
+            Some(ns) => {
+                let mut v = Vec::new();
+                for n in ns {
+                    rs.check_item(n)?;
+                    v.push((*n).to_string());
+                }
+                v
+            }
+        };
+        if wanted.is_empty() {
+            return Err(
+                Error::invalid_argument(format!("step {step} holds no items to restore"))
+                    .with_step(step)
+                    .with_path(self.store.location(&dir)),
+            );
+        }
+        let reader = rs.store();
         let mut items = BTreeMap::new();
         for item in wanted {
-            let handler = self
-                .handler_for(&item, handlers.get(&item).map(String::as_str))
-                .map_err(|e| e.with_step(step))?;
+            let handler = self.item_handler(&rs, &item)?;
             let path = format!("{dir}/{item}");
             let item_dir = ItemDir::new(reader, &path);
             let value = match pytree.as_mut() {
@@ -268,5 +285,42 @@ impl OpenRoot {
             items.insert(item, value);
         }
         Ok(Restored::new(step, items))
+    }
+}
+
+/// A committed step opened for reading ([`OpenRoot::read_step`]): its directory, the handler
+/// type strings its metadata records, its items, and the store its files are read through
+/// (checked against the step's checksum manifest when the manager verifies checksums).
+pub(crate) struct StepReader {
+    pub(crate) step: Step,
+    /// The step directory (store path).
+    pub(crate) dir: String,
+    handlers: BTreeMap<String, String>,
+    /// The step's item directories, sorted.
+    available: Vec<String>,
+    verifying: Option<VerifyingStore>,
+    store: Arc<dyn Store>,
+}
+
+impl StepReader {
+    /// The store to read the step's files through.
+    pub(crate) fn store(&self) -> &dyn Store {
+        match &self.verifying {
+            Some(v) => v,
+            None => self.store.as_ref(),
+        }
+    }
+
+    /// `NotFound` naming the item and the available items when the step has no item `item`.
+    pub(crate) fn check_item(&self, item: &str) -> Result<()> {
+        if self.available.iter().any(|a| a == item) {
+            return Ok(());
+        }
+        let available = &self.available;
+        Err(Error::not_found(format!(
+            "item {item:?} was not found in the checkpoint; available items: {available:?}"
+        ))
+        .with_step(self.step)
+        .with_path(self.store.location(&self.dir)))
     }
 }
