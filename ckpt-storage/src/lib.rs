@@ -2,6 +2,8 @@
 //! commit protocols that make a step directory visible atomically (spec §1.3).
 //!
 //! * [`Store`], [`Capabilities`], [`Entry`], [`EntryMeta`]: what the rest of ckpt sees of storage;
+//!   [`MappedFile`]: a local file mapped read-only ([`Store::map_file`], for memory-mapped
+//!   restores);
 //! * the implementations: [`LocalStore`] (the local file system, with `std::fs`) and
 //!   [`OpendalStore`] (memory, and the object stores S3, GCS and Azure Blob behind the Cargo
 //!   features `s3` (default), `gcs`, `azblob`), and [`open`], which builds one from a path or a

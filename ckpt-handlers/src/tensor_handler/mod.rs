@@ -33,7 +33,9 @@ pub(super) const RESERVED_NAME: &str = "__metadata__";
 /// subnormals). Tensor names are any strings except `__metadata__` (reserved by the format);
 /// empty maps and tensors with a zero-sized dimension round-trip.
 ///
-/// Saves [`SaveItem::Tensors`]; restores [`RestoredItem::Tensors`]; `metadata()` is
+/// Saves [`SaveItem::Tensors`]; restores [`RestoredItem::Tensors`], or without fresh memory:
+/// into tensors the caller owns ([`TensorHandler::restore_into`]) or served from the file mapped
+/// into memory ([`TensorHandler::map`], a local file only); `metadata()` is
 /// `{"tensors": {"<name>": {"dtype": "float32", "shape": [2, 3]}, ...}}` (names sorted), read from
 /// the file's header only.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]

@@ -5,7 +5,7 @@
 //! copy of the payload), `restore-mapped` (`restore_tensors_mapped`, verified; unmapping
 //! untimed), `capture` (async save of borrowed items, waited for), `memcpy` (a clone of the
 //! payload), `raw-read`, or `alternate` (a sync save and an async save, in turn: see
-//! [`alternate`]); each repetition's seconds are printed.
+//! `alternate` below); each repetition's seconds are printed.
 
 use super::payload::{Layout, Payload};
 use super::{sys, target_dir};
