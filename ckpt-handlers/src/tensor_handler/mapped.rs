@@ -90,18 +90,24 @@ impl MappedTensors {
             let dtype =
                 DType::try_from(e.info.dtype).map_err(|err| unsupported_dtype(&e.name, err))?;
             let (s, t) = e.info.data_offsets;
-            // parse_header checked that the offsets tile the data, which the file holds.
             let slot = Slot {
                 dtype,
                 shape: e.info.shape,
                 bytes: data_start + s..data_start + t,
             };
+            // parse_header checked that the offsets tile the data, which the file holds; a
+            // range outside it is corrupt all the same.
+            let data = bytes.get(slot.bytes.clone()).ok_or_else(|| {
+                Error::corrupt(format!(
+                    "tensor {:?} lies beyond the end of the file",
+                    e.name
+                ))
+            })?;
             if dtype == DType::Bool {
-                if let Some(pos) = bytes[slot.bytes.clone()].iter().position(|b| *b > 1) {
+                if let Some((pos, b)) = data.iter().enumerate().find(|(_, b)| **b > 1) {
                     return Err(Error::corrupt(format!(
-                        "tensor {:?}: bool byte {pos} is {}, not 0 or 1",
-                        e.name,
-                        bytes[slot.bytes.start + pos]
+                        "tensor {:?}: bool byte {pos} is {b}, not 0 or 1",
+                        e.name
                     )));
                 }
             }

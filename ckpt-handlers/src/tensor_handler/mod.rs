@@ -202,6 +202,44 @@ mod tests {
     }
 
     #[test]
+    fn map_checks_the_header_and_bool_bytes() {
+        use ckpt_storage::{LocalStore, OpendalStore, Store};
+        let d = tempfile::tempdir().unwrap();
+        let local = LocalStore::open(d.path()).unwrap();
+        let m = sample();
+        local
+            .write("t/tensors.safetensors", &TensorHandler::encode(&m).unwrap())
+            .unwrap();
+        let mapped = TensorHandler.map(&ItemDir::new(&local, "t")).unwrap();
+        assert_eq!(mapped.to_tensor_map(), m);
+        assert_eq!(mapped.get("w").unwrap(), m["w"]);
+        // A bool byte other than 0/1 (no checksum to catch it): Corrupt naming the tensor.
+        let header = r#"{"x":{"dtype":"BOOL","shape":[2],"data_offsets":[0,2]}}"#;
+        let mut file = (header.len() as u64).to_le_bytes().to_vec();
+        file.extend_from_slice(header.as_bytes());
+        file.extend_from_slice(&[1, 2]);
+        local.write("u/tensors.safetensors", &file).unwrap();
+        let e = TensorHandler.map(&ItemDir::new(&local, "u")).unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::Corrupt, "{e}");
+        assert!(e.to_string().contains("\"x\""), "{e}");
+        // Truncated: Corrupt; missing: NotFound; a memory store: Unsupported.
+        local
+            .write("u/tensors.safetensors", &file[..file.len() - 1])
+            .unwrap();
+        let e = TensorHandler.map(&ItemDir::new(&local, "u")).unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::Corrupt, "{e}");
+        let e = TensorHandler
+            .map(&ItemDir::new(&local, "none"))
+            .unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::NotFound, "{e}");
+        let mem = OpendalStore::memory().unwrap();
+        mem.write("t/tensors.safetensors", &TensorHandler::encode(&m).unwrap())
+            .unwrap();
+        let e = TensorHandler.map(&ItemDir::new(&mem, "t")).unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::Unsupported, "{e}");
+    }
+
+    #[test]
     fn restore_reads_into_one_buffer_per_tensor_and_verifies() {
         use ckpt_storage::{ChecksumManifest, OpendalStore, RecordingStore, Store, VerifyingStore};
         use std::sync::Arc;
