@@ -302,7 +302,7 @@ pub use orbax_array::{ArrayLayout, ArrayOptions, PyTreeHandler, StandardHandler}
 pub use pytree::{param_name, KeyEntry, PyTree};
 pub use registry::{default_handler_for, handler_for_type_string, HandlerRegistry};
 pub use tensor::{DType, Element, Tensor, TensorMap};
-pub use tensor_handler::TensorHandler;
+pub use tensor_handler::{MappedTensor, MappedTensors, TensorHandler};
 
 /// The `half` crate, whose [`half::f16`] and [`half::bf16`] are the element types of
 /// [`DType::F16`] and [`DType::BF16`] tensors.

@@ -299,6 +299,30 @@ pub(crate) fn checked_sizes(dtype: DType, shape: &[usize]) -> Option<(usize, usi
     Some((n, n.checked_mul(dtype.size_in_bytes())?))
 }
 
+/// The elements of `data`, the little-endian bytes of a tensor of `dtype`, as `T`s.
+///
+/// # Errors
+/// `InvalidArgument` when `T::DTYPE` is not `dtype`; `Corrupt` when a bool byte is neither 0
+/// nor 1.
+pub(crate) fn elements_of<T: Element>(dtype: DType, data: &[u8]) -> Result<Vec<T>> {
+    if T::DTYPE != dtype {
+        return Err(Error::invalid_argument(format!(
+            "tensor has dtype {dtype}, not {}",
+            T::DTYPE
+        )));
+    }
+    data.chunks_exact(dtype.size_in_bytes())
+        .enumerate()
+        .map(|(i, c)| {
+            T::get_le(c).ok_or_else(|| {
+                Error::corrupt(format!(
+                    "element {i} of {dtype} tensor has invalid bytes {c:?}"
+                ))
+            })
+        })
+        .collect()
+}
+
 impl Tensor {
     /// A tensor of `dtype` and `shape` (dimension sizes, in elements) over `data`, its elements
     /// as little-endian bytes in C order.
@@ -328,6 +352,12 @@ impl Tensor {
             }
         }
         Ok(Tensor { dtype, shape, data })
+    }
+
+    /// A tensor from parts already checked (a safetensors header's dtype and shape, and
+    /// exactly as many bytes, `bool` bytes 0 or 1).
+    pub(crate) fn from_checked_parts(dtype: DType, shape: Vec<usize>, data: Vec<u8>) -> Tensor {
+        Tensor { dtype, shape, data }
     }
 
     /// A tensor of dtype `T::DTYPE` and `shape` holding `values` in C order.
@@ -376,26 +406,7 @@ impl Tensor {
     /// `InvalidArgument` when `T::DTYPE` is not the tensor's dtype; `Corrupt` when a bool byte is
     /// neither 0 nor 1 (cannot happen for tensors built by [`Tensor::new`]).
     pub fn to_vec<T: Element>(&self) -> Result<Vec<T>> {
-        if T::DTYPE != self.dtype {
-            return Err(Error::invalid_argument(format!(
-                "tensor has dtype {}, not {}",
-                self.dtype,
-                T::DTYPE
-            )));
-        }
-        let size = self.dtype.size_in_bytes();
-        self.data
-            .chunks_exact(size)
-            .enumerate()
-            .map(|(i, c)| {
-                T::get_le(c).ok_or_else(|| {
-                    Error::corrupt(format!(
-                        "element {i} of {} tensor has invalid bytes {c:?}",
-                        self.dtype
-                    ))
-                })
-            })
-            .collect()
+        elements_of(self.dtype, &self.data)
     }
 
     /// The element type.

@@ -12,7 +12,7 @@
 //! `write_parts` as one [`Store::write`] of the concatenated parts, so that a counting or failing
 //! layer sees it as a `write`) calls the matching function of [`provided`] from its override.
 
-use crate::{Capabilities, Entry, EntryMeta, ReadStream, Store, WriterLock};
+use crate::{Capabilities, Entry, EntryMeta, MappedFile, ReadStream, Store, WriterLock};
 use ckpt_core::Result;
 use std::fmt::Debug;
 use std::ops::Range;
@@ -119,6 +119,14 @@ pub trait StoreLayer: Debug + Send + Sync {
             offset,
             buf,
         )
+    }
+
+    /// [`Store::map_file`]; forwards.
+    ///
+    /// # Errors
+    /// As [`Store::map_file`].
+    fn map_file(&self, path: &str, populate: bool) -> Result<Option<MappedFile>> {
+        self.inner().map_file(path, populate)
     }
 
     /// [`Store::stat`]; forwards.
@@ -228,6 +236,9 @@ impl<L: StoreLayer> Store for L {
     }
     fn read_range_into(&self, path: &str, offset: u64, buf: &mut [u8]) -> Result<()> {
         StoreLayer::read_range_into(self, path, offset, buf)
+    }
+    fn map_file(&self, path: &str, populate: bool) -> Result<Option<MappedFile>> {
+        StoreLayer::map_file(self, path, populate)
     }
     fn stat(&self, path: &str) -> Result<Option<EntryMeta>> {
         StoreLayer::stat(self, path)

@@ -2,6 +2,8 @@
 //! commit protocols that make a step directory visible atomically (spec §1.3).
 //!
 //! * [`Store`], [`Capabilities`], [`Entry`], [`EntryMeta`]: what the rest of ckpt sees of storage;
+//!   [`MappedFile`]: a local file mapped read-only ([`Store::map_file`], for memory-mapped
+//!   restores);
 //! * the implementations: [`LocalStore`] (the local file system, with `std::fs`) and
 //!   [`OpendalStore`] (memory, and the object stores S3, GCS and Azure Blob behind the Cargo
 //!   features `s3` (default), `gcs`, `azblob`), and [`open`], which builds one from a path or a
@@ -37,6 +39,7 @@ mod error_map;
 mod layer;
 mod layers;
 mod local_store;
+mod mapped;
 mod object;
 mod opendal_store;
 mod path;
@@ -64,6 +67,7 @@ pub use layers::{
     PathPattern,
 };
 pub use local_store::LocalStore;
+pub use mapped::MappedFile;
 #[cfg(any(feature = "s3", feature = "gcs", feature = "azblob"))]
 pub use object::install_http_transport;
 pub use object::{
@@ -243,6 +247,23 @@ pub trait Store: Debug + Send + Sync {
     /// As [`Store::read_range`].
     fn read_range_into(&self, path: &str, offset: u64, buf: &mut [u8]) -> Result<()> {
         layer::provided::read_range_into(self, path, offset, buf)
+    }
+
+    /// The file at `path` mapped read-only into memory ([`MappedFile`]), when the store keeps
+    /// it as a file on the local file system; `Ok(None)` on every other store (the default:
+    /// memory, object stores). With `populate`, every page is mapped at once (for a caller that
+    /// reads all of it). A checking layer ([`VerifyingStore`]) verifies the file over the
+    /// mapping before returning it. ckpt's own (for memory-mapped restores, issue 14).
+    ///
+    /// The file must not be truncated or rewritten while it is mapped (see [`MappedFile`]).
+    ///
+    /// # Errors
+    /// `NotFound` when there is no file at `path`; `InvalidArgument` for a bad path (or, on
+    /// [`LocalStore`], one through a symbolic link); `Storage` when it cannot be mapped;
+    /// `Corrupt` from a checking layer.
+    fn map_file(&self, path: &str, populate: bool) -> Result<Option<MappedFile>> {
+        let _ = (path, populate);
+        Ok(None)
     }
 
     /// Metadata of `path`, or `None` when nothing is there.

@@ -25,7 +25,7 @@
 use crate::error_map::from_io;
 use crate::path::{not_root, validate_path};
 use crate::stream::IoStream;
-use crate::{Capabilities, Entry, EntryKind, EntryMeta, ReadStream, Store, WriterLock};
+use crate::{Capabilities, Entry, EntryKind, EntryMeta, MappedFile, ReadStream, Store, WriterLock};
 use chrono::{DateTime, Utc};
 use ckpt_core::{Error, ErrorKind, Result};
 use std::fmt;
@@ -394,6 +394,15 @@ impl Store for LocalStore {
             pos: 0,
             location: self.location(path),
         }))
+    }
+
+    /// `mmap` of the open file (no symbolic link on the way, as for reads).
+    fn map_file(&self, path: &str, populate: bool) -> Result<Option<MappedFile>> {
+        validate_path(path)?;
+        not_root(path, "map")?;
+        self.refuse_links(path)?;
+        let (f, _) = self.open_local(path)?;
+        MappedFile::map(&f, self.location(path), populate).map(Some)
     }
 
     /// `symlink_metadata`: a link is a [`EntryKind::Symlink`] of size 0, never followed.

@@ -143,13 +143,10 @@ pub(super) fn parse_header(header: &[u8], data_len: usize) -> Result<Vec<Entry>>
     Ok(entries)
 }
 
-/// One tensor as read from a file: name, dtype, shape, bytes.
-pub(super) type RawTensor = (String, DType, Vec<usize>, Vec<u8>);
-
-/// Reads a whole safetensors file from `s`: the length prefix and header (checked as
-/// [`TensorHandler::decode`] checks them), then each tensor's bytes, in file order, into a
-/// buffer of its own. The stream is left at the end of the file, not finished.
-pub(super) fn read_tensors(s: &mut dyn ckpt_storage::ReadStream) -> Result<Vec<RawTensor>> {
+/// Reads the length prefix and the header of a safetensors file from the start of `s`, checked
+/// as [`TensorHandler::decode`] checks them; returns the entries in file order (by offset),
+/// leaving the stream at the start of the data.
+pub(super) fn read_header(s: &mut dyn ckpt_storage::ReadStream) -> Result<Vec<Entry>> {
     let size = s.size();
     if size < LEN_PREFIX as u64 {
         return Err(Error::corrupt(format!(
@@ -163,6 +160,17 @@ pub(super) fn read_tensors(s: &mut dyn ckpt_storage::ReadStream) -> Result<Vec<R
     s.read_exact(&mut header)?;
     let mut entries = parse_header(&header, data_len)?;
     entries.sort_by_key(|e| e.info.data_offsets);
+    Ok(entries)
+}
+
+/// One tensor as read from a file: name, dtype, shape, bytes.
+pub(super) type RawTensor = (String, DType, Vec<usize>, Vec<u8>);
+
+/// Reads a whole safetensors file from `s`: the length prefix and header (checked as
+/// [`TensorHandler::decode`] checks them), then each tensor's bytes, in file order, into a
+/// buffer of its own. The stream is left at the end of the file, not finished.
+pub(super) fn read_tensors(s: &mut dyn ckpt_storage::ReadStream) -> Result<Vec<RawTensor>> {
+    let entries = read_header(s)?;
     let mut out = Vec::with_capacity(entries.len());
     for Entry { name, info } in entries {
         let dtype = DType::try_from(info.dtype).map_err(|e| unsupported_dtype(&name, e))?;

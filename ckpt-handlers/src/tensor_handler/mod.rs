@@ -1,10 +1,15 @@
 //! [`TensorHandler`]: named tensors in one safetensors file (ckpt's own format).
 //!
 //! Here: the handler (save, restore, metadata); writing the safetensors format is `encode.rs`,
-//! reading and checking it (header, offsets, dtypes) `decode.rs`.
+//! reading and checking it (header, offsets, dtypes) `decode.rs`, the restore into the caller's
+//! tensors `restore_into.rs`, the memory-mapped restore `mapped.rs`.
 
 mod decode;
 mod encode;
+mod mapped;
+mod restore_into;
+
+pub use mapped::{MappedTensor, MappedTensors};
 
 use crate::common::{read_error, write_file_parts, wrong_item};
 use crate::{CheckpointHandler, DType, ItemDir, RestoredItem, SaveItem, Tensor, TensorMap};
@@ -28,7 +33,9 @@ pub(super) const RESERVED_NAME: &str = "__metadata__";
 /// subnormals). Tensor names are any strings except `__metadata__` (reserved by the format);
 /// empty maps and tensors with a zero-sized dimension round-trip.
 ///
-/// Saves [`SaveItem::Tensors`]; restores [`RestoredItem::Tensors`]; `metadata()` is
+/// Saves [`SaveItem::Tensors`]; restores [`RestoredItem::Tensors`], or without fresh memory:
+/// into tensors the caller owns ([`TensorHandler::restore_into`]) or served from the file mapped
+/// into memory ([`TensorHandler::map`], a local file only); `metadata()` is
 /// `{"tensors": {"<name>": {"dtype": "float32", "shape": [2, 3], "bytes": 24}, ...}}` (names
 /// sorted; `bytes`: the tensor's data in the file), read from the file's header only.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -198,6 +205,44 @@ mod tests {
             Tensor::new(DType::I64, [0, 3], vec![]).unwrap(),
         );
         m
+    }
+
+    #[test]
+    fn map_checks_the_header_and_bool_bytes() {
+        use ckpt_storage::{LocalStore, OpendalStore, Store};
+        let d = tempfile::tempdir().unwrap();
+        let local = LocalStore::open(d.path()).unwrap();
+        let m = sample();
+        local
+            .write("t/tensors.safetensors", &TensorHandler::encode(&m).unwrap())
+            .unwrap();
+        let mapped = TensorHandler.map(&ItemDir::new(&local, "t")).unwrap();
+        assert_eq!(mapped.to_tensor_map(), m);
+        assert_eq!(mapped.get("w").unwrap(), m["w"]);
+        // A bool byte other than 0/1 (no checksum to catch it): Corrupt naming the tensor.
+        let header = r#"{"x":{"dtype":"BOOL","shape":[2],"data_offsets":[0,2]}}"#;
+        let mut file = (header.len() as u64).to_le_bytes().to_vec();
+        file.extend_from_slice(header.as_bytes());
+        file.extend_from_slice(&[1, 2]);
+        local.write("u/tensors.safetensors", &file).unwrap();
+        let e = TensorHandler.map(&ItemDir::new(&local, "u")).unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::Corrupt, "{e}");
+        assert!(e.to_string().contains("\"x\""), "{e}");
+        // Truncated: Corrupt; missing: NotFound; a memory store: Unsupported.
+        local
+            .write("u/tensors.safetensors", &file[..file.len() - 1])
+            .unwrap();
+        let e = TensorHandler.map(&ItemDir::new(&local, "u")).unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::Corrupt, "{e}");
+        let e = TensorHandler
+            .map(&ItemDir::new(&local, "none"))
+            .unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::NotFound, "{e}");
+        let mem = OpendalStore::memory().unwrap();
+        mem.write("t/tensors.safetensors", &TensorHandler::encode(&m).unwrap())
+            .unwrap();
+        let e = TensorHandler.map(&ItemDir::new(&mem, "t")).unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::Unsupported, "{e}");
     }
 
     #[test]

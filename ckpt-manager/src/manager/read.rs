@@ -151,6 +151,79 @@ impl CheckpointManager {
         Ok(step)
     }
 
+    /// Restores tensors item `item` of `step` (the latest committed step when `None`) into
+    /// `tensors`, tensors the caller owns (e.g. the model's parameters, already allocated, as
+    /// they were saved with [`crate::Composite::tensors`]): each `(name, tensor)` is filled in
+    /// place from the item's tensor of that name, read straight from the file into the
+    /// tensor's memory, so the restore needs no fresh memory. The item's tensors that
+    /// `tensors` does not name are not kept. Checksums are verified as by
+    /// [`CheckpointManager::restore`]: the file is checked as it streams, and the call returns
+    /// `Ok` only once every byte read was verified. Returns the step restored. ckpt's own
+    /// (Orbax restores into new arrays only).
+    ///
+    /// `tensors` is anything that yields `(name, &mut Tensor)` pairs: `&mut TensorMap`, or
+    /// `[("w", &mut w), ("b", &mut b)]`.
+    ///
+    /// # Errors
+    /// As [`CheckpointManager::restore_items`] (`NotFound` naming the item when the step has no
+    /// such item); `InvalidArgument` when the item is not a `ckpt.tensors` item, or naming the
+    /// tensor when the item has no tensor of that name, a name is given twice, or the dtype or
+    /// shape differs from the item's (nothing is read into any tensor then); `Corrupt` naming
+    /// the file when it does not match its checksum or is not valid safetensors. After a
+    /// `Corrupt` or storage error, tensors may hold part of the step's data.
+    pub fn restore_tensors_into<'t, K, I>(
+        &self,
+        step: Option<Step>,
+        item: &str,
+        tensors: I,
+    ) -> Result<Step>
+    where
+        K: AsRef<str>,
+        I: IntoIterator<Item = (K, &'t mut ckpt_handlers::Tensor)>,
+    {
+        let mut pairs: Vec<(K, &'t mut ckpt_handlers::Tensor)> = tensors.into_iter().collect();
+        let mut targets: Vec<(&str, &mut ckpt_handlers::Tensor)> = pairs
+            .iter_mut()
+            .map(|(k, t)| (<K as AsRef<str>>::as_ref(k), &mut **t))
+            .collect();
+        self.settle_quietly();
+        let step = self.step_to_restore(step)?;
+        self.root.restore_tensors_into(step, item, &mut targets)?;
+        Ok(step)
+    }
+
+    /// Restores tensors item `item` of `step` (the latest committed step when `None`) by
+    /// mapping its safetensors file read-only into memory: the tensors are served from the
+    /// mapping ([`ckpt_handlers::MappedTensors`]), without copying them and without fresh
+    /// memory. Opt-in; a local-disk root only. Checksums are verified as by
+    /// [`CheckpointManager::restore`]: the whole file is checked over the mapping before this
+    /// returns. Returns the step restored and the tensors. ckpt's own (Orbax has no mapped
+    /// restore).
+    ///
+    /// **Caveat**: the file must not be truncated or rewritten while the returned tensors are
+    /// alive: a truncated file kills the process (`SIGBUS`) when a tensor is read, a rewritten
+    /// one changes the tensors after they were verified. ckpt never changes a committed step's
+    /// files, and deleting the step (retention, [`CheckpointManager::delete`]) is harmless
+    /// (the mapping keeps the file's data until it is dropped); the caveat is about other
+    /// programs writing into the root.
+    ///
+    /// # Errors
+    /// As [`CheckpointManager::restore_items`]; `Unsupported` when the root is not on the local
+    /// file system (memory, object stores: restore into memory there), or for a dtype ckpt
+    /// cannot read; `InvalidArgument` when the item is not a `ckpt.tensors` item; `Corrupt`
+    /// naming the file when it does not match its checksum or is not valid safetensors;
+    /// `Storage` when it cannot be mapped.
+    pub fn restore_tensors_mapped(
+        &self,
+        step: Option<Step>,
+        item: &str,
+    ) -> Result<(Step, ckpt_handlers::MappedTensors)> {
+        self.settle_quietly();
+        let step = self.step_to_restore(step)?;
+        let tensors = self.root.restore_tensors_mapped(step, item)?;
+        Ok((step, tensors))
+    }
+
     /// `step`, or the latest committed step when `None`.
     pub(crate) fn step_to_restore(&self, step: Option<Step>) -> Result<Step> {
         match step {

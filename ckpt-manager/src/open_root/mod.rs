@@ -3,6 +3,7 @@
 //! updates when a step commits.
 
 mod read;
+mod tensors;
 
 pub(crate) use read::PyTreeRestore;
 

@@ -166,13 +166,10 @@ impl OpenRoot {
         self.registry.resolve(item, type_string)
     }
 
-    /// Restores the items `names` (all when `None`) of `step` (spec §5.4, §6.4).
-    pub fn restore(
-        &self,
-        step: Step,
-        names: Option<&[&str]>,
-        mut pytree: Option<PyTreeRestore<'_>>,
-    ) -> Result<Restored> {
+    /// Opens committed step `step` for reading its items: `NotFound` when there is no such step
+    /// directory, `InvalidArgument` when it is not committed; `Corrupt` when the manager
+    /// verifies checksums and a step written by ckpt lost its checksum manifest.
+    pub(crate) fn read_step(&self, step: Step) -> Result<StepReader> {
         let dir = self.existing_step_dir(step)?;
         if !self.protocol.is_committed(self.store.as_ref(), "", &dir)? || is_tmp_name(&dir) {
             return Err(Error::invalid_argument(format!(
@@ -185,18 +182,96 @@ impl OpenRoot {
             .recorded_handlers_strict(&dir)
             .map_err(|e| e.with_step(step))?;
         let available = self.item_dirs(&dir)?;
+        // Files recorded in the step's checksum manifest are verified as handlers read them
+        // (issue 4); steps written by Orbax have no manifest and read as they are. The manifest
+        // also gives the byte total of progress reports.
+        let manifest = if self.options.verify_checksums || self.options.progress.is_some() {
+            ChecksumManifest::read_from(self.store.as_ref(), &dir).map_err(|e| e.with_step(step))?
+        } else {
+            None
+        };
+        let recorded = manifest.is_some();
+        let verifying = if self.options.verify_checksums {
+            let manifest = match manifest.clone() {
+                Some(m) => m,
+                // ckpt writes a manifest with every step, so a step whose items were written by
+                // ckpt's own handlers but that has none lost it: its files cannot be trusted.
+                None if handlers.values().any(|h| h.starts_with("ckpt.")) => {
+                    return Err(Error::corrupt(format!(
+                        "step {step} was written by ckpt but its checksum manifest {MANIFEST_FILE} is missing"
+                    ))
+                    .with_step(step)
+                    .with_path(self.store.location(&format!("{dir}/{MANIFEST_FILE}"))));
+                }
+                None => ChecksumManifest::new(),
+            };
+            Some(verifying_store(
+                Arc::clone(&self.store),
+                &dir,
+                manifest,
+                recorded,
+            ))
+        } else {
+            None
+        };
+        Ok(StepReader {
+            step,
+            dir,
+            handlers,
+            available,
+            verifying,
+            store: Arc::clone(&self.store),
+            manifest,
+            recorded,
+        })
+    }
+
+    /// The handler of item `item` of the step `reader` reads.
+    ///
+    /// # Errors
+    /// As the handler registry's `resolve`; for a directory the step metadata does not name, in
+    /// a step whose metadata names its items, an error saying it is most likely a stray
+    /// directory and naming the recorded items.
+    pub(crate) fn item_handler(
+        &self,
+        reader: &StepReader,
+        item: &str,
+    ) -> Result<Arc<dyn CheckpointHandler>> {
+        let recorded = reader.handlers.get(item).map(String::as_str);
+        let (step, handlers) = (reader.step, &reader.handlers);
+        self.handler_for(item, recorded).map_err(|e| {
+            if recorded.is_none() && !handlers.is_empty() {
+                Error::new(
+                    e.kind(),
+                    format!(
+                        "item {item:?} is not one of the items the step metadata records ({}): an empty or stray directory?",
+                        handlers.keys().cloned().collect::<Vec<_>>().join(", ")
+                    ),
+                )
+                .with_step(step)
+                .with_path(self.store.location(&format!("{}/{item}", reader.dir)))
+                .with_source(e)
+            } else {
+                e.with_step(step)
+            }
+        })
+    }
+
+    /// Restores the items `names` (all when `None`) of `step` (spec §5.4, §6.4).
+    pub fn restore(
+        &self,
+        step: Step,
+        names: Option<&[&str]>,
+        mut pytree: Option<PyTreeRestore<'_>>,
+    ) -> Result<Restored> {
+        let mut rs = self.read_step(step)?;
+        let dir = rs.dir.clone();
         let wanted: Vec<String> = match names {
-            None => available.clone(),
+            None => rs.available.clone(),
             Some(ns) => {
                 let mut v = Vec::new();
                 for n in ns {
-                    if !available.iter().any(|a| a == n) {
-                        return Err(Error::not_found(format!(
-                            "item {n:?} was not found in the checkpoint; available items: {available:?}"
-                        ))
-                        .with_step(step)
-                        .with_path(self.store.location(&dir)));
-                    }
+                    rs.check_item(n)?;
                     v.push((*n).to_string());
                 }
                 v
@@ -209,15 +284,6 @@ impl OpenRoot {
                     .with_path(self.store.location(&dir)),
             );
         }
-        // Files recorded in the step's checksum manifest are verified as handlers read them
-        // (issue 4); steps written by Orbax have no manifest and read as they are.
-        // The manifest: for verifying the files as handlers read them, and for the byte total of
-        // the progress reports.
-        let manifest = if self.options.verify_checksums || self.options.progress.is_some() {
-            ChecksumManifest::read_from(self.store.as_ref(), &dir).map_err(|e| e.with_step(step))?
-        } else {
-            None
-        };
         let tracker = self.options.progress.as_ref().map(|observer| {
             let in_wanted = |path: &str| {
                 wanted.iter().any(|w| {
@@ -225,7 +291,7 @@ impl OpenRoot {
                         .is_some_and(|rest| rest.starts_with('/'))
                 })
             };
-            let bytes_total = manifest.as_ref().map(|m| {
+            let bytes_total = rs.manifest.as_ref().map(|m| {
                 m.files
                     .iter()
                     .filter(|(path, _)| in_wanted(path))
@@ -240,59 +306,14 @@ impl OpenRoot {
                 bytes_total,
             )
         });
-        let source: Arc<dyn Store> = match &tracker {
-            Some(t) => Arc::new(ProgressStore::new(Arc::clone(&self.store), Arc::clone(t))),
-            None => Arc::clone(&self.store),
-        };
-        let verifying;
-        let reader: &dyn Store = if self.options.verify_checksums {
-            let recorded = manifest.is_some();
-            let manifest = match manifest {
-                Some(m) => m,
-                // ckpt writes a manifest with every step, so a step whose items were written by
-                // ckpt's own handlers but that has none lost it: its files cannot be trusted.
-                None if handlers.values().any(|h| h.starts_with("ckpt.")) => {
-                    return Err(Error::corrupt(format!(
-                        "step {step} was written by ckpt but its checksum manifest {MANIFEST_FILE} is missing"
-                    ))
-                    .with_step(step)
-                    .with_path(self.store.location(&format!("{dir}/{MANIFEST_FILE}"))));
-                }
-                None => ChecksumManifest::new(),
-            };
-            verifying = if recorded {
-                // ckpt wrote the step: it recorded every file of every item.
-                VerifyingStore::new(source, &dir, manifest).requiring_recorded_item_files()
-            } else {
-                VerifyingStore::new(source, &dir, manifest)
-            };
-            &verifying
-        } else {
-            source.as_ref()
-        };
+        if let Some(t) = &tracker {
+            rs.count_into(Arc::clone(t));
+        }
         let mut items = BTreeMap::new();
         for item in wanted {
-            let recorded = handlers.get(&item).map(String::as_str);
-            let handler = self.handler_for(&item, recorded).map_err(|e| {
-                // A directory the step metadata does not name, in a step whose metadata names
-                // its items: most likely not an item at all.
-                if recorded.is_none() && !handlers.is_empty() {
-                    Error::new(
-                        e.kind(),
-                        format!(
-                            "item {item:?} is not one of the items the step metadata records ({}): an empty or stray directory?",
-                            handlers.keys().cloned().collect::<Vec<_>>().join(", ")
-                        ),
-                    )
-                    .with_step(step)
-                    .with_path(self.store.location(&format!("{dir}/{item}")))
-                    .with_source(e)
-                } else {
-                    e.with_step(step)
-                }
-            })?;
+            let handler = self.item_handler(&rs, &item)?;
             let path = format!("{dir}/{item}");
-            let item_dir = ItemDir::new(reader, &path);
+            let item_dir = ItemDir::new(rs.store(), &path);
             if let Some(t) = &tracker {
                 t.start_item(&item);
             }
@@ -334,5 +355,80 @@ impl OpenRoot {
             t.finish();
         }
         Ok(Restored::new(step, items))
+    }
+}
+
+/// A committed step opened for reading ([`OpenRoot::read_step`]): its directory, the handler
+/// type strings its metadata records, its items, and the store its files are read through
+/// (checked against the step's checksum manifest when the manager verifies checksums).
+pub(crate) struct StepReader {
+    pub(crate) step: Step,
+    /// The step directory (store path).
+    pub(crate) dir: String,
+    handlers: BTreeMap<String, String>,
+    /// The step's item directories, sorted.
+    available: Vec<String>,
+    verifying: Option<VerifyingStore>,
+    store: Arc<dyn Store>,
+    /// The step's checksum manifest, when read (checksums verified, or progress reported).
+    manifest: Option<ChecksumManifest>,
+    /// Whether the step has a manifest: ckpt wrote it and recorded every item file.
+    recorded: bool,
+}
+
+/// The store that checks the files below `dir` against `manifest` as they are read from
+/// `inner`; with `recorded` (ckpt wrote the step: every item file is in the manifest), an item
+/// file the manifest lacks is refused too.
+fn verifying_store(
+    inner: Arc<dyn Store>,
+    dir: &str,
+    manifest: ChecksumManifest,
+    recorded: bool,
+) -> VerifyingStore {
+    let v = VerifyingStore::new(inner, dir, manifest);
+    if recorded {
+        v.requiring_recorded_item_files()
+    } else {
+        v
+    }
+}
+
+impl StepReader {
+    /// The store to read the step's files through.
+    pub(crate) fn store(&self) -> &dyn Store {
+        match &self.verifying {
+            Some(v) => v,
+            None => self.store.as_ref(),
+        }
+    }
+
+    /// Counts every byte read from here on into `tracker` (beneath the checksum check, so that
+    /// what is counted is what the store delivered).
+    pub(crate) fn count_into(&mut self, tracker: Arc<Tracker>) {
+        let counted: Arc<dyn Store> =
+            Arc::new(ProgressStore::new(Arc::clone(&self.store), tracker));
+        if let Some(v) = &self.verifying {
+            let manifest = v.manifest().clone();
+            self.verifying = Some(verifying_store(
+                Arc::clone(&counted),
+                &self.dir,
+                manifest,
+                self.recorded,
+            ));
+        }
+        self.store = counted;
+    }
+
+    /// `NotFound` naming the item and the available items when the step has no item `item`.
+    pub(crate) fn check_item(&self, item: &str) -> Result<()> {
+        if self.available.iter().any(|a| a == item) {
+            return Ok(());
+        }
+        let available = &self.available;
+        Err(Error::not_found(format!(
+            "item {item:?} was not found in the checkpoint; available items: {available:?}"
+        ))
+        .with_step(self.step)
+        .with_path(self.store.location(&self.dir)))
     }
 }

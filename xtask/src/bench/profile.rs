@@ -1,8 +1,11 @@
 //! `ckpt-bench profile OP LAYOUT BYTES [REPS [ROOT]]`: one operation repeated on the local file
 //! system (or the root ROOT, e.g. `memory://`), for `perf record` (the README's profiles come
 //! from it). OP is `save` (sync), `restore`,
-//! `restore-cold` (page cache dropped before each), `capture` (async save of borrowed items,
-//! waited for), `memcpy` (a clone of the payload) or `raw-read`; each repetition's seconds are printed.
+//! `restore-cold` (page cache dropped before each), `restore-into` (`restore_tensors_into` a
+//! copy of the payload), `restore-mapped` (`restore_tensors_mapped`, verified; unmapping
+//! untimed), `capture` (async save of borrowed items, waited for), `memcpy` (a clone of the
+//! payload), `raw-read`, or `alternate` (a sync save and an async save, in turn: see
+//! `alternate` below); each repetition's seconds are printed.
 
 use super::payload::{Layout, Payload};
 use super::{sys, target_dir};
@@ -24,6 +27,11 @@ pub fn profile(
     let _ = std::fs::remove_dir_all(&dir);
     let p = Payload::new(layout, bytes, 5)?;
     let e = |e: ckpt_manager::Error| e.to_string();
+    if op == "alternate" {
+        let r = alternate(&dir, &p.tensors, reps).map_err(e);
+        let _ = std::fs::remove_dir_all(&dir);
+        return r;
+    }
     let root = root.map_or_else(|| dir.to_string_lossy().into_owned(), str::to_string);
     let mut m = CheckpointManager::builder(root)
         .enable_async_checkpointing(op == "capture")
@@ -35,6 +43,8 @@ pub fn profile(
         m.wait_until_finished().map_err(e)?;
     }
     let file = dir.join("1/params/tensors.safetensors");
+    let mut mine = (op == "restore-into").then(|| p.tensors.clone());
+    let mut mapped = None;
     for rep in 0..reps {
         let step = rep as u64 + 2;
         if op == "restore-cold" {
@@ -52,6 +62,14 @@ pub fn profile(
             "restore" | "restore-cold" => {
                 std::hint::black_box(m.restore(Some(1)).map_err(e)?);
             }
+            "restore-into" => {
+                if let Some(mine) = mine.as_mut() {
+                    m.restore_tensors_into(Some(1), "params", mine).map_err(e)?;
+                }
+            }
+            "restore-mapped" => {
+                mapped = Some(m.restore_tensors_mapped(Some(1), "params").map_err(e)?);
+            }
             "memcpy" => {
                 std::hint::black_box(p.tensors.clone());
             }
@@ -68,8 +86,75 @@ pub fn profile(
         if op == "save" || op == "capture" {
             m.delete(step).map_err(e)?;
         }
+        // Unmapped outside the timed part.
+        drop(mapped.take());
     }
     drop(m);
     let _ = std::fs::remove_dir_all(&dir);
     Ok(())
+}
+
+/// `alternate`: per repetition, a synchronous save into root `sync/` then an async save of the
+/// same borrowed tensors into root `async/` (waited for), both managers keeping 2 steps as the
+/// `vs-orbax` loops do (ROOT is ignored); prints their wall times, the CPU time the process
+/// used during each (every thread, user + system: the kernel's copy into the page cache is
+/// most of it), and the ratios. Interleaving the two at the finest grain lets a loaded machine
+/// slow both alike, and CPU time is what a busy machine's other processes do not add to
+/// (issue 14: the async save's time to committed beside the sync save's).
+fn alternate(
+    dir: &std::path::Path,
+    tensors: &ckpt_manager::handlers::TensorMap,
+    reps: usize,
+) -> ckpt_manager::Result<()> {
+    let open = |name: &str, background: bool| {
+        CheckpointManager::builder(dir.join(name).to_string_lossy())
+            .enable_async_checkpointing(background)
+            .max_to_keep(2)
+            .build()
+    };
+    let mut sync = open("sync", false)?;
+    let mut background = open("async", true)?;
+    for rep in 0..reps {
+        let step = rep as u64 + 1;
+        let item = || Composite::new().tensors("params", tensors);
+        let (t, c) = (Instant::now(), cpu_secs());
+        sync.save(step, item(), SaveOptions::default())?;
+        let (s, s_cpu) = (t.elapsed().as_secs_f64(), cpu_secs() - c);
+        let (t, c) = (Instant::now(), cpu_secs());
+        background.save(step, item(), SaveOptions::default())?;
+        let blocked = t.elapsed().as_secs_f64();
+        background.wait_until_finished()?;
+        let (a, a_cpu) = (t.elapsed().as_secs_f64(), cpu_secs() - c);
+        println!(
+            "alternate {}: sync {:.1} ms (cpu {:.0} ms), async blocked {:.1} ms, to committed {:.1} ms (cpu {:.0} ms), async/sync {:.2} (cpu {:.2})",
+            rep + 1,
+            s * 1e3,
+            s_cpu * 1e3,
+            blocked * 1e3,
+            a * 1e3,
+            a_cpu * 1e3,
+            a / s,
+            a_cpu / s_cpu
+        );
+    }
+    sync.close()?;
+    background.close()
+}
+
+/// CPU time (user + system, every thread) this process has used, in seconds
+/// (`/proc/self/stat`, 10 ms ticks); 0 where it cannot be read.
+fn cpu_secs() -> f64 {
+    let Ok(stat) = std::fs::read_to_string("/proc/self/stat") else {
+        return 0.0;
+    };
+    // The fields after the command name (which ends with the last ')'): utime and stime are
+    // the 12th and 13th.
+    let rest = stat.rsplit_once(')').map_or("", |(_, r)| r);
+    let f: Vec<f64> = rest
+        .split_whitespace()
+        .skip(11)
+        .take(2)
+        .filter_map(|v| v.parse().ok())
+        .collect();
+    f.iter().sum::<f64>() / 100.0
 }

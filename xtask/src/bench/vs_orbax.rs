@@ -13,7 +13,10 @@
 //! 2. ckpt, in this process, does the same with a tensor item: `saves` synchronous saves,
 //!    `saves` async saves of the borrowed tensors (time blocked, time to committed, peak RSS over
 //!    the loop), `saves` async saves of tensors moved in (their clone made before the clock
-//!    starts), 3 restores into new memory;
+//!    starts), 3 restores into new memory, 3 `restore_tensors_into` the tensors it holds
+//!    (memory already faulted in, as a training loop's parameters), 3
+//!    `restore_tensors_mapped` (the file mapped, its checksum verified over the mapping; the
+//!    unmapping is not timed, as Orbax's freeing of its arrays is not);
 //! 3. the physical limits: `dd if=/dev/zero bs=1M conv=fdatasync` of the payload's size, and a
 //!    memcpy of the payload into pre-faulted memory.
 //!
@@ -70,34 +73,35 @@ struct Ckpt {
     moved_blocked: Vec<f64>,
     moved_commit: Vec<f64>,
     restore: Vec<f64>,
+    restore_into: Vec<f64>,
+    restore_mapped: Vec<f64>,
     peak: Option<f64>,
 }
 
-fn ckpt_loops(dir: &Path, map: &TensorMap, saves: u64) -> Result<Ckpt, String> {
-    let e = |e: ckpt_manager::Error| e.to_string();
-    let mut c = Ckpt::default();
-    let sync_root = dir.join("sync");
-    let mut m = CheckpointManager::builder(sync_root.to_string_lossy())
+/// `saves` synchronous saves of the borrowed tree into `root` (keeping 2 steps).
+fn sync_loop(root: &Path, map: &TensorMap, saves: u64, c: &mut Ckpt) -> ckpt_manager::Result<()> {
+    let mut m = CheckpointManager::builder(root.to_string_lossy())
         .enable_async_checkpointing(false)
         .max_to_keep(2)
-        .build()
-        .map_err(e)?;
+        .build()?;
     for step in 1..=saves {
         let t = Instant::now();
         m.save(
             step,
             Composite::new().tensors("params", map),
             SaveOptions::default(),
-        )
-        .map_err(e)?;
+        )?;
         c.sync.push(secs(t));
     }
-    m.close().map_err(e)?;
+    m.close()
+}
 
-    let mut m = CheckpointManager::builder(dir.join("async").to_string_lossy())
+/// `saves` async saves of the borrowed tree into `root` (keeping 2 steps): time blocked, time
+/// to committed, peak RSS over the loop.
+fn async_loop(root: &Path, map: &TensorMap, saves: u64, c: &mut Ckpt) -> ckpt_manager::Result<()> {
+    let mut m = CheckpointManager::builder(root.to_string_lossy())
         .max_to_keep(2)
-        .build()
-        .map_err(e)?;
+        .build()?;
     let reset = sys::reset_peak_rss();
     let base = sys::proc_status_bytes("VmRSS").unwrap_or(0);
     for step in 1..=saves {
@@ -106,10 +110,9 @@ fn ckpt_loops(dir: &Path, map: &TensorMap, saves: u64) -> Result<Ckpt, String> {
             step,
             Composite::new().tensors("params", map),
             SaveOptions::default(),
-        )
-        .map_err(e)?;
+        )?;
         c.blocked.push(secs(t));
-        m.wait_until_finished().map_err(e)?;
+        m.wait_until_finished()?;
         c.commit.push(secs(t));
     }
     if reset {
@@ -117,12 +120,15 @@ fn ckpt_loops(dir: &Path, map: &TensorMap, saves: u64) -> Result<Ckpt, String> {
         let hwm = sys::proc_status_bytes("VmHWM").unwrap_or(0);
         c.peak = Some((hwm.saturating_sub(base) as usize + payload_bytes(map)) as f64);
     }
-    m.close().map_err(e)?;
+    m.close()
+}
 
-    let mut m = CheckpointManager::builder(dir.join("moved").to_string_lossy())
+/// `saves` async saves of a clone of the tree moved in (made before the clock starts) into
+/// `root` (keeping 2 steps).
+fn moved_loop(root: &Path, map: &TensorMap, saves: u64, c: &mut Ckpt) -> ckpt_manager::Result<()> {
+    let mut m = CheckpointManager::builder(root.to_string_lossy())
         .max_to_keep(2)
-        .build()
-        .map_err(e)?;
+        .build()?;
     for step in 1..=saves {
         let owned = map.clone();
         let t = Instant::now();
@@ -130,14 +136,21 @@ fn ckpt_loops(dir: &Path, map: &TensorMap, saves: u64) -> Result<Ckpt, String> {
             step,
             Composite::new().tensors_owned("params", owned),
             SaveOptions::default(),
-        )
-        .map_err(e)?;
+        )?;
         c.moved_blocked.push(secs(t));
-        m.wait_until_finished().map_err(e)?;
+        m.wait_until_finished()?;
         c.moved_commit.push(secs(t));
     }
-    m.close().map_err(e)?;
+    m.close()
+}
 
+fn ckpt_loops(dir: &Path, map: &TensorMap, saves: u64) -> Result<Ckpt, String> {
+    let e = |e: ckpt_manager::Error| e.to_string();
+    let mut c = Ckpt::default();
+    let sync_root = dir.join("sync");
+    sync_loop(&sync_root, map, saves, &mut c).map_err(e)?;
+    async_loop(&dir.join("async"), map, saves, &mut c).map_err(e)?;
+    moved_loop(&dir.join("moved"), map, saves, &mut c).map_err(e)?;
     let reader = CheckpointManager::builder(sync_root.to_string_lossy())
         .read_only(true)
         .build()
@@ -149,6 +162,30 @@ fn ckpt_loops(dir: &Path, map: &TensorMap, saves: u64) -> Result<Ckpt, String> {
         c.restore.push(secs(t));
         if payload_bytes(got) != payload_bytes(map) {
             return Err("ckpt restored a different payload size".into());
+        }
+    }
+    // The caller's tensors: a copy of the tree, faulted in before the clock starts.
+    let mut mine = map.clone();
+    for _ in 0..3 {
+        let t = Instant::now();
+        reader
+            .restore_tensors_into(Some(saves), "params", &mut mine)
+            .map_err(e)?;
+        c.restore_into.push(secs(t));
+    }
+    if mine != *map {
+        return Err("ckpt restore_tensors_into restored other tensors".into());
+    }
+    drop(mine);
+    for _ in 0..3 {
+        let t = Instant::now();
+        let (_, mapped) = reader
+            .restore_tensors_mapped(Some(saves), "params")
+            .map_err(e)?;
+        c.restore_mapped.push(secs(t));
+        let bytes: usize = mapped.iter().map(|(_, t)| t.as_bytes().len()).sum();
+        if bytes != payload_bytes(map) {
+            return Err("ckpt restore_tensors_mapped mapped a different payload size".into());
         }
     }
     Ok(c)
@@ -322,6 +359,8 @@ pub fn vs_orbax_section(b: &mut Bench, cx: &Ctx, size: usize, saves: u64) -> Res
         s.push("ckpt_moved_blocked", steady(&c.moved_blocked));
         s.push("ckpt_moved_commit", steady(&c.moved_commit));
         s.push("ckpt_restore", median(&c.restore));
+        s.push("ckpt_restore_into", median(&c.restore_into));
+        s.push("ckpt_restore_mapped", median(&c.restore_mapped));
         peaks.extend(c.peak);
         if rep % 2 == 1 {
             run_orbax(&mut s)?;
@@ -440,6 +479,18 @@ pub fn vs_orbax_section(b: &mut Bench, cx: &Ctx, size: usize, saves: u64) -> Res
         "ckpt restore, warm, new memory",
     );
     rows.r.compare(c_r, o_r, Speed, Some((Ge, 2.0)));
+    let c_ri = rows.add(
+        "ckpt_restore_into",
+        "ckpt_restore_into",
+        "ckpt restore_tensors_into, warm",
+    );
+    rows.r.compare(c_ri, o_r, Speed, Some((Ge, 5.0)));
+    let c_rm = rows.add(
+        "ckpt_restore_mapped",
+        "ckpt_restore_mapped",
+        "ckpt restore_tensors_mapped (verified), warm",
+    );
+    rows.r.compare(c_rm, o_r, Speed, Some((Ge, 5.0)));
     if !peaks.is_empty() {
         let r = rows.r;
         let p = r.bytes(
