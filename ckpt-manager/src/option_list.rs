@@ -170,7 +170,8 @@ macro_rules! manager_options {
                 /// process restores the same steps and items in the same order. Meant for small
                 /// items (the bytes pass through the coordination service, 512 KiB a value, and
                 /// stay there until the job's next run); read large sharded arrays per process
-                /// with `restore_array_slice` instead. Deviation: Orbax broadcasts through JAX
+                /// with `restore_array_slice` instead (`restore_tensors_mapped` is refused:
+                /// a mapping cannot be broadcast). Deviation: Orbax broadcasts through JAX
                 /// (`multihost.broadcast_one_to_all`) and only for PyTree restores.
                 single_host_load_and_broadcast: bool = false, "form::plain",
                     set(on: bool) => on;

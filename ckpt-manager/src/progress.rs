@@ -223,6 +223,19 @@ impl ckpt_storage::StoreLayer for ProgressStore {
         let r = self.inner.read_range_into(path, offset, buf);
         self.counted(n, r)
     }
+
+    /// A mapped file counts whole once mapped (a memory-mapped restore, issue 14).
+    fn map_file(
+        &self,
+        path: &str,
+        populate: bool,
+    ) -> ckpt_core::Result<Option<ckpt_storage::MappedFile>> {
+        let r = self.inner.map_file(path, populate);
+        if let Ok(Some(m)) = &r {
+            self.tracker.add_bytes(m.len() as u64);
+        }
+        r
+    }
 }
 
 /// A [`ReadStream`] counting what is read from it.

@@ -197,3 +197,42 @@ fn a_failed_restore_sends_no_finished_report() {
     assert!(m.restore(Some(1)).is_err());
     assert!(reports.lock().unwrap().iter().all(|p| !p.finished));
 }
+
+#[test]
+fn tensor_restores_without_fresh_memory_report_the_file() {
+    // restore_tensors_into counts each byte read (the file, header included); the mapped
+    // restore counts the file once mapped.
+    let d = tempfile::tempdir().unwrap();
+    let (mut m, reports) = manager(d.path(), false);
+    let t = tensors();
+    m.save(
+        1,
+        Composite::new().tensors("params", &t),
+        SaveOptions::default(),
+    )
+    .unwrap();
+    let file = std::fs::metadata(d.path().join("1/params/tensors.safetensors"))
+        .unwrap()
+        .len();
+    reports.lock().unwrap().clear();
+    let mut mine = t.clone();
+    m.restore_tensors_into(Some(1), "params", &mut mine)
+        .unwrap();
+    let last = check_sequence(&reports.lock().unwrap(), Operation::Restore, 1);
+    assert_eq!((last.items_done, last.items_total), (1, 1));
+    assert_eq!(last.bytes_total, Some(file));
+    assert_eq!(last.bytes_done, file);
+    reports.lock().unwrap().clear();
+    let (_, mapped) = m.restore_tensors_mapped(Some(1), "params").unwrap();
+    assert_eq!(mapped.len(), 2);
+    let last = check_sequence(&reports.lock().unwrap(), Operation::Restore, 1);
+    assert_eq!((last.items_done, last.items_total), (1, 1));
+    assert_eq!((last.bytes_done, last.bytes_total), (file, Some(file)));
+    // A failed restore sends no finished report.
+    reports.lock().unwrap().clear();
+    let mut wrong = Tensor::new(DType::F32, [1], vec![0; 4]).unwrap();
+    assert!(m
+        .restore_tensors_into(Some(1), "params", [("w", &mut wrong)])
+        .is_err());
+    assert!(reports.lock().unwrap().iter().all(|p| !p.finished));
+}

@@ -327,3 +327,28 @@ fn restore_tensors_mapped_refuses_other_items_and_roots() {
         .unwrap();
     assert_eq!(mine, p);
 }
+
+#[test]
+fn with_single_host_load_and_broadcast_into_works_and_mapped_is_refused() {
+    use ckpt_manager::coordination::{Coordinator, SingleProcess};
+    use std::sync::Arc;
+    let d = tempfile::tempdir().unwrap();
+    let p = params();
+    saved_root(d.path(), &p);
+    let job: Arc<dyn Coordinator> = Arc::new(SingleProcess::new());
+    let m = CheckpointManager::builder(d.path().to_str().unwrap())
+        .coordinator(job)
+        .single_host_load_and_broadcast(true)
+        .build()
+        .unwrap();
+    let mut mine = zeros_like(&p);
+    m.restore_tensors_into(Some(1), "params", &mut mine)
+        .unwrap();
+    assert_eq!(mine, p);
+    let e = m.restore_tensors_mapped(Some(1), "params").unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::Unsupported, "{e}");
+    assert!(
+        e.to_string().contains("single_host_load_and_broadcast"),
+        "{e}"
+    );
+}

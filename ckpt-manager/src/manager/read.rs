@@ -2,7 +2,7 @@
 
 use super::CheckpointManager;
 use crate::Restored;
-use ckpt_core::{Error, Metrics, Result, RootMetadata, Step, StepMetadata};
+use ckpt_core::{Error, ErrorKind, Metrics, Result, RootMetadata, Step, StepMetadata};
 use std::collections::BTreeMap;
 
 impl CheckpointManager {
@@ -162,7 +162,10 @@ impl CheckpointManager {
     /// (Orbax restores into new arrays only).
     ///
     /// `tensors` is anything that yields `(name, &mut Tensor)` pairs: `&mut TensorMap`, or
-    /// `[("w", &mut w), ("b", &mut b)]`.
+    /// `[("w", &mut w), ("b", &mut b)]`. With
+    /// [`single_host_load_and_broadcast`](crate::CheckpointManagerOptions::single_host_load_and_broadcast)
+    /// in a job, as every restore, the primary alone reads the file and the other processes get
+    /// its bytes through the coordinator (a collective call; meant for small items).
     ///
     /// # Errors
     /// As [`CheckpointManager::restore_items`] (`NotFound` naming the item when the step has no
@@ -188,6 +191,7 @@ impl CheckpointManager {
             .collect();
         self.settle_quietly();
         let step = self.step_to_restore(step)?;
+        let _loading = self.loading();
         self.root.restore_tensors_into(step, item, &mut targets)?;
         Ok(step)
     }
@@ -209,8 +213,10 @@ impl CheckpointManager {
     ///
     /// # Errors
     /// As [`CheckpointManager::restore_items`]; `Unsupported` when the root is not on the local
-    /// file system (memory, object stores: restore into memory there), or for a dtype ckpt
-    /// cannot read; `InvalidArgument` when the item is not a `ckpt.tensors` item; `Corrupt`
+    /// file system (memory, object stores: restore into memory there), for a dtype ckpt
+    /// cannot read, or on a manager with
+    /// [`single_host_load_and_broadcast`](crate::CheckpointManagerOptions::single_host_load_and_broadcast)
+    /// (a mapping cannot be broadcast; nothing is read); `InvalidArgument` when the item is not a `ckpt.tensors` item; `Corrupt`
     /// naming the file when it does not match its checksum or is not valid safetensors;
     /// `Storage` when it cannot be mapped.
     pub fn restore_tensors_mapped(
@@ -218,6 +224,14 @@ impl CheckpointManager {
         step: Option<Step>,
         item: &str,
     ) -> Result<(Step, ckpt_handlers::MappedTensors)> {
+        if self.broadcast.is_some() {
+            return Err(Error::new(
+                ErrorKind::Unsupported,
+                "a memory-mapped restore maps the file in this process, which \
+                 single_host_load_and_broadcast forbids (only the primary reads the store): use \
+                 restore_tensors_into, or a manager without that option",
+            ));
+        }
         self.settle_quietly();
         let step = self.step_to_restore(step)?;
         let tensors = self.root.restore_tensors_mapped(step, item)?;

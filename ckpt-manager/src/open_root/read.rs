@@ -257,6 +257,36 @@ impl OpenRoot {
         })
     }
 
+    /// The progress tracker of a restore of the items `wanted` of the step `rs` reads (their
+    /// bytes in the step's manifest as the total), when the manager reports progress.
+    pub(crate) fn restore_tracker(
+        &self,
+        rs: &StepReader,
+        wanted: &[String],
+    ) -> Option<Arc<Tracker>> {
+        let observer = self.options.progress.as_ref()?;
+        let in_wanted = |path: &str| {
+            wanted.iter().any(|w| {
+                path.strip_prefix(w.as_str())
+                    .is_some_and(|rest| rest.starts_with('/'))
+            })
+        };
+        let bytes_total = rs.manifest.as_ref().map(|m| {
+            m.files
+                .iter()
+                .filter(|(path, _)| in_wanted(path))
+                .map(|(_, c)| c.size)
+                .sum()
+        });
+        Some(Tracker::new(
+            Arc::clone(observer),
+            Operation::Restore,
+            rs.step,
+            wanted.len(),
+            bytes_total,
+        ))
+    }
+
     /// Restores the items `names` (all when `None`) of `step` (spec §5.4, §6.4).
     pub fn restore(
         &self,
@@ -284,28 +314,7 @@ impl OpenRoot {
                     .with_path(self.store.location(&dir)),
             );
         }
-        let tracker = self.options.progress.as_ref().map(|observer| {
-            let in_wanted = |path: &str| {
-                wanted.iter().any(|w| {
-                    path.strip_prefix(w.as_str())
-                        .is_some_and(|rest| rest.starts_with('/'))
-                })
-            };
-            let bytes_total = rs.manifest.as_ref().map(|m| {
-                m.files
-                    .iter()
-                    .filter(|(path, _)| in_wanted(path))
-                    .map(|(_, c)| c.size)
-                    .sum()
-            });
-            Tracker::new(
-                Arc::clone(observer),
-                Operation::Restore,
-                step,
-                wanted.len(),
-                bytes_total,
-            )
-        });
+        let tracker = self.restore_tracker(&rs, &wanted);
         if let Some(t) = &tracker {
             rs.count_into(Arc::clone(t));
         }
