@@ -340,7 +340,8 @@ fn bad_process_options_are_usage_errors_before_anything_starts() {
     let root = dir.path().join("r");
     let root = root.to_str().unwrap();
     let none = || vec![("CKPT_ETCD_ENDPOINTS", String::new())];
-    let cases: Vec<(Vec<&str>, Vec<(&str, String)>, &str)> = vec![
+    type Case<'a> = (Vec<&'a str>, Vec<(&'a str, String)>, &'a str);
+    let cases: Vec<Case> = vec![
         (vec!["--processes", "9"], none(), "9 processes: give 1 to 8"),
         (vec!["--processes", "0"], none(), "0 processes: give 1 to 8"),
         (vec!["--processes", "2"], none(), "needs an etcd server"),
