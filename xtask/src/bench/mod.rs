@@ -24,7 +24,7 @@
 //!   (also over 50 async saves of borrowed items: the staging pool must not grow).
 //! * `multiprocess` (issue 15; needs the `etcd` feature, which `cargo xtask bench` turns on when
 //!   it can start the local etcd server): 4 processes of a job each saving its 256 MiB shard
-//!   against 1 process saving 256 MiB, and the coordination cost per save ([`multiproc`]).
+//!   against 1 process saving 256 MiB, and the coordination cost per save (`multiproc.rs`).
 //!
 //! Payloads: a tensor item of 256 MiB and 1 GiB (`--quick`: 256 MiB, and 64 MiB on S3; 3
 //! repetitions instead of 5), as one `float32` array and as 64 arrays of mixed sizes. Files go to `target/bench-tmp` (removed at
