@@ -318,8 +318,14 @@ pub fn run_main(argv: impl IntoIterator<Item = OsString>) -> ExitCode {
         }
         Err(e) => {
             drop(out);
-            // The error and its causes (`source()`), on one line.
-            eprintln!("train: error: {}", ErrorChain(&*e));
+            // The error and its causes (`source()`), on one line; in a job, which process.
+            let who = dp
+                .as_ref()
+                .map(|d| format!("process {} of {}: ", d.rank, d.size))
+                .unwrap_or_default();
+            // One write, so that the lines of a job's processes do not interleave.
+            let line = format!("train: {who}error: {}\n", ErrorChain(&*e));
+            let _ = std::io::stderr().write_all(line.as_bytes());
             ExitCode::FAILURE
         }
     }
