@@ -1,9 +1,11 @@
 //! The main job in several processes (issue 15): `train --processes 4` on a real etcd server
-//! (`CKPT_TEST_ETCD`), on local disk and on S3 (the local moto server), is stopped by a SIGTERM sent to its launcher (which
-//! forwards it to its 4 processes: every one saves the same step and stops, exit 0); the job
+//! (`CKPT_TEST_ETCD`), on local disk and on S3 (the local moto server), is stopped by a SIGTERM
+//! sent to its launcher (which forwards it to its 4 processes: every one saves the same step and
+//! stops, exit 0); the job
 //! resumes in 2 processes started the way any launcher starts them (`RANK`, `WORLD_SIZE`,
 //! `CKPT_ETCD_ENDPOINTS`), each reading its half of each parameter's rows from the 4 shards;
-//! then a single process (no job) resumes from the 2-process checkpoint. At every stage the
+//! then in 3 processes, of which one alone gets a SIGTERM (all 3 save the same step and stop);
+//! then a single process (no job) resumes from the 3-process checkpoint. At every stage the
 //! parameters, Adam's moments and the training state are bit for bit those of a single process
 //! trained on the same data without interruption: the gradient is the same fixed-order sum of 8
 //! micro-batch gradients whatever the process count (see examples/train/distributed.rs).
@@ -158,9 +160,9 @@ fn succeeded(
 }
 
 #[test]
-fn four_processes_stopped_by_sigterm_resume_on_two_then_one_bit_for_bit_as_one_process() {
+fn four_processes_stopped_by_sigterm_resume_on_2_then_3_then_1_bit_for_bit_as_one_process() {
     let test =
-        "four_processes_stopped_by_sigterm_resume_on_two_then_one_bit_for_bit_as_one_process";
+        "four_processes_stopped_by_sigterm_resume_on_2_then_3_then_1_bit_for_bit_as_one_process";
     let Some(endpoint) = etcd_endpoint(test) else {
         return;
     };
@@ -170,9 +172,9 @@ fn four_processes_stopped_by_sigterm_resume_on_two_then_one_bit_for_bit_as_one_p
 }
 
 #[test]
-fn on_s3_four_processes_stopped_by_sigterm_resume_on_two_then_one_bit_for_bit_as_one_process() {
+fn on_s3_four_processes_stopped_by_sigterm_resume_on_2_then_3_then_1_bit_for_bit_as_one_process() {
     let test =
-        "on_s3_four_processes_stopped_by_sigterm_resume_on_two_then_one_bit_for_bit_as_one_process";
+        "on_s3_four_processes_stopped_by_sigterm_resume_on_2_then_3_then_1_bit_for_bit_as_one_process";
     let Some(endpoint) = etcd_endpoint(test) else {
         return;
     };
@@ -320,16 +322,89 @@ fn stop_resume_and_compare(endpoint: &str, root_arg: &str, tmp: &Path) {
         "step {target}: 4 then 2 processes vs 1"
     );
 
-    // 3. One process (no job) resumes from the 2-process checkpoint, reading whole arrays,
-    //    and goes on exactly as the uninterrupted single process does.
-    let last = target + 12;
+    // 3. The job resumes in 3 processes (not a divisor of the 8 micro-batches), far too long
+    //    to finish; a SIGTERM reaching process 2 alone (as when a scheduler preempts one node)
+    //    makes all 3 save the same step and stop.
+    let worker_env = |rank: usize| {
+        vec![
+            ("RANK", rank.to_string()),
+            ("WORLD_SIZE", "3".to_string()),
+            ("CKPT_ETCD_ENDPOINTS", endpoint.clone()),
+        ]
+    };
+    let far = [
+        "--dir",
+        root_arg,
+        "--steps",
+        "100000000",
+        "--save-every",
+        "10",
+    ];
+    let mut workers: Vec<_> = (0..3)
+        .map(|rank| spawn_train_env(&far, &worker_env(rank)))
+        .collect();
+    let rxs: Vec<_> = workers.iter_mut().map(lines_of).collect();
+    let mut out0: Vec<String> = Vec::new();
+    while out0.iter().filter(|l| l.contains("saved step")).count() < 2 {
+        match rxs[0].recv_timeout(HANG) {
+            Ok(line) => out0.push(line),
+            Err(_) => {
+                for w in &mut workers {
+                    let _ = w.kill();
+                }
+                panic!(
+                    "3 processes did not save twice; output:\n{}",
+                    out0.join("\n")
+                );
+            }
+        }
+    }
+    let pid = i32::try_from(workers[2].id()).unwrap();
+    // SAFETY: kill(2) of a child process of this test, with a valid signal number.
+    assert_eq!(unsafe { libc::kill(pid, libc::SIGTERM) }, 0);
+    let mut texts = Vec::new();
+    for (rank, (w, rx)) in workers.into_iter().zip(rxs).enumerate() {
+        let so_far = if rank == 0 {
+            std::mem::take(&mut out0)
+        } else {
+            Vec::new()
+        };
+        texts.push(succeeded(w, rx, so_far, &format!("process {rank} of 3")));
+    }
+    let stopped: u64 = texts[0]
+        .lines()
+        .find_map(|l| l.strip_prefix("preempted: saved step "))
+        .unwrap_or_else(|| panic!("no 'preempted: saved step' line in\n{}", texts[0]))
+        .trim()
+        .parse()
+        .unwrap();
+    assert!(stopped > target, "{}", texts[0]);
+    eprintln!(
+        "3 processes resumed from {target}; process 2 got a SIGTERM; all stopped at {stopped}"
+    );
+    for (rank, text) in texts.iter().enumerate().skip(1) {
+        let line = format!("process {rank} of 3: stopped by preemption, saved at step {stopped}");
+        assert!(text.contains(&line), "no {line:?} in\n{text}");
+    }
+    // The uninterrupted single process, continued to that step (resuming a single process is
+    // bit-exact: tests/train_resume.rs).
+    let reference = checkpoint::run(&config(single, stopped), &data, &mut Vec::new()).unwrap();
+    assert_eq!(
+        sharded_step(root, stopped, &data),
+        model_of(&reference.trainer),
+        "step {stopped}: 4, 2, then 3 processes vs 1"
+    );
+
+    // 4. One process (no job) resumes from the 3-process checkpoint, reading whole arrays,
+    //    and goes on exactly as the single process does.
+    let last = stopped + 12;
     let one = checkpoint::run(&config(root, last), &data, &mut Vec::new()).unwrap();
-    assert_eq!(one.resumed_from, Some(target));
+    assert_eq!(one.resumed_from, Some(stopped));
     let reference = checkpoint::run(&config(single, last), &data, &mut Vec::new()).unwrap();
     assert_eq!(
         model_of(&one.trainer),
         model_of(&reference.trainer),
-        "step {last}: 4, 2, then 1 process vs 1"
+        "step {last}: 4, 2, 3, then 1 process vs 1"
     );
     eprintln!("whole test {:.1} s", started.elapsed().as_secs_f64());
 }
@@ -340,7 +415,6 @@ fn bad_process_options_are_usage_errors_before_anything_starts() {
     let root = dir.path().join("r");
     let root = root.to_str().unwrap();
     let none = || vec![("CKPT_ETCD_ENDPOINTS", String::new())];
-    // (arguments, environment, what the error says)
     type Case<'a> = (Vec<&'a str>, Vec<(&'a str, String)>, &'a str);
     let cases: Vec<Case> = vec![
         (vec!["--processes", "9"], none(), "9 processes: give 1 to 8"),

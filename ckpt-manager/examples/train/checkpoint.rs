@@ -9,6 +9,8 @@
 //!
 //! and carries the validation metrics (`val_loss`, `val_accuracy`, `train_loss`) as the step's
 //! metrics, which the manager ranks by `val_loss` for retention and [`CheckpointManager::best_step`].
+//! A step saved by a multi-process job holds each parameter as array shards and `opt_state` as
+//! JSON instead ([`crate::distributed`]); a resume reads either layout with any process count.
 //!
 //! Retention is one composed preservation policy ([`retention_policy`]): the newest
 //! `max_to_keep`, the best `best_n` by validation loss, and every `keep_period`-th step. So the

@@ -48,6 +48,7 @@
 pub(crate) mod checkpoint;
 pub(crate) mod data;
 pub(crate) mod distributed;
+pub(crate) mod launch;
 pub(crate) mod model;
 pub(crate) mod optim;
 pub(crate) mod rng;
@@ -189,8 +190,8 @@ pub fn run_main(argv: impl IntoIterator<Item = OsString>) -> ExitCode {
     if let Some(note) = ckpt_manager::logging::init_logging(args.verbose, args.quiet) {
         eprintln!("train: {note}");
     }
-    let role = match distributed::role(args.processes, args.etcd.as_deref()) {
-        Ok(distributed::Role::Single) => distributed::Role::Single,
+    let role = match launch::role(args.processes, args.etcd.as_deref()) {
+        Ok(launch::Role::Single) => launch::Role::Single,
         Ok(_) if !cfg!(feature = "etcd") => {
             eprintln!(
                 "train: error: a multi-process run needs the `etcd` feature: build with \
@@ -206,7 +207,7 @@ pub fn run_main(argv: impl IntoIterator<Item = OsString>) -> ExitCode {
     };
     // A worker the launcher started takes a second SIGTERM (one sent to the whole process
     // group, and the launcher's forward of it) as the same preemption.
-    let launched = matches!(role, distributed::Role::Worker { launched: true, .. });
+    let launched = matches!(role, launch::Role::Worker { launched: true, .. });
     // Catch SIGTERM before anything else, so a preemption at any point is a clean stop.
     let installed = SigtermPreemption::install_with(ckpt_manager::SigtermOptions {
         exit_on_second_signal: !launched,
@@ -220,29 +221,31 @@ pub fn run_main(argv: impl IntoIterator<Item = OsString>) -> ExitCode {
         }
     };
     let (dp, rank) = match &role {
-        distributed::Role::Launcher {
+        launch::Role::Launcher {
             processes,
             endpoints,
         } => {
             let p = Arc::clone(&preemption);
-            return distributed::launch(*processes, endpoints, &move || p.is_triggered());
+            return launch::launch(*processes, endpoints, &move || p.is_triggered());
         }
-        distributed::Role::Worker {
+        launch::Role::Worker {
             rank,
             size,
             endpoints,
             ..
-        } => match distributed::Dp::connect(endpoints, *rank, *size, &args.dir) {
-            Ok(dp) => (Some(dp), *rank),
-            Err(e) => {
-                eprintln!(
-                    "train: error: process {rank} of {size} cannot join the job: {}",
-                    ErrorChain(&*e)
-                );
-                return ExitCode::FAILURE;
+        } => {
+            match distributed::Dp::connect(endpoints, *rank, *size, &launch::job_name(&args.dir)) {
+                Ok(dp) => (Some(dp), *rank),
+                Err(e) => {
+                    eprintln!(
+                        "train: error: process {rank} of {size} cannot join the job: {}",
+                        ErrorChain(&*e)
+                    );
+                    return ExitCode::FAILURE;
+                }
             }
-        },
-        distributed::Role::Single => (None, 0),
+        }
+        launch::Role::Single => (None, 0),
     };
     let cfg = checkpoint::RunConfig {
         dir: args.dir,
@@ -315,8 +318,14 @@ pub fn run_main(argv: impl IntoIterator<Item = OsString>) -> ExitCode {
         }
         Err(e) => {
             drop(out);
-            // The error and its causes (`source()`), on one line.
-            eprintln!("train: error: {}", ErrorChain(&*e));
+            // The error and its causes (`source()`), on one line; in a job, which process.
+            let who = dp
+                .as_ref()
+                .map(|d| format!("process {} of {}: ", d.rank, d.size))
+                .unwrap_or_default();
+            // One write, so that the lines of a job's processes do not interleave.
+            let line = format!("train: {who}error: {}\n", ErrorChain(&*e));
+            let _ = std::io::stderr().write_all(line.as_bytes());
             ExitCode::FAILURE
         }
     }

@@ -6,7 +6,9 @@
 //! Every process is a child of this binary (`ckpt-bench mp-child …`), the 1-process baseline
 //! too, so that each case starts alike. Each repetition starts at a barrier (not timed) and is
 //! timed from there to the return of `save` (synchronous: a job's save returns after the
-//! primary committed); a repetition's time is the slowest process's. Rows:
+//! primary committed); a repetition's time is the slowest process's. Each case starts after a
+//! `sync`, the small cases first (the large ones leave gigabytes to write back, which slowed
+//! the next case's fsyncs by an order of magnitude). Rows:
 //!
 //! - `1 process × 256 MiB` (baseline; no coordinator);
 //! - `4 processes × 256 MiB each` (a 1 GiB array; target ≤ 1.3× the baseline, issue 15) and
@@ -75,8 +77,33 @@ pub fn multiprocess_section(b: &mut Bench, cx: &Ctx) -> Result<(), String> {
             "bench: multiprocess: {} process(es) × {each} …",
             case.processes
         );
+        // Each case starts with nothing left to write back from the one before.
+        super::sys::sync_all();
         run_case(cx, &endpoint, case, tag)
     };
+    // The small cases first: the large ones leave gigabytes for the kernel to write back,
+    // which would slow their fsyncs.
+    let tiny_one = run(
+        &Case {
+            processes: 1,
+            bytes_each: TINY,
+            reps: TINY_REPS,
+            exchanges: false,
+        },
+        "tiny-one",
+    )?;
+    // The 4-process tiny case also times lone exchanges: its samples are the saves' and then
+    // the exchanges'.
+    let tiny_four_all = run(
+        &Case {
+            processes: PROCESSES,
+            bytes_each: TINY,
+            reps: TINY_REPS,
+            exchanges: true,
+        },
+        "tiny-four",
+    )?;
+    let (tiny_four, exchanges) = tiny_four_all.split_at(TINY_REPS.min(tiny_four_all.len()));
     let one = run(
         &Case {
             processes: 1,
@@ -104,27 +131,6 @@ pub fn multiprocess_section(b: &mut Bench, cx: &Ctx) -> Result<(), String> {
         },
         "four-split",
     )?;
-    let tiny_one = run(
-        &Case {
-            processes: 1,
-            bytes_each: TINY,
-            reps: TINY_REPS,
-            exchanges: false,
-        },
-        "tiny-one",
-    )?;
-    // The 4-process tiny case also times lone exchanges: its samples are the saves' and then
-    // the exchanges'.
-    let tiny_four_all = run(
-        &Case {
-            processes: PROCESSES,
-            bytes_each: TINY,
-            reps: TINY_REPS,
-            exchanges: true,
-        },
-        "tiny-four",
-    )?;
-    let (tiny_four, exchanges) = tiny_four_all.split_at(TINY_REPS.min(tiny_four_all.len()));
 
     let k = size_key(size);
     let r = &mut b.report;
