@@ -155,6 +155,16 @@ macro_rules! manager_options {
                 /// restarted right after its previous run was killed on an object store waits out
                 /// that run's lease this way. ckpt's own.
                 wait_for_writer_secs: u64 = 0, "form::plain", set(secs: u64) => secs;
+                /// On a local root opened by URI or path ([`crate::CheckpointManager::open`],
+                /// `builder(root)`): write every durable file of at least this many bytes with
+                /// `O_DIRECT`, bypassing the page cache
+                /// ([`ckpt_storage::LocalStore::with_direct_io`]; default `None`, in a config
+                /// `false`: off). About halves a large save where fresh page-cache pages are
+                /// expensive (VMs that hand freed memory back to their host); the step is then not
+                /// in the page cache. Ignored for other stores and for `builder_with_store`
+                /// (configure the store itself). ckpt's own (issue 14).
+                direct_io_min_bytes: Option<u64> = None, "form::number_or_off",
+                    set(bytes: u64) => Some(bytes);
                 /// With a [`coordinator`](crate::CheckpointManagerOptions::coordinator): how long
                 /// (seconds) each process waits at one phase of a multi-process operation
                 /// (opening, the save decision, each phase of a save, a delete) for the others

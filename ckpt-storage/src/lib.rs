@@ -35,6 +35,7 @@
 
 mod checksum_manifest;
 mod commit;
+mod direct_io;
 mod error_map;
 mod layer;
 mod layers;
@@ -77,7 +78,7 @@ pub use object::{
 pub use opendal_store::OpendalStore;
 pub use path::{file_name, join_path, parent_path, validate_path};
 pub use stream::{BufferStream, ReadStream};
-pub use uri::{open, open_with_retries};
+pub use uri::{open, open_local, open_with_retries};
 pub use writer_guard::lease::{WriterLease, DEFAULT_LEASE_TTL_SECS, LEASE_FILE};
 pub use writer_guard::local::LOCAL_LOCK_FILE;
 pub use writer_guard::{writer_token, WriterLock};

@@ -47,12 +47,16 @@ use std::path::{Component, Path, PathBuf};
 pub struct LocalStore {
     /// Absolute, with the symlinks of its existing ancestors resolved; valid UTF-8.
     root: PathBuf,
+    /// Durable writes of at least this many bytes go through `O_DIRECT`
+    /// ([`LocalStore::with_direct_io`]); `None`: never.
+    direct_io_min_bytes: Option<u64>,
 }
 
 impl fmt::Debug for LocalStore {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("LocalStore")
             .field("location", &self.location(""))
+            .field("direct_io_min_bytes", &self.direct_io_min_bytes)
             .finish()
     }
 }
@@ -71,7 +75,24 @@ impl LocalStore {
             return Err(Error::invalid_argument("the local root is not valid UTF-8")
                 .with_path(root.to_string_lossy().into_owned()));
         }
-        Ok(LocalStore { root })
+        Ok(LocalStore {
+            root,
+            direct_io_min_bytes: None,
+        })
+    }
+
+    /// This store, writing every durable file ([`Store::write`], [`Store::write_parts`]) of at
+    /// least `min_bytes` bytes with `O_DIRECT` (Linux): from a reused 8 MiB aligned buffer
+    /// straight to the device, bypassing the page cache, then fsynced as always. ckpt's own,
+    /// opt-in (issue 14): on machines where fresh page-cache pages are expensive (VMs that give
+    /// freed memory back to their host) it about halves the time of a large save; in exchange
+    /// the file is not left in the page cache (a restore right after the save reads the
+    /// device) and each byte is copied once into the buffer. Files below `min_bytes`, writes
+    /// without fsync ([`Store::write_parts_unsynced`]), file systems that refuse `O_DIRECT`
+    /// (tmpfs) and other systems are written as before.
+    pub fn with_direct_io(mut self, min_bytes: u64) -> Self {
+        self.direct_io_min_bytes = Some(min_bytes);
+        self
     }
 
     /// The absolute local path of a (validated) store path.
@@ -137,6 +158,14 @@ impl LocalStore {
     fn write_local(&self, path: &str, parts: &[&[u8]], sync: bool) -> Result<()> {
         let abs = self.local_path(path);
         self.create_parents(&abs, "write", path)?;
+        let total: u64 = parts.iter().map(|p| p.len() as u64).sum();
+        if sync && self.direct_io_min_bytes.is_some_and(|min| total >= min) {
+            let written = crate::direct_io::write_direct(&abs, parts)
+                .map_err(|e| self.io_err(e, "write (O_DIRECT)", path))?;
+            if let Some(f) = written {
+                return f.sync_all().map_err(|e| self.io_err(e, "fsync", path));
+            }
+        }
         let mut f = std::fs::File::create(&abs).map_err(|e| self.io_err(e, "write", path))?;
         for part in parts {
             f.write_all(part)

@@ -35,6 +35,32 @@ pub fn open(uri: &str) -> Result<Arc<dyn Store>> {
     open_with_retries(uri, Some(crate::RetryPolicy::default()))
 }
 
+/// The [`LocalStore`] of `uri` when it names a local directory (a path, or `file:///abs/path`),
+/// for a caller that configures it further (e.g. [`LocalStore::with_direct_io`]); `None` for
+/// every other scheme.
+///
+/// # Errors
+/// As [`open`] for a local `uri`.
+pub fn open_local(uri: &str) -> Result<Option<LocalStore>> {
+    if uri.is_empty() {
+        return Err(Error::invalid_argument("empty store location"));
+    }
+    match split_scheme(uri) {
+        None => Ok(Some(LocalStore::open(uri)?)),
+        Some((scheme, rest)) if scheme.eq_ignore_ascii_case("file") => {
+            let path = rest.strip_prefix("localhost").unwrap_or(rest);
+            if !path.starts_with('/') {
+                return Err(Error::invalid_argument(format!(
+                    "a file URI needs an absolute path and no host (file:///abs/path), got {uri:?}"
+                ))
+                .with_path(uri.to_string()));
+            }
+            Ok(Some(LocalStore::open(path)?))
+        }
+        Some(_) => Ok(None),
+    }
+}
+
 /// As [`open`], with the object stores behind a [`crate::RetryStore`] of `retry`, or of none
 /// (`None`: the bare [`OpendalStore`], for a caller that puts its own retry layer on top).
 ///
@@ -46,20 +72,13 @@ pub fn open_with_retries(uri: &str, retry: Option<crate::RetryPolicy>) -> Result
     if uri.is_empty() {
         return Err(Error::invalid_argument("empty store location"));
     }
+    if let Some(local) = open_local(uri)? {
+        return Ok(Arc::new(local));
+    }
     let Some((scheme, rest)) = split_scheme(uri) else {
-        return Ok(Arc::new(LocalStore::open(uri)?));
+        return Err(Error::invalid_argument(format!("no scheme in {uri:?}")));
     };
     match scheme.to_ascii_lowercase().as_str() {
-        "file" => {
-            let path = rest.strip_prefix("localhost").unwrap_or(rest);
-            if !path.starts_with('/') {
-                return Err(Error::invalid_argument(format!(
-                    "a file URI needs an absolute path and no host (file:///abs/path), got {uri:?}"
-                ))
-                .with_path(uri.to_string()));
-            }
-            Ok(Arc::new(LocalStore::open(path)?))
-        }
         "memory" => {
             if !rest.is_empty() && rest != "/" {
                 return Err(Error::invalid_argument(format!(

@@ -181,6 +181,11 @@ impl CheckpointManager {
     /// `InvalidArgument` for an unknown URI scheme or a root that is a file; otherwise as
     /// [`CheckpointManager::with_store`].
     pub fn open(root: &str, options: CheckpointManagerOptions) -> Result<Self> {
+        if let Some(min) = options.direct_io_min_bytes {
+            if let Some(local) = ckpt_storage::open_local(root)? {
+                return Self::with_store(Arc::new(local.with_direct_io(min)), options);
+            }
+        }
         // Retries come from the manager's own policy (OpenRoot::open), not from `open`'s default.
         let store = ckpt_storage::open_with_retries(root, None)?;
         Self::with_store(store, options)

@@ -68,6 +68,8 @@ fn tree(size: usize, seed: u64) -> Result<TensorMap, String> {
 #[derive(Default)]
 struct Ckpt {
     sync: Vec<f64>,
+    /// The same sync saves with `direct_io_min_bytes` = 1 MiB (O_DIRECT writes).
+    sync_direct: Vec<f64>,
     blocked: Vec<f64>,
     commit: Vec<f64>,
     moved_blocked: Vec<f64>,
@@ -78,12 +80,22 @@ struct Ckpt {
     peak: Option<f64>,
 }
 
-/// `saves` synchronous saves of the borrowed tree into `root` (keeping 2 steps).
-fn sync_loop(root: &Path, map: &TensorMap, saves: u64, c: &mut Ckpt) -> ckpt_manager::Result<()> {
-    let mut m = CheckpointManager::builder(root.to_string_lossy())
+/// `saves` synchronous saves of the borrowed tree into `root` (keeping 2 steps), their times
+/// into `out`; with `direct`, files of 1 MiB or more written with O_DIRECT.
+fn sync_loop(
+    root: &Path,
+    map: &TensorMap,
+    saves: u64,
+    direct: bool,
+    out: &mut Vec<f64>,
+) -> ckpt_manager::Result<()> {
+    let mut b = CheckpointManager::builder(root.to_string_lossy())
         .enable_async_checkpointing(false)
-        .max_to_keep(2)
-        .build()?;
+        .max_to_keep(2);
+    if direct {
+        b = b.direct_io_min_bytes(1 << 20);
+    }
+    let mut m = b.build()?;
     for step in 1..=saves {
         let t = Instant::now();
         m.save(
@@ -91,7 +103,7 @@ fn sync_loop(root: &Path, map: &TensorMap, saves: u64, c: &mut Ckpt) -> ckpt_man
             Composite::new().tensors("params", map),
             SaveOptions::default(),
         )?;
-        c.sync.push(secs(t));
+        out.push(secs(t));
     }
     m.close()
 }
@@ -148,7 +160,10 @@ fn ckpt_loops(dir: &Path, map: &TensorMap, saves: u64) -> Result<Ckpt, String> {
     let e = |e: ckpt_manager::Error| e.to_string();
     let mut c = Ckpt::default();
     let sync_root = dir.join("sync");
-    sync_loop(&sync_root, map, saves, &mut c).map_err(e)?;
+    sync_loop(&sync_root, map, saves, false, &mut c.sync).map_err(e)?;
+    let direct_root = dir.join("sync-direct");
+    sync_loop(&direct_root, map, saves, true, &mut c.sync_direct).map_err(e)?;
+    let _ = std::fs::remove_dir_all(&direct_root);
     async_loop(&dir.join("async"), map, saves, &mut c).map_err(e)?;
     moved_loop(&dir.join("moved"), map, saves, &mut c).map_err(e)?;
     let reader = CheckpointManager::builder(sync_root.to_string_lossy())
@@ -353,6 +368,8 @@ pub fn vs_orbax_section(b: &mut Bench, cx: &Ctx, size: usize, saves: u64) -> Res
         let _ = std::fs::remove_dir_all(&cdir);
         s.push("ckpt_sync_first", first(&c.sync));
         s.push("ckpt_sync", steady(&c.sync));
+        s.push("ckpt_sync_direct_first", first(&c.sync_direct));
+        s.push("ckpt_sync_direct", steady(&c.sync_direct));
         s.push("ckpt_blocked_first", first(&c.blocked));
         s.push("ckpt_blocked", steady(&c.blocked));
         s.push("ckpt_commit", steady(&c.commit));
@@ -414,6 +431,31 @@ pub fn vs_orbax_section(b: &mut Bench, cx: &Ctx, size: usize, saves: u64) -> Res
         "ckpt sync save, steady, vs dd",
     );
     rows.r.compare(c_sync2, dd_row, Speed, Some((Ge, 0.9)));
+    // The same saves written with O_DIRECT (direct_io_min_bytes).
+    let c_df = rows.add(
+        "ckpt_sync_direct_first",
+        "ckpt_sync_direct_first",
+        "ckpt sync save, O_DIRECT, first",
+    );
+    rows.r.compare(c_df, o_sync_first, Speed, Some((Ge, 5.0)));
+    let c_d = rows.add(
+        "ckpt_sync_direct",
+        "ckpt_sync_direct",
+        "ckpt sync save, O_DIRECT, steady",
+    );
+    rows.r.compare(c_d, o_sync, Speed, Some((Ge, 5.0)));
+    let c_d2 = rows.add(
+        "ckpt_sync_direct_vs_dd",
+        "ckpt_sync_direct",
+        "ckpt sync save, O_DIRECT, steady, vs dd",
+    );
+    rows.r.compare(c_d2, dd_row, Speed, Some((Ge, 0.9)));
+    let c_d3 = rows.add(
+        "ckpt_sync_direct_vs_buffered",
+        "ckpt_sync_direct",
+        "ckpt sync save, O_DIRECT vs buffered, steady",
+    );
+    rows.r.compare(c_d3, c_sync, Speed, None);
     let o_bf = rows.add(
         "orbax_blocked_first",
         "orbax_blocked_first",
