@@ -226,7 +226,18 @@ impl Staged {
             .protocol
             .prepare_step(root.store.as_ref(), name, &root.claim)
             .map_err(|e| e.with_step(step))?;
-        Ok(Staged {
+        Ok(Staged::in_dir(root, step, name, working, items_total))
+    }
+
+    /// A step `name` being written into the working directory `working`, nothing written yet.
+    fn in_dir(
+        root: &OpenRoot,
+        step: Step,
+        name: &str,
+        working: String,
+        items_total: usize,
+    ) -> Staged {
+        Staged {
             step,
             name: name.to_string(),
             working,
@@ -236,7 +247,7 @@ impl Staged {
             unsynced: Vec::new(),
             meta: StepMetadata::started_at(root.options.clock.now()),
             progress: save_tracker(root, step, items_total),
-        })
+        }
     }
 
     /// Sends the last progress report of this save (once it committed), when someone listens.
@@ -250,17 +261,13 @@ impl Staged {
     /// part of it — `items_total` items — into the working directory the primary prepared (no
     /// I/O here).
     pub(crate) fn join(root: &OpenRoot, step: Step, name: &str, items_total: usize) -> Staged {
-        Staged {
+        Staged::in_dir(
+            root,
             step,
-            name: name.to_string(),
-            working: root.protocol.working_path(name),
-            items: Vec::new(),
-            handler_strings: BTreeMap::new(),
-            checksums: ChecksumManifest::new(),
-            unsynced: Vec::new(),
-            meta: StepMetadata::started_at(root.options.clock.now()),
-            progress: save_tracker(root, step, items_total),
-        }
+            name,
+            root.protocol.working_path(name),
+            items_total,
+        )
     }
 
     /// What this process wrote into the step (a part of a multi-process save), for the primary:
