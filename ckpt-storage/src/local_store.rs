@@ -54,10 +54,12 @@ pub struct LocalStore {
 
 impl fmt::Debug for LocalStore {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("LocalStore")
-            .field("location", &self.location(""))
-            .field("direct_io_min_bytes", &self.direct_io_min_bytes)
-            .finish()
+        let mut d = f.debug_struct("LocalStore");
+        d.field("location", &self.location(""));
+        if let Some(min) = self.direct_io_min_bytes {
+            d.field("direct_io_min_bytes", &min);
+        }
+        d.finish()
     }
 }
 
