@@ -271,11 +271,7 @@ fn item_problems(
         problems.push(StepProblem::NoItems);
     }
     for item in &items {
-        let recorded = manifest
-            .files
-            .keys()
-            .any(|f| f.strip_prefix(item).is_some_and(|r| r.starts_with('/')));
-        if !recorded {
+        if manifest.item_files(item).next().is_none() {
             problems.push(StepProblem::UnrecordedItem((*item).to_string()));
         }
     }

@@ -121,6 +121,17 @@ impl ChecksumManifest {
         self.files.is_empty()
     }
 
+    /// The entries of the files inside item directory `item` of the step (keys `<item>/…`), in
+    /// key order.
+    pub fn item_files<'a>(
+        &'a self,
+        item: &'a str,
+    ) -> impl Iterator<Item = (&'a String, &'a FileChecksum)> + 'a {
+        self.files
+            .iter()
+            .filter(move |(key, _)| key.strip_prefix(item).is_some_and(|r| r.starts_with('/')))
+    }
+
     /// Adds every entry of `other` (one per item, say) to this manifest; for a key in both, the
     /// entry of `other` wins.
     pub fn merge(&mut self, other: ChecksumManifest) {

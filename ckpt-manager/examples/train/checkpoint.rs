@@ -103,12 +103,6 @@ pub fn retention_policy(cfg: &RunConfig) -> AnyPreservationPolicy {
     AnyPreservationPolicy::new(policies)
 }
 
-/// Whether `root` is a local directory (a path or a `file://` URI), whose writer lock the
-/// kernel releases when its holder dies.
-fn is_local_root(root: &str) -> bool {
-    !root.contains("://") || root.starts_with("file://")
-}
-
 /// Opens (creating if needed) the checkpoint root `cfg.dir` with the run's options: save every
 /// `save_every` steps, [`retention_policy`], `val_loss` (min) as the best metric, the preemption
 /// source; then `cfg.config_file`'s fields over them.
@@ -151,7 +145,11 @@ pub fn open_manager_in(cfg: &RunConfig, dp: Option<&Dp>) -> Result<CheckpointMan
         // A rerun right after a run was killed on an object store waits out that run's writer
         // lease (30 s at most) instead of failing with Locked. A local root's lock goes with
         // the process that held it: Locked there means a live run, and waiting would not help.
-        wait_for_writer_secs: if is_local_root(&cfg.dir) { 0 } else { 45 },
+        wait_for_writer_secs: if ckpt_manager::storage::open_local(&cfg.dir)?.is_some() {
+            0
+        } else {
+            45
+        },
         coordinator: dp.map(|d| Arc::clone(&d.coordinator)),
         ..Default::default()
     };

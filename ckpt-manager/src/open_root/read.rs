@@ -265,16 +265,10 @@ impl OpenRoot {
         wanted: &[String],
     ) -> Option<Arc<Tracker>> {
         let observer = self.options.progress.as_ref()?;
-        let in_wanted = |path: &str| {
-            wanted.iter().any(|w| {
-                path.strip_prefix(w.as_str())
-                    .is_some_and(|rest| rest.starts_with('/'))
-            })
-        };
         let bytes_total = rs.manifest.as_ref().map(|m| {
-            m.files
+            wanted
                 .iter()
-                .filter(|(path, _)| in_wanted(path))
+                .flat_map(|w| m.item_files(w))
                 .map(|(_, c)| c.size)
                 .sum()
         });
