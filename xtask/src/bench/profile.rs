@@ -5,10 +5,14 @@
 //! copy of the payload), `restore-mapped` (`restore_tensors_mapped`, verified; unmapping
 //! untimed), `capture` (async save of borrowed items, waited for), `memcpy` (a clone of the
 //! payload), `raw-read`, or `alternate` (a sync save and an async save, in turn: see
-//! `alternate` below); each repetition's seconds are printed.
+//! `alternate` below), or `pytree-save` / `pytree-restore` / `pytree-restore-into` (the same
+//! arrays as one pytree item in Orbax's OCDBT format; `restore_pytree_into` the loop's own
+//! tree); each repetition's seconds are printed. With `CKPT_BENCH_DIRECT_IO` set, saves write
+//! with `O_DIRECT` (`direct_io_min_bytes` = 1 MiB).
 
 use super::payload::{Layout, Payload};
 use super::{sys, target_dir};
+use ckpt_manager::handlers::PyTree;
 use ckpt_manager::{CheckpointManager, Composite, SaveOptions};
 use std::time::Instant;
 
@@ -33,18 +37,31 @@ pub fn profile(
         return r;
     }
     let root = root.map_or_else(|| dir.to_string_lossy().into_owned(), str::to_string);
-    let mut m = CheckpointManager::builder(root)
-        .enable_async_checkpointing(op == "capture")
-        .build()
-        .map_err(e)?;
-    let item = || Composite::new().tensors("params", &p.tensors);
-    if op != "save" && op != "capture" {
+    let mut builder = CheckpointManager::builder(root).enable_async_checkpointing(op == "capture");
+    if std::env::var_os("CKPT_BENCH_DIRECT_IO").is_some_and(|v| !v.is_empty()) {
+        builder = builder.direct_io_min_bytes(1 << 20);
+    }
+    let mut m = builder.build().map_err(e)?;
+    let pytree = op.starts_with("pytree-");
+    let tree = p
+        .tensors
+        .iter()
+        .fold(PyTree::dict(), |t, (k, v)| t.with(k.clone(), v.clone()));
+    let item = || {
+        if pytree {
+            Composite::new().pytree("params", &tree)
+        } else {
+            Composite::new().tensors("params", &p.tensors)
+        }
+    };
+    if op != "save" && op != "capture" && op != "pytree-save" {
         m.save(1, item(), SaveOptions::default()).map_err(e)?;
         m.wait_until_finished().map_err(e)?;
     }
     let file = dir.join("1/params/tensors.safetensors");
     let mut mine = (op == "restore-into").then(|| p.tensors.clone());
     let mut mapped = None;
+    let mut my_tree = (op == "pytree-restore-into").then(|| tree.clone());
     for rep in 0..reps {
         let step = rep as u64 + 2;
         if op == "restore-cold" {
@@ -52,19 +69,24 @@ pub fn profile(
         }
         let t = Instant::now();
         match op {
-            "save" | "capture" => {
+            "save" | "capture" | "pytree-save" => {
                 m.save(step, item(), SaveOptions::default()).map_err(e)?;
                 if op == "capture" {
                     print!("blocked {:.1} ms, ", t.elapsed().as_secs_f64() * 1e3);
                 }
                 m.wait_until_finished().map_err(e)?;
             }
-            "restore" | "restore-cold" => {
+            "restore" | "restore-cold" | "pytree-restore" => {
                 std::hint::black_box(m.restore(Some(1)).map_err(e)?);
             }
             "restore-into" => {
                 if let Some(mine) = mine.as_mut() {
                     m.restore_tensors_into(Some(1), "params", mine).map_err(e)?;
+                }
+            }
+            "pytree-restore-into" => {
+                if let Some(t) = my_tree.as_mut() {
+                    m.restore_pytree_into(Some(1), "params", t).map_err(e)?;
                 }
             }
             "restore-mapped" => {
@@ -83,7 +105,7 @@ pub fn profile(
             rep + 1,
             t.elapsed().as_secs_f64() * 1e3
         );
-        if op == "save" || op == "capture" {
+        if op == "save" || op == "capture" || op == "pytree-save" {
             m.delete(step).map_err(e)?;
         }
         // Unmapped outside the timed part.
