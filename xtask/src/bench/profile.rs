@@ -43,10 +43,23 @@ pub fn profile(
     }
     let mut m = builder.build().map_err(e)?;
     let pytree = op.starts_with("pytree-");
-    let tree = p
-        .tensors
-        .iter()
-        .fold(PyTree::dict(), |t, (k, v)| t.with(k.clone(), v.clone()));
+    let mut my_tree: Option<PyTree> = None;
+    // A root that already holds step 1 (e.g. one Orbax wrote, whose item is `default`) is
+    // restored as it is, and its tree is what `pytree-save` saves.
+    let existing = m.all_steps().contains(&1);
+    let name = if existing && pytree {
+        "default"
+    } else {
+        "params"
+    };
+    let tree = if existing && pytree {
+        let restored = m.restore_items(Some(1), &[name]).map_err(e)?;
+        restored.pytree(name).map_err(e)?.clone()
+    } else {
+        p.tensors
+            .iter()
+            .fold(PyTree::dict(), |t, (k, v)| t.with(k.clone(), v.clone()))
+    };
     let item = || {
         if pytree {
             Composite::new().pytree("params", &tree)
@@ -54,14 +67,20 @@ pub fn profile(
             Composite::new().tensors("params", &p.tensors)
         }
     };
-    if op != "save" && op != "capture" && op != "pytree-save" {
+    if existing {
+        if op == "pytree-restore-into" {
+            my_tree = Some(tree.clone());
+        }
+    } else if op != "save" && op != "capture" && op != "pytree-save" {
         m.save(1, item(), SaveOptions::default()).map_err(e)?;
         m.wait_until_finished().map_err(e)?;
+    }
+    if op == "pytree-restore-into" && my_tree.is_none() {
+        my_tree = Some(tree.clone());
     }
     let file = dir.join("1/params/tensors.safetensors");
     let mut mine = (op == "restore-into").then(|| p.tensors.clone());
     let mut mapped = None;
-    let mut my_tree = (op == "pytree-restore-into").then(|| tree.clone());
     for rep in 0..reps {
         let step = rep as u64 + 2;
         if op == "restore-cold" {
@@ -77,7 +96,7 @@ pub fn profile(
                 m.wait_until_finished().map_err(e)?;
             }
             "restore" | "restore-cold" | "pytree-restore" => {
-                std::hint::black_box(m.restore(Some(1)).map_err(e)?);
+                std::hint::black_box(m.restore_items(Some(1), &[name]).map_err(e)?);
             }
             "restore-into" => {
                 if let Some(mine) = mine.as_mut() {
@@ -86,7 +105,7 @@ pub fn profile(
             }
             "pytree-restore-into" => {
                 if let Some(t) = my_tree.as_mut() {
-                    m.restore_pytree_into(Some(1), "params", t).map_err(e)?;
+                    m.restore_pytree_into(Some(1), name, t).map_err(e)?;
                 }
             }
             "restore-mapped" => {
