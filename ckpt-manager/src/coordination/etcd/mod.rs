@@ -22,12 +22,14 @@
 //! until then.
 //!
 //! # Waiting
-//! A wait (a barrier, agreement, gather or `await_published`) opens a watch on the job's keys,
-//! then, in one transaction, puts this process's key (unless it exists) and reads the wait's
-//! keys and the `procs/` keys; if that does not decide it, it follows the watch's events after
-//! that read, so it sees every arrival and every ended lease in order without polling. A wait
-//! thus costs each process one watch and one transaction (before: a transaction to arrive, one
-//! to read, a watch and a second read). A participant missing from a wait whose `procs/<i>` key
+//! Each process follows the job's keys with one long-lived watch (opened when it joined, opened
+//! again if it ends), whose events every wait of the process reads. A wait (a barrier,
+//! agreement, gather or `await_published`) puts this process's key (unless it exists) and reads
+//! the wait's keys and the `procs/` keys in one transaction; if that does not decide it, it
+//! follows the watch's events after that read, so it sees every arrival and every ended lease
+//! in order without polling. A wait thus costs each process one request (before: a transaction
+//! to arrive, one to read, a watch and a second read). While the long-lived watch is down, or a
+//! wait falls more than 1,024 watch messages behind it, the wait opens a watch of its own. A participant missing from a wait whose `procs/<i>` key
 //! is gone or holds another lease than the one it joined with (it died, or died and was
 //! restarted) makes the wait fail at once with `Coordination` naming it. The join when the
 //! coordinator is built waits for every participant (as `jax.distributed.initialize`).
@@ -176,6 +178,8 @@ pub struct EtcdCoordinator {
     shared: Arc<Shared>,
     runtime: Option<Runtime>,
     keep_alive: Option<JoinHandle<()>>,
+    /// The task of [`follow`].
+    follow: Option<JoinHandle<()>>,
 }
 
 impl std::fmt::Debug for EtcdCoordinator {
@@ -209,6 +213,8 @@ struct Shared {
     request_timeout: Duration,
     /// Set by the keep-alive task when this process's lease has ended.
     lost: Arc<Mutex<Option<String>>>,
+    /// The job's keys as this process's long-lived watch sees them ([`follow`]).
+    feed: Arc<Feed>,
 }
 
 /// A call's phase, for messages: `barrier "save-1"`.
@@ -264,10 +270,18 @@ impl EtcdCoordinator {
                 return Err(e);
             }
         };
+        let follow = runtime.spawn(follow(
+            shared.client.clone(),
+            shared.request_timeout,
+            shared.job.clone(),
+            shared.root.clone(),
+            Arc::clone(&shared.feed),
+        ));
         Ok(EtcdCoordinator {
             shared: Arc::new(shared),
             runtime: Some(runtime),
             keep_alive: Some(keep_alive),
+            follow: Some(follow),
         })
     }
 
@@ -306,6 +320,9 @@ impl EtcdCoordinator {
         };
         if let Some(k) = self.keep_alive.take() {
             k.abort();
+        }
+        if let Some(f) = self.follow.take() {
+            f.abort();
         }
         let shared = self.shared.clone();
         let (tx, rx) = std::sync::mpsc::sync_channel(1);

@@ -146,6 +146,7 @@ pub(super) async fn join(
                 join_timeout,
                 deadline,
                 None,
+                None,
                 |seen| match seen.alive.get(&primary) {
                     Some(l) => Verdict::Done(*l),
                     None => Verdict::Pending(Error::new(
@@ -183,6 +184,7 @@ pub(super) async fn join(
                 &joined_prefix,
                 join_timeout,
                 deadline,
+                None,
                 None,
                 |seen| {
                     if seen.alive.get(&primary) != Some(&session) {
@@ -261,6 +263,7 @@ pub(super) async fn join(
         lease,
         request_timeout,
         lost,
+        feed: Arc::new(Feed::new()),
     };
     if index == primary {
         // Best effort: a failure leaves old keys behind, which harms nothing.

@@ -30,6 +30,79 @@ pub(super) enum Verdict<T> {
     Restart,
 }
 
+/// The job's keys as one long-lived watch of this process follows them (see [`follow`]): every
+/// wait of the process reads its events from here instead of opening a watch of its own, so a
+/// wait costs one transaction.
+pub(super) struct Feed {
+    tx: tokio::sync::broadcast::Sender<Note>,
+    /// Whether the watch is open and synced (a wait that subscribed while it is can trust the
+    /// feed: every later event, or [`Note::Broken`], reaches it).
+    up: std::sync::atomic::AtomicBool,
+}
+
+/// What the feed passes on.
+#[derive(Clone)]
+pub(super) enum Note {
+    /// The events of one watch message, in revision order.
+    Events(Arc<Vec<etcd_client::Event>>),
+    /// The watch ended: a wait reading the feed opens a watch of its own.
+    Broken,
+}
+
+/// How many watch messages the feed holds for a slow wait (one that falls further behind
+/// opens a watch of its own).
+const FEED_CAPACITY: usize = 1024;
+
+impl Feed {
+    pub(super) fn new() -> Feed {
+        Feed {
+            tx: tokio::sync::broadcast::channel(FEED_CAPACITY).0,
+            up: std::sync::atomic::AtomicBool::new(false),
+        }
+    }
+
+    /// A receiver of every note after now, if the watch is up.
+    fn subscribe(&self) -> Option<tokio::sync::broadcast::Receiver<Note>> {
+        let rx = self.tx.subscribe();
+        self.up
+            .load(std::sync::atomic::Ordering::SeqCst)
+            .then_some(rx)
+    }
+}
+
+/// Follows every key under `root` with one watch for the coordinator's life, passing its
+/// events to `feed`; a watch that ends is opened again (after 200 ms), the waits reading the
+/// feed told ([`Note::Broken`]).
+pub(super) async fn follow(
+    client: Client,
+    request_timeout: Duration,
+    job: String,
+    root: String,
+    feed: Arc<Feed>,
+) {
+    let phase = Phase {
+        what: "following",
+        name: job.clone(),
+    };
+    let mut client = client;
+    loop {
+        if let Ok(mut stream) = watch(&mut client, request_timeout, &job, &phase, &root).await {
+            feed.up.store(true, std::sync::atomic::Ordering::SeqCst);
+            while let Ok(Some(m)) = stream.message().await {
+                if m.canceled() {
+                    break;
+                }
+                if !m.events().is_empty() {
+                    let _ = feed.tx.send(Note::Events(Arc::new(m.events().to_vec())));
+                }
+            }
+            feed.up.store(false, std::sync::atomic::Ordering::SeqCst);
+            let _ = feed.tx.send(Note::Broken);
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
 impl Shared {
     pub(super) fn procs_prefix(&self) -> String {
         format!("{}procs/", self.root)
@@ -228,6 +301,7 @@ impl Shared {
             timeout,
             deadline,
             arrival,
+            Some(&self.feed),
             evaluate,
         )
         .await?
@@ -311,10 +385,14 @@ pub(super) async fn wait_keys<T>(
     timeout: Duration,
     deadline: Instant,
     mut arrival: Option<Arrival>,
+    feed: Option<&Feed>,
     mut evaluate: impl FnMut(&Seen) -> Verdict<T>,
 ) -> Result<Option<T>> {
     let mut client = client.clone();
     let mut backoff = FIRST_BACKOFF;
+    // Whether to read the feed (when there is one and it is up); once it failed this wait, a
+    // watch of its own.
+    let mut use_feed = feed.is_some();
     'fresh: loop {
         // A request etcd did not answer: again after a pause, until the deadline.
         macro_rules! reach {
@@ -336,7 +414,17 @@ pub(super) async fn wait_keys<T>(
         // Watch from now on, then read (and arrive), then follow the events after that read:
         // nothing is missed, and the watch starts "synced" (one from a past revision would
         // start unsynced, and etcd catches those up only every 100 ms).
-        let mut stream = reach!(watch(&mut client, request_timeout, job, phase, root).await);
+        let mut notes = if use_feed {
+            feed.and_then(Feed::subscribe)
+        } else {
+            None
+        };
+        let mut stream = match notes {
+            Some(_) => None,
+            None => Some(reach!(
+                watch(&mut client, request_timeout, job, phase, root).await
+            )),
+        };
         let (mut seen, revision, succeeded) = reach!(
             snapshot(
                 &mut client,
@@ -365,6 +453,41 @@ pub(super) async fn wait_keys<T>(
             Verdict::Fail(e) => return Err(e),
             Verdict::Restart => return Ok(None),
             Verdict::Pending(e) => e,
+        };
+        // From the feed: the events after the read, until the feed fails this wait.
+        if let Some(rx) = notes.as_mut() {
+            loop {
+                let now = Instant::now();
+                if now >= deadline {
+                    return Err(pending);
+                }
+                let events = match tokio::time::timeout(deadline - now, rx.recv()).await {
+                    Err(_) => return Err(pending),
+                    Ok(Ok(Note::Events(events))) => events,
+                    // The feed's watch ended, or this wait fell behind: a watch of its own,
+                    // from a fresh read.
+                    Ok(Ok(Note::Broken)) | Ok(Err(_)) => {
+                        use_feed = false;
+                        continue 'fresh;
+                    }
+                };
+                for event in events.iter() {
+                    let Some(kv) = event.kv() else { continue };
+                    if kv.mod_revision() <= revision {
+                        continue; // already in the snapshot
+                    }
+                    apply(&mut seen, event.event_type(), kv, prefix, procs_prefix);
+                }
+                pending = match evaluate(&seen) {
+                    Verdict::Done(v) => return Ok(Some(v)),
+                    Verdict::Fail(e) => return Err(e),
+                    Verdict::Restart => return Ok(None),
+                    Verdict::Pending(e) => e,
+                };
+            }
+        }
+        let Some(stream) = stream.as_mut() else {
+            continue 'fresh; // not reached: without the feed there is a stream
         };
         loop {
             let now = Instant::now();
