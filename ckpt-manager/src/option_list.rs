@@ -170,7 +170,9 @@ macro_rules! manager_options {
                 /// (opening, the save decision, each phase of a save, a delete) for the others
                 /// before giving up with `Timeout` naming the phase and the missing processes
                 /// (default 300, Orbax's default barrier timeout, spec §5.1). A process known to
-                /// be gone (its etcd lease ended) fails the wait sooner, naming it.
+                /// be gone (its etcd lease ended) fails the wait sooner, with `Coordination`
+                /// naming it. A coordination service that stops answering (etcd stopped) is
+                /// tried again for this long, then `Timeout` naming the phase and the step.
                 coordination_timeout_secs: u64 = 300, "form::plain", set(secs: u64) => secs;
                 /// With a [`coordinator`](crate::CheckpointManagerOptions::coordinator): restores
                 /// read the store on the primary only, and every other process gets the same

@@ -164,9 +164,12 @@ pub trait Coordinator: Debug + Send + Sync {
     ///
     /// # Errors
     /// - [`ErrorKind::Timeout`] when some participant has not arrived within `timeout`; the
-    ///   message names the barrier and the missing process indices.
+    ///   message names the barrier and the missing process indices. Also `Timeout` (temporary)
+    ///   when the coordination service stopped answering (etcd: stopped, unreachable; tried
+    ///   again until `timeout` has passed, so a service back within it is ridden out); the
+    ///   message names the barrier.
     /// - [`ErrorKind::Coordination`] when a missing participant is known to be gone (etcd: its
-    ///   lease ended), naming it; or the coordination service failed (temporary).
+    ///   lease ended), naming it; or the coordination service refused a request.
     /// - [`ErrorKind::InvalidArgument`] for a bad `name` or when this process is not a
     ///   participant.
     fn barrier(&self, name: &str, timeout: Duration) -> Result<()>;
@@ -178,9 +181,10 @@ pub trait Coordinator: Debug + Send + Sync {
     /// others, as [`barrier`](Coordinator::barrier).
     ///
     /// # Errors
-    /// As [`barrier`](Coordinator::barrier): `Timeout` naming the missing processes,
-    /// `Coordination` for a process known gone or a failed service, `InvalidArgument` for a bad
-    /// name or a non-participant. A reported failure is not an error of this call: it is in the
+    /// As [`barrier`](Coordinator::barrier): `Timeout` naming the missing processes, or the
+    /// phase when the service stopped answering for the whole `timeout`; `Coordination` for a
+    /// process known gone or a refused request; `InvalidArgument` for a bad name or a
+    /// non-participant. A reported failure is not an error of this call: it is in the
     /// returned agreement.
     fn agree(&self, name: &str, mine: Report, timeout: Duration) -> Result<Agreement>;
 
@@ -206,7 +210,8 @@ pub trait Coordinator: Debug + Send + Sync {
     /// # Errors
     /// [`ErrorKind::InvalidArgument`] when this process is not the primary, for a bad name or a
     /// value that is too large; [`ErrorKind::AlreadyExists`] when `name` was published with a
-    /// different value; [`ErrorKind::Coordination`] when the coordination service failed.
+    /// different value; [`ErrorKind::Timeout`] when the coordination service did not answer
+    /// (etcd: tried again for one request timeout); [`ErrorKind::Coordination`] when it refused.
     fn publish(&self, name: &str, value: &[u8]) -> Result<()>;
 
     /// The value the primary published under `name`, waiting at most `timeout` for it. On the
@@ -214,8 +219,9 @@ pub trait Coordinator: Debug + Send + Sync {
     ///
     /// # Errors
     /// [`ErrorKind::Timeout`] when nothing was published within `timeout` (at once for a
-    /// coordinator on which nobody else could publish it); [`ErrorKind::Coordination`] when the
-    /// primary is known gone before it published, or the service failed;
+    /// coordinator on which nobody else could publish it), or the service stopped answering
+    /// for that long; [`ErrorKind::Coordination`] when the primary is known gone before it
+    /// published, or the service refused a request;
     /// [`ErrorKind::InvalidArgument`] for a bad name.
     fn await_published(&self, name: &str, timeout: Duration) -> Result<Vec<u8>>;
 }

@@ -257,8 +257,9 @@ impl Job {
     ///   lowest-indexed failing process met, naming the phase and each failing process with
     ///   its message, the same on every process;
     /// - `Timeout` naming the phase and the processes that did not come within
-    ///   `coordination_timeout_secs`; `Coordination` naming a process known gone, or when the
-    ///   coordination service failed (from the coordinator).
+    ///   `coordination_timeout_secs`, or naming the phase when the coordination service
+    ///   stopped answering for that long (etcd stopped); `Coordination` naming a process known
+    ///   gone, or when the coordination service refused a request (from the coordinator).
     pub fn exchange(&self, name: &str, mine: Result<Value>) -> Result<Vec<(usize, Value)>> {
         let wire = match mine {
             Ok(v) => Wire::Ok(v),

@@ -73,7 +73,10 @@ use std::sync::{Arc, Mutex, MutexGuard};
 /// committed on every process; `enable_async_checkpointing` and the staging pool are not used);
 /// `primary_host = None` (every process a primary) does not exist; a read-only manager does not
 /// coordinate. Each phase waits at most `coordination_timeout_secs` for the others (`Timeout`
-/// naming the missing processes; a process known gone fails the wait at once).
+/// naming the missing processes; a process known gone fails the wait at once with
+/// `Coordination` naming it; a coordination service that stops answering is tried again for
+/// that long, then `Timeout` naming the phase and the step, nothing committed unless the
+/// primary had committed before).
 ///
 /// [`MultiprocessingOptions::primary_host`]: crate::coordination::MultiprocessingOptions::primary_host
 #[derive(Debug)]

@@ -68,6 +68,9 @@ pub fn fresh_job(name: &str) -> String {
 pub struct OwnEtcd {
     child: Option<Child>,
     pub endpoint: String,
+    /// The binary and arguments it was started with (for [`OwnEtcd::restart`]).
+    command: Option<(String, Vec<String>)>,
+    client_port: u16,
     _data: tempfile::TempDir,
 }
 
@@ -92,22 +95,18 @@ impl OwnEtcd {
                 format!("http://127.0.0.1:{client}"),
                 format!("http://127.0.0.1:{peer}"),
             );
-            let log = std::fs::File::create(data.path().join("etcd.log")).unwrap();
-            let mut child = Command::new(&bin)
-                .arg("--name=own")
-                .arg(format!("--data-dir={}", data.path().join("data").display()))
-                .arg(format!("--listen-client-urls={c}"))
-                .arg(format!("--advertise-client-urls={c}"))
-                .arg(format!("--listen-peer-urls={p}"))
-                .arg(format!("--initial-advertise-peer-urls={p}"))
-                .arg(format!("--initial-cluster=own={p}"))
-                .arg("--logger=zap")
-                .arg("--log-level=error")
-                .stdin(Stdio::null())
-                .stdout(log.try_clone().unwrap())
-                .stderr(log)
-                .spawn()
-                .unwrap();
+            let args = vec![
+                "--name=own".to_string(),
+                format!("--data-dir={}", data.path().join("data").display()),
+                format!("--listen-client-urls={c}"),
+                format!("--advertise-client-urls={c}"),
+                format!("--listen-peer-urls={p}"),
+                format!("--initial-advertise-peer-urls={p}"),
+                format!("--initial-cluster=own={p}"),
+                "--logger=zap".to_string(),
+                "--log-level=error".to_string(),
+            ];
+            let mut child = spawn_etcd(&bin, &args, data.path());
             let deadline = Instant::now() + Duration::from_secs(60);
             while Instant::now() < deadline {
                 if child.try_wait().unwrap().is_some() {
@@ -117,6 +116,8 @@ impl OwnEtcd {
                     return Some(OwnEtcd {
                         child: Some(child),
                         endpoint: c,
+                        command: Some((bin, args)),
+                        client_port: client,
                         _data: data,
                     });
                 }
@@ -126,6 +127,28 @@ impl OwnEtcd {
             let _ = child.wait();
         }
         panic!("could not start an etcd server of this test's own");
+    }
+
+    /// Starts the killed server again on the same ports and data (its keys and leases kept),
+    /// and waits (at most 60 s) until it answers.
+    pub fn restart(&mut self) {
+        assert!(self.child.is_none(), "the server is running");
+        let (bin, args) = self.command.clone().unwrap();
+        let mut child = spawn_etcd(&bin, &args, self._data.path());
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while !healthy(self.client_port) {
+            assert!(
+                child.try_wait().unwrap().is_none(),
+                "the restarted etcd exited; log in {}",
+                self._data.path().display()
+            );
+            assert!(
+                Instant::now() < deadline,
+                "the restarted etcd is not healthy"
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        self.child = Some(child);
     }
 
     /// Kills the server (SIGKILL) and waits for it to be gone.
@@ -141,6 +164,22 @@ impl Drop for OwnEtcd {
     fn drop(&mut self) {
         self.kill();
     }
+}
+
+/// Starts `bin args`, its output appended to `dir/etcd.log`.
+fn spawn_etcd(bin: &str, args: &[String], dir: &std::path::Path) -> Child {
+    let log = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(dir.join("etcd.log"))
+        .unwrap();
+    Command::new(bin)
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(log.try_clone().unwrap())
+        .stderr(log)
+        .spawn()
+        .unwrap()
 }
 
 fn free_port() -> u16 {

@@ -16,7 +16,8 @@
 //! - one exchange alone: a `Coordinator::gather` of 8 bytes among the 4 processes (the slowest
 //!   process's time from a common barrier); a save makes 4 of them (the agreed decision, then
 //!   the phases `prepared`, `written`, `committed`, see `job_save.rs`), so the *coordination cost
-//!   per save* is 4 × its median (target ≤ 10 ms, issue 15);
+//!   per save* is 4 × its median (target ≤ 10 ms, issue 15), noted with the etcd requests a
+//!   tiny 4-process save makes, all processes together (`EtcdCoordinator::requests_sent`);
 //! - a tiny save (4 KiB per process) by 1 process and by 4, and the difference: what a save by
 //!   a job costs beyond one process's, exchanges and the phases' serialized disk work (each
 //!   process syncs its own files; the primary's commit waits for all) together.
@@ -67,7 +68,7 @@ pub fn multiprocess_section(b: &mut Bench, cx: &Ctx) -> Result<(), String> {
         "multiprocess, local disk, etcd on loopback, {}",
         size_label(size)
     );
-    let run = |case: &Case, tag: &str| -> Result<Vec<f64>, String> {
+    let run = |case: &Case, tag: &str| -> Result<(Vec<f64>, f64), String> {
         let each = if case.bytes_each >= 1 << 20 {
             size_label(case.bytes_each)
         } else {
@@ -91,10 +92,11 @@ pub fn multiprocess_section(b: &mut Bench, cx: &Ctx) -> Result<(), String> {
             exchanges: false,
         },
         "tiny-one",
-    )?;
+    )?
+    .0;
     // The 4-process tiny case also times lone exchanges: its samples are the saves' and then
     // the exchanges'.
-    let tiny_four_all = run(
+    let (tiny_four_all, requests_per_save) = run(
         &Case {
             processes: PROCESSES,
             bytes_each: TINY,
@@ -112,7 +114,8 @@ pub fn multiprocess_section(b: &mut Bench, cx: &Ctx) -> Result<(), String> {
             exchanges: false,
         },
         "one",
-    )?;
+    )?
+    .0;
     let four_big = run(
         &Case {
             processes: PROCESSES,
@@ -121,7 +124,8 @@ pub fn multiprocess_section(b: &mut Bench, cx: &Ctx) -> Result<(), String> {
             exchanges: false,
         },
         "four-big",
-    )?;
+    )?
+    .0;
     let four_split = run(
         &Case {
             processes: PROCESSES,
@@ -130,7 +134,8 @@ pub fn multiprocess_section(b: &mut Bench, cx: &Ctx) -> Result<(), String> {
             exchanges: false,
         },
         "four-split",
-    )?;
+    )?
+    .0;
 
     let k = size_key(size);
     let r = &mut b.report;
@@ -215,7 +220,8 @@ pub fn multiprocess_section(b: &mut Bench, cx: &Ctx) -> Result<(), String> {
     );
     r.note(
         x,
-        "put + watch on etcd; the slowest process's time from a common barrier",
+        "one transaction per process (its put and a read), the others' puts seen through its \
+         long-lived watch; the slowest process's time from a common barrier",
     );
     let per_save: Vec<f64> = exchanges.iter().map(|t| 4.0 * t).collect();
     let c = r.time(
@@ -234,7 +240,11 @@ pub fn multiprocess_section(b: &mut Bench, cx: &Ctx) -> Result<(), String> {
     );
     r.note(
         c,
-        "the agreed decision, prepared, written, committed: 4 × one exchange",
+        format!(
+            "the agreed decision, prepared, written, committed: 4 × one exchange; \
+             {requests_per_save:.1} etcd requests per 4-process tiny save, all processes \
+             together (EtcdCoordinator::requests_sent)"
+        ),
     );
     Ok(())
 }
@@ -247,8 +257,9 @@ fn loadavg() -> String {
 }
 
 /// Runs one case in child processes; the per-repetition times of the slowest process (then,
-/// with `exchanges`, the lone exchanges' likewise).
-fn run_case(cx: &Ctx, endpoint: &str, case: &Case, tag: &str) -> Result<Vec<f64>, String> {
+/// with `exchanges`, the lone exchanges' likewise), and the etcd requests per save of all the
+/// processes together.
+fn run_case(cx: &Ctx, endpoint: &str, case: &Case, tag: &str) -> Result<(Vec<f64>, f64), String> {
     let exe = std::env::current_exe().map_err(|e| format!("this binary: {e}"))?;
     let root = cx.tmp.join(format!("mp-{tag}"));
     let _ = std::fs::remove_dir_all(&root);
@@ -278,6 +289,7 @@ fn run_case(cx: &Ctx, endpoint: &str, case: &Case, tag: &str) -> Result<Vec<f64>
         children.push(child);
     }
     let mut per_process: Vec<Vec<f64>> = Vec::new();
+    let mut requests = 0.0;
     let mut failures = Vec::new();
     for (i, c) in children.into_iter().enumerate() {
         let out = c
@@ -300,19 +312,26 @@ fn run_case(cx: &Ctx, endpoint: &str, case: &Case, tag: &str) -> Result<Vec<f64>
             .map(|t| t.trim().parse::<f64>())
             .collect();
         per_process.push(times.map_err(|e| format!("process {i}: bad output {text:?}: {e}"))?);
+        requests += text
+            .lines()
+            .filter_map(|l| l.strip_prefix("MP-REQUESTS "))
+            .filter_map(|t| t.trim().parse::<f64>().ok())
+            .sum::<f64>();
     }
     let _ = std::fs::remove_dir_all(&root);
     if !failures.is_empty() {
         return Err(format!("multiprocess bench: {}", failures.join("; ")));
     }
     let n = per_process.iter().map(Vec::len).min().unwrap_or(0);
-    Ok((0..n)
+    let times = (0..n)
         .map(|k| per_process.iter().map(|p| p[k]).fold(0.0, f64::max))
-        .collect())
+        .collect();
+    Ok((times, requests))
 }
 
 /// The body of `ckpt-bench mp-child ENDPOINT|- JOB INDEX COUNT BYTES REPS ROOT EXCHANGES`:
-/// one process of a case; prints `MP-TIME <seconds>` per timed save (then per lone exchange).
+/// one process of a case; prints `MP-TIME <seconds>` per timed save (then per lone exchange)
+/// and `MP-REQUESTS <n>`, the etcd requests this process sent per save.
 ///
 /// # Errors
 /// Bad arguments, a coordinator that cannot join, a failing save.
@@ -349,6 +368,7 @@ pub fn child(args: &[String]) -> Result<(), String> {
     let mut mngr = builder.build().map_err(|e| e.chain().to_string())?;
     let timeout = Duration::from_secs(300);
     let n = bytes / 4;
+    let mut requests = 0u64;
     for rep in 0..reps {
         let step = rep as u64 + 1;
         let values: Vec<f32> = (0..n).map(|k| (k ^ rep ^ index) as f32).collect();
@@ -362,6 +382,7 @@ pub fn child(args: &[String]) -> Result<(), String> {
             c.barrier(&format!("rep-{rep}"), timeout)
                 .map_err(|e| e.chain().to_string())?;
         }
+        let sent = EtcdCoordinator::requests_sent();
         let t = Instant::now();
         let saved = mngr
             .save(step, items, SaveOptions::default())
@@ -369,10 +390,14 @@ pub fn child(args: &[String]) -> Result<(), String> {
         mngr.wait_until_finished()
             .map_err(|e| e.chain().to_string())?;
         let secs = t.elapsed().as_secs_f64();
+        requests += EtcdCoordinator::requests_sent() - sent;
         if !saved {
             return Err(format!("step {step} was not saved"));
         }
         println!("MP-TIME {secs}");
+    }
+    if reps > 0 {
+        println!("MP-REQUESTS {}", requests as f64 / reps as f64);
     }
     if let (true, Some(c)) = (exchanges, &coordinator) {
         for k in 0..reps {

@@ -22,12 +22,28 @@
 //! until then.
 //!
 //! # Waiting
-//! A wait reads its keys and the `procs/` keys in one transaction; if that does not decide it,
-//! it starts a watch on the job's keys, reads once more and follows the events after that read,
-//! so it sees every arrival and every ended lease in order without polling. A participant missing from a wait whose `procs/<i>` key is gone or holds another
-//! lease than the one it joined with (it died, or died and was restarted) makes the wait fail
-//! at once with `Coordination` naming it. The join when the coordinator is built waits for every
-//! participant (as `jax.distributed.initialize`).
+//! Each process follows the job's keys with one long-lived watch (opened when it joined, opened
+//! again if it ends), whose events every wait of the process reads. A wait (a barrier,
+//! agreement, gather or `await_published`) puts this process's key (unless it exists) and reads
+//! the wait's keys and the `procs/` keys in one transaction; if that does not decide it, it
+//! follows the watch's events after that read, so it sees every arrival and every ended lease
+//! in order without polling. A wait thus costs each process one request (before: a transaction
+//! to arrive, one to read, a watch and a second read). While the long-lived watch is down, or a
+//! wait falls more than 1,024 watch messages behind it, the wait opens a watch of its own. A participant missing from a wait whose `procs/<i>` key
+//! is gone or holds another lease than the one it joined with (it died, or died and was
+//! restarted) makes the wait fail at once with `Coordination` naming it. The join when the
+//! coordinator is built waits for every participant (as `jax.distributed.initialize`).
+//!
+//! # etcd stopping
+//! A request etcd does not answer (connection refused or reset, no answer within
+//! `request_timeout_secs`, the watch ended) is tried again, after 50 ms doubling up to 1 s,
+//! from a fresh watch and read, until the wait's timeout has passed; then the wait fails with
+//! `Timeout` (temporary) naming the phase, the last etcd error as its source. So an etcd that
+//! comes back within the timeout is ridden out, and one that stays away is `Timeout` after the
+//! timeout (the manager's `coordination_timeout_secs`), not a `Coordination` error at once
+//! (deviation from the first version of this coordinator). `publish` tries again for one
+//! `request_timeout_secs`. Connecting ([`EtcdCoordinator::connect`]) to an etcd that is not
+//! there fails at once with `Coordination`.
 
 use super::{
     validate_name, Agreement, Coordinator, MultiprocessingOptions, Report, MAX_PUBLISHED_LEN,
@@ -77,8 +93,9 @@ pub struct EtcdOptions {
     /// (and for a process index held by an earlier, dead incarnation to be freed by its lease
     /// ending); default 300 (as JAX's `initialization_timeout`).
     pub join_timeout_secs: f64,
-    /// The longest, in seconds, one request to etcd may take (default 10). A barrier or
-    /// agreement takes at most its own timeout plus a few of these.
+    /// The longest, in seconds, one request to etcd may take (default 10); one that takes
+    /// longer is tried again within the wait's timeout. A barrier or agreement takes at most its
+    /// own timeout plus one of these.
     pub request_timeout_secs: f64,
 }
 
@@ -161,6 +178,8 @@ pub struct EtcdCoordinator {
     shared: Arc<Shared>,
     runtime: Option<Runtime>,
     keep_alive: Option<JoinHandle<()>>,
+    /// The task of [`follow`].
+    follow: Option<JoinHandle<()>>,
 }
 
 impl std::fmt::Debug for EtcdCoordinator {
@@ -194,6 +213,8 @@ struct Shared {
     request_timeout: Duration,
     /// Set by the keep-alive task when this process's lease has ended.
     lost: Arc<Mutex<Option<String>>>,
+    /// The job's keys as this process's long-lived watch sees them ([`follow`]).
+    feed: Arc<Feed>,
 }
 
 /// A call's phase, for messages: `barrier "save-1"`.
@@ -249,16 +270,33 @@ impl EtcdCoordinator {
                 return Err(e);
             }
         };
+        let follow = runtime.spawn(follow(
+            shared.client.clone(),
+            shared.request_timeout,
+            shared.job.clone(),
+            shared.root.clone(),
+            Arc::clone(&shared.feed),
+        ));
         Ok(EtcdCoordinator {
             shared: Arc::new(shared),
             runtime: Some(runtime),
             keep_alive: Some(keep_alive),
+            follow: Some(follow),
         })
     }
 
     /// The job's name on the etcd server (`barrier_sync_key_prefix`, or `default`).
     pub fn job(&self) -> &str {
         &self.shared.job
+    }
+
+    /// How many requests this process's etcd coordinators (all of them, since the process
+    /// started) have sent to etcd: each transaction, put, get, delete, watch creation and lease
+    /// grant or revoke of a join, barrier, agreement, gather, publish, wait or close, each
+    /// attempt counted; the lease renewals (one per third of the TTL) are not. For measuring
+    /// what coordination costs (`cargo xtask bench` reports the requests per save); ckpt's own.
+    pub fn requests_sent() -> u64 {
+        session::REQUESTS.load(std::sync::atomic::Ordering::Relaxed)
     }
 
     /// This process's etcd lease id.
@@ -282,6 +320,9 @@ impl EtcdCoordinator {
         };
         if let Some(k) = self.keep_alive.take() {
             k.abort();
+        }
+        if let Some(f) = self.follow.take() {
+            f.abort();
         }
         let shared = self.shared.clone();
         let (tx, rx) = std::sync::mpsc::sync_channel(1);
@@ -368,9 +409,7 @@ impl Coordinator for EtcdCoordinator {
         self.require_participant(&phase)?;
         self.run(move |s| async move {
             let prefix = s.session_key("b", &phase.name);
-            let deadline = deadline_after(timeout);
-            s.arrive(&phase, &prefix, b"", ExistingValue::Same).await?;
-            s.wait_for_participants(&phase, &prefix, "did not arrive", timeout, deadline)
+            s.arrive_and_wait(&phase, &prefix, b"", "did not arrive", timeout)
                 .await
                 .map(drop)
         })
@@ -385,11 +424,8 @@ impl Coordinator for EtcdCoordinator {
         self.require_participant(&phase)?;
         self.run(move |s| async move {
             let prefix = s.session_key("a", &phase.name);
-            let deadline = deadline_after(timeout);
-            s.arrive(&phase, &prefix, &mine.encode(), ExistingValue::Same)
-                .await?;
             let values = s
-                .wait_for_participants(&phase, &prefix, "did not report", timeout, deadline)
+                .arrive_and_wait(&phase, &prefix, &mine.encode(), "did not report", timeout)
                 .await?;
             let results = values
                 .into_iter()
@@ -415,11 +451,8 @@ impl Coordinator for EtcdCoordinator {
         let mine = mine.to_vec();
         self.run(move |s| async move {
             let prefix = s.session_key("g", &phase.name);
-            let deadline = deadline_after(timeout);
-            s.arrive(&phase, &prefix, &mine, ExistingValue::Same)
-                .await?;
             let values = s
-                .wait_for_participants(&phase, &prefix, "did not contribute", timeout, deadline)
+                .arrive_and_wait(&phase, &prefix, &mine, "did not contribute", timeout)
                 .await?;
             Ok(values.into_iter().collect())
         })
@@ -446,8 +479,17 @@ impl Coordinator for EtcdCoordinator {
         let value = value.to_vec();
         self.run(move |s| async move {
             let prefix = s.session_key("p", &phase.name);
-            s.arrive(&phase, &prefix, &value, ExistingValue::AlreadyExists)
-                .await
+            let timeout = s.request_timeout;
+            let deadline = deadline_after(timeout);
+            s.arrive(
+                &phase,
+                &prefix,
+                &value,
+                ExistingValue::AlreadyExists,
+                timeout,
+                deadline,
+            )
+            .await
         })
     }
 
@@ -462,7 +504,7 @@ impl Coordinator for EtcdCoordinator {
             let deadline = deadline_after(timeout);
             let need = [s.primary];
             let mut values = s
-                .wait(&phase, &prefix, deadline, |seen| {
+                .wait(&phase, &prefix, timeout, deadline, None, |seen| {
                     s.evaluate(&phase, seen, &need, "did not publish it", timeout, true)
                 })
                 .await?;

@@ -3,8 +3,26 @@
 
 use super::*;
 
-/// `f` bounded by `request_timeout`, its error mapped by [`from_etcd`].
+/// The requests sent to etcd by this process's coordinators through [`rpc`] (every request a
+/// barrier, agreement, gather, publish, join or close makes; the lease renewals are not
+/// counted): see [`EtcdCoordinator::requests_sent`].
+pub(super) static REQUESTS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
+/// The request `f` (counted in [`REQUESTS`]), bounded by `request_timeout`, its error mapped by
+/// [`from_etcd`].
 pub(super) async fn rpc<T>(
+    request_timeout: Duration,
+    job: &str,
+    what: &str,
+    f: impl Future<Output = std::result::Result<T, etcd_client::Error>>,
+) -> Result<T> {
+    REQUESTS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    answer(request_timeout, job, what, f).await
+}
+
+/// `f` (an answer on an open stream, not a request of its own) bounded by `request_timeout`,
+/// its error mapped by [`from_etcd`].
+pub(super) async fn answer<T>(
     request_timeout: Duration,
     job: &str,
     what: &str,
@@ -25,12 +43,13 @@ pub(super) async fn rpc<T>(
 }
 
 /// An etcd client error as `Coordination`, temporary when trying again may help (the server
-/// unreachable or busy: a transport or I/O error, or gRPC's UNKNOWN, DEADLINE_EXCEEDED,
-/// RESOURCE_EXHAUSTED, ABORTED or UNAVAILABLE status).
+/// unreachable or busy: a transport or I/O error, or gRPC's CANCELLED (a connection closed
+/// under the request), UNKNOWN, DEADLINE_EXCEEDED, RESOURCE_EXHAUSTED, ABORTED or UNAVAILABLE
+/// status). A wait tries temporary errors again until its deadline (see `wait_keys`).
 pub(super) fn from_etcd(e: etcd_client::Error, job: &str, what: &str) -> Error {
     let temporary = match &e {
         etcd_client::Error::TransportError(_) | etcd_client::Error::IoError(_) => true,
-        etcd_client::Error::GRpcStatus(s) => matches!(i32::from(s.code()), 2 | 4 | 8 | 10 | 14),
+        etcd_client::Error::GRpcStatus(s) => matches!(i32::from(s.code()), 1 | 2 | 4 | 8 | 10 | 14),
         _ => false,
     };
     Error::new(
@@ -124,7 +143,10 @@ pub(super) async fn join(
                 &procs_prefix,
                 &phase,
                 &procs_prefix,
+                join_timeout,
                 deadline,
+                None,
+                None,
                 |seen| match seen.alive.get(&primary) {
                     Some(l) => Verdict::Done(*l),
                     None => Verdict::Pending(Error::new(
@@ -160,7 +182,10 @@ pub(super) async fn join(
                 &procs_prefix,
                 &phase,
                 &joined_prefix,
+                join_timeout,
                 deadline,
+                None,
+                None,
                 |seen| {
                     if seen.alive.get(&primary) != Some(&session) {
                         return Verdict::Restart;
@@ -238,6 +263,7 @@ pub(super) async fn join(
         lease,
         request_timeout,
         lost,
+        feed: Arc::new(Feed::new()),
     };
     if index == primary {
         // Best effort: a failure leaves old keys behind, which harms nothing.

@@ -30,6 +30,79 @@ pub(super) enum Verdict<T> {
     Restart,
 }
 
+/// The job's keys as one long-lived watch of this process follows them (see [`follow`]): every
+/// wait of the process reads its events from here instead of opening a watch of its own, so a
+/// wait costs one transaction.
+pub(super) struct Feed {
+    tx: tokio::sync::broadcast::Sender<Note>,
+    /// Whether the watch is open and synced (a wait that subscribed while it is can trust the
+    /// feed: every later event, or [`Note::Broken`], reaches it).
+    up: std::sync::atomic::AtomicBool,
+}
+
+/// What the feed passes on.
+#[derive(Clone)]
+pub(super) enum Note {
+    /// The events of one watch message, in revision order.
+    Events(Arc<Vec<etcd_client::Event>>),
+    /// The watch ended: a wait reading the feed opens a watch of its own.
+    Broken,
+}
+
+/// How many watch messages the feed holds for a slow wait (one that falls further behind
+/// opens a watch of its own).
+const FEED_CAPACITY: usize = 1024;
+
+impl Feed {
+    pub(super) fn new() -> Feed {
+        Feed {
+            tx: tokio::sync::broadcast::channel(FEED_CAPACITY).0,
+            up: std::sync::atomic::AtomicBool::new(false),
+        }
+    }
+
+    /// A receiver of every note after now, if the watch is up.
+    fn subscribe(&self) -> Option<tokio::sync::broadcast::Receiver<Note>> {
+        let rx = self.tx.subscribe();
+        self.up
+            .load(std::sync::atomic::Ordering::SeqCst)
+            .then_some(rx)
+    }
+}
+
+/// Follows every key under `root` with one watch for the coordinator's life, passing its
+/// events to `feed`; a watch that ends is opened again (after 200 ms), the waits reading the
+/// feed told ([`Note::Broken`]).
+pub(super) async fn follow(
+    client: Client,
+    request_timeout: Duration,
+    job: String,
+    root: String,
+    feed: Arc<Feed>,
+) {
+    let phase = Phase {
+        what: "following",
+        name: job.clone(),
+    };
+    let mut client = client;
+    loop {
+        if let Ok(mut stream) = watch(&mut client, request_timeout, &job, &phase, &root).await {
+            feed.up.store(true, std::sync::atomic::Ordering::SeqCst);
+            while let Ok(Some(m)) = stream.message().await {
+                if m.canceled() {
+                    break;
+                }
+                if !m.events().is_empty() {
+                    let _ = feed.tx.send(Note::Events(Arc::new(m.events().to_vec())));
+                }
+            }
+            feed.up.store(false, std::sync::atomic::Ordering::SeqCst);
+            let _ = feed.tx.send(Note::Broken);
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
 impl Shared {
     pub(super) fn procs_prefix(&self) -> String {
         format!("{}procs/", self.root)
@@ -53,59 +126,90 @@ impl Shared {
     }
 
     /// Puts this process's key `prefix<index>` = `value` unless it exists; an existing key with
-    /// the same value is fine (a repeated call), another value is an error.
+    /// the same value is fine (a repeated call), another value is an error. An unreachable etcd
+    /// is tried again until `deadline`, then `Timeout` ([`unreachable`]; `timeout` for the
+    /// message).
     pub(super) async fn arrive(
         &self,
         phase: &Phase,
         prefix: &str,
         value: &[u8],
         existing: ExistingValue,
+        timeout: Duration,
+        deadline: Instant,
     ) -> Result<()> {
         if let Some(why) = self.lost() {
             return Err(lost_error(phase, &self.job, self.index, &why));
         }
-        let key = format!("{prefix}{}", self.index);
-        let txn = Txn::new()
-            .when([Compare::create_revision(key.clone(), CompareOp::Equal, 0)])
-            .and_then([TxnOp::put(key.clone(), value.to_vec(), None)])
-            .or_else([TxnOp::get(key.clone(), None)]);
-        let mut client = self.client.clone();
-        let resp = self
-            .rpc(&format!("{phase}: arriving"), client.txn(txn))
-            .await?;
-        if resp.succeeded() {
-            return Ok(());
-        }
-        let old = resp.op_responses().into_iter().find_map(|r| match r {
-            TxnOpResponse::Get(g) => g.kvs().first().map(|kv| kv.value().to_vec()),
-            _ => None,
-        });
-        match old {
-            Some(old) if old == value => Ok(()),
-            None => Ok(()), // deleted in between: only a new run's primary deletes; nothing to do
-            Some(_) => Err(match existing {
-                ExistingValue::AlreadyExists => Error::new(
-                    ErrorKind::AlreadyExists,
-                    format!("{phase}: already published with a different value"),
-                ),
-                ExistingValue::Same => Error::invalid_argument(format!(
-                    "{phase}: this name was used before in this run with another value (use \
-                     each name once, e.g. with the step in it)"
-                )),
-            }),
+        let arrival = self.arrival(prefix, value, existing);
+        let mut backoff = FIRST_BACKOFF;
+        loop {
+            let txn = Txn::new()
+                .when([Compare::create_revision(
+                    arrival.key.clone(),
+                    CompareOp::Equal,
+                    0,
+                )])
+                .and_then([TxnOp::put(arrival.key.clone(), arrival.value.clone(), None)])
+                .or_else([TxnOp::get(arrival.key.clone(), None)]);
+            let mut client = self.client.clone();
+            let resp = match self
+                .rpc(&format!("{phase}: arriving"), client.txn(txn))
+                .await
+            {
+                Ok(r) => r,
+                Err(e) if e.is_temporary() => {
+                    if Instant::now() + backoff >= deadline {
+                        return Err(unreachable(phase, &self.job, timeout, e));
+                    }
+                    tokio::time::sleep(backoff).await;
+                    backoff = (backoff * 2).min(MAX_BACKOFF);
+                    continue;
+                }
+                Err(e) => return Err(e),
+            };
+            if resp.succeeded() {
+                return Ok(());
+            }
+            let old = resp.op_responses().into_iter().find_map(|r| match r {
+                TxnOpResponse::Get(g) => g.kvs().first().map(|kv| kv.value().to_vec()),
+                _ => None,
+            });
+            return match old {
+                Some(old) if old != value => Err(arrival.conflict(phase)),
+                // The same value (a repeated call), or deleted in between (only a new run's
+                // primary deletes): nothing to do.
+                _ => Ok(()),
+            };
         }
     }
 
-    /// Waits until every participant has its key under `prefix`; their values.
-    pub(super) async fn wait_for_participants(
+    /// This process's [`Arrival`] under `prefix`.
+    pub(super) fn arrival(&self, prefix: &str, value: &[u8], existing: ExistingValue) -> Arrival {
+        Arrival {
+            key: format!("{prefix}{}", self.index),
+            index: self.index,
+            value: value.to_vec(),
+            existing,
+        }
+    }
+
+    /// Puts this process's key under `prefix` (`value`; as [`Shared::arrive`]) and waits until
+    /// every participant has its key there; their values.
+    pub(super) async fn arrive_and_wait(
         &self,
         phase: &Phase,
         prefix: &str,
+        value: &[u8],
         missing_verb: &str,
         timeout: Duration,
-        deadline: Instant,
     ) -> Result<BTreeMap<usize, Vec<u8>>> {
-        self.wait(phase, prefix, deadline, |seen| {
+        if let Some(why) = self.lost() {
+            return Err(lost_error(phase, &self.job, self.index, &why));
+        }
+        let deadline = deadline_after(timeout);
+        let arrival = self.arrival(prefix, value, ExistingValue::Same);
+        self.wait(phase, prefix, timeout, deadline, Some(arrival), |seen| {
             self.evaluate(phase, seen, &self.participants, missing_verb, timeout, true)
         })
         .await
@@ -174,13 +278,16 @@ impl Shared {
         ))
     }
 
-    /// Reads the keys under `prefix` and the `procs/` keys, then follows their changes until
-    /// `evaluate` decides or `deadline` passes (then its pending error).
+    /// Reads the keys under `prefix` and the `procs/` keys (putting `arrival` first, if
+    /// given), then follows their changes until `evaluate` decides or `deadline` passes (then
+    /// its pending error); see [`wait_keys`].
     pub(super) async fn wait<T>(
         &self,
         phase: &Phase,
         prefix: &str,
+        timeout: Duration,
         deadline: Instant,
+        arrival: Option<Arrival>,
         evaluate: impl FnMut(&Seen) -> Verdict<T>,
     ) -> Result<T> {
         wait_keys(
@@ -191,7 +298,10 @@ impl Shared {
             &self.procs_prefix(),
             phase,
             prefix,
+            timeout,
             deadline,
+            arrival,
+            Some(&self.feed),
             evaluate,
         )
         .await?
@@ -204,8 +314,65 @@ impl Shared {
     }
 }
 
+/// This process's key in a wait that it writes itself, in the same transaction as the wait's
+/// first read (so a barrier, agreement or gather costs one transaction and one watch per
+/// process).
+pub(super) struct Arrival {
+    /// The full key, `<prefix><index>`.
+    pub(super) key: String,
+    /// This process's index (the key's last component).
+    pub(super) index: usize,
+    /// The value to put unless the key exists.
+    pub(super) value: Vec<u8>,
+    /// What an existing key with another value means.
+    pub(super) existing: ExistingValue,
+}
+
+impl Arrival {
+    /// The error for an existing key of another value.
+    fn conflict(&self, phase: &Phase) -> Error {
+        match self.existing {
+            ExistingValue::AlreadyExists => Error::new(
+                ErrorKind::AlreadyExists,
+                format!("{phase}: already published with a different value"),
+            ),
+            ExistingValue::Same => Error::invalid_argument(format!(
+                "{phase}: this name was used before in this run with another value (use each \
+                 name once, e.g. with the step in it)"
+            )),
+        }
+    }
+}
+
+/// The error of a wait that could not reach etcd until its deadline: `Timeout` naming the
+/// phase, the last etcd error as its source.
+pub(super) fn unreachable(phase: &Phase, job: &str, timeout: Duration, last: Error) -> Error {
+    Error::new(
+        ErrorKind::Timeout,
+        format!(
+            "{phase} of job \"{job}\": the coordination service (etcd) stopped answering and \
+             did not answer again within the phase's {} (tried again until then); nothing was \
+             agreed",
+            secs(timeout)
+        ),
+    )
+    .with_temporary(true)
+    .with_source(last)
+}
+
+/// The first wait for an answer after a failed request: 50 ms, doubling up to 1 s.
+const FIRST_BACKOFF: Duration = Duration::from_millis(50);
+const MAX_BACKOFF: Duration = Duration::from_secs(1);
+
 /// The wait of [`Shared::wait`], usable before a [`Shared`] exists (the join). `None` when
 /// `evaluate` asked to start over ([`Verdict::Restart`]).
+///
+/// Opens a watch on the job's keys, then (one transaction) puts `arrival` if given and reads
+/// the keys under `prefix` and the `procs/` keys, then follows the events after that read. A
+/// request that fails because etcd is unreachable (a temporary error: refused, reset, no answer
+/// within the request timeout, the watch ended) is tried again, from a fresh watch and read,
+/// until `deadline`; then `Timeout` naming the phase ([`unreachable`]; `timeout` is the
+/// phase's, for the message).
 #[allow(clippy::too_many_arguments)]
 pub(super) async fn wait_keys<T>(
     client: &Client,
@@ -215,80 +382,112 @@ pub(super) async fn wait_keys<T>(
     procs_prefix: &str,
     phase: &Phase,
     prefix: &str,
+    timeout: Duration,
     deadline: Instant,
+    mut arrival: Option<Arrival>,
+    feed: Option<&Feed>,
     mut evaluate: impl FnMut(&Seen) -> Verdict<T>,
 ) -> Result<Option<T>> {
     let mut client = client.clone();
+    let mut backoff = FIRST_BACKOFF;
+    // Whether to read the feed (when there is one and it is up); once it failed this wait, a
+    // watch of its own.
+    let mut use_feed = feed.is_some();
     'fresh: loop {
-        let (seen, _) = snapshot(
-            &mut client,
-            request_timeout,
-            job,
-            phase,
-            prefix,
-            procs_prefix,
-        )
-        .await?;
-        match evaluate(&seen) {
-            Verdict::Done(v) => return Ok(Some(v)),
-            Verdict::Fail(e) => return Err(e),
-            Verdict::Restart => return Ok(None),
-            Verdict::Pending(_) => {}
+        // A request etcd did not answer: again after a pause, until the deadline.
+        macro_rules! reach {
+            ($e:expr) => {
+                match $e {
+                    Ok(v) => v,
+                    Err(e) if e.is_temporary() => {
+                        if Instant::now() + backoff >= deadline {
+                            return Err(unreachable(phase, job, timeout, e));
+                        }
+                        tokio::time::sleep(backoff).await;
+                        backoff = (backoff * 2).min(MAX_BACKOFF);
+                        continue 'fresh;
+                    }
+                    Err(e) => return Err(e),
+                }
+            };
         }
-        // Not decided yet: watch from now on, then read again, then follow the events after
-        // that read. (A watch from a past revision would start "unsynced", and etcd catches
-        // those up only every 100 ms.)
-        let mut stream = rpc(
-            request_timeout,
-            job,
-            &format!("{phase}: watching"),
-            client.watch(root, Some(WatchOptions::new().with_prefix())),
-        )
-        .await?;
-        loop {
-            let created = rpc(
+        // Watch from now on, then read (and arrive), then follow the events after that read:
+        // nothing is missed, and the watch starts "synced" (one from a past revision would
+        // start unsynced, and etcd catches those up only every 100 ms).
+        let mut notes = if use_feed {
+            feed.and_then(Feed::subscribe)
+        } else {
+            None
+        };
+        let mut stream = match notes {
+            Some(_) => None,
+            None => Some(reach!(
+                watch(&mut client, request_timeout, job, phase, root).await
+            )),
+        };
+        let (mut seen, revision, succeeded) = reach!(
+            snapshot(
+                &mut client,
                 request_timeout,
                 job,
-                &format!("{phase}: watching"),
-                stream.message(),
+                phase,
+                prefix,
+                procs_prefix,
+                arrival.as_ref(),
             )
-            .await?;
-            match created {
-                Some(m) if m.canceled() => {
-                    return Err(Error::new(
-                        ErrorKind::Coordination,
-                        format!(
-                            "{phase} of job \"{job}\": etcd refused the watch: {}",
-                            m.cancel_reason()
-                        ),
-                    )
-                    .with_temporary(true))
-                }
-                Some(m) if m.created() => break,
-                Some(_) => continue,
-                None => {
-                    return Err(Error::new(
-                        ErrorKind::Coordination,
-                        format!("{phase} of job \"{job}\": etcd ended the watch"),
-                    )
-                    .with_temporary(true))
+            .await
+        );
+        if let Some(a) = arrival.take() {
+            match seen.values.get(&a.index) {
+                Some(old) if !succeeded && *old != a.value => return Err(a.conflict(phase)),
+                // Put now (the same transaction's read may not show it), or by an earlier try
+                // whose answer was lost; or deleted in between (only a new run's primary
+                // deletes, and never the current run's keys): counted as arrived.
+                _ => {
+                    seen.values.insert(a.index, a.value);
                 }
             }
         }
-        let (mut seen, revision) = snapshot(
-            &mut client,
-            request_timeout,
-            job,
-            phase,
-            prefix,
-            procs_prefix,
-        )
-        .await?;
         let mut pending = match evaluate(&seen) {
             Verdict::Done(v) => return Ok(Some(v)),
             Verdict::Fail(e) => return Err(e),
             Verdict::Restart => return Ok(None),
             Verdict::Pending(e) => e,
+        };
+        // From the feed: the events after the read, until the feed fails this wait.
+        if let Some(rx) = notes.as_mut() {
+            loop {
+                let now = Instant::now();
+                if now >= deadline {
+                    return Err(pending);
+                }
+                let events = match tokio::time::timeout(deadline - now, rx.recv()).await {
+                    Err(_) => return Err(pending),
+                    Ok(Ok(Note::Events(events))) => events,
+                    // The feed's watch ended, or this wait fell behind: a watch of its own,
+                    // from a fresh read.
+                    Ok(Ok(Note::Broken)) | Ok(Err(_)) => {
+                        use_feed = false;
+                        continue 'fresh;
+                    }
+                };
+                for event in events.iter() {
+                    let Some(kv) = event.kv() else { continue };
+                    if kv.mod_revision() <= revision {
+                        continue; // already in the snapshot
+                    }
+                    apply(&mut seen, event.event_type(), kv, prefix, procs_prefix);
+                }
+                pending = match evaluate(&seen) {
+                    Verdict::Done(v) => return Ok(Some(v)),
+                    Verdict::Fail(e) => return Err(e),
+                    Verdict::Restart => return Ok(None),
+                    Verdict::Pending(e) => e,
+                };
+            }
+        }
+        let Some(stream) = stream.as_mut() else {
+            continue 'fresh; // not reached: without the feed there is a stream
         };
         loop {
             let now = Instant::now();
@@ -297,14 +496,12 @@ pub(super) async fn wait_keys<T>(
             }
             let message = match tokio::time::timeout(deadline - now, stream.message()).await {
                 Err(_) => return Err(pending),
-                Ok(Err(e)) => return Err(from_etcd(e, job, &format!("{phase}: watching"))),
-                Ok(Ok(None)) => {
-                    return Err(Error::new(
-                        ErrorKind::Coordination,
-                        format!("{phase} of job \"{job}\": etcd ended the watch"),
-                    )
-                    .with_temporary(true))
-                }
+                Ok(Err(e)) => reach!(Err(from_etcd(e, job, &format!("{phase}: watching")))),
+                Ok(Ok(None)) => reach!(Err(Error::new(
+                    ErrorKind::Coordination,
+                    format!("{phase} of job \"{job}\": etcd ended the watch"),
+                )
+                .with_temporary(true))),
                 Ok(Ok(Some(m))) => m,
             };
             if message.canceled() {
@@ -312,18 +509,20 @@ pub(super) async fn wait_keys<T>(
                     // The history was compacted under the watch: read afresh.
                     continue 'fresh;
                 }
-                return Err(Error::new(
+                reach!(Err(Error::new(
                     ErrorKind::Coordination,
                     format!(
                         "{phase} of job \"{job}\": etcd cancelled the watch: {}",
                         message.cancel_reason()
                     ),
                 )
-                .with_temporary(true));
+                .with_temporary(true)));
             }
             if message.events().is_empty() {
                 continue;
             }
+            // A message after a failed request shows etcd answering again.
+            backoff = FIRST_BACKOFF;
             for event in message.events() {
                 let Some(kv) = event.kv() else { continue };
                 if kv.mod_revision() <= revision {
@@ -341,8 +540,50 @@ pub(super) async fn wait_keys<T>(
     }
 }
 
-/// Reads the keys under `prefix` and the `procs/` keys in one transaction; what it saw and the
-/// revision it saw it at.
+/// Opens a watch on every key under `root` from now on, and waits for etcd to confirm it.
+async fn watch(
+    client: &mut Client,
+    request_timeout: Duration,
+    job: &str,
+    phase: &Phase,
+    root: &str,
+) -> Result<etcd_client::WatchStream> {
+    let what = format!("{phase}: watching");
+    let mut stream = rpc(
+        request_timeout,
+        job,
+        &what,
+        client.watch(root, Some(WatchOptions::new().with_prefix())),
+    )
+    .await?;
+    loop {
+        match answer(request_timeout, job, &what, stream.message()).await? {
+            Some(m) if m.canceled() => {
+                return Err(Error::new(
+                    ErrorKind::Coordination,
+                    format!(
+                        "{phase} of job \"{job}\": etcd refused the watch: {}",
+                        m.cancel_reason()
+                    ),
+                )
+                .with_temporary(true))
+            }
+            Some(m) if m.created() => return Ok(stream),
+            Some(_) => continue,
+            None => {
+                return Err(Error::new(
+                    ErrorKind::Coordination,
+                    format!("{phase} of job \"{job}\": etcd ended the watch"),
+                )
+                .with_temporary(true))
+            }
+        }
+    }
+}
+
+/// Reads the keys under `prefix` and the `procs/` keys in one transaction, first putting
+/// `arrival` unless its key exists; what it saw, the revision it saw it at, and whether
+/// `arrival` was put by this transaction.
 pub(super) async fn snapshot(
     client: &mut Client,
     request_timeout: Duration,
@@ -350,18 +591,29 @@ pub(super) async fn snapshot(
     phase: &Phase,
     prefix: &str,
     procs_prefix: &str,
-) -> Result<(Seen, i64)> {
-    let txn = Txn::new().and_then([
-        TxnOp::get(prefix, Some(GetOptions::new().with_prefix())),
-        TxnOp::get(procs_prefix, Some(GetOptions::new().with_prefix())),
-    ]);
-    let resp = rpc(
-        request_timeout,
-        job,
-        &format!("{phase}: reading"),
-        client.txn(txn),
-    )
-    .await?;
+    arrival: Option<&Arrival>,
+) -> Result<(Seen, i64, bool)> {
+    let gets = || {
+        [
+            TxnOp::get(prefix, Some(GetOptions::new().with_prefix())),
+            TxnOp::get(procs_prefix, Some(GetOptions::new().with_prefix())),
+        ]
+    };
+    let (txn, what) = match arrival {
+        None => (Txn::new().and_then(gets()), format!("{phase}: reading")),
+        Some(a) => {
+            let [g1, g2] = gets();
+            (
+                Txn::new()
+                    .when([Compare::create_revision(a.key.clone(), CompareOp::Equal, 0)])
+                    .and_then([TxnOp::put(a.key.clone(), a.value.clone(), None), g1, g2])
+                    .or_else(gets()),
+                format!("{phase}: arriving"),
+            )
+        }
+    };
+    let resp = rpc(request_timeout, job, &what, client.txn(txn)).await?;
+    let succeeded = resp.succeeded();
     let revision = resp.header().map_or(0, |h| h.revision());
     let mut seen = Seen::default();
     let mut gets = resp.op_responses().into_iter().filter_map(|r| match r {
@@ -382,7 +634,7 @@ pub(super) async fn snapshot(
             }
         }
     }
-    Ok((seen, revision))
+    Ok((seen, revision, succeeded))
 }
 
 /// Applies one watch event to what a wait has seen. A key may be both a wait's own key and a
