@@ -317,8 +317,38 @@ impl Staged {
         for (item, handler) in handlers {
             let final_item = format!("{}/{item}", self.working);
             let w = root.protocol.working_path(&final_item);
+            // A pytree shard item is written by several processes and committed once.
+            if self.items.iter().any(|(_, f)| *f == final_item) {
+                continue;
+            }
             self.items.push((w, final_item));
             self.handler_strings.insert(item, handler);
+        }
+        Ok(())
+    }
+
+    /// The primary's merge of each pytree shard item (item name → the processes that wrote a
+    /// part of it): their `ocdbt.process_<i>/` databases into the item's `manifest.ocdbt`
+    /// ([`ckpt_handlers::orbax_array::merge_process_databases`]), the files written recorded in
+    /// the checksum manifest.
+    ///
+    /// # Errors
+    /// As the merge, naming the item and the step.
+    pub(crate) fn merge_shards(
+        &mut self,
+        root: &OpenRoot,
+        owners: &BTreeMap<String, Vec<usize>>,
+    ) -> Result<()> {
+        for (item, processes) in owners {
+            let final_item = format!("{}/{item}", self.working);
+            let w = root.protocol.working_path(&final_item);
+            let recorder = RecordingStore::new(Arc::clone(&root.store), &w, item);
+            ckpt_handlers::orbax_array::merge_process_databases(
+                &ItemDir::new(&recorder, &w),
+                processes,
+            )
+            .map_err(|e| naming_item(e, item).with_step(self.step))?;
+            self.checksums.merge(recorder.take_manifest());
         }
         Ok(())
     }
