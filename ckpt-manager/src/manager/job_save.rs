@@ -65,7 +65,9 @@ pub(super) fn save_in_job(
     let mut staged = None;
     let prepared = SavePlan::new_as(root, step, &items, options, true).and_then(|p| {
         if primary {
-            staged = Some(Staged::begin(root, step, &p.name, p.items_total)?);
+            let s = Staged::begin(root, step, &p.name, p.items_total)?;
+            s.prepare_shared(root, &items.shard_names())?;
+            staged = Some(s);
         }
         let mut names: Vec<&str> = items.names();
         names.sort_unstable();
