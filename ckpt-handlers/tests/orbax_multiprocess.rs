@@ -3,6 +3,9 @@
 //! `jax.Array` leaves sharded over the processes, each process writing
 //! `default/ocdbt.process_<i>/`, process 0 merging), read by ckpt without Python:
 //!
+//! `cargo xtask interop` runs these tests again on a root JAX writes there and then
+//! (`CKPT_ORBAX_MULTIPROCESS_DIR`).
+//!
 //! - every leaf restores bit-exactly against `values.json`, and every box a process held
 //!   (`restore_leaf_box`) equals that box of the global array;
 //! - ckpt writing the same shards as 4 processes (`save_shard` per process, then
@@ -21,8 +24,13 @@ use serde_json::Value as Json;
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 
+/// The committed root, or the one `cargo xtask interop` just had JAX write
+/// (`CKPT_ORBAX_MULTIPROCESS_DIR`).
 fn data_dir() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../testdata/orbax/multiprocess")
+    match std::env::var("CKPT_ORBAX_MULTIPROCESS_DIR") {
+        Ok(d) if !d.is_empty() => PathBuf::from(d),
+        _ => Path::new(env!("CARGO_MANIFEST_DIR")).join("../testdata/orbax/multiprocess"),
+    }
 }
 
 fn values() -> Json {

@@ -3,6 +3,8 @@
 
   python gen_orbax_multiprocess.py OUT_DIR [--processes N] [--port PORT]
 
+(PORT of JAX's coordinator: a free one on 127.0.0.1 unless given.)
+
 Starts N (default 4) local JAX processes (`jax.distributed.initialize` on 127.0.0.1, CPU
 backend, gloo collectives, one CPU device each) which together save two steps of a pytree of
 `jax.Array`s sharded across the processes with `ocp.CheckpointManager(OUT_DIR/root).save(step,
@@ -105,7 +107,13 @@ def main():
     return
   out_dir = args[0]
   n = int(args[args.index("--processes") + 1]) if "--processes" in args else 4
-  port = int(args[args.index("--port") + 1]) if "--port" in args else 23457
+  if "--port" in args:
+    port = int(args[args.index("--port") + 1])
+  else:
+    import socket  # pylint: disable=g-import-not-at-top
+    with socket.socket() as s:
+      s.bind(("127.0.0.1", 0))
+      port = s.getsockname()[1]
   os.makedirs(out_dir)
   env = dict(os.environ, JAX_PLATFORMS="cpu", TF_CPP_MIN_LOG_LEVEL="2")
   procs = [subprocess.Popen([sys.executable, __file__, "--child", out_dir, str(i), str(n),
