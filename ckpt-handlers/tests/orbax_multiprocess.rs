@@ -141,6 +141,9 @@ fn a_root_written_by_4_jax_processes_restores_bit_exactly_whole_and_by_box() {
     assert!(checked > 40, "{checked}");
 }
 
+/// A sharded leaf as one process holds it: param name, global shape, offset, chunk shape.
+type ShardBox = (String, Vec<usize>, Vec<usize>, Vec<usize>);
+
 /// A database's files on local disk below `dir`.
 struct Files(PathBuf);
 
@@ -195,14 +198,13 @@ fn ckpt_writes_the_keys_and_bytes_orbax_wrote_for_the_same_shards() {
     let dir = ItemDir::new(&store, "default");
     let processes = values["processes"].as_u64().unwrap() as usize;
     for i in 0..processes {
-        let orbax_keys: BTreeSet<String> =
-            database(&orbax_item.join(format!("ocdbt.process_{i}")))
-                .into_keys()
-                .collect();
+        let orbax_keys: BTreeSet<String> = database(&orbax_item.join(format!("ocdbt.process_{i}")))
+            .into_keys()
+            .collect();
         // What process i wrote, as ckpt is told it: the one chunk of each sharded leaf it wrote
         // (its shard, Orbax's write_shape), the whole arrays on process 0.
         let mut tree = PyTree::dict();
-        let mut shards: Vec<(String, Vec<usize>, Vec<usize>, Vec<usize>)> = Vec::new();
+        let mut shards: Vec<ShardBox> = Vec::new();
         for (param, (dtype, global, bytes, scalar)) in &want {
             let meta = &metas[param];
             let esize = meta.dtype.size_in_bytes();
@@ -216,16 +218,15 @@ fn ckpt_writes_the_keys_and_bytes_orbax_wrote_for_the_same_shards() {
                 .collect();
             let whole = meta.chunks == *global;
             let leaf = if *scalar {
-                PyTree::Scalar(
-                    Tensor::new(meta.dtype, Vec::<usize>::new(), bytes.clone()).unwrap(),
-                )
+                PyTree::Scalar(Tensor::new(meta.dtype, Vec::<usize>::new(), bytes.clone()).unwrap())
             } else if whole || written.is_empty() {
                 PyTree::Array(Tensor::new(meta.dtype, global.clone(), bytes.clone()).unwrap())
             } else {
                 assert_eq!(written.len(), 1, "{param} on process {i}");
                 let key = written[0].rsplit_once('/').unwrap().1;
                 let index: Vec<usize> = key.split('.').map(|x| x.parse().unwrap()).collect();
-                let offset: Vec<usize> = index.iter().zip(&meta.chunks).map(|(a, c)| a * c).collect();
+                let offset: Vec<usize> =
+                    index.iter().zip(&meta.chunks).map(|(a, c)| a * c).collect();
                 let data = cut(bytes, global, &offset, &meta.chunks, esize);
                 shards.push((param.clone(), global.clone(), offset, meta.chunks.clone()));
                 PyTree::Array(Tensor::new(meta.dtype, meta.chunks.clone(), data).unwrap())

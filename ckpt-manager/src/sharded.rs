@@ -271,7 +271,7 @@ impl CheckpointManager {
         let dir = root.existing_step_dir(step)?;
         if !root.item_names(step)?.iter().any(|n| n == item) {
             return Err(
-                Error::not_found(format!("step {step} has no item {item:?}")).with_step(step)
+                Error::not_found(format!("step {step} has no item {item:?}")).with_step(step),
             );
         }
         let path = format!("{dir}/{item}");

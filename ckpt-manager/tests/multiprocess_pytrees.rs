@@ -194,7 +194,11 @@ fn global_tree(step: u64) -> PyTree {
     t = put(t, "emb", PyTree::Array(replicated(step)));
     for (leaf, s) in SHARDED.iter().enumerate() {
         let zeros = vec![0; s.global.len()];
-        t = put(t, s.name, PyTree::Array(block(leaf, step, &zeros, s.global)));
+        t = put(
+            t,
+            s.name,
+            PyTree::Array(block(leaf, step, &zeros, s.global)),
+        );
     }
     t
 }

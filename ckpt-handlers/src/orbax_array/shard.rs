@@ -240,8 +240,10 @@ pub fn save_shard(
                 }
                 None => return None,
             };
-            Some(json!({"array_metadata": {"param_name": l.param, "write_shape": write_shape,
-                "chunk_shape": chunks, "ext_metadata": null}}))
+            Some(
+                json!({"array_metadata": {"param_name": l.param, "write_shape": write_shape,
+                "chunk_shape": chunks, "ext_metadata": null}}),
+            )
         })
         .collect();
     if !written.is_empty() {
