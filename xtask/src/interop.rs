@@ -203,7 +203,8 @@ fn arrays(
 /// 2. 4 ckpt processes on a local etcd save one pytree item sharded across them (the test
 ///    `multiprocess_pytrees`, keeping its root in `CKPT_MP_PYTREES_OUT`), and
 ///    `check_ckpt_pytrees.py` has Orbax list and restore it (no args, `StandardRestore` with an
-///    abstract tree, `Composite`) bit-exactly.
+///    abstract tree, `Composite`) bit-exactly, and so does a 4-process JAX job restoring it with
+///    `NamedSharding`s (`check_ckpt_multiprocess_jax.py`: each process checks its shards).
 fn multiprocess(
     workspace: &Path,
     interop: &Path,
@@ -266,7 +267,19 @@ fn multiprocess(
             .arg(arrays.join("check_ckpt_pytrees.py"))
             .arg(ckpt_out.join("pytrees.json")),
         "Orbax reading the pytree item 4 ckpt processes saved (see the FAIL lines above)",
-    )
+    )?;
+    let t = Instant::now();
+    crate::run_status(
+        Command::new(py)
+            .arg(arrays.join("check_ckpt_multiprocess_jax.py"))
+            .arg(ckpt_out.join("pytrees.json")),
+        "4 JAX processes restoring, sharded, the item 4 ckpt processes saved (see above)",
+    )?;
+    eprintln!(
+        "xtask interop: 4 JAX processes restored ckpt's sharded item in {:.1} s",
+        t.elapsed().as_secs_f64()
+    );
+    Ok(())
 }
 
 /// A new, empty directory for the roots.

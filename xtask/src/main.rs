@@ -56,7 +56,8 @@
 //!   5. multi-process (issue 15): 4 local JAX processes (`jax.distributed` on 127.0.0.1) save a
 //!      sharded pytree with Orbax (`gen_orbax_multiprocess.py`) and ckpt's `orbax_multiprocess`
 //!      test reads it; 4 ckpt processes on a local etcd save one sharded pytree item
-//!      (`multiprocess_pytrees`) and Orbax restores it (`check_ckpt_pytrees.py`).
+//!      (`multiprocess_pytrees`) and Orbax restores it (`check_ckpt_pytrees.py`), in one
+//!      process and in 4 JAX processes, sharded (`check_ckpt_multiprocess_jax.py`).
 //!
 //!   Prints one PASS/FAIL line per check and `N passed, M failed`; exits non-zero when anything
 //!   fails. The roots are removed after a pass and kept (path printed) after a failure, or always
