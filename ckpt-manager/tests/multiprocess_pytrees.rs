@@ -15,9 +15,14 @@
 //! Without etcd: one process saving a `PyTreeShard` whose shards cover every array gives a
 //! restorable item; one whose shard leaves part of an array unwritten commits nothing.
 //!
-//! Needs `CKPT_TEST_ETCD` (`cargo xtask etcd-server`, or `cargo xtask ci`).
+//! The same 4-process save and restores run on local disk and on S3 (moto, commit-file protocol).
+//!
+//! Needs `CKPT_TEST_ETCD` (`cargo xtask etcd-server`, or `cargo xtask ci`) and, for the S3 test,
+//! the moto server of `cargo xtask s3-server`.
 //! Run: `cargo test -p ckpt-manager --features etcd --test multiprocess_pytrees`.
 
+#[path = "s3_common/mod.rs"]
+mod s3_common;
 #[path = "coordination/support.rs"]
 mod support;
 
@@ -394,18 +399,49 @@ fn a_pytree_sharded_over_4_processes_is_one_orbax_item_restored_on_2_and_on_1() 
         }
         None => dir.path().join("root"),
     };
-    let env = [("CKPT_MP_ROOT", root.to_str().unwrap().to_string())];
+    let steps = save_and_restore(&endpoint, root.to_str().unwrap(), Some(&root));
+    if let Some(o) = out {
+        let spec = json!({"roots": {"sharded_4_processes": {"steps": steps, "layout": "ocdbt"}}});
+        std::fs::write(
+            o.join("pytrees.json"),
+            serde_json::to_string_pretty(&spec).unwrap(),
+        )
+        .unwrap();
+    }
+}
+
+#[test]
+fn a_pytree_sharded_over_4_processes_on_s3_is_one_item_restored_on_2_and_on_1() {
+    let test = "a_pytree_sharded_over_4_processes_on_s3_is_one_item_restored_on_2_and_on_1";
+    let Some(endpoint) = etcd_endpoint(test) else {
+        return;
+    };
+    let Some((root, _)) = s3_common::fresh_root("mp-pytrees") else {
+        return;
+    };
+    save_and_restore(&endpoint, &root, None);
+}
+
+/// 4 processes save STEPS steps into `root` (a path or URI), 2 restore halves, then this
+/// process checks every step whole, bit-exactly, and with `verify_step` (and, on a local disk
+/// `local`, the files of Orbax's layout). Returns per step what `check_ckpt_pytrees.py` reads.
+fn save_and_restore(
+    endpoint: &str,
+    root: &str,
+    local: Option<&std::path::Path>,
+) -> serde_json::Map<String, Value> {
+    let env = [("CKPT_MP_ROOT", root.to_string())];
     all_succeed(&wait_all(
-        spawn_children(&spec("save", &endpoint, PROCESSES, &env)),
+        spawn_children(&spec("save", endpoint, PROCESSES, &env)),
         HANG,
     ));
     all_succeed(&wait_all(
-        spawn_children(&spec("restore", &endpoint, 2, &env)),
+        spawn_children(&spec("restore", endpoint, 2, &env)),
         HANG,
     ));
 
     // One process: the whole tree, every whole leaf, the files and their checksums.
-    let m = CheckpointManager::builder(root.to_str().unwrap())
+    let m = CheckpointManager::builder(root)
         .read_only(true)
         .build()
         .unwrap();
@@ -441,20 +477,22 @@ fn a_pytree_sharded_over_4_processes_is_one_orbax_item_restored_on_2_and_on_1() 
         let report = ckpt_manager::verify_step(m.store().as_ref(), &name).unwrap();
         assert!(report.is_ok(), "step {step}: {report:?}");
         // Orbax's layout: one database per process, merged at the item's top.
-        let item = root.join(&name).join("default");
-        for f in ["_METADATA", "manifest.ocdbt", "commit_success.txt"] {
-            assert!(item.join(f).is_file(), "step {step}: {f}");
-        }
         for i in 0..PROCESSES {
-            assert!(
-                item.join(format!("ocdbt.process_{i}/manifest.ocdbt"))
-                    .is_file(),
-                "step {step}: process {i}'s database"
-            );
-            assert!(
-                item.join(format!("array_metadatas/process_{i}")).is_file(),
-                "step {step}: process {i}'s array metadata"
-            );
+            if let Some(local) = local {
+                let item = local.join(&name).join("default");
+                for f in ["_METADATA", "manifest.ocdbt", "commit_success.txt"] {
+                    assert!(item.join(f).is_file(), "step {step}: {f}");
+                }
+                assert!(
+                    item.join(format!("ocdbt.process_{i}/manifest.ocdbt"))
+                        .is_file(),
+                    "step {step}: process {i}'s database"
+                );
+                assert!(
+                    item.join(format!("array_metadatas/process_{i}")).is_file(),
+                    "step {step}: process {i}'s array metadata"
+                );
+            }
             // Every file a process wrote is in the checksum manifest.
             assert!(
                 report
@@ -466,14 +504,7 @@ fn a_pytree_sharded_over_4_processes_is_one_orbax_item_restored_on_2_and_on_1() 
         }
         steps.insert(step.to_string(), json!({"default": describe(&want)}));
     }
-    if let Some(o) = out {
-        let spec = json!({"roots": {"sharded_4_processes": {"steps": steps, "layout": "ocdbt"}}});
-        std::fs::write(
-            o.join("pytrees.json"),
-            serde_json::to_string_pretty(&spec).unwrap(),
-        )
-        .unwrap();
-    }
+    steps
 }
 
 #[test]

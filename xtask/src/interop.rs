@@ -253,7 +253,9 @@ fn multiprocess(
                 "etcd",
                 "--test",
                 "multiprocess_pytrees",
-                "a_pytree_sharded_over_4_processes",
+                "--",
+                "--exact",
+                "a_pytree_sharded_over_4_processes_is_one_orbax_item_restored_on_2_and_on_1",
             ])
             .envs(etcd.env())
             .env("CKPT_MP_PYTREES_OUT", &ckpt_out)
