@@ -291,3 +291,49 @@ fn put(tree: PyTree, name: &str, value: PyTree) -> PyTree {
     m.insert(head.to_string(), inner);
     PyTree::Dict(m)
 }
+
+#[test]
+fn the_merge_refuses_shards_that_disagree_or_leave_gaps() {
+    let f32s = |n: usize| Tensor::from_slice([n], &vec![1.5f32; n]).unwrap();
+    let part = |data: Tensor, offset: usize, chunk: usize, leaf: &str| {
+        PyTreeShard::new(PyTree::dict().with(leaf, PyTree::Array(data)))
+            .shard_chunked(leaf, &[8], &[offset], &[chunk])
+            .unwrap()
+    };
+    let save = |dir: &ItemDir<'_>, p: &PyTreeShard, i: usize| {
+        let role = ShardRole {
+            process: i,
+            primary: i == 0,
+            merge: false,
+        };
+        save_shard(dir, p, role, &ArrayOptions::default()).unwrap();
+    };
+    let merge = |dir: &ItemDir<'_>| merge_process_databases(dir, &[0, 1]).unwrap_err();
+    // Chunk shapes 4 and 2: the processes disagree.
+    let out = tempfile::tempdir().unwrap();
+    let store = LocalStore::open(out.path()).unwrap();
+    let dir = ItemDir::new(&store, "item");
+    save(&dir, &part(f32s(4), 0, 4, "w"), 0);
+    save(&dir, &part(f32s(4), 4, 2, "w"), 1);
+    let e = merge(&dir);
+    assert_eq!(e.kind(), ckpt_core::ErrorKind::InvalidArgument, "{e:#}");
+    assert!(e.to_string().contains("chunk"), "{e:#}");
+    assert!(!out.path().join("item/manifest.ocdbt").exists());
+    // Process 1 gives nothing: chunk [1] is missing.
+    let out = tempfile::tempdir().unwrap();
+    let store = LocalStore::open(out.path()).unwrap();
+    let dir = ItemDir::new(&store, "item");
+    save(&dir, &part(f32s(4), 0, 4, "w"), 0);
+    let e = merge(&dir);
+    assert_eq!(e.kind(), ckpt_core::ErrorKind::InvalidArgument, "{e:#}");
+    assert!(e.to_string().contains("written by no process"), "{e:#}");
+    // Process 1 gives a leaf the primary's tree lacks.
+    let out = tempfile::tempdir().unwrap();
+    let store = LocalStore::open(out.path()).unwrap();
+    let dir = ItemDir::new(&store, "item");
+    save(&dir, &part(f32s(8), 0, 8, "w"), 0);
+    save(&dir, &part(f32s(4), 4, 4, "v"), 1);
+    let e = merge(&dir);
+    assert_eq!(e.kind(), ckpt_core::ErrorKind::InvalidArgument, "{e:#}");
+    assert!(e.to_string().contains("same tree"), "{e:#}");
+}

@@ -554,7 +554,14 @@ pub fn restore_leaf_box(
         source: &source,
         param: leaf,
     };
-    let mut scratch = vec![0u8; chunk_bytes];
+    // The chunk size comes from metadata anyone can write: allocate it fallibly.
+    let mut scratch: Vec<u8> = Vec::new();
+    scratch.try_reserve_exact(chunk_bytes).map_err(|_| {
+        Error::corrupt(format!(
+            "{what}: a chunk of {chunk_bytes} bytes cannot be allocated"
+        ))
+    })?;
+    scratch.resize(chunk_bytes, 0);
     // The chunk indices overlapping the box, per dimension.
     let ranges: Vec<(usize, usize)> = (0..rank)
         .map(|d| {
@@ -570,7 +577,11 @@ pub fn restore_leaf_box(
     loop {
         let key = zarr::chunk_key(meta.version, &index);
         zarr::ChunkSource::decode_into(&src, &key, meta.zstd, &mut scratch, &what)?;
-        let origin: Vec<usize> = index.iter().zip(&meta.chunks).map(|(i, c)| i * c).collect();
+        let origin: Vec<usize> = index
+            .iter()
+            .zip(&meta.chunks)
+            .map(|(i, c)| i.saturating_mul(*c))
+            .collect();
         copy_box(
             &scratch,
             &meta.chunks,
@@ -621,7 +632,11 @@ fn copy_box(
         .map(|d| src_origin[d].max(box_origin[d]))
         .collect();
     let hi: Vec<usize> = (0..rank)
-        .map(|d| (src_origin[d] + src_shape[d]).min(box_origin[d] + box_shape[d]))
+        .map(|d| {
+            src_origin[d]
+                .saturating_add(src_shape[d])
+                .min(box_origin[d].saturating_add(box_shape[d]))
+        })
         .collect();
     if (0..rank).any(|d| lo[d] >= hi[d]) {
         return;
