@@ -270,6 +270,7 @@ fn child_process_entry() {
     let ok = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| match role.as_str() {
         "save" => role_save(&c),
         "restore" => role_restore(&c),
+        "mismatch" => role_mismatch(&c),
         other => panic!("unknown child role {other}"),
     }))
     .is_ok();
@@ -321,6 +322,28 @@ fn role_restore(c: &Arc<dyn Coordinator>) {
         }
     }
     say("RESTORED");
+}
+
+/// Processes 1..3 give item `default` as a pytree shard, the primary (0) as a plain pytree:
+/// every process's save fails with `InvalidArgument` naming the item, nothing is committed.
+fn role_mismatch(c: &Arc<dyn Coordinator>) {
+    let i = c.process_index();
+    let mut m = manager(c);
+    let shard = part(1, i);
+    let whole = global_tree(1);
+    let items = if i == 0 {
+        Composite::new().pytree("default", &whole)
+    } else {
+        Composite::new().pytree_shard("default", &shard)
+    };
+    let e = m.save(1, items, SaveOptions::default()).unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::InvalidArgument, "{e:#}");
+    assert!(
+        e.to_string().contains("pytree shard item \"default\""),
+        "{e:#}"
+    );
+    assert_eq!(m.all_steps(), Vec::<u64>::new());
+    m.close().unwrap();
 }
 
 // ------------------------------------------------------------------------- the parent
@@ -505,6 +528,27 @@ fn save_and_restore(
         steps.insert(step.to_string(), json!({"default": describe(&want)}));
     }
     steps
+}
+
+#[test]
+fn a_shard_item_the_primary_gives_as_a_plain_pytree_fails_on_every_process() {
+    let test = "a_shard_item_the_primary_gives_as_a_plain_pytree_fails_on_every_process";
+    let Some(endpoint) = etcd_endpoint(test) else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("root");
+    let env = [("CKPT_MP_ROOT", root.to_str().unwrap().to_string())];
+    all_succeed(&wait_all(
+        spawn_children(&spec("mismatch", &endpoint, PROCESSES, &env)),
+        HANG,
+    ));
+    let names: Vec<String> = std::fs::read_dir(&root)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n != "metadata" && !n.starts_with('.') && !n.starts_with('_'))
+        .collect();
+    assert!(names.is_empty(), "{names:?}");
 }
 
 #[test]

@@ -257,7 +257,9 @@ fn check_parts(
         .find(|(name, by)| owners.get(*name) != Some(*by) || !by.contains(&primary))
     {
         return Err(Error::invalid_argument(format!(
-            "pytree shard item {item:?} of step {step} is given by processes {:?} as a shard and              by {:?} in all; every process giving it must give a shard              (Composite::pytree_shard), the primary ({primary}) among them; nothing was saved",
+            "pytree shard item {item:?} of step {step} is given by processes {:?} as a shard and \
+             by {:?} in all; every process giving it must give a shard \
+             (Composite::pytree_shard), the primary ({primary}) among them; nothing was saved",
             sharded.get(item).cloned().unwrap_or_default(),
             owners.get(item).cloned().unwrap_or_default()
         ))
