@@ -424,8 +424,12 @@ pub(crate) fn parallel_copy(srcs: &[&[u8]]) -> Vec<Vec<u8>> {
     if total < PARALLEL_COPY_MIN || copy_threads() < 2 {
         return srcs.iter().map(|s| s.to_vec()).collect();
     }
-    // Fresh zeroed buffers are mapped lazily: the copy below is the first touch of each page.
-    let mut out: Vec<Vec<u8>> = srcs.iter().map(|s| vec![0u8; s.len()]).collect();
+    // Fresh zeroed buffers are mapped lazily (large ones advised for huge pages): the copy
+    // below is the first touch of each page.
+    let mut out: Vec<Vec<u8>> = srcs
+        .iter()
+        .map(|s| ckpt_storage::try_zeroed_bytes(s.len()).unwrap_or_else(|| vec![0u8; s.len()]))
+        .collect();
     let pairs: Vec<(&[u8], &mut [u8])> = srcs
         .iter()
         .copied()

@@ -221,7 +221,11 @@ impl CheckpointManager {
             .iter()
             .try_fold(esize, |a, &d| a.checked_mul(d))
             .ok_or_else(|| Error::invalid_argument("the requested slice is too large"))?;
-        let mut out = vec![0u8; total];
+        let mut out = ckpt_storage::try_zeroed_bytes(total).ok_or_else(|| {
+            Error::invalid_argument(format!(
+                "the requested slice needs {total} bytes, which cannot be allocated"
+            ))
+        })?;
         let mut covered = 0usize;
         for s in &shards {
             covered += copy_overlap(store, s, offset, shape, esize, &mut out)

@@ -175,13 +175,19 @@ fn materialize(picks: Vec<Pick>, st: &mut PoolState) -> Result<Vec<Vec<u8>>, Vec
     let mut fresh: Vec<Vec<u8>> = Vec::new();
     for p in &picks {
         if let Pick::Fresh(size @ 1..) = p {
-            let mut v = Vec::new();
-            if v.try_reserve_exact(*size).is_err() {
+            // Zeroed by the allocator and advised for huge pages (large buffers), then
+            // faulted in here, a write per page, so the copy of the save finds them present.
+            let Some(mut v) = ckpt_storage::try_zeroed_bytes(*size) else {
                 tracing::debug!(
                     bytes = size,
                     "staging memory could not be allocated: the item is not staged"
                 );
                 return Err(picks);
+            };
+            // black_box: the compiler may not drop these stores as writing zero to zeroes.
+            v = std::hint::black_box(v);
+            for page in v.chunks_mut(4096) {
+                page[0] = 0;
             }
             fresh.push(v);
         }
@@ -202,13 +208,9 @@ fn materialize(picks: Vec<Pick>, st: &mut PoolState) -> Result<Vec<Vec<u8>>, Vec
                 out.push(b);
             }
             Pick::Fresh(0) => out.push(Vec::new()),
-            Pick::Fresh(size) => {
+            Pick::Fresh(_) => {
                 st.allocations += 1;
-                let mut v = fresh.next().unwrap_or_default();
-                let cap = v.capacity();
-                v.resize(cap, 0);
-                v.truncate(size);
-                out.push(v);
+                out.push(fresh.next().unwrap_or_default());
             }
         }
     }

@@ -37,6 +37,7 @@ mod checksum_manifest;
 mod commit;
 mod direct_io;
 mod error_map;
+mod fresh_memory;
 mod layer;
 mod layers;
 mod local_store;
@@ -58,6 +59,7 @@ pub use commit::{
     protocol_for, read_step_claim, AtomicRenameProtocol, AtomicityMode, CommitFileProtocol,
     CommitProtocol, StepClaim,
 };
+pub use fresh_memory::{try_zeroed_bytes, HUGE_PAGE_ADVICE_MIN_BYTES};
 pub use layer::{provided, StoreLayer};
 pub use layers::{
     sync_files, DeferredSyncStore, RecordingStore, RetryPolicy, RetryStore, VerifyingStore,

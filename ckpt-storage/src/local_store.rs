@@ -398,7 +398,10 @@ impl Store for LocalStore {
             Error::invalid_argument("byte range too large for this platform")
                 .with_path(self.location(path))
         })?;
-        let mut buf = vec![0u8; len];
+        let mut buf = crate::try_zeroed_bytes(len).ok_or_else(|| {
+            Error::invalid_argument(format!("{len} bytes cannot be allocated for a ranged read"))
+                .with_path(self.location(path))
+        })?;
         f.read_exact_at(&mut buf, range.start)
             .map_err(|e| self.io_err(e, "ranged read", path))?;
         Ok(buf)

@@ -98,10 +98,9 @@ pub(super) fn read_array(
             )));
         }
     }
-    let mut buf: Vec<u8> = Vec::new();
-    buf.try_reserve_exact(len)
-        .map_err(|_| Error::corrupt(format!("{what}: {len} bytes cannot be allocated")))?;
-    buf.resize(len, 0);
+    // Zeroed by the allocator (no page touched twice), huge pages advised for large arrays.
+    let mut buf = ckpt_storage::try_zeroed_bytes(len)
+        .ok_or_else(|| Error::corrupt(format!("{what}: {len} bytes cannot be allocated")))?;
     zarr::decode_array(&meta, &mut buf, &LeafSource { source, param }, &what)?;
     Tensor::new(meta.dtype, meta.shape.clone(), buf)
         .map_err(|e| Error::corrupt(format!("{what}: {}", e.message())))

@@ -15,9 +15,12 @@ use serde_json::Value as Json;
 use std::collections::{BTreeMap, BTreeSet};
 
 /// Target size of one OCDBT data file ckpt writes, and of one group of chunks compressed at a
-/// time, in bytes (16 MiB): chunk values are packed into data files of about this size (a larger
-/// chunk gets a file of its own).
-pub const DATA_FILE_BYTES: usize = 16 << 20;
+/// time, in bytes (32 MiB, uncompressed): chunk values are packed into data files of about this
+/// size (a larger chunk gets a file of its own). Twice [`DEFAULT_CHUNK_BYTES`], so that a group
+/// of default-size chunks is compressed on two threads at once (with 16 MiB groups, each held one
+/// chunk and compression ran on one core); at most two groups' compressed bytes (≤ 64 MiB) are
+/// held at a time, whatever the number of cores.
+pub const DATA_FILE_BYTES: usize = 32 << 20;
 
 /// ckpt's chunk size when [`ArrayOptions::chunk_byte_size`] is `None`, in bytes (16 MiB).
 /// Deviation: Orbax writes each array under 2 GiB as one chunk; ckpt cuts larger arrays into

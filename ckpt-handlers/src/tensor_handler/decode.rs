@@ -176,7 +176,13 @@ pub(super) fn read_tensors(s: &mut dyn ckpt_storage::ReadStream) -> Result<Vec<R
         let dtype = DType::try_from(info.dtype).map_err(|e| unsupported_dtype(&name, e))?;
         let (start, end) = info.data_offsets;
         // parse_header checked that the offsets tile the data, which the file holds.
-        out.push((name, dtype, info.shape, vec![0u8; end - start]));
+        let buf = ckpt_storage::try_zeroed_bytes(end - start).ok_or_else(|| {
+            Error::corrupt(format!(
+                "tensor \"{name}\": {} bytes cannot be allocated",
+                end - start
+            ))
+        })?;
+        out.push((name, dtype, info.shape, buf));
     }
     // One call for every tensor: a checking store checks each while reading the next.
     let mut bufs: Vec<&mut [u8]> = out.iter_mut().map(|t| t.3.as_mut_slice()).collect();

@@ -135,6 +135,7 @@ pub fn orbax_section(b: &mut Bench, cx: &Ctx, size: usize) -> Result<(), String>
     std::fs::create_dir_all(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
     let (mut o_save, mut o_rest, mut c_save, mut c_rest) = (vec![], vec![], vec![], vec![]);
     let mut c_into = vec![];
+    let mut c_direct = vec![];
     let (mut raw_w, mut bound, mut memcpy, mut peak_r, mut peak_s) =
         (vec![], vec![], vec![], vec![], vec![]);
     for rep in 0..cx.reps {
@@ -251,6 +252,23 @@ pub fn orbax_section(b: &mut Bench, cx: &Ctx, size: usize) -> Result<(), String>
             peak_s.push((hwm.saturating_sub(base) + payload as u64) as f64);
         }
         writer.close().map_err(|e| e.to_string())?;
+        let _ = std::fs::remove_dir_all(&croot);
+        // The same save with O_DIRECT writes of the data files (direct_io_min_bytes = 1 MiB).
+        let mut writer = CheckpointManager::builder(croot.to_string_lossy())
+            .enable_async_checkpointing(false)
+            .direct_io_min_bytes(1 << 20)
+            .build()
+            .map_err(|e| format!("opening {}: {e}", croot.display()))?;
+        let t = Instant::now();
+        writer
+            .save(
+                1,
+                Composite::new().pytree("default", &tree),
+                SaveOptions::default(),
+            )
+            .map_err(|e| format!("ckpt save in Orbax's format, O_DIRECT: {e}"))?;
+        c_direct.push(secs(t));
+        writer.close().map_err(|e| e.to_string())?;
         if !raw_first {
             physical(&mut raw_w, &mut bound, &mut memcpy)?;
         }
@@ -280,6 +298,14 @@ pub fn orbax_section(b: &mut Bench, cx: &Ctx, size: usize) -> Result<(), String>
         bytes,
     );
     r.compare(cs, os, RatioKind::Speed, Some((Cmp::Ge, 4.0)));
+    let cd = r.time(
+        &sec,
+        &format!("{key}/ckpt_save_direct"),
+        "ckpt save, Orbax format, O_DIRECT (sync)",
+        c_direct,
+        bytes,
+    );
+    r.compare(cd, os, RatioKind::Speed, Some((Cmp::Ge, 4.0)));
     let rw = r.time(
         &sec,
         &format!("{key}/raw_write"),

@@ -5,10 +5,14 @@
 //! copy of the payload), `restore-mapped` (`restore_tensors_mapped`, verified; unmapping
 //! untimed), `capture` (async save of borrowed items, waited for), `memcpy` (a clone of the
 //! payload), `raw-read`, or `alternate` (a sync save and an async save, in turn: see
-//! `alternate` below); each repetition's seconds are printed.
+//! `alternate` below), or `pytree-save` / `pytree-restore` / `pytree-restore-into` (the same
+//! arrays as one pytree item in Orbax's OCDBT format; `restore_pytree_into` the loop's own
+//! tree); each repetition's seconds are printed. With `CKPT_BENCH_DIRECT_IO` set, saves write
+//! with `O_DIRECT` (`direct_io_min_bytes` = 1 MiB).
 
 use super::payload::{Layout, Payload};
 use super::{sys, target_dir};
+use ckpt_manager::handlers::PyTree;
 use ckpt_manager::{CheckpointManager, Composite, SaveOptions};
 use std::time::Instant;
 
@@ -33,14 +37,46 @@ pub fn profile(
         return r;
     }
     let root = root.map_or_else(|| dir.to_string_lossy().into_owned(), str::to_string);
-    let mut m = CheckpointManager::builder(root)
-        .enable_async_checkpointing(op == "capture")
-        .build()
-        .map_err(e)?;
-    let item = || Composite::new().tensors("params", &p.tensors);
-    if op != "save" && op != "capture" {
+    let mut builder = CheckpointManager::builder(root).enable_async_checkpointing(op == "capture");
+    if std::env::var_os("CKPT_BENCH_DIRECT_IO").is_some_and(|v| !v.is_empty()) {
+        builder = builder.direct_io_min_bytes(1 << 20);
+    }
+    let mut m = builder.build().map_err(e)?;
+    let pytree = op.starts_with("pytree-");
+    let mut my_tree: Option<PyTree> = None;
+    // A root that already holds step 1 (e.g. one Orbax wrote, whose item is `default`) is
+    // restored as it is, and its tree is what `pytree-save` saves.
+    let existing = m.all_steps().contains(&1);
+    let name = if existing && pytree {
+        "default"
+    } else {
+        "params"
+    };
+    let tree = if existing && pytree {
+        let restored = m.restore_items(Some(1), &[name]).map_err(e)?;
+        restored.pytree(name).map_err(e)?.clone()
+    } else {
+        p.tensors
+            .iter()
+            .fold(PyTree::dict(), |t, (k, v)| t.with(k.clone(), v.clone()))
+    };
+    let item = || {
+        if pytree {
+            Composite::new().pytree("params", &tree)
+        } else {
+            Composite::new().tensors("params", &p.tensors)
+        }
+    };
+    if existing {
+        if op == "pytree-restore-into" {
+            my_tree = Some(tree.clone());
+        }
+    } else if op != "save" && op != "capture" && op != "pytree-save" {
         m.save(1, item(), SaveOptions::default()).map_err(e)?;
         m.wait_until_finished().map_err(e)?;
+    }
+    if op == "pytree-restore-into" && my_tree.is_none() {
+        my_tree = Some(tree.clone());
     }
     let file = dir.join("1/params/tensors.safetensors");
     let mut mine = (op == "restore-into").then(|| p.tensors.clone());
@@ -52,19 +88,24 @@ pub fn profile(
         }
         let t = Instant::now();
         match op {
-            "save" | "capture" => {
+            "save" | "capture" | "pytree-save" => {
                 m.save(step, item(), SaveOptions::default()).map_err(e)?;
                 if op == "capture" {
                     print!("blocked {:.1} ms, ", t.elapsed().as_secs_f64() * 1e3);
                 }
                 m.wait_until_finished().map_err(e)?;
             }
-            "restore" | "restore-cold" => {
-                std::hint::black_box(m.restore(Some(1)).map_err(e)?);
+            "restore" | "restore-cold" | "pytree-restore" => {
+                std::hint::black_box(m.restore_items(Some(1), &[name]).map_err(e)?);
             }
             "restore-into" => {
                 if let Some(mine) = mine.as_mut() {
                     m.restore_tensors_into(Some(1), "params", mine).map_err(e)?;
+                }
+            }
+            "pytree-restore-into" => {
+                if let Some(t) = my_tree.as_mut() {
+                    m.restore_pytree_into(Some(1), name, t).map_err(e)?;
                 }
             }
             "restore-mapped" => {
@@ -83,7 +124,7 @@ pub fn profile(
             rep + 1,
             t.elapsed().as_secs_f64() * 1e3
         );
-        if op == "save" || op == "capture" {
+        if op == "save" || op == "capture" || op == "pytree-save" {
             m.delete(step).map_err(e)?;
         }
         // Unmapped outside the timed part.

@@ -152,6 +152,23 @@ pub fn contiguous_range(
         .then(|| first * inner..(first + chunks[0]) * inner)
 }
 
+/// The divisors of `n` (≥ 1), ascending: trial division up to √n.
+fn divisors_of(n: usize) -> Vec<usize> {
+    let (mut small, mut large) = (Vec::new(), Vec::new());
+    let mut i = 1;
+    while i <= n / i {
+        if n.is_multiple_of(i) {
+            small.push(i);
+            if i != n / i {
+                large.push(n / i);
+            }
+        }
+        i += 1;
+    }
+    small.extend(large.into_iter().rev());
+    small
+}
+
 /// Orbax's chunk shape for an array (zarr-and-metadata.md §4, one process): the whole array when
 /// `target_bytes` is `None`; else, starting from the shape (0 as 1), the largest dimension's
 /// chunk size is replaced by the next smaller divisor of the dimension until the chunk holds at
@@ -166,6 +183,9 @@ pub fn choose_chunk_shape(
         return chunk;
     };
     let target_elems = (target / dtype.size_in_bytes()).max(1);
+    // Each dimension's divisors, ascending, computed once when first needed (a linear scan
+    // for the next smaller divisor took a quarter of a 256 MiB save's time).
+    let mut divisors: Vec<Option<Vec<usize>>> = vec![None; shape.len()];
     while chunk.iter().product::<usize>() > target_elems {
         let Some((d, _)) = chunk
             .iter()
@@ -176,12 +196,9 @@ pub fn choose_chunk_shape(
         else {
             break;
         };
-        let full = shape[d].max(1);
-        let next = (1..chunk[d])
-            .rev()
-            .find(|x| full.is_multiple_of(*x))
-            .unwrap_or(1);
-        chunk[d] = next;
+        let divs = divisors[d].get_or_insert_with(|| divisors_of(shape[d].max(1)));
+        let below = divs.partition_point(|&x| x < chunk[d]);
+        chunk[d] = below.checked_sub(1).map_or(1, |i| divs[i]);
     }
     chunk
 }

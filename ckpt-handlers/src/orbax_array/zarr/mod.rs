@@ -60,6 +60,53 @@ pub(crate) fn unsupported(what: &str, msg: impl std::fmt::Display) -> Error {
 mod tests {
     use super::*;
 
+    /// The rule as the spec states it, one divisor at a time (the reference for the fast one).
+    fn chunk_shape_by_scan(shape: &[usize], item: usize, target: usize) -> Vec<usize> {
+        let mut chunk: Vec<usize> = shape.iter().map(|d| (*d).max(1)).collect();
+        let target_elems = (target / item).max(1);
+        while chunk.iter().product::<usize>() > target_elems {
+            let Some((d, _)) = chunk
+                .iter()
+                .enumerate()
+                .filter(|(_, c)| **c > 1)
+                .rev()
+                .max_by_key(|(_, c)| **c)
+            else {
+                break;
+            };
+            let full = shape[d].max(1);
+            chunk[d] = (1..chunk[d])
+                .rev()
+                .find(|x| full.is_multiple_of(*x))
+                .unwrap_or(1);
+        }
+        chunk
+    }
+
+    #[test]
+    fn chunk_shapes_equal_the_one_divisor_at_a_time_rule() {
+        for a in 0..40 {
+            for b in [0, 1, 7, 12, 30, 97] {
+                for target in [4, 12, 100, 256, 1000] {
+                    assert_eq!(
+                        choose_chunk_shape(&[a, b], DType::F32, Some(target)),
+                        chunk_shape_by_scan(&[a, b], 4, target),
+                        "shape [{a}, {b}], target {target}"
+                    );
+                }
+            }
+        }
+        // A large power of two and a large prime: the scan would take seconds.
+        assert_eq!(
+            choose_chunk_shape(&[1 << 26], DType::F32, Some(64 << 20)),
+            [1 << 24]
+        );
+        assert_eq!(
+            choose_chunk_shape(&[67_108_859], DType::F32, Some(64 << 20)),
+            [1]
+        );
+    }
+
     #[test]
     fn orbax_chunk_shapes() {
         assert_eq!(
