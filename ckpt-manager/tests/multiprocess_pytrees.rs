@@ -601,3 +601,58 @@ fn one_process_saving_shards_that_cover_every_array_gives_a_whole_item() {
         .unwrap_err();
     assert_eq!(e.kind(), ErrorKind::InvalidArgument, "{e:#}");
 }
+
+#[test]
+fn a_leaf_slice_reads_only_the_chunks_it_overlaps() {
+    use ckpt_manager::storage::{CountingStore, Store};
+    let dir = tempfile::tempdir().unwrap();
+    let counting = Arc::new(CountingStore::new(
+        ckpt_manager::storage::open(dir.path().to_str().unwrap()).unwrap(),
+    ));
+    let mut m = CheckpointManager::builder_with_store(Arc::clone(&counting) as Arc<dyn Store>)
+        .build()
+        .unwrap();
+    // 8 rows of 1024 f32 that zstd cannot shrink much: each 4 KiB row chunk is stored out of
+    // line (over 1024 bytes).
+    let mut x = 0x2545_f491_4f6c_dd1du64;
+    let values: Vec<f32> = (0..8 * 1024)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            (x >> 40) as f32
+        })
+        .collect();
+    let t = Tensor::from_slice([8, 1024], &values).unwrap();
+    let tree = PyTree::dict().with("w", PyTree::Array(t));
+    let part = PyTreeShard::new(tree)
+        .shard_chunked("w", &[8, 1024], &[0, 0], &[1, 1024])
+        .unwrap();
+    m.save(
+        1,
+        Composite::new().pytree_shard("default", &part),
+        SaveOptions::default(),
+    )
+    .unwrap();
+    counting.reset();
+    let row = m
+        .restore_leaf_slice(Some(1), "default", "w", &[5, 100], &[1, 8])
+        .unwrap();
+    assert_eq!(
+        row.to_vec::<f32>().unwrap(),
+        values[5 * 1024 + 100..5 * 1024 + 108]
+    );
+    let one = counting.counts().bytes_read;
+    counting.reset();
+    let whole = m
+        .restore_leaf_slice(Some(1), "default", "w", &[0, 0], &[8, 1024])
+        .unwrap();
+    assert_eq!(whole.to_vec::<f32>().unwrap(), values);
+    let all = counting.counts().bytes_read;
+    eprintln!("a one-chunk slice read {one} bytes, the whole array {all}");
+    // One chunk of 8 (plus the same manifest and node reads): well under half of the whole.
+    assert!(
+        one * 2 < all,
+        "a one-chunk slice read {one} bytes, the whole array {all}"
+    );
+}
