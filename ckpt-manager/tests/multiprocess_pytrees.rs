@@ -12,8 +12,11 @@
 //! - with `CKPT_MP_PYTREES_OUT` set (by `cargo xtask interop`), the root is kept there with a
 //!   `pytrees.json` for `xtask/interop/arrays/check_ckpt_pytrees.py` (Orbax restores it).
 //!
+//! - a shard item the primary gives as a plain pytree fails on every process, naming it.
+//!
 //! Without etcd: one process saving a `PyTreeShard` whose shards cover every array gives a
-//! restorable item; one whose shard leaves part of an array unwritten commits nothing.
+//! restorable item; one whose shard leaves part of an array unwritten commits nothing; a slice
+//! inside one chunk reads far fewer bytes than the whole leaf (a counting store).
 //!
 //! The same 4-process save and restores run on local disk and on S3 (moto, commit-file protocol).
 //!
