@@ -51,6 +51,7 @@ pub(crate) fn variant_name(item: &SaveItem<'_>) -> &'static str {
         SaveItem::Tensors(_) => "SaveItem::Tensors",
         SaveItem::Bytes(_) => "SaveItem::Bytes",
         SaveItem::PyTree(_) => "SaveItem::PyTree",
+        SaveItem::PyTreeShard(..) => "SaveItem::PyTreeShard",
         SaveItem::Custom(_) => "SaveItem::Custom",
     }
 }

@@ -204,6 +204,12 @@ pub enum SaveItem<'a> {
     /// A pytree of arrays, written in Orbax's format by [`StandardHandler`] (or
     /// [`PyTreeHandler`]).
     PyTree(Cow<'a, PyTree>),
+    /// One process's part of a pytree item saved by every process of a job (its shards of the
+    /// sharded leaves), written by [`StandardHandler`] (or [`PyTreeHandler`]) in Orbax's
+    /// multi-process layout (`ocdbt.process_<i>/`, merged by the primary), as the process the
+    /// [`orbax_array::ShardRole`] names. The manager sets the role; a single-process save uses
+    /// [`orbax_array::ShardRole::default`].
+    PyTreeShard(Cow<'a, orbax_array::PyTreeShard>, orbax_array::ShardRole),
     /// Anything else, for third-party handlers, which downcast it.
     Custom(&'a (dyn std::any::Any + Sync)),
 }
@@ -230,6 +236,12 @@ impl Debug for SaveItem<'_> {
             SaveItem::Tensors(t) => write!(f, "SaveItem::Tensors({} tensors)", t.len()),
             SaveItem::Bytes(b) => write!(f, "SaveItem::Bytes({} bytes)", b.len()),
             SaveItem::PyTree(t) => write!(f, "SaveItem::PyTree({} leaves)", t.leaves().len()),
+            SaveItem::PyTreeShard(t, role) => write!(
+                f,
+                "SaveItem::PyTreeShard({} leaves, process {})",
+                t.tree().leaves().len(),
+                role.process
+            ),
             SaveItem::Custom(_) => f.write_str("SaveItem::Custom(..)"),
         }
     }

@@ -125,7 +125,9 @@ pub fn default_handler_for(item: &SaveItem<'_>) -> Result<Arc<dyn CheckpointHand
         SaveItem::Json(_) | SaveItem::JsonValue(_) => Arc::new(JsonHandler::default()),
         SaveItem::Tensors(_) => Arc::new(TensorHandler),
         SaveItem::Bytes(_) => Arc::new(BytesHandler),
-        SaveItem::PyTree(_) => Arc::new(crate::StandardHandler::default()),
+        SaveItem::PyTree(_) | SaveItem::PyTreeShard(..) => {
+            Arc::new(crate::StandardHandler::default())
+        }
         SaveItem::Custom(_) => {
             return Err(Error::invalid_argument(
                 "SaveItem::Custom has no default handler: register a handler for this item",

@@ -317,8 +317,53 @@ impl Staged {
         for (item, handler) in handlers {
             let final_item = format!("{}/{item}", self.working);
             let w = root.protocol.working_path(&final_item);
+            // A pytree shard item is written by several processes and committed once.
+            if self.items.iter().any(|(_, f)| *f == final_item) {
+                continue;
+            }
             self.items.push((w, final_item));
             self.handler_strings.insert(item, handler);
+        }
+        Ok(())
+    }
+
+    /// The primary prepares the working directories of `items` (pytree shard items, written by
+    /// several processes), before any process writes into them.
+    ///
+    /// # Errors
+    /// From the commit protocol's `prepare`, naming the step.
+    pub(crate) fn prepare_shared(&self, root: &OpenRoot, items: &[&str]) -> Result<()> {
+        for item in items {
+            let final_item = format!("{}/{item}", self.working);
+            root.protocol
+                .prepare(root.store.as_ref(), &final_item)
+                .map_err(|e| e.with_step(self.step))?;
+        }
+        Ok(())
+    }
+
+    /// The primary's merge of each pytree shard item (item name → the processes that wrote a
+    /// part of it): their `ocdbt.process_<i>/` databases into the item's `manifest.ocdbt`
+    /// ([`ckpt_handlers::orbax_array::merge_process_databases`]), the files written recorded in
+    /// the checksum manifest.
+    ///
+    /// # Errors
+    /// As the merge, naming the item and the step.
+    pub(crate) fn merge_shards(
+        &mut self,
+        root: &OpenRoot,
+        owners: &BTreeMap<String, Vec<usize>>,
+    ) -> Result<()> {
+        for (item, processes) in owners {
+            let final_item = format!("{}/{item}", self.working);
+            let w = root.protocol.working_path(&final_item);
+            let recorder = RecordingStore::new(Arc::clone(&root.store), &w, item);
+            ckpt_handlers::orbax_array::merge_process_databases(
+                &ItemDir::new(&recorder, &w),
+                processes,
+            )
+            .map_err(|e| naming_item(e, item).with_step(self.step))?;
+            self.checksums.merge(recorder.take_manifest());
         }
         Ok(())
     }
@@ -365,7 +410,14 @@ impl Staged {
         }
         for (item, value, handler) in &all {
             let final_item = format!("{}/{item}", self.working);
-            let w = root.protocol.prepare(root.store.as_ref(), &final_item)?;
+            let w = match value {
+                // A pytree shard of a job: every process writes into the item's working
+                // directory, which the primary prepared before ([`Staged::prepare_shared`]).
+                SaveItem::PyTreeShard(_, role) if !role.merge => {
+                    root.protocol.working_path(&final_item)
+                }
+                _ => root.protocol.prepare(root.store.as_ref(), &final_item)?,
+            };
             // Every file the handler writes gets its size and CRC32C recorded (issue 4).
             let recorder = RecordingStore::new(Arc::clone(&target), &w, item);
             if let Some(tracker) = &self.progress {

@@ -7,9 +7,11 @@
 //! Layout: the shard of process `i` of array `a` is the tensors item `a.shard-<i>` (one
 //! safetensors file, ckpt's `ckpt.tensors` handler) holding three tensors: `data` (the shard,
 //! C order), `global_shape` and `offset` (`uint64`, one per dimension: where the shard lies in
-//! the global array). Any safetensors reader reads them. ckpt's own (deviation: Orbax writes
-//! array shards into its tensorstore formats, `ocdbt.process_<i>/`, which ckpt reads but does
-//! not write from several processes).
+//! the global array). Any safetensors reader reads them. ckpt's own format.
+//!
+//! Orbax's own layout for the same thing — shards of the leaves of ONE pytree item, each process
+//! writing `<item>/ocdbt.process_<i>/`, the primary merging — is [`Composite::pytree_shard`]
+//! (readable by Orbax); [`CheckpointManager::restore_leaf_slice`] reads any box of such a leaf.
 
 use crate::{CheckpointManager, Composite};
 use ckpt_core::{Error, Result, Step};
@@ -238,6 +240,52 @@ impl CheckpointManager {
             .with_step(step));
         }
         Tensor::new(dtype, shape.to_vec(), out)
+    }
+}
+
+impl CheckpointManager {
+    /// The box of leaf `leaf` (its param name, the key path joined by `.`) of pytree item `item`
+    /// of `step` (the latest committed step when `None`) that starts at `offset` and has `shape`
+    /// (elements per dimension): e.g. the whole array on one process, or the half each of 2
+    /// processes holds after a save by 4 with [`Composite::pytree_shard`]. Reads only the zarr
+    /// chunks that overlap the box ([`ckpt_handlers::orbax_array::restore_leaf_box`]), from any
+    /// Orbax array item (written by ckpt or by Orbax, one process or several). ckpt's own (Orbax
+    /// restores slices through the sharding in `ArrayRestoreArgs`).
+    ///
+    /// Deviation: as [`CheckpointManager::restore_array_slice`], ranged reads are not checked
+    /// against the step's checksum manifest; `verify_step` checks the files.
+    ///
+    /// # Errors
+    /// `NotFound` when there is no such step, item or leaf, or a chunk is missing;
+    /// `InvalidArgument` when the box does not lie inside the array; `Corrupt` when a chunk or
+    /// the item's database does not decode; `Storage` from the store.
+    pub fn restore_leaf_slice(
+        &self,
+        step: Option<Step>,
+        item: &str,
+        leaf: &str,
+        offset: &[usize],
+        shape: &[usize],
+    ) -> Result<Tensor> {
+        self.settle_quietly();
+        let step = self.step_to_restore(step)?;
+        let _loading = self.loading();
+        let root = &self.root;
+        ckpt_core::validate_item_name(item).map_err(|e| e.with_step(step))?;
+        let dir = root.existing_step_dir(step)?;
+        if !root.item_names(step)?.iter().any(|n| n == item) {
+            return Err(
+                Error::not_found(format!("step {step} has no item {item:?}")).with_step(step),
+            );
+        }
+        let path = format!("{dir}/{item}");
+        ckpt_handlers::orbax_array::restore_leaf_box(
+            &ckpt_handlers::ItemDir::new(root.store.as_ref(), &path),
+            leaf,
+            offset,
+            shape,
+        )
+        .map_err(|e| e.with_step(step))
     }
 }
 

@@ -114,7 +114,9 @@ fn run(keep: bool) -> Result<(), String> {
         "xtask interop: Orbax checks ran in {:.1} s",
         t.elapsed().as_secs_f64()
     );
-    let checked = checked.and_then(|()| arrays(&workspace, &interop, &py, &out, &cargo));
+    let checked = checked
+        .and_then(|()| arrays(&workspace, &interop, &py, &out, &cargo))
+        .and_then(|()| multiprocess(&workspace, &interop, &py, &out, &cargo));
     match (&checked, keep) {
         (Ok(()), false) => {
             if let Err(e) = std::fs::remove_dir_all(&out) {
@@ -192,6 +194,94 @@ fn arrays(
             .arg(pytrees.join("pytrees.json")),
         "Orbax reading ckpt's pytree roots (see the FAIL lines above)",
     )
+}
+
+/// The multi-process part (issue 15), both directions:
+/// 1. a 4-process JAX job (`jax.distributed` on 127.0.0.1, CPU) saves with Orbax
+///    (`xtask/interop/arrays/gen_orbax_multiprocess.py`) and ckpt's test `orbax_multiprocess`
+///    reads that root (`CKPT_ORBAX_MULTIPROCESS_DIR`) bit-exactly and writes the same keys;
+/// 2. 4 ckpt processes on a local etcd save one pytree item sharded across them (the test
+///    `multiprocess_pytrees`, keeping its root in `CKPT_MP_PYTREES_OUT`), and
+///    `check_ckpt_pytrees.py` has Orbax list and restore it (no args, `StandardRestore` with an
+///    abstract tree, `Composite`) bit-exactly, and so does a 4-process JAX job restoring it with
+///    `NamedSharding`s (`check_ckpt_multiprocess_jax.py`: each process checks its shards).
+fn multiprocess(
+    workspace: &Path,
+    interop: &Path,
+    py: &Path,
+    out: &Path,
+    cargo: &str,
+) -> Result<(), String> {
+    let arrays = interop.join("arrays");
+    let jax_out = out.join("orbax-multiprocess");
+    let t = Instant::now();
+    crate::run_status(
+        Command::new(py)
+            .arg(arrays.join("gen_orbax_multiprocess.py"))
+            .arg(&jax_out)
+            .stdout(Stdio::null()),
+        "a 4-process JAX job saving with Orbax",
+    )?;
+    eprintln!(
+        "xtask interop: 4 JAX processes wrote a root with Orbax in {:.1} s",
+        t.elapsed().as_secs_f64()
+    );
+    crate::run_status(
+        Command::new(cargo)
+            .args([
+                "test",
+                "--quiet",
+                "-p",
+                "ckpt-handlers",
+                "--test",
+                "orbax_multiprocess",
+            ])
+            .env("CKPT_ORBAX_MULTIPROCESS_DIR", &jax_out)
+            .current_dir(workspace),
+        "ckpt reading the root the JAX processes just wrote",
+    )?;
+    let etcd = crate::etcdserver::ensure_protoc().and_then(|()| crate::etcdserver::start())?;
+    let ckpt_out = out.join("ckpt-multiprocess");
+    let written = crate::run_status(
+        Command::new(cargo)
+            .args([
+                "test",
+                "--quiet",
+                "-p",
+                "ckpt-manager",
+                "--features",
+                "etcd",
+                "--test",
+                "multiprocess_pytrees",
+                "--",
+                "--exact",
+                "a_pytree_sharded_over_4_processes_is_one_orbax_item_restored_on_2_and_on_1",
+            ])
+            .envs(etcd.env())
+            .env("CKPT_MP_PYTREES_OUT", &ckpt_out)
+            .current_dir(workspace),
+        "4 ckpt processes saving a sharded pytree item",
+    );
+    etcd.stop();
+    written?;
+    crate::run_status(
+        Command::new(py)
+            .arg(arrays.join("check_ckpt_pytrees.py"))
+            .arg(ckpt_out.join("pytrees.json")),
+        "Orbax reading the pytree item 4 ckpt processes saved (see the FAIL lines above)",
+    )?;
+    let t = Instant::now();
+    crate::run_status(
+        Command::new(py)
+            .arg(arrays.join("check_ckpt_multiprocess_jax.py"))
+            .arg(ckpt_out.join("pytrees.json")),
+        "4 JAX processes restoring, sharded, the item 4 ckpt processes saved (see above)",
+    )?;
+    eprintln!(
+        "xtask interop: 4 JAX processes restored ckpt's sharded item in {:.1} s",
+        t.elapsed().as_secs_f64()
+    );
+    Ok(())
 }
 
 /// A new, empty directory for the roots.

@@ -17,7 +17,8 @@
 //!   `xtask/src/etcdserver.rs`) for the coordination tests, prints `CKPT_TEST_ETCD=…` to export,
 //!   and serves until Ctrl-C. `ci` starts one beside the S3 server and runs
 //!   `cargo test -p ckpt-manager --features etcd --test coordination` (and `--test multiprocess`,
-//!   which also needs the S3 server, and `--test train_multiprocess`, the main job in several
+//!   which also needs the S3 server, `--test multiprocess_pytrees`, one Orbax pytree item
+//!   sharded over 4 processes, and `--test train_multiprocess`, the main job in several
 //!   processes) against it.
 //! - `s3-server`: starts the local S3 server (moto from PyPI, in `target/s3-venv`, on a free
 //!   127.0.0.1 port; see `xtask/src/s3server.rs`), prints the variables to export for
@@ -49,7 +50,14 @@
 //!      `latest_step`, `best_step`, `metrics(step)`, `metadata()`, `metadata(step)`,
 //!      `restore(step, args=...)` of every JSON item, and `restore()` without args (it must fail
 //!      with Orbax's "could not be restored" error for the root holding a `ckpt.tensors` item,
-//!      which Orbax cannot know), and that reading changed no file.
+//!      which Orbax cannot know), and that reading changed no file;
+//!   4. the array roots both ways (`xtask/src/interop.rs`): Orbax's, read by ckpt; ckpt's pytree
+//!      roots, restored by Orbax;
+//!   5. multi-process (issue 15): 4 local JAX processes (`jax.distributed` on 127.0.0.1) save a
+//!      sharded pytree with Orbax (`gen_orbax_multiprocess.py`) and ckpt's `orbax_multiprocess`
+//!      test reads it; 4 ckpt processes on a local etcd save one sharded pytree item
+//!      (`multiprocess_pytrees`) and Orbax restores it (`check_ckpt_pytrees.py`), in one
+//!      process and in 4 JAX processes, sharded (`check_ckpt_multiprocess_jax.py`).
 //!
 //!   Prints one PASS/FAIL line per check and `N passed, M failed`; exits non-zero when anything
 //!   fails. The roots are removed after a pass and kept (path printed) after a failure, or always
@@ -169,7 +177,7 @@ fn ci() -> ExitCode {
     // disk; every cargo this process starts inherits the setting.
     std::env::set_var("CARGO_INCREMENTAL", "0");
     report_free_disk();
-    let steps: [&[&str]; 10] = [
+    let steps: &[&[&str]] = &[
         &["fmt", "--all", "--", "--check"],
         &[
             "clippy",
@@ -222,6 +230,17 @@ fn ci() -> ExitCode {
             "etcd",
             "--test",
             "multiprocess",
+        ],
+        // One Orbax pytree item sharded over a 4-process job on that etcd (each process its
+        // `ocdbt.process_<i>/`, merged by the primary), restored on 2 and on 1 process.
+        &[
+            "test",
+            "-p",
+            "ckpt-manager",
+            "--features",
+            "etcd",
+            "--test",
+            "multiprocess_pytrees",
         ],
         // The main job in 4, then 2 processes on that etcd (`train --processes`, a SIGTERM,
         // a resume with another process count), bit-exact against one process.

@@ -8,7 +8,9 @@
 //! Here: the handlers and their options. Reading: [`restore_tree`], [`restore_tree_into`]
 //! (`restore.rs`), one array leaf (`arrays.rs`) from its source (`source.rs`: OCDBT or
 //! directories), large values streamed (`stream.rs`), leaves in parallel (`parallel.rs`);
-//! [`tree_metadata`] (`describe.rs`); writing: [`save_item`] (`write.rs`); the formats:
+//! [`tree_metadata`] (`describe.rs`); writing: [`save_item`] (`write.rs`); one process's part
+//! of an item saved by several ([`PyTreeShard`], [`save_shard`], [`merge_process_databases`],
+//! and [`restore_leaf_box`] to read any box of a leaf: `shard.rs`); the formats:
 //! [`metadata`] (`_METADATA`) and [`zarr`].
 
 mod arrays;
@@ -17,6 +19,7 @@ mod describe;
 pub mod metadata;
 mod parallel;
 mod restore;
+mod shard;
 mod source;
 mod stream;
 mod write;
@@ -24,6 +27,10 @@ pub mod zarr;
 
 pub use describe::tree_metadata;
 pub use restore::{restore_tree, restore_tree_into};
+pub use shard::{
+    merge_process_databases, restore_leaf_box, save_shard, Placement, PyTreeShard, ShardRole,
+    PROCESS_DIR_PREFIX,
+};
 pub use write::{save_item, DATA_FILE_BYTES, DEFAULT_CHUNK_BYTES};
 
 use crate::{CheckpointHandler, ItemDir, RestoredItem, SaveItem};
@@ -95,7 +102,12 @@ macro_rules! orbax_array_handler {
             }
 
             fn save(&self, dir: &ItemDir<'_>, item: &SaveItem<'_>) -> Result<()> {
-                save_item(dir, item, &self.options)
+                match item {
+                    SaveItem::PyTreeShard(shard, role) => {
+                        save_shard(dir, shard, *role, &self.options)
+                    }
+                    _ => save_item(dir, item, &self.options),
+                }
             }
 
             fn restore(&self, dir: &ItemDir<'_>) -> Result<RestoredItem> {

@@ -33,15 +33,18 @@ pub const DEFAULT_CHUNK_BYTES: u64 = 16 << 20;
 const OCDBT_MAX_CHUNK: u64 = 2 << 30;
 
 /// A tree's leaves as ckpt writes them: path, param name, value type, and what is stored.
-struct PlannedLeaf<'t> {
-    path: Vec<KeyEntry>,
-    param: String,
-    value_type: &'static str,
-    array: Option<&'t Tensor>,
-    string: Option<&'t str>,
+pub(super) struct PlannedLeaf<'t> {
+    pub(super) path: Vec<KeyEntry>,
+    pub(super) param: String,
+    pub(super) value_type: &'static str,
+    pub(super) array: Option<&'t Tensor>,
+    pub(super) string: Option<&'t str>,
+    /// Where this process's shard lies in the global array (a [`super::PyTreeShard`] leaf),
+    /// `None` for a whole array.
+    pub(super) placement: Option<&'t super::Placement>,
 }
 
-fn plan(tree: &PyTree) -> Result<Vec<PlannedLeaf<'_>>> {
+pub(super) fn plan(tree: &PyTree) -> Result<Vec<PlannedLeaf<'_>>> {
     if !matches!(tree, PyTree::Dict(_) | PyTree::List(_)) {
         return Err(Error::invalid_argument(
             "an Orbax pytree item must be a dict or a list at its top",
@@ -98,13 +101,14 @@ fn plan(tree: &PyTree) -> Result<Vec<PlannedLeaf<'_>>> {
             value_type,
             array,
             string,
+            placement: None,
         });
     }
     Ok(out)
 }
 
 /// 128 random bits as 32 lowercase hex digits (OCDBT data file names and uuids).
-fn random_hex() -> (String, [u8; 16]) {
+pub(super) fn random_hex() -> (String, [u8; 16]) {
     use std::hash::{BuildHasher, Hasher};
     let mut bytes = [0u8; 16];
     for half in bytes.chunks_mut(8) {
@@ -122,7 +126,7 @@ fn random_hex() -> (String, [u8; 16]) {
 }
 
 /// One value to store under `<param>/<key>`: a `.zarray` or one chunk of an array.
-struct Job<'t> {
+pub(super) struct Job<'t> {
     key: Vec<u8>,
     /// Path below the item for the zarr directory layout (`<param>/<key>`).
     rel: String,
@@ -232,16 +236,44 @@ fn encode_group(jobs: &[&Job<'_>]) -> Result<Vec<Vec<u8>>> {
 
 /// The jobs of every array leaf, sorted by key (the OCDBT order).
 fn jobs<'t>(leaves: &[PlannedLeaf<'t>], options: &ArrayOptions) -> Result<Vec<Job<'t>>> {
+    shard_jobs(leaves, options, true)
+}
+
+/// The jobs of the array leaves, sorted by key: with `primary`, every leaf's `.zarray` (of the
+/// global shape) and the chunks of the whole arrays; the chunks of every shard (a leaf with a
+/// placement) keyed by their index in the global chunk grid. Without `primary`, only the
+/// shards' chunks.
+pub(super) fn shard_jobs<'t>(
+    leaves: &[PlannedLeaf<'t>],
+    options: &ArrayOptions,
+    primary: bool,
+) -> Result<Vec<Job<'t>>> {
     let mut out = Vec::new();
     for leaf in leaves {
         let Some(t) = leaf.array else { continue };
-        let chunks = chunk_shape(t, options)?;
-        let zarray = zarr::zarray_bytes(t.dtype(), t.shape(), &chunks);
-        out.push(Job {
-            key: format!("{}/.zarray", leaf.param).into_bytes(),
-            rel: format!("{}/.zarray", leaf.param),
-            what: JobKind::Metadata(zarray),
-        });
+        if leaf.placement.is_none() && !primary {
+            continue; // a whole (replicated) array: the primary writes it
+        }
+        let (chunks, global, first) = match leaf.placement {
+            Some(p) => (
+                p.chunk_shape.clone(),
+                p.global_shape.clone(),
+                p.offset
+                    .iter()
+                    .zip(&p.chunk_shape)
+                    .map(|(o, c)| o / c.max(&1))
+                    .collect(),
+            ),
+            None => (chunk_shape(t, options)?, t.shape().to_vec(), Vec::new()),
+        };
+        if primary {
+            let zarray = zarr::zarray_bytes(t.dtype(), &global, &chunks);
+            out.push(Job {
+                key: format!("{}/.zarray", leaf.param).into_bytes(),
+                rel: format!("{}/.zarray", leaf.param),
+                what: JobKind::Metadata(zarray),
+            });
+        }
         let meta = zarr::ArrayMeta {
             version: zarr::ZarrVersion::V2,
             dtype: t.dtype(),
@@ -253,7 +285,12 @@ fn jobs<'t>(leaves: &[PlannedLeaf<'t>], options: &ArrayOptions) -> Result<Vec<Jo
         };
         let raw_bytes = chunks.iter().product::<usize>().max(1) * t.dtype().size_in_bytes();
         for index in zarr::chunk_grid(&meta) {
-            let key = zarr::chunk_key(zarr::ZarrVersion::V2, &index);
+            let global_index: Vec<usize> = if first.is_empty() {
+                index.clone()
+            } else {
+                index.iter().zip(&first).map(|(i, f)| i + f).collect()
+            };
+            let key = zarr::chunk_key(zarr::ZarrVersion::V2, &global_index);
             out.push(Job {
                 key: format!("{}/{key}", leaf.param).into_bytes(),
                 rel: format!("{}/{key}", leaf.param),
@@ -334,6 +371,16 @@ pub fn save_item(dir: &ItemDir<'_>, item: &SaveItem<'_>, options: &ArrayOptions)
             }
         }
     }
+    write_tree_files(dir, &leaves, options.layout == ArrayLayout::Ocdbt)
+}
+
+/// Writes the item's JSON files: `_strings.json` when there are string leaves, then
+/// `_METADATA` (`use_ocdbt` as given).
+pub(super) fn write_tree_files(
+    dir: &ItemDir<'_>,
+    leaves: &[PlannedLeaf<'_>],
+    use_ocdbt: bool,
+) -> Result<()> {
     let strings: BTreeMap<&str, &str> = leaves
         .iter()
         .filter_map(|l| l.string.map(|s| (l.param.as_str(), s)))
@@ -353,7 +400,7 @@ pub fn save_item(dir: &ItemDir<'_>, item: &SaveItem<'_>, options: &ArrayOptions)
                 skip_deserialize: matches!(l.value_type, "None" | "Dict" | "List"),
             })
             .collect(),
-        use_ocdbt: options.layout == ArrayLayout::Ocdbt,
+        use_ocdbt,
         use_zarr3: false,
         custom_metadata: Json::Null,
     };
@@ -364,6 +411,13 @@ pub fn save_item(dir: &ItemDir<'_>, item: &SaveItem<'_>, options: &ArrayOptions)
 /// files `d/<hex>` of about [`DATA_FILE_BYTES`] (one group of jobs each), the leaf node into a
 /// file of its own, then `manifest.ocdbt`.
 fn write_ocdbt(dir: &ItemDir<'_>, jobs: &[Job<'_>]) -> Result<()> {
+    write_ocdbt_at(dir, jobs, "")
+}
+
+/// [`write_ocdbt`] into the database directory `prefix` below `dir` (`""` or ending in `/`,
+/// e.g. `ocdbt.process_2/`): the database's own paths (its node's and manifest's tables) are
+/// relative to that directory, as tensorstore's.
+pub(super) fn write_ocdbt_at(dir: &ItemDir<'_>, jobs: &[Job<'_>], prefix: &str) -> Result<()> {
     let mut files: Vec<String> = Vec::new();
     let mut stored: Vec<Option<(usize, u64, u64)>> = Vec::with_capacity(jobs.len());
     let mut inline: Vec<Option<Vec<u8>>> = Vec::with_capacity(jobs.len());
@@ -379,7 +433,7 @@ fn write_ocdbt(dir: &ItemDir<'_>, jobs: &[Job<'_>]) -> Result<()> {
                     .filter(|b| b.len() > ocdbt::MAX_INLINE_VALUE_BYTES)
                     .map(Vec::as_slice)
                     .collect();
-                dir.write_parts_at(&name, &parts)?;
+                dir.write_parts_at(&format!("{prefix}{name}"), &parts)?;
                 for b in bytes {
                     ENCODED.give(b);
                 }
@@ -444,6 +498,13 @@ fn write_ocdbt(dir: &ItemDir<'_>, jobs: &[Job<'_>]) -> Result<()> {
         .unwrap_or(0);
     let names: Vec<&str> = files.iter().map(String::as_str).collect();
     let layout = ocdbt::layout(&entries, &names, &node_file, uuid, now)?;
-    dir.write_parts_at(&node_file, &[&layout.node])?;
-    dir.write(ocdbt::MANIFEST_FILE, &layout.manifest)
+    dir.write_parts_at(&format!("{prefix}{node_file}"), &[&layout.node])?;
+    if prefix.is_empty() {
+        dir.write(ocdbt::MANIFEST_FILE, &layout.manifest)
+    } else {
+        dir.write_parts_at(
+            &format!("{prefix}{}", ocdbt::MANIFEST_FILE),
+            &[&layout.manifest],
+        )
+    }
 }

@@ -42,10 +42,16 @@ pub(super) fn save_in_job(
     root: &OpenRoot,
     job: &Job,
     step: Step,
-    items: Composite<'_>,
+    mut items: Composite<'_>,
     mut options: SaveOptions,
 ) -> Result<()> {
     let primary = job.is_primary();
+    // Pytree shards: this process writes `ocdbt.process_<index>/`; the primary merges (phase 3).
+    items.set_shard_role(ckpt_handlers::orbax_array::ShardRole {
+        process: job.index(),
+        primary,
+        merge: false,
+    });
     if !primary {
         // The step's metrics and custom metadata are the primary's (spec §5.11: the primary
         // writes the step metadata and the JSON items).
@@ -59,17 +65,23 @@ pub(super) fn save_in_job(
     let mut staged = None;
     let prepared = SavePlan::new_as(root, step, &items, options, true).and_then(|p| {
         if primary {
-            staged = Some(Staged::begin(root, step, &p.name, p.items_total)?);
+            let s = Staged::begin(root, step, &p.name, p.items_total)?;
+            s.prepare_shared(root, &items.shard_names())?;
+            staged = Some(s);
         }
         let mut names: Vec<&str> = items.names();
         names.sort_unstable();
-        let v = json!({"items": names, "metrics": p.write_metrics});
+        let v = json!({"items": names, "metrics": p.write_metrics, "sharded": items.shard_names()});
         plan = Some(p);
         Ok(v)
     });
+    let mut shard_owners = BTreeMap::new();
     let checked = job
         .exchange(&format!("{base}.prepared"), prepared)
-        .and_then(|parts| check_parts(step, &parts));
+        .and_then(|parts| {
+            shard_owners = check_parts(step, &parts, job.primary())?;
+            Ok(())
+        });
     let plan = match (checked, plan) {
         (Ok(()), Some(plan)) => plan,
         (Err(e), _) => return Err(abandon(root, staged, e, step)),
@@ -103,7 +115,7 @@ pub(super) fn save_in_job(
 
     // 3. committed
     let committed = if primary {
-        commit(root, job, &plan, staged, &parts)
+        commit(root, job, &plan, staged, &parts, &shard_owners)
     } else {
         Ok(Value::Null)
     };
@@ -129,6 +141,7 @@ fn commit(
     plan: &SavePlan,
     mut staged: Staged,
     parts: &[(usize, Value)],
+    shard_owners: &BTreeMap<String, Vec<usize>>,
 ) -> Result<Value> {
     let step = plan.step;
     let time = root.options.clock.now();
@@ -148,6 +161,7 @@ fn commit(
         items_total: plan.items_total,
     };
     let phase = Arc::new(Mutex::new(Phase::Committing));
+    let merged = merged.and_then(|()| staged.merge_shards(root, shard_owners));
     if let Err(e) = merged.and_then(|()| staged.commit(root, &save_job, &phase)) {
         return Err(staged.abandon(root, e));
     }
@@ -204,12 +218,28 @@ fn record(root: &OpenRoot, step: Step, name: &str, outcome: &Value) -> Result<()
     Ok(())
 }
 
-/// The same check on every process of what the parts hold: no item given by two processes, and
-/// something to save.
-fn check_parts(step: Step, parts: &[(usize, Value)]) -> Result<()> {
+/// The same check on every process of what the parts hold: no item given by two processes
+/// (but pytree shards, given by every process that holds a shard, the primary among them), and
+/// something to save. Returns the processes giving each pytree shard item.
+fn check_parts(
+    step: Step,
+    parts: &[(usize, Value)],
+    primary: usize,
+) -> Result<BTreeMap<String, Vec<usize>>> {
     let mut owners: BTreeMap<&str, Vec<usize>> = BTreeMap::new();
+    let mut sharded: BTreeMap<&str, Vec<usize>> = BTreeMap::new();
     let mut metrics = false;
     for (i, p) in parts {
+        for item in p
+            .get("sharded")
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+        {
+            if let Some(name) = item.as_str() {
+                sharded.entry(name).or_default().push(*i);
+            }
+        }
         metrics |= p.get("metrics").and_then(Value::as_bool).unwrap_or(false);
         for item in p
             .get("items")
@@ -222,7 +252,23 @@ fn check_parts(step: Step, parts: &[(usize, Value)]) -> Result<()> {
             }
         }
     }
-    if let Some((item, by)) = owners.iter().find(|(_, by)| by.len() > 1) {
+    if let Some((item, _)) = sharded
+        .iter()
+        .find(|(name, by)| owners.get(*name) != Some(*by) || !by.contains(&primary))
+    {
+        return Err(Error::invalid_argument(format!(
+            "pytree shard item {item:?} of step {step} is given by processes {:?} as a shard and \
+             by {:?} in all; every process giving it must give a shard \
+             (Composite::pytree_shard), the primary ({primary}) among them; nothing was saved",
+            sharded.get(item).cloned().unwrap_or_default(),
+            owners.get(item).cloned().unwrap_or_default()
+        ))
+        .with_step(step));
+    }
+    if let Some((item, by)) = owners
+        .iter()
+        .find(|(name, by)| by.len() > 1 && !sharded.contains_key(*name))
+    {
         return Err(Error::invalid_argument(format!(
             "item {item:?} of step {step} is given by processes {by:?}; in a multi-process save \
              each item comes from one process (give the processes' parts different names); \
@@ -236,7 +282,10 @@ fn check_parts(step: Step, parts: &[(usize, Value)]) -> Result<()> {
         ))
         .with_step(step));
     }
-    Ok(())
+    Ok(sharded
+        .into_iter()
+        .map(|(n, by)| (n.to_string(), by))
+        .collect())
 }
 
 /// `e` naming the step; on the primary (which holds `staged`) the working directory is removed
