@@ -29,14 +29,14 @@ mod s3_common;
 #[path = "coordination/support.rs"]
 mod support;
 
-use ckpt_manager::coordination::{Coordinator, EtcdCoordinator, EtcdOptions};
+use ckpt_manager::coordination::Coordinator;
 use ckpt_manager::handlers::orbax_array::PyTreeShard;
 use ckpt_manager::handlers::{DType, KeyEntry, PyTree, Tensor};
 use ckpt_manager::{CheckpointManager, Composite, ErrorKind, SaveOptions};
 use serde_json::{json, Value};
 use std::sync::Arc;
 use std::time::Duration;
-use support::{etcd_endpoint, fresh_job, spawn_children, wait_all, ChildSpec, Finished};
+use support::{env, etcd_endpoint, fresh_job, say, spawn_children, wait_all, ChildSpec, Finished};
 
 /// A timeout for waits that must pass.
 const PASS: Duration = Duration::from_secs(300);
@@ -241,35 +241,14 @@ fn same_bits(got: &Tensor, want: &Tensor, what: &str) {
 
 // ------------------------------------------------------------------------- the children
 
-fn say(line: &str) {
-    println!("CKPT-CHILD {line}");
-}
-
-fn env(name: &str) -> String {
-    std::env::var(name).unwrap_or_else(|_| panic!("child: {name} is not set"))
-}
-
 /// The child role: does nothing unless `CKPT_COORD_CHILD` is set (this binary started by a
 /// test below); then joins the job on etcd, runs the role and exits (0: its checks passed).
 #[test]
 fn child_process_entry() {
-    let Ok(role) = std::env::var("CKPT_COORD_CHILD") else {
+    let Some((role, c)) = support::join_as_child(PASS) else {
         return;
     };
-    let index: usize = env("CKPT_COORD_INDEX").parse().unwrap();
-    let count: usize = env("CKPT_COORD_COUNT").parse().unwrap();
-    let mut options =
-        EtcdOptions::new([env("CKPT_COORD_ENDPOINT")], index, count).job(env("CKPT_COORD_JOB"));
-    options.lease_ttl_secs = env("CKPT_COORD_TTL").parse().unwrap();
-    options.request_timeout_secs = env("CKPT_COORD_REQUEST_TIMEOUT").parse().unwrap();
-    options.join_timeout_secs = PASS.as_secs_f64();
-    let c: Arc<dyn Coordinator> = match EtcdCoordinator::connect(options) {
-        Ok(c) => Arc::new(c),
-        Err(e) => {
-            say(&format!("CONNECT-FAILED {e}"));
-            std::process::exit(3);
-        }
-    };
+    let c: Arc<dyn Coordinator> = Arc::new(c);
     let ok = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| match role.as_str() {
         "save" => role_save(&c),
         "restore" => role_restore(&c),
@@ -278,8 +257,7 @@ fn child_process_entry() {
     }))
     .is_ok();
     drop(c);
-    say(if ok { "PASS" } else { "FAIL" });
-    std::process::exit(if ok { 0 } else { 1 });
+    support::end_child(ok)
 }
 
 fn manager(c: &Arc<dyn Coordinator>) -> CheckpointManager {

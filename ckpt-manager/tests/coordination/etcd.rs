@@ -5,7 +5,7 @@
 
 use crate::conformance::{self, PASS};
 use crate::support::{
-    etcd_endpoint, fresh_job, spawn_children, wait_all, ChildSpec, Finished, OwnEtcd,
+    env, etcd_endpoint, fresh_job, say, spawn_children, wait_all, ChildSpec, Finished, OwnEtcd,
 };
 use ckpt_manager::coordination::{Coordinator, EtcdCoordinator, EtcdOptions, Report};
 use ckpt_manager::{Error, ErrorKind};
@@ -15,35 +15,12 @@ use std::time::{Duration, Instant};
 /// How long a whole multi-process test may take before it counts as a hang.
 const HANG: Duration = Duration::from_secs(300);
 
-/// Prints one protocol line for the parent.
-fn say(line: &str) {
-    println!("CKPT-CHILD {line}");
-}
-
-fn env(name: &str) -> String {
-    std::env::var(name).unwrap_or_else(|_| panic!("child: {name} is not set"))
-}
-
 /// The child role: does nothing unless `CKPT_COORD_CHILD` is set (this binary started by a
 /// test below); then runs that role and exits the process (0: the role's checks passed).
 #[test]
 fn child_process_entry() {
-    let Ok(role) = std::env::var("CKPT_COORD_CHILD") else {
+    let Some((role, c)) = crate::support::join_as_child(PASS) else {
         return;
-    };
-    let index: usize = env("CKPT_COORD_INDEX").parse().unwrap();
-    let count: usize = env("CKPT_COORD_COUNT").parse().unwrap();
-    let mut options =
-        EtcdOptions::new([env("CKPT_COORD_ENDPOINT")], index, count).job(env("CKPT_COORD_JOB"));
-    options.lease_ttl_secs = env("CKPT_COORD_TTL").parse().unwrap();
-    options.request_timeout_secs = env("CKPT_COORD_REQUEST_TIMEOUT").parse().unwrap();
-    options.join_timeout_secs = PASS.as_secs_f64();
-    let c = match EtcdCoordinator::connect(options) {
-        Ok(c) => c,
-        Err(e) => {
-            say(&format!("CONNECT-FAILED {e}"));
-            std::process::exit(3);
-        }
     };
     say("JOINED");
     let ok = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| match role.as_str() {
@@ -62,8 +39,7 @@ fn child_process_entry() {
     } else {
         drop(c);
     }
-    say(if ok { "PASS" } else { "FAIL" });
-    std::process::exit(if ok { 0 } else { 1 });
+    crate::support::end_child(ok)
 }
 
 /// 0 and 1 wait at barrier "late" for 2 and 3, which never come there (they wait, alive, at

@@ -385,3 +385,45 @@ pub fn wait_all(children: Vec<ChildProc>, timeout: Duration) -> Vec<Finished> {
     }
     done
 }
+
+/// Prints one protocol line for the parent (`CKPT-CHILD …`).
+pub fn say(line: &str) {
+    println!("CKPT-CHILD {line}");
+}
+
+/// A variable the parent set for this child; a panic (the child fails) when it is unset.
+pub fn env(name: &str) -> String {
+    std::env::var(name).unwrap_or_else(|_| panic!("child: {name} is not set"))
+}
+
+/// In a child process (this test binary started again by [`spawn_child`] with
+/// `CKPT_COORD_CHILD` naming its role): the role, and this process joined to the job on etcd as
+/// the `CKPT_COORD_*` variables say (endpoint, index, count, job, lease TTL and request timeout
+/// in seconds), waiting up to `join_timeout` for the others. A join that fails prints
+/// `CONNECT-FAILED …` and exits with status 3. `None` in the test harness's own process.
+pub fn join_as_child(
+    join_timeout: Duration,
+) -> Option<(String, ckpt_manager::coordination::EtcdCoordinator)> {
+    use ckpt_manager::coordination::{EtcdCoordinator, EtcdOptions};
+    let role = std::env::var("CKPT_COORD_CHILD").ok()?;
+    let index: usize = env("CKPT_COORD_INDEX").parse().unwrap();
+    let count: usize = env("CKPT_COORD_COUNT").parse().unwrap();
+    let mut options =
+        EtcdOptions::new([env("CKPT_COORD_ENDPOINT")], index, count).job(env("CKPT_COORD_JOB"));
+    options.lease_ttl_secs = env("CKPT_COORD_TTL").parse().unwrap();
+    options.request_timeout_secs = env("CKPT_COORD_REQUEST_TIMEOUT").parse().unwrap();
+    options.join_timeout_secs = join_timeout.as_secs_f64();
+    match EtcdCoordinator::connect(options) {
+        Ok(c) => Some((role, c)),
+        Err(e) => {
+            say(&format!("CONNECT-FAILED {e}"));
+            std::process::exit(3);
+        }
+    }
+}
+
+/// Ends a child process: `PASS` or `FAIL` for the parent, exit status 0 or 1.
+pub fn end_child(ok: bool) -> ! {
+    say(if ok { "PASS" } else { "FAIL" });
+    std::process::exit(if ok { 0 } else { 1 });
+}
