@@ -4,8 +4,9 @@
 //!   real manager on a temporary root and prints the output JSON (the folder's README is the
 //!   contract; `python3 testdata/orbax/compare.py --all testdata/orbax/cases cargo xtask scenario`).
 //! - `ci`: everything CI checks, in order: formatting, clippy (warnings are errors), the whole
-//!   test suite, ckpt-policy tested and ckpt-manager linted (every target) with their default features off, the
-//!   object-store backends and ckpt-handlers' `ndarray` feature linted, the lean-library check
+//!   test suite, ckpt-policy tested and ckpt-manager linted (every target) with their default
+//!   features off, the object-store backends and ckpt-handlers' `ndarray` feature linted, the
+//!   lean-library check
 //!   (`ckpt-manager --no-default-features` pulls no CLI or HTTP crate), the API docs without a
 //!   warning, and last the Orbax
 //!   interoperability check below. Stops at the first failure. The test steps run against a
