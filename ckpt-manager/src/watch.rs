@@ -137,6 +137,11 @@ impl StepWatcher {
         let start = Instant::now();
         loop {
             if let Some(info) = self.pending.pop_front() {
+                if info.metrics.is_none() && self.vanished(info.step) {
+                    // Deleted (retention of the writer) between the listing and the read of its
+                    // metrics: gone, not a step without metrics. Skipped, as if never listed.
+                    continue;
+                }
                 self.last = Some(info.step);
                 return Ok(Some(info));
             }
@@ -170,6 +175,23 @@ impl StepWatcher {
             };
             std::thread::sleep(nap);
         }
+    }
+
+    /// Whether `step`, listed as committed by the last look, is no longer there (checked after
+    /// its files were read, so a step read while being deleted is caught: a rename-style delete
+    /// removes its directory at once, a commit-file delete removes its marker first). A failing
+    /// check counts as not vanished (the step is given as read).
+    fn vanished(&self, step: Step) -> bool {
+        let Some(m) = &self.reader else {
+            return false;
+        };
+        let name = m.step_dir_name(step);
+        let store = m.store().as_ref();
+        if matches!(m.root.protocol.is_committed(store, "", &name), Ok(false)) {
+            return true;
+        }
+        // Atomic rename commits by name alone: a directory that is gone was deleted.
+        store.capabilities().directories && matches!(store.stat(&name), Ok(None))
     }
 
     /// Reads the listing once, queueing the committed steps after the last one given.
