@@ -447,6 +447,24 @@ fn zarr_and_metadata_corruptions() {
             "stored bytes",
         ),
         (
+            // 2^40 chunks of one element: the reader stops at the first missing chunk, holding
+            // nothing for the grid (it once reserved a Vec of every index and aborted).
+            ".zarray claims 2^40 chunks",
+            |p| {
+                fs::write(p.join("b/.zarray"), r#"{"chunks":[1],"compressor":{"id":"zstd","level":1},"dtype":"<i4","fill_value":null,"filters":null,"order":"C","shape":[1099511627776],"zarr_format":2}"#).unwrap()
+            },
+            ErrorKind::NotFound,
+            "b/1",
+        ),
+        (
+            ".zarray claims 2^60 chunks of 2 dimensions",
+            |p| {
+                fs::write(p.join("b/.zarray"), r#"{"chunks":[1,1],"compressor":null,"dtype":"<i4","fill_value":null,"filters":null,"order":"C","shape":[1073741824,1073741824],"zarr_format":2}"#).unwrap()
+            },
+            ErrorKind::NotFound,
+            "b/0.0",
+        ),
+        (
             ".zarray chunks of another rank",
             |p| {
                 fs::write(p.join("b/.zarray"), r#"{"chunks":[3,1],"compressor":null,"dtype":"<i4","fill_value":null,"filters":null,"order":"C","shape":[3],"zarr_format":2}"#).unwrap()

@@ -293,6 +293,31 @@ fn put(tree: PyTree, name: &str, value: PyTree) -> PyTree {
 }
 
 #[test]
+fn shard_placements_whose_sizes_cannot_be_had_are_invalid_arguments() {
+    let w = || PyTree::dict().with("w", Tensor::from_slice([2], &[1.5f32, 2.5]).unwrap());
+    // The global array's size overflows.
+    let e = PyTreeShard::new(w())
+        .shard("w", &[usize::MAX], &[0])
+        .unwrap_err();
+    assert_eq!(e.kind(), ckpt_core::ErrorKind::InvalidArgument, "{e:#}");
+    assert!(e.to_string().contains("overflows"), "{e:#}");
+    // A chunk of 2^40 elements (it once overflowed a product, or aborted padding the edge chunk).
+    let e = PyTreeShard::new(w())
+        .shard_chunked("w", &[2], &[0], &[1 << 40])
+        .unwrap_err();
+    assert_eq!(e.kind(), ckpt_core::ErrorKind::InvalidArgument, "{e:#}");
+    assert!(e.to_string().contains("larger than"), "{e:#}");
+    let e = PyTreeShard::new(w())
+        .shard_chunked("w", &[2], &[0], &[usize::MAX])
+        .unwrap_err();
+    assert_eq!(e.kind(), ckpt_core::ErrorKind::InvalidArgument, "{e:#}");
+    // A chunk larger than the array but within the limit is fine (an edge chunk).
+    assert!(PyTreeShard::new(w())
+        .shard_chunked("w", &[2], &[0], &[8])
+        .is_ok());
+}
+
+#[test]
 fn the_merge_refuses_shards_that_disagree_or_leave_gaps() {
     let f32s = |n: usize| Tensor::from_slice([n], &vec![1.5f32; n]).unwrap();
     let part = |data: Tensor, offset: usize, chunk: usize, leaf: &str| {
@@ -326,7 +351,26 @@ fn the_merge_refuses_shards_that_disagree_or_leave_gaps() {
     save(&dir, &part(f32s(4), 0, 4, "w"), 0);
     let e = merge(&dir);
     assert_eq!(e.kind(), ckpt_core::ErrorKind::InvalidArgument, "{e:#}");
-    assert!(e.to_string().contains("written by no process"), "{e:#}");
+    assert!(
+        e.to_string().contains("do not cover the global array"),
+        "{e:#}"
+    );
+    // A global shape of 2^40 elements of which one shard of 4 is given: refused by counting
+    // the chunks written, without walking a grid of 2^38 chunks (it once reserved memory for
+    // every chunk index and aborted).
+    let out = tempfile::tempdir().unwrap();
+    let store = LocalStore::open(out.path()).unwrap();
+    let dir = ItemDir::new(&store, "item");
+    let huge = PyTreeShard::new(PyTree::dict().with("w", PyTree::Array(f32s(4))))
+        .shard("w", &[1 << 40], &[0])
+        .unwrap();
+    save(&dir, &huge, 0);
+    let e = merge_process_databases(&dir, &[0]).unwrap_err();
+    assert_eq!(e.kind(), ckpt_core::ErrorKind::InvalidArgument, "{e:#}");
+    assert!(
+        e.to_string().contains("do not cover the global array"),
+        "{e:#}"
+    );
     // Process 1 gives a leaf the primary's tree lacks.
     let out = tempfile::tempdir().unwrap();
     let store = LocalStore::open(out.path()).unwrap();

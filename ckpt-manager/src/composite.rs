@@ -140,6 +140,29 @@ impl<'a> Composite<'a> {
         v
     }
 
+    /// What every process of a job must agree on for the sharded leaves of each
+    /// [`SaveItem::PyTreeShard`] item: `{item: {leaf: {"dtype", "global_shape", "chunk_shape"}}}`.
+    pub(crate) fn shard_layouts(&self) -> serde_json::Value {
+        let mut items = serde_json::Map::new();
+        for (name, item) in &self.items {
+            if let SaveItem::PyTreeShard(part, _) = item {
+                let mut leaves = serde_json::Map::new();
+                for (leaf, dtype, p) in part.sharded_leaves() {
+                    leaves.insert(
+                        leaf.to_string(),
+                        serde_json::json!({
+                            "dtype": dtype.map(|d| d.to_string()),
+                            "global_shape": p.global_shape(),
+                            "chunk_shape": p.chunk_shape(),
+                        }),
+                    );
+                }
+                items.insert(name.clone(), serde_json::Value::Object(leaves));
+            }
+        }
+        serde_json::Value::Object(items)
+    }
+
     /// Gives every [`SaveItem::PyTreeShard`] item `role` (this process's part in a job).
     pub(crate) fn set_shard_role(&mut self, role: ckpt_handlers::orbax_array::ShardRole) {
         for (_, item) in &mut self.items {

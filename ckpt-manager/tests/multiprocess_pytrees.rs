@@ -253,6 +253,7 @@ fn child_process_entry() {
         "save" => role_save(&c),
         "restore" => role_restore(&c),
         "mismatch" => role_mismatch(&c),
+        "dtype_mismatch" => role_dtype_mismatch(&c),
         other => panic!("unknown child role {other}"),
     }))
     .is_ok();
@@ -323,6 +324,40 @@ fn role_mismatch(c: &Arc<dyn Coordinator>) {
         e.to_string().contains("pytree shard item \"default\""),
         "{e:#}"
     );
+    assert_eq!(m.all_steps(), Vec::<u64>::new());
+    m.close().unwrap();
+}
+
+/// Process 1 gives its rows of leaf `w` (global [4, 2]) as i32 where every other process gives
+/// f32: every process fails with `InvalidArgument` naming the leaf and process 1; nothing is
+/// committed (the chunks would have been merged into one array of mixed dtypes).
+fn role_dtype_mismatch(c: &Arc<dyn Coordinator>) {
+    let i = c.process_index();
+    let n = c.process_count();
+    let mut m = manager(c);
+    let rows = 4 / n.min(4);
+    let data = if i == 1 {
+        Tensor::from_slice([rows, 2], &vec![7i32; rows * 2]).unwrap()
+    } else {
+        Tensor::from_slice([rows, 2], &vec![1.5f32; rows * 2]).unwrap()
+    };
+    let shard = PyTreeShard::new(PyTree::dict().with("w", PyTree::Array(data)))
+        .shard("w", &[rows * n, 2], &[rows * i, 0])
+        .unwrap();
+    let e = m
+        .save(
+            1,
+            Composite::new().pytree_shard("default", &shard),
+            SaveOptions::default(),
+        )
+        .unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::InvalidArgument, "{e:#}");
+    let text = e.to_string();
+    assert!(
+        text.contains("\"w\"") && text.contains("process 1"),
+        "{e:#}"
+    );
+    assert!(text.contains("dtype"), "{e:#}");
     assert_eq!(m.all_steps(), Vec::<u64>::new());
     m.close().unwrap();
 }
@@ -533,6 +568,27 @@ fn a_shard_item_the_primary_gives_as_a_plain_pytree_fails_on_every_process() {
 }
 
 #[test]
+fn shards_of_one_leaf_with_different_dtypes_fail_on_every_process() {
+    let test = "shards_of_one_leaf_with_different_dtypes_fail_on_every_process";
+    let Some(endpoint) = etcd_endpoint(test) else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("root");
+    let env = [("CKPT_MP_ROOT", root.to_str().unwrap().to_string())];
+    all_succeed(&wait_all(
+        spawn_children(&spec("dtype_mismatch", &endpoint, PROCESSES, &env)),
+        HANG,
+    ));
+    let names: Vec<String> = std::fs::read_dir(&root)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n != "metadata" && !n.starts_with('.') && !n.starts_with('_'))
+        .collect();
+    assert!(names.is_empty(), "{names:?}");
+}
+
+#[test]
 fn one_process_saving_shards_that_cover_every_array_gives_a_whole_item() {
     let dir = tempfile::tempdir().unwrap();
     let mut m = CheckpointManager::builder(dir.path().to_str().unwrap())
@@ -562,7 +618,7 @@ fn one_process_saving_shards_that_cover_every_array_gives_a_whole_item() {
     assert!(root.join("ocdbt.process_0/manifest.ocdbt").is_file());
     assert!(root.join("manifest.ocdbt").is_file());
 
-    // Half of the array only: the merge finds chunk (1, 0) written by no process.
+    // Half of the array only: the merge counts 1 of its 2 chunks written.
     let half = Tensor::from_slice([2, 2], &[1.0f32, 2.0, 3.0, 4.0]).unwrap();
     let part = PyTreeShard::new(PyTree::dict().with("w", PyTree::Array(half)))
         .shard("w", &[4, 2], &[0, 0])
@@ -575,7 +631,10 @@ fn one_process_saving_shards_that_cover_every_array_gives_a_whole_item() {
         )
         .unwrap_err();
     assert_eq!(e.kind(), ErrorKind::InvalidArgument, "{e:#}");
-    assert!(e.to_string().contains("written by no process"), "{e:#}");
+    assert!(
+        e.to_string().contains("do not cover the global array"),
+        "{e:#}"
+    );
     assert_eq!(m.all_steps(), vec![1]);
     let e = m
         .restore_leaf_slice(Some(1), "default", "w", &[3, 0], &[2, 2])

@@ -29,7 +29,7 @@ pub use describe::tree_metadata;
 pub use restore::{restore_tree, restore_tree_into};
 pub use shard::{
     merge_process_databases, restore_leaf_box, save_shard, Placement, PyTreeShard, ShardRole,
-    PROCESS_DIR_PREFIX,
+    MAX_SHARD_CHUNK_BYTES, PROCESS_DIR_PREFIX,
 };
 pub use write::{save_item, DATA_FILE_BYTES, DEFAULT_CHUNK_BYTES};
 

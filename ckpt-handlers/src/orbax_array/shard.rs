@@ -59,6 +59,10 @@ impl Placement {
     }
 }
 
+/// The largest chunk a shard may be stored in, in bytes (2 GiB: Orbax's OCDBT
+/// `target_data_file_size`, the largest value it writes).
+pub const MAX_SHARD_CHUNK_BYTES: u64 = 2 << 30;
+
 /// One process's part of a pytree item saved by every process of a job: the tree (the same
 /// structure and leaf names on every process) whose sharded array leaves hold only this
 /// process's shard, plus where each shard lies in its global array.
@@ -89,17 +93,22 @@ impl PyTreeShard {
     /// shard of a global array of `global_shape`, starting at `offset` (elements per dimension);
     /// the leaf's own shape is the shard's extent. The global array is stored in chunks of the
     /// shard's shape, as Orbax does, so every process must hold a shard of the same shape (the
-    /// last one along a dimension may be shorter: see [`PyTreeShard::shard_chunked`]).
+    /// last one along a dimension may be shorter: see [`PyTreeShard::shard_chunked`]). A shard
+    /// of more than [`MAX_SHARD_CHUNK_BYTES`] is cut into chunks of at most that size, by
+    /// Orbax's chunk chooser (the same cut on every process for shards of one shape).
     ///
     /// # Errors
     /// `InvalidArgument` when `leaf` is not an array leaf of the tree, the ranks disagree, the
-    /// shard does not lie inside the global array, or its offset is not a multiple of its shape.
+    /// shard does not lie inside the global array, its offset is not a multiple of its shape, or
+    /// the global shape's size overflows.
     pub fn shard(self, leaf: &str, global_shape: &[usize], offset: &[usize]) -> Result<Self> {
-        let shape = match self.tree.get(leaf) {
-            Some(PyTree::Array(t)) => t.shape().to_vec(),
+        let (shape, dtype) = match self.tree.get(leaf) {
+            Some(PyTree::Array(t)) => (t.shape().to_vec(), t.dtype()),
             _ => return Err(not_an_array(leaf)),
         };
-        self.shard_chunked(leaf, global_shape, offset, &shape)
+        let max = usize::try_from(MAX_SHARD_CHUNK_BYTES).unwrap_or(usize::MAX);
+        let chunks = super::zarr::choose_chunk_shape(&shape, dtype, Some(max));
+        self.shard_chunked(leaf, global_shape, offset, &chunks)
     }
 
     /// As [`PyTreeShard::shard`], with the chunk shape of the global array given: every process
@@ -109,8 +118,8 @@ impl PyTreeShard {
     /// 3, 3, 3, 1 with chunk shape 3).
     ///
     /// # Errors
-    /// As [`PyTreeShard::shard`]; `InvalidArgument` when a chunk dimension is 0 or the shard does
-    /// not hold whole chunks as above.
+    /// As [`PyTreeShard::shard`]; `InvalidArgument` when a chunk dimension is 0, the shard does
+    /// not hold whole chunks as above, or a chunk is larger than [`MAX_SHARD_CHUNK_BYTES`].
     pub fn shard_chunked(
         mut self,
         leaf: &str,
@@ -118,11 +127,25 @@ impl PyTreeShard {
         offset: &[usize],
         chunk_shape: &[usize],
     ) -> Result<Self> {
-        let shape = match self.tree.get(leaf) {
-            Some(PyTree::Array(t)) => t.shape().to_vec(),
+        let (shape, dtype) = match self.tree.get(leaf) {
+            Some(PyTree::Array(t)) => (t.shape().to_vec(), t.dtype()),
             _ => return Err(not_an_array(leaf)),
         };
         let rank = shape.len();
+        // Sizes the save computes from these: the global array's and one chunk's bytes.
+        if crate::tensor::checked_sizes(dtype, global_shape).is_none() {
+            return Err(Error::invalid_argument(format!(
+                "leaf {leaf:?}: the global shape {global_shape:?} of {dtype} overflows the \
+                 address space"
+            )));
+        }
+        let chunk_bytes = crate::tensor::checked_sizes(dtype, chunk_shape).map(|(_, b)| b);
+        if chunk_bytes.is_none_or(|b| b as u64 > MAX_SHARD_CHUNK_BYTES) {
+            return Err(Error::invalid_argument(format!(
+                "leaf {leaf:?}: a chunk of shape {chunk_shape:?} of {dtype} is larger than \
+                 {MAX_SHARD_CHUNK_BYTES} bytes, the largest value Orbax's OCDBT writes"
+            )));
+        }
         if global_shape.len() != rank || offset.len() != rank || chunk_shape.len() != rank {
             return Err(Error::invalid_argument(format!(
                 "leaf {leaf:?}: the shard has rank {rank}, the global shape {global_shape:?}, \
@@ -160,6 +183,21 @@ impl PyTreeShard {
     /// The tree (sharded leaves hold this process's shard).
     pub fn tree(&self) -> &PyTree {
         &self.tree
+    }
+
+    /// The sharded leaves (param names, ascending) with their dtype and placement: what every
+    /// process of a job must agree on for a leaf (dtype, global shape, chunk shape).
+    pub fn sharded_leaves(&self) -> Vec<(&str, Option<crate::DType>, &Placement)> {
+        self.placements
+            .iter()
+            .map(|(leaf, p)| {
+                let dtype = match self.tree.get(leaf) {
+                    Some(PyTree::Array(t)) => Some(t.dtype()),
+                    _ => None,
+                };
+                (leaf.as_str(), dtype, p)
+            })
+            .collect()
     }
 
     /// Where leaf `leaf`'s shard lies, `None` for a replicated leaf.
@@ -463,6 +501,24 @@ fn check_complete(
                 )));
             }
         }
+        // The grid is enumerated only when the processes wrote as many chunks as it has: a
+        // global shape far larger than the shards given is refused without walking its grid.
+        let prefix = format!("{param}/");
+        let written = entries
+            .range(prefix.as_bytes().to_vec()..)
+            .take_while(|(k, _)| k.starts_with(prefix.as_bytes()))
+            .filter(|(k, _)| !k.ends_with(b"/.zarray"))
+            .count();
+        let needed = zarr::chunk_count(&meta);
+        if needed.is_none_or(|n| n > written) {
+            return Err(Error::invalid_argument(format!(
+                "leaf {param:?} of global shape {:?} has {} chunks of shape {:?}, the processes \
+                 wrote {written}; the shards given do not cover the global array",
+                meta.shape,
+                needed.map_or_else(|| "too many".to_string(), |n| n.to_string()),
+                meta.chunks
+            )));
+        }
         for index in zarr::chunk_grid(&meta) {
             let k = format!("{param}/{}", zarr::chunk_key(zarr::ZarrVersion::V2, &index));
             if !entries.contains_key(k.as_bytes()) {
@@ -532,10 +588,8 @@ pub fn restore_leaf_box(
         .iter()
         .try_fold(esize, |a, &d| a.checked_mul(d))
         .ok_or_else(|| Error::invalid_argument("the requested box is too large"))?;
-    let mut out: Vec<u8> = Vec::new();
-    out.try_reserve_exact(total)
-        .map_err(|_| Error::invalid_argument("the requested box cannot be allocated"))?;
-    out.resize(total, 0);
+    let mut out = ckpt_storage::try_zeroed_bytes(total)
+        .ok_or_else(|| Error::invalid_argument("the requested box cannot be allocated"))?;
     if rank == 0 || meta.inner.is_some() {
         let whole = super::arrays::read_array(dir, &source, leaf, zarr3)?;
         copy_box(
@@ -559,13 +613,11 @@ pub fn restore_leaf_box(
         param: leaf,
     };
     // The chunk size comes from metadata anyone can write: allocate it fallibly.
-    let mut scratch: Vec<u8> = Vec::new();
-    scratch.try_reserve_exact(chunk_bytes).map_err(|_| {
+    let mut scratch = ckpt_storage::try_zeroed_bytes(chunk_bytes).ok_or_else(|| {
         Error::corrupt(format!(
             "{what}: a chunk of {chunk_bytes} bytes cannot be allocated"
         ))
     })?;
-    scratch.resize(chunk_bytes, 0);
     // The chunk indices overlapping the box, per dimension.
     let ranges: Vec<(usize, usize)> = (0..rank)
         .map(|d| {

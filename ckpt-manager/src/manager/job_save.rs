@@ -71,7 +71,12 @@ pub(super) fn save_in_job(
         }
         let mut names: Vec<&str> = items.names();
         names.sort_unstable();
-        let v = json!({"items": names, "metrics": p.write_metrics, "sharded": items.shard_names()});
+        let v = json!({
+            "items": names,
+            "metrics": p.write_metrics,
+            "sharded": items.shard_names(),
+            "layouts": items.shard_layouts(),
+        });
         plan = Some(p);
         Ok(v)
     });
@@ -265,6 +270,7 @@ fn check_parts(
         ))
         .with_step(step));
     }
+    check_shard_layouts(step, parts, primary)?;
     if let Some((item, by)) = owners
         .iter()
         .find(|(name, by)| by.len() > 1 && !sharded.contains_key(*name))
@@ -286,6 +292,51 @@ fn check_parts(
         .into_iter()
         .map(|(n, by)| (n.to_string(), by))
         .collect())
+}
+
+/// Every sharded leaf of every process agrees with the primary's: the same dtype, global shape
+/// and chunk shape, and the primary shards it too (it writes the leaf's `.zarray`). Otherwise
+/// the chunks of one array would be written with different dtypes or grids and the merged item
+/// would restore wrong values.
+fn check_shard_layouts(step: Step, parts: &[(usize, Value)], primary: usize) -> Result<()> {
+    let empty = serde_json::Map::new();
+    let layouts = |p: &Value| p.get("layouts").and_then(Value::as_object).cloned();
+    let Some(of_primary) = parts
+        .iter()
+        .find(|(i, _)| *i == primary)
+        .and_then(|(_, p)| layouts(p))
+    else {
+        return Ok(());
+    };
+    for (i, p) in parts {
+        let Some(mine) = layouts(p) else { continue };
+        for (item, leaves) in &mine {
+            let Some(leaves) = leaves.as_object() else {
+                continue;
+            };
+            let primary_leaves = of_primary
+                .get(item)
+                .and_then(Value::as_object)
+                .unwrap_or(&empty);
+            for (leaf, layout) in leaves {
+                let theirs = primary_leaves.get(leaf);
+                if theirs != Some(layout) {
+                    return Err(Error::invalid_argument(format!(
+                        "pytree shard item {item:?} of step {step}: process {i} gives leaf \
+                         {leaf:?} as a shard of {layout}, the primary ({primary}) {}; every \
+                         process must give the same dtype, global shape and chunk shape for a \
+                         sharded leaf; nothing was saved",
+                        theirs.map_or_else(
+                            || "does not shard it".to_string(),
+                            |t| format!("as a shard of {t}")
+                        )
+                    ))
+                    .with_step(step));
+                }
+            }
+        }
+    }
+    Ok(())
 }
 
 /// `e` naming the step; on the primary (which holds `staged`) the working directory is removed

@@ -58,29 +58,52 @@ pub fn decode_array(
         .map(|(_, b)| b)
         .ok_or_else(|| bad(what, "chunk size overflows"))?;
     // Chunks that are contiguous runs of the array decode straight into their part of `out`,
-    // on several threads; the others (edge chunks, chunks cut across trailing dimensions) decode
-    // into a scratch buffer and are copied into place.
-    let mut rest = Vec::new();
+    // on several threads, a batch at a time (the chunk count comes from metadata: nothing is
+    // held for the whole grid); the others (edge chunks, chunks cut across trailing dimensions)
+    // decode into a scratch buffer and are copied into place, in a second pass over the grid.
+    let direct_range = |index: &[usize], consumed: usize, room: usize| {
+        contiguous_range(meta.dtype, &meta.shape, &meta.chunks, index)
+            .filter(|r| r.start >= consumed && r.end - consumed <= room)
+    };
+    let mut any_rest = false;
     {
         let mut direct: Vec<(String, &mut [u8])> = Vec::new();
         let mut tail: &mut [u8] = out;
         let mut consumed = 0usize;
         for index in chunk_grid(meta) {
-            match contiguous_range(meta.dtype, &meta.shape, &meta.chunks, &index) {
-                Some(r) if r.start >= consumed && r.end - consumed <= tail.len() => {
+            match direct_range(&index, consumed, tail.len()) {
+                Some(r) => {
                     let (_, t) = std::mem::take(&mut tail).split_at_mut(r.start - consumed);
                     let (piece, t2) = t.split_at_mut(r.len());
                     direct.push((chunk_key(meta.version, &index), piece));
                     tail = t2;
                     consumed = r.end;
+                    if direct.len() == DECODE_BATCH {
+                        parallel_decode(std::mem::take(&mut direct), meta.zstd, src, what)?;
+                    }
                 }
-                _ => rest.push(index),
+                None => any_rest = true,
             }
         }
         parallel_decode(direct, meta.zstd, src, what)?;
     }
-    let mut scratch = vec![0u8; if rest.is_empty() { 0 } else { chunk_bytes }];
-    for index in rest {
+    if !any_rest {
+        return Ok(());
+    }
+    // The same walk again gives the same decisions: what went direct above is skipped.
+    let total = out.len();
+    let mut scratch = ckpt_storage::try_zeroed_bytes(chunk_bytes).ok_or_else(|| {
+        bad(
+            what,
+            format!("a chunk of {chunk_bytes} bytes cannot be allocated"),
+        )
+    })?;
+    let mut consumed = 0usize;
+    for index in chunk_grid(meta) {
+        if let Some(r) = direct_range(&index, consumed, total - consumed) {
+            consumed = r.end;
+            continue;
+        }
         let key = chunk_key(meta.version, &index);
         let at = format!("{what} chunk {key}");
         src.decode_into(&key, meta.zstd, &mut scratch, &at)?;
@@ -89,6 +112,9 @@ pub fn decode_array(
     }
     Ok(())
 }
+
+/// How many directly decoded chunks are handed to the decoding threads at a time.
+const DECODE_BATCH: usize = 1024;
 
 /// Where an array's stored chunks come from (a key below the array's name: `0.0`, `c/0/1`).
 pub trait ChunkSource: Sync {
@@ -203,7 +229,7 @@ pub(crate) fn decode_shard(
         .ok_or_else(|| bad(&at, "inner chunk size overflows"))?;
     let single = n == 1 && whole;
     let mut scratch = Vec::new();
-    for (k, sub) in grid_indices(&counts).into_iter().enumerate() {
+    for (k, sub) in grid_indices(&counts).enumerate() {
         let e = &idx[k * 16..k * 16 + 16];
         let off = u64::from_le_bytes(e[..8].try_into().unwrap_or([0; 8]));
         let len = u64::from_le_bytes(e[8..].try_into().unwrap_or([0; 8]));

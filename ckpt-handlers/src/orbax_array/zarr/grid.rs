@@ -3,32 +3,62 @@
 
 use super::*;
 
-/// The chunk grid of `meta`: for each chunk (in C order of grid indices) its grid index.
-pub fn chunk_grid(meta: &ArrayMeta) -> Vec<Vec<usize>> {
+/// The chunk grid of `meta`: for each chunk (in C order of grid indices) its grid index,
+/// produced one at a time (the count comes from metadata anyone can write: nothing is allocated
+/// for the whole grid, so a reader stops at its first missing chunk whatever the count claims).
+pub fn chunk_grid(meta: &ArrayMeta) -> GridIndices {
     let counts: Vec<usize> = meta
         .shape
         .iter()
         .zip(&meta.chunks)
-        .map(|(s, c)| s.div_ceil(*c))
+        .map(|(s, c)| s.div_ceil((*c).max(1)))
         .collect();
     grid_indices(&counts)
 }
 
-pub(crate) fn grid_indices(counts: &[usize]) -> Vec<Vec<usize>> {
-    let total: usize = counts.iter().product();
-    let mut out = Vec::with_capacity(total);
-    let mut idx = vec![0usize; counts.len()];
-    for _ in 0..total {
-        out.push(idx.clone());
-        for d in (0..counts.len()).rev() {
-            idx[d] += 1;
-            if idx[d] < counts[d] {
+/// The number of chunks of `meta`'s grid, or `None` when it overflows `usize`.
+pub fn chunk_count(meta: &ArrayMeta) -> Option<usize> {
+    meta.shape
+        .iter()
+        .zip(&meta.chunks)
+        .try_fold(1usize, |n, (s, c)| n.checked_mul(s.div_ceil((*c).max(1))))
+}
+
+/// Every index of a grid of `counts` chunks per dimension, in C order, one at a time.
+pub(crate) fn grid_indices(counts: &[usize]) -> GridIndices {
+    GridIndices {
+        counts: counts.to_vec(),
+        idx: vec![0; counts.len()],
+        left: counts.iter().fold(1usize, |n, c| n.saturating_mul(*c)),
+    }
+}
+
+/// The indices of a chunk grid in C order ([`chunk_grid`]).
+#[derive(Debug, Clone)]
+pub struct GridIndices {
+    counts: Vec<usize>,
+    idx: Vec<usize>,
+    left: usize,
+}
+
+impl Iterator for GridIndices {
+    type Item = Vec<usize>;
+
+    fn next(&mut self) -> Option<Vec<usize>> {
+        if self.left == 0 {
+            return None;
+        }
+        self.left -= 1;
+        let out = self.idx.clone();
+        for d in (0..self.counts.len()).rev() {
+            self.idx[d] += 1;
+            if self.idx[d] < self.counts[d] {
                 break;
             }
-            idx[d] = 0;
+            self.idx[d] = 0;
         }
+        Some(out)
     }
-    out
 }
 
 /// The key of chunk `index` below the array's name: v2 `0.1` (`0` for 0-d), v3 `c/0/1` (`c`).
@@ -62,7 +92,6 @@ pub(crate) fn box_rows(
     }
     let row = extent[rank - 1] * item;
     grid_indices(&extent[..rank - 1])
-        .into_iter()
         .map(|idx| {
             let mut a = 0usize;
             let mut c = 0usize;
