@@ -293,6 +293,18 @@ fn put(tree: PyTree, name: &str, value: PyTree) -> PyTree {
 }
 
 #[test]
+fn a_box_of_a_leaf_the_item_lacks_names_the_leaf() {
+    let store = LocalStore::open(data_dir().join("root").join("1")).unwrap();
+    let dir = ItemDir::new(&store, "default");
+    let e = restore_leaf_box(&dir, "nope", &[0], &[1]).unwrap_err();
+    assert_eq!(e.kind(), ckpt_core::ErrorKind::NotFound, "{e:#}");
+    assert!(
+        e.to_string().contains("no array leaf \"nope\""),
+        "{e:#}"
+    );
+}
+
+#[test]
 fn shard_placements_whose_sizes_cannot_be_had_are_invalid_arguments() {
     let w = || PyTree::dict().with("w", Tensor::from_slice([2], &[1.5f32, 2.5]).unwrap());
     // The global array's size overflows.

@@ -566,7 +566,19 @@ pub fn restore_leaf_box(
     let what = format!("array {leaf:?} of {}", dir.location(""));
     let (meta, zarr3) = match source.array_meta(leaf, false, &what) {
         Ok(m) => (m, false),
-        Err(e) if e.kind() == ErrorKind::NotFound => (source.array_meta(leaf, true, &what)?, true),
+        Err(e) if e.kind() == ErrorKind::NotFound => match source.array_meta(leaf, true, &what) {
+            Ok(m) => (m, true),
+            // Neither `.zarray` nor `zarr.json`: name the leaf, not the last key tried.
+            Err(e3) if e3.kind() == ErrorKind::NotFound => {
+                return Err(Error::not_found(format!(
+                    "{what}: no array leaf {leaf:?} in this item (neither {leaf}/.zarray nor \
+                     {leaf}/zarr.json is there; leaves are named by their key path joined with \
+                     '.', e.g. params.dense.kernel)"
+                ))
+                .with_source(e))
+            }
+            Err(e3) => return Err(e3),
+        },
         Err(e) => return Err(e),
     };
     let rank = meta.shape.len();
