@@ -298,10 +298,7 @@ fn a_box_of_a_leaf_the_item_lacks_names_the_leaf() {
     let dir = ItemDir::new(&store, "default");
     let e = restore_leaf_box(&dir, "nope", &[0], &[1]).unwrap_err();
     assert_eq!(e.kind(), ckpt_core::ErrorKind::NotFound, "{e:#}");
-    assert!(
-        e.to_string().contains("no array leaf \"nope\""),
-        "{e:#}"
-    );
+    assert!(e.to_string().contains("no array leaf \"nope\""), "{e:#}");
 }
 
 #[test]
