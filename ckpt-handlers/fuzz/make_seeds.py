@@ -36,6 +36,24 @@ for pattern, target in [("**/.zarray", "zarr_metadata"), ("**/zarr.json", "zarr_
                         ("**/_ROOT_METADATA", "step_metadata"), ("**/*.safetensors", "safetensors")]:
     for p in glob.glob(os.path.join(DATA, pattern), recursive=True)[:40]:
         put(target, open(p, "rb").read())
+
+def item_blob(item_dir):
+    """An Orbax array item (a directory holding _METADATA) as the orbax_item input: every file
+    below it, by its path relative to the item."""
+    out = b""
+    for root, _, names in sorted(os.walk(item_dir)):
+        for n in sorted(names):
+            path = os.path.join(root, n)
+            rel = os.path.relpath(path, item_dir).encode()
+            body = open(path, "rb").read()
+            out += struct.pack("<H", len(rel)) + rel + struct.pack("<I", len(body)) + body
+    return out
+
+
+for meta in glob.glob(os.path.join(DATA, "**", "_METADATA"), recursive=True):
+    blob = item_blob(os.path.dirname(meta))
+    if len(blob) <= 256 << 10:
+        put("orbax_item", blob)
 for t in sorted(os.listdir(os.path.join(HERE, "corpus"))):
     print(t, len(os.listdir(os.path.join(HERE, "corpus", t))))
 
