@@ -546,9 +546,9 @@ fn save_and_restore(
     steps
 }
 
-#[test]
-fn a_shard_item_the_primary_gives_as_a_plain_pytree_fails_on_every_process() {
-    let test = "a_shard_item_the_primary_gives_as_a_plain_pytree_fails_on_every_process";
+/// Runs `role` (whose children each assert their own failure) on 4 processes and checks that
+/// the root holds no step, committed or not.
+fn every_process_fails_and_nothing_is_written(test: &str, role: &'static str) {
     let Some(endpoint) = etcd_endpoint(test) else {
         return;
     };
@@ -556,7 +556,7 @@ fn a_shard_item_the_primary_gives_as_a_plain_pytree_fails_on_every_process() {
     let root = dir.path().join("root");
     let env = [("CKPT_MP_ROOT", root.to_str().unwrap().to_string())];
     all_succeed(&wait_all(
-        spawn_children(&spec("mismatch", &endpoint, PROCESSES, &env)),
+        spawn_children(&spec(role, &endpoint, PROCESSES, &env)),
         HANG,
     ));
     let names: Vec<String> = std::fs::read_dir(&root)
@@ -564,28 +564,23 @@ fn a_shard_item_the_primary_gives_as_a_plain_pytree_fails_on_every_process() {
         .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
         .filter(|n| n != "metadata" && !n.starts_with('.') && !n.starts_with('_'))
         .collect();
-    assert!(names.is_empty(), "{names:?}");
+    assert!(names.is_empty(), "{role}: {names:?}");
+}
+
+#[test]
+fn a_shard_item_the_primary_gives_as_a_plain_pytree_fails_on_every_process() {
+    every_process_fails_and_nothing_is_written(
+        "a_shard_item_the_primary_gives_as_a_plain_pytree_fails_on_every_process",
+        "mismatch",
+    );
 }
 
 #[test]
 fn shards_of_one_leaf_with_different_dtypes_fail_on_every_process() {
-    let test = "shards_of_one_leaf_with_different_dtypes_fail_on_every_process";
-    let Some(endpoint) = etcd_endpoint(test) else {
-        return;
-    };
-    let dir = tempfile::tempdir().unwrap();
-    let root = dir.path().join("root");
-    let env = [("CKPT_MP_ROOT", root.to_str().unwrap().to_string())];
-    all_succeed(&wait_all(
-        spawn_children(&spec("dtype_mismatch", &endpoint, PROCESSES, &env)),
-        HANG,
-    ));
-    let names: Vec<String> = std::fs::read_dir(&root)
-        .unwrap()
-        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
-        .filter(|n| n != "metadata" && !n.starts_with('.') && !n.starts_with('_'))
-        .collect();
-    assert!(names.is_empty(), "{names:?}");
+    every_process_fails_and_nothing_is_written(
+        "shards_of_one_leaf_with_different_dtypes_fail_on_every_process",
+        "dtype_mismatch",
+    );
 }
 
 #[test]

@@ -6,6 +6,9 @@
 use ckpt_core::{Error, Result};
 use ckpt_handlers::ocdbt::{Database, DbFiles};
 use libfuzzer_sys::fuzz_target;
+
+#[path = "files.rs"]
+mod files;
 use std::collections::BTreeMap;
 use std::ops::Range;
 
@@ -28,27 +31,8 @@ impl DbFiles for Files {
     }
 }
 
-fn split(mut data: &[u8]) -> BTreeMap<String, Vec<u8>> {
-    let mut files = BTreeMap::new();
-    while data.len() >= 2 {
-        let n = u16::from_le_bytes([data[0], data[1]]) as usize;
-        data = &data[2..];
-        if data.len() < n + 4 {
-            break;
-        }
-        let name = String::from_utf8_lossy(&data[..n]).into_owned();
-        data = &data[n..];
-        let len = u32::from_le_bytes([data[0], data[1], data[2], data[3]]) as usize;
-        data = &data[4..];
-        let len = len.min(data.len());
-        files.insert(name, data[..len].to_vec());
-        data = &data[len..];
-    }
-    files
-}
-
 fuzz_target!(|data: &[u8]| {
-    let mut files = Files(split(data));
+    let mut files = Files(files::split(data).into_iter().collect());
     let Some(manifest) = files.0.remove("manifest.ocdbt") else {
         return;
     };

@@ -10,6 +10,9 @@ use ckpt_handlers::orbax_array::{restore_tree, tree_metadata};
 use ckpt_handlers::ItemDir;
 use ckpt_storage::{OpendalStore, Store};
 use libfuzzer_sys::fuzz_target;
+
+#[path = "files.rs"]
+mod files;
 use std::sync::OnceLock;
 
 fn store() -> &'static OpendalStore {
@@ -17,29 +20,10 @@ fn store() -> &'static OpendalStore {
     STORE.get_or_init(|| OpendalStore::memory().expect("a memory store"))
 }
 
-fn split(mut data: &[u8]) -> Vec<(String, Vec<u8>)> {
-    let mut files = Vec::new();
-    while data.len() >= 2 {
-        let n = u16::from_le_bytes([data[0], data[1]]) as usize;
-        data = &data[2..];
-        if data.len() < n + 4 {
-            break;
-        }
-        let name = String::from_utf8_lossy(&data[..n]).into_owned();
-        data = &data[n..];
-        let len = u32::from_le_bytes([data[0], data[1], data[2], data[3]]) as usize;
-        data = &data[4..];
-        let len = len.min(data.len());
-        files.push((name, data[..len].to_vec()));
-        data = &data[len..];
-    }
-    files
-}
-
 fuzz_target!(|data: &[u8]| {
     let store = store();
     let _ = store.delete_prefix("item");
-    for (name, bytes) in split(data) {
+    for (name, bytes) in files::split(data) {
         // Names the store refuses (empty, `..`, absolute) are skipped, as a root cannot hold them.
         let _ = store.write(&format!("item/{name}"), &bytes);
     }
