@@ -95,7 +95,8 @@ impl PyTreeShard {
     /// shard's shape, as Orbax does, so every process must hold a shard of the same shape (the
     /// last one along a dimension may be shorter: see [`PyTreeShard::shard_chunked`]). A shard
     /// of more than [`MAX_SHARD_CHUNK_BYTES`] is cut into chunks of at most that size, by
-    /// Orbax's chunk chooser (the same cut on every process for shards of one shape).
+    /// Orbax's chunk chooser (the same cut on every process for shards of one shape). Marking a
+    /// leaf again replaces its placement.
     ///
     /// # Errors
     /// `InvalidArgument` when `leaf` is not an array leaf of the tree, the ranks disagree, the
