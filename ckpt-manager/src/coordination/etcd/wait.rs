@@ -2,6 +2,7 @@
 //! until every expected process has written its key or one of them is gone.
 
 use super::*;
+use std::ops::ControlFlow;
 
 /// What [`Shared::arrive`] does when its key already exists with another value.
 #[derive(Clone, Copy)]
@@ -28,6 +29,20 @@ pub(super) enum Verdict<T> {
     Fail(Error),
     /// Start over with a fresh read (the join's primary changed).
     Restart,
+}
+
+impl<T> Verdict<T> {
+    /// What a wait does with this verdict: `Break` ends it with its result (`Done`: the value,
+    /// `Restart`: `None`, `Fail`: the error); `Continue` waits on, with the error to give if the
+    /// deadline passes.
+    pub(super) fn step(self) -> ControlFlow<Result<Option<T>>, Error> {
+        match self {
+            Verdict::Done(v) => ControlFlow::Break(Ok(Some(v))),
+            Verdict::Fail(e) => ControlFlow::Break(Err(e)),
+            Verdict::Restart => ControlFlow::Break(Ok(None)),
+            Verdict::Pending(e) => ControlFlow::Continue(e),
+        }
+    }
 }
 
 /// The job's keys as one long-lived watch of this process follows them (see [`follow`]): every
@@ -448,11 +463,9 @@ pub(super) async fn wait_keys<T>(
                 }
             }
         }
-        let mut pending = match evaluate(&seen) {
-            Verdict::Done(v) => return Ok(Some(v)),
-            Verdict::Fail(e) => return Err(e),
-            Verdict::Restart => return Ok(None),
-            Verdict::Pending(e) => e,
+        let mut pending = match evaluate(&seen).step() {
+            ControlFlow::Break(r) => return r,
+            ControlFlow::Continue(e) => e,
         };
         // From the feed: the events after the read, until the feed fails this wait.
         if let Some(rx) = notes.as_mut() {
@@ -471,18 +484,10 @@ pub(super) async fn wait_keys<T>(
                         continue 'fresh;
                     }
                 };
-                for event in events.iter() {
-                    let Some(kv) = event.kv() else { continue };
-                    if kv.mod_revision() <= revision {
-                        continue; // already in the snapshot
-                    }
-                    apply(&mut seen, event.event_type(), kv, prefix, procs_prefix);
-                }
-                pending = match evaluate(&seen) {
-                    Verdict::Done(v) => return Ok(Some(v)),
-                    Verdict::Fail(e) => return Err(e),
-                    Verdict::Restart => return Ok(None),
-                    Verdict::Pending(e) => e,
+                apply_after(&mut seen, events.iter(), revision, prefix, procs_prefix);
+                pending = match evaluate(&seen).step() {
+                    ControlFlow::Break(r) => return r,
+                    ControlFlow::Continue(e) => e,
                 };
             }
         }
@@ -523,18 +528,10 @@ pub(super) async fn wait_keys<T>(
             }
             // A message after a failed request shows etcd answering again.
             backoff = FIRST_BACKOFF;
-            for event in message.events() {
-                let Some(kv) = event.kv() else { continue };
-                if kv.mod_revision() <= revision {
-                    continue; // already in the snapshot
-                }
-                apply(&mut seen, event.event_type(), kv, prefix, procs_prefix);
-            }
-            pending = match evaluate(&seen) {
-                Verdict::Done(v) => return Ok(Some(v)),
-                Verdict::Fail(e) => return Err(e),
-                Verdict::Restart => return Ok(None),
-                Verdict::Pending(e) => e,
+            apply_after(&mut seen, message.events(), revision, prefix, procs_prefix);
+            pending = match evaluate(&seen).step() {
+                ControlFlow::Break(r) => return r,
+                ControlFlow::Continue(e) => e,
             };
         }
     }
@@ -635,6 +632,23 @@ pub(super) async fn snapshot(
         }
     }
     Ok((seen, revision, succeeded))
+}
+
+/// Applies the watch events after `revision` (the snapshot's, which already holds the earlier
+/// ones) to what a wait has seen, in order: the feed's and a wait's own watch alike.
+fn apply_after<'e>(
+    seen: &mut Seen,
+    events: impl IntoIterator<Item = &'e etcd_client::Event>,
+    revision: i64,
+    prefix: &str,
+    procs_prefix: &str,
+) {
+    for event in events {
+        let Some(kv) = event.kv() else { continue };
+        if kv.mod_revision() > revision {
+            apply(seen, event.event_type(), kv, prefix, procs_prefix);
+        }
+    }
 }
 
 /// Applies one watch event to what a wait has seen. A key may be both a wait's own key and a
