@@ -300,7 +300,9 @@ fn check_parts(
 /// would restore wrong values.
 fn check_shard_layouts(step: Step, parts: &[(usize, Value)], primary: usize) -> Result<()> {
     let empty = serde_json::Map::new();
-    let layouts = |p: &Value| p.get("layouts").and_then(Value::as_object).cloned();
+    fn layouts(p: &Value) -> Option<&serde_json::Map<String, Value>> {
+        p.get("layouts").and_then(Value::as_object)
+    }
     let Some(of_primary) = parts
         .iter()
         .find(|(i, _)| *i == primary)
@@ -310,7 +312,7 @@ fn check_shard_layouts(step: Step, parts: &[(usize, Value)], primary: usize) -> 
     };
     for (i, p) in parts {
         let Some(mine) = layouts(p) else { continue };
-        for (item, leaves) in &mine {
+        for (item, leaves) in mine {
             let Some(leaves) = leaves.as_object() else {
                 continue;
             };
