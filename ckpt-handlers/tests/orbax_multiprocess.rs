@@ -334,59 +334,48 @@ fn the_merge_refuses_shards_that_disagree_or_leave_gaps() {
             .shard_chunked(leaf, &[8], &[offset], &[chunk])
             .unwrap()
     };
-    let save = |dir: &ItemDir<'_>, p: &PyTreeShard, i: usize| {
-        let role = ShardRole {
-            process: i,
-            primary: i == 0,
-            merge: false,
-        };
-        save_shard(dir, p, role, &ArrayOptions::default()).unwrap();
+    // Process i saves parts[i] into a fresh item; the merge of `processes` must refuse with
+    // InvalidArgument naming `needle`, and write no manifest.
+    let refused = |parts: &[&PyTreeShard], processes: &[usize], needle: &str| {
+        let out = tempfile::tempdir().unwrap();
+        let store = LocalStore::open(out.path()).unwrap();
+        let dir = ItemDir::new(&store, "item");
+        for (i, p) in parts.iter().enumerate() {
+            let role = ShardRole {
+                process: i,
+                primary: i == 0,
+                merge: false,
+            };
+            save_shard(&dir, p, role, &ArrayOptions::default()).unwrap();
+        }
+        let e = merge_process_databases(&dir, processes).unwrap_err();
+        assert_eq!(e.kind(), ckpt_core::ErrorKind::InvalidArgument, "{e:#}");
+        assert!(e.to_string().contains(needle), "{e:#}");
+        assert!(!out.path().join("item/manifest.ocdbt").exists());
     };
-    let merge = |dir: &ItemDir<'_>| merge_process_databases(dir, &[0, 1]).unwrap_err();
     // Chunk shapes 4 and 2: the processes disagree.
-    let out = tempfile::tempdir().unwrap();
-    let store = LocalStore::open(out.path()).unwrap();
-    let dir = ItemDir::new(&store, "item");
-    save(&dir, &part(f32s(4), 0, 4, "w"), 0);
-    save(&dir, &part(f32s(4), 4, 2, "w"), 1);
-    let e = merge(&dir);
-    assert_eq!(e.kind(), ckpt_core::ErrorKind::InvalidArgument, "{e:#}");
-    assert!(e.to_string().contains("chunk"), "{e:#}");
-    assert!(!out.path().join("item/manifest.ocdbt").exists());
+    refused(
+        &[&part(f32s(4), 0, 4, "w"), &part(f32s(4), 4, 2, "w")],
+        &[0, 1],
+        "chunk",
+    );
     // Process 1 gives nothing: chunk [1] is missing.
-    let out = tempfile::tempdir().unwrap();
-    let store = LocalStore::open(out.path()).unwrap();
-    let dir = ItemDir::new(&store, "item");
-    save(&dir, &part(f32s(4), 0, 4, "w"), 0);
-    let e = merge(&dir);
-    assert_eq!(e.kind(), ckpt_core::ErrorKind::InvalidArgument, "{e:#}");
-    assert!(
-        e.to_string().contains("do not cover the global array"),
-        "{e:#}"
+    refused(
+        &[&part(f32s(4), 0, 4, "w")],
+        &[0, 1],
+        "do not cover the global array",
     );
     // A global shape of 2^40 elements of which one shard of 4 is given: refused by counting
     // the chunks written, without walking a grid of 2^38 chunks (it once reserved memory for
     // every chunk index and aborted).
-    let out = tempfile::tempdir().unwrap();
-    let store = LocalStore::open(out.path()).unwrap();
-    let dir = ItemDir::new(&store, "item");
     let huge = PyTreeShard::new(PyTree::dict().with("w", PyTree::Array(f32s(4))))
         .shard("w", &[1 << 40], &[0])
         .unwrap();
-    save(&dir, &huge, 0);
-    let e = merge_process_databases(&dir, &[0]).unwrap_err();
-    assert_eq!(e.kind(), ckpt_core::ErrorKind::InvalidArgument, "{e:#}");
-    assert!(
-        e.to_string().contains("do not cover the global array"),
-        "{e:#}"
-    );
+    refused(&[&huge], &[0], "do not cover the global array");
     // Process 1 gives a leaf the primary's tree lacks.
-    let out = tempfile::tempdir().unwrap();
-    let store = LocalStore::open(out.path()).unwrap();
-    let dir = ItemDir::new(&store, "item");
-    save(&dir, &part(f32s(8), 0, 8, "w"), 0);
-    save(&dir, &part(f32s(4), 4, 4, "v"), 1);
-    let e = merge(&dir);
-    assert_eq!(e.kind(), ckpt_core::ErrorKind::InvalidArgument, "{e:#}");
-    assert!(e.to_string().contains("same tree"), "{e:#}");
+    refused(
+        &[&part(f32s(8), 0, 8, "w"), &part(f32s(4), 4, 4, "v")],
+        &[0, 1],
+        "same tree",
+    );
 }

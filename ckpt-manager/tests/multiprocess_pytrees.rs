@@ -36,7 +36,7 @@ use ckpt_manager::{CheckpointManager, Composite, ErrorKind, SaveOptions};
 use serde_json::{json, Value};
 use std::sync::Arc;
 use std::time::Duration;
-use support::{env, etcd_endpoint, fresh_job, say, spawn_children, wait_all, ChildSpec, Finished};
+use support::{all_succeed, env, etcd_endpoint, say, spawn_children, wait_all, ChildSpec};
 
 /// A timeout for waits that must pass.
 const PASS: Duration = Duration::from_secs(300);
@@ -365,30 +365,7 @@ fn role_dtype_mismatch(c: &Arc<dyn Coordinator>) {
 // ------------------------------------------------------------------------- the parent
 
 fn spec(role: &'static str, endpoint: &str, count: usize, env: &[(&str, String)]) -> ChildSpec {
-    ChildSpec {
-        entry: "child_process_entry",
-        env: env
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.clone()))
-            .collect(),
-        role,
-        endpoint: endpoint.to_string(),
-        job: fresh_job(role),
-        count,
-        lease_ttl_secs: 10,
-        request_timeout_secs: 10.0,
-    }
-}
-
-/// Every child exited 0 after printing PASS; otherwise a panic showing every child's output.
-fn all_succeed(done: &[Finished]) {
-    let bad = done
-        .iter()
-        .any(|f| !f.status.success() || f.line("PASS").is_none());
-    if bad {
-        let all: Vec<String> = done.iter().map(Finished::describe).collect();
-        panic!("children failed:\n{}", all.join("\n"));
-    }
+    ChildSpec::new("child_process_entry", role, endpoint, count, env)
 }
 
 /// The leaves of `tree` as `check_ckpt_pytrees.py` reads them (as `write_pytree_roots` writes).

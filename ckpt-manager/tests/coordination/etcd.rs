@@ -5,7 +5,7 @@
 
 use crate::conformance::{self, PASS};
 use crate::support::{
-    env, etcd_endpoint, fresh_job, say, spawn_children, wait_all, ChildSpec, Finished, OwnEtcd,
+    all_succeed, env, etcd_endpoint, fresh_job, say, spawn_children, wait_all, ChildSpec, OwnEtcd,
 };
 use ckpt_manager::coordination::{Coordinator, EtcdCoordinator, EtcdOptions, Report};
 use ckpt_manager::{Error, ErrorKind};
@@ -156,34 +156,7 @@ fn role_bench(c: &EtcdCoordinator) {
 }
 
 fn spec(role: &'static str, endpoint: &str, count: usize) -> ChildSpec {
-    ChildSpec {
-        entry: "etcd::child_process_entry",
-        env: Vec::new(),
-        role,
-        endpoint: endpoint.to_string(),
-        job: fresh_job(role),
-        count,
-        lease_ttl_secs: 10,
-        request_timeout_secs: 10.0,
-    }
-}
-
-/// Every child exited 0 after printing PASS; otherwise a panic showing every child's output.
-fn all_succeed(done: &[Finished]) {
-    let bad: Vec<String> = done
-        .iter()
-        .filter(|f| !f.status.success() || f.line("PASS").is_none())
-        .map(|f| f.describe())
-        .collect();
-    if !bad.is_empty() {
-        let all: Vec<String> = done.iter().map(Finished::describe).collect();
-        panic!(
-            "{} of {} children failed:\n{}",
-            bad.len(),
-            done.len(),
-            all.join("\n")
-        );
-    }
+    ChildSpec::new("etcd::child_process_entry", role, endpoint, count, &[])
 }
 
 #[test]

@@ -221,6 +221,32 @@ pub struct ChildSpec {
     pub request_timeout_secs: f64,
 }
 
+impl ChildSpec {
+    /// `count` children running this binary's test `entry` in `role`, on a fresh job (named
+    /// after the role) at `endpoint`, with `env` added; leases of 10 s, requests of 10 s.
+    pub fn new(
+        entry: &'static str,
+        role: &'static str,
+        endpoint: &str,
+        count: usize,
+        env: &[(&str, String)],
+    ) -> ChildSpec {
+        ChildSpec {
+            entry,
+            env: env
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.clone()))
+                .collect(),
+            role,
+            endpoint: endpoint.to_string(),
+            job: fresh_job(role),
+            count,
+            lease_ttl_secs: 10,
+            request_timeout_secs: 10.0,
+        }
+    }
+}
+
 /// One running child: its output lines arrive on `lines` (the `CKPT-CHILD ` lines of stdout,
 /// prefix removed) as it prints them.
 pub struct ChildProc {
@@ -426,4 +452,22 @@ pub fn join_as_child(
 pub fn end_child(ok: bool) -> ! {
     say(if ok { "PASS" } else { "FAIL" });
     std::process::exit(if ok { 0 } else { 1 });
+}
+
+/// Every child exited 0 after printing PASS; otherwise a panic showing every child's output.
+pub fn all_succeed(done: &[Finished]) {
+    let bad: Vec<String> = done
+        .iter()
+        .filter(|f| !f.status.success() || f.line("PASS").is_none())
+        .map(|f| f.describe())
+        .collect();
+    if !bad.is_empty() {
+        let all: Vec<String> = done.iter().map(Finished::describe).collect();
+        panic!(
+            "{} of {} children failed:\n{}",
+            bad.len(),
+            done.len(),
+            all.join("\n")
+        );
+    }
 }

@@ -32,7 +32,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use support::{
-    env, etcd_endpoint, fresh_job, say, spawn_children, wait_all, ChildSpec, Finished, OwnEtcd,
+    all_succeed, env, etcd_endpoint, say, spawn_children, wait_all, ChildSpec, Finished, OwnEtcd,
 };
 
 /// A timeout for waits that must pass.
@@ -475,30 +475,7 @@ fn role_broadcast(c: &Arc<dyn Coordinator>) {
 // ------------------------------------------------------------------------- the parent
 
 fn spec(role: &'static str, endpoint: &str, count: usize, env: &[(&str, String)]) -> ChildSpec {
-    ChildSpec {
-        entry: "child_process_entry",
-        env: env
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.clone()))
-            .collect(),
-        role,
-        endpoint: endpoint.to_string(),
-        job: fresh_job(role),
-        count,
-        lease_ttl_secs: 10,
-        request_timeout_secs: 10.0,
-    }
-}
-
-/// Every child exited 0 after printing PASS; otherwise a panic showing every child's output.
-fn all_succeed(done: &[Finished]) {
-    let bad = done
-        .iter()
-        .any(|f| !f.status.success() || f.line("PASS").is_none());
-    if bad {
-        let all: Vec<String> = done.iter().map(Finished::describe).collect();
-        panic!("children failed:\n{}", all.join("\n"));
-    }
+    ChildSpec::new("child_process_entry", role, endpoint, count, env)
 }
 
 /// The steps a child listed at the end.
