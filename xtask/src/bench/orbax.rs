@@ -229,51 +229,44 @@ pub fn orbax_section(b: &mut Bench, cx: &Ctx, size: usize) -> Result<(), String>
         if raw_first {
             physical(&mut raw_w, &mut bound, &mut memcpy)?;
         }
-        // ckpt saves the same tree in Orbax's format.
+        // ckpt saves the same tree in Orbax's format: buffered, then with O_DIRECT writes of
+        // the data files (direct_io_min_bytes = 1 MiB). Peak RSS is the buffered save's.
         let croot = dir.join(format!("ckpt-{rep}"));
-        let mut writer = CheckpointManager::builder(croot.to_string_lossy())
-            .enable_async_checkpointing(false)
-            .build()
-            .map_err(|e| format!("opening {}: {e}", croot.display()))?;
-        let reset = sys::reset_peak_rss();
-        let base = sys::proc_status_bytes("VmRSS").unwrap_or(0);
-        let t = Instant::now();
-        writer
-            .save(
-                1,
-                Composite::new().pytree("default", &tree),
-                SaveOptions::default(),
-            )
-            .map_err(|e| format!("ckpt save in Orbax's format: {e}"))?;
-        c_save.push(secs(t));
-        let hwm = sys::proc_status_bytes("VmHWM").unwrap_or(0);
-        if reset {
-            // The tree was in memory before the save: count it once.
-            peak_s.push((hwm.saturating_sub(base) + payload as u64) as f64);
+        for direct in [false, true] {
+            let mut builder = CheckpointManager::builder(croot.to_string_lossy())
+                .enable_async_checkpointing(false);
+            if direct {
+                builder = builder.direct_io_min_bytes(1 << 20);
+            }
+            let mut writer = builder
+                .build()
+                .map_err(|e| format!("opening {}: {e}", croot.display()))?;
+            let reset = !direct && sys::reset_peak_rss();
+            let base = sys::proc_status_bytes("VmRSS").unwrap_or(0);
+            let t = Instant::now();
+            writer
+                .save(
+                    1,
+                    Composite::new().pytree("default", &tree),
+                    SaveOptions::default(),
+                )
+                .map_err(|e| {
+                    let how = if direct { ", O_DIRECT" } else { "" };
+                    format!("ckpt save in Orbax's format{how}: {e}")
+                })?;
+            if direct { &mut c_direct } else { &mut c_save }.push(secs(t));
+            let hwm = sys::proc_status_bytes("VmHWM").unwrap_or(0);
+            if reset {
+                // The tree was in memory before the save: count it once.
+                peak_s.push((hwm.saturating_sub(base) + payload as u64) as f64);
+            }
+            writer.close().map_err(|e| e.to_string())?;
+            let _ = std::fs::remove_dir_all(&croot);
         }
-        writer.close().map_err(|e| e.to_string())?;
-        let _ = std::fs::remove_dir_all(&croot);
-        // The same save with O_DIRECT writes of the data files (direct_io_min_bytes = 1 MiB).
-        let mut writer = CheckpointManager::builder(croot.to_string_lossy())
-            .enable_async_checkpointing(false)
-            .direct_io_min_bytes(1 << 20)
-            .build()
-            .map_err(|e| format!("opening {}: {e}", croot.display()))?;
-        let t = Instant::now();
-        writer
-            .save(
-                1,
-                Composite::new().pytree("default", &tree),
-                SaveOptions::default(),
-            )
-            .map_err(|e| format!("ckpt save in Orbax's format, O_DIRECT: {e}"))?;
-        c_direct.push(secs(t));
-        writer.close().map_err(|e| e.to_string())?;
         if !raw_first {
             physical(&mut raw_w, &mut bound, &mut memcpy)?;
         }
         drop(tree);
-        let _ = std::fs::remove_dir_all(&croot);
         let _ = std::fs::remove_dir_all(&oroot);
         eprintln!(
             "bench: orbax {} rep {} done",
