@@ -472,7 +472,8 @@ fn copy_threads() -> usize {
 /// Copies each source into its destination (of the same length), on up to 4 threads when they
 /// hold [`PARALLEL_COPY_MIN`] bytes or more in all: the arrays are cut into 8 MiB pieces that
 /// the threads take from one queue. This thread takes pieces too, so everything is copied even
-/// if no other thread starts. A pair whose lengths differ copies nothing (callers pass equal
+/// if no other thread starts. Pieces are copied with streaming stores
+/// ([`ckpt_storage::copy_streaming`]: the staged bytes are read next by the device, not the CPU). A pair whose lengths differ copies nothing (callers pass equal
 /// lengths).
 pub(crate) fn parallel_copy_into(pairs: Vec<(&[u8], &mut [u8])>) {
     let total: usize = pairs.iter().map(|(s, _)| s.len()).sum();
@@ -484,7 +485,7 @@ pub(crate) fn parallel_copy_into(pairs: Vec<(&[u8], &mut [u8])>) {
         .collect();
     if total < PARALLEL_COPY_MIN || threads < 2 {
         for (s, d) in pieces {
-            d.copy_from_slice(s);
+            ckpt_storage::copy_streaming(d, s);
         }
         return;
     }
@@ -494,7 +495,7 @@ pub(crate) fn parallel_copy_into(pairs: Vec<(&[u8], &mut [u8])>) {
     let work = || loop {
         let piece = queue.lock().unwrap_or_else(|p| p.into_inner()).pop();
         match piece {
-            Some((s, d)) => d.copy_from_slice(s),
+            Some((s, d)) => ckpt_storage::copy_streaming(d, s),
             None => break,
         }
     };

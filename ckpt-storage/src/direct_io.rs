@@ -7,7 +7,7 @@
 //! about half the time. The cost: the file is not left in the page cache (a restore right after
 //! reads the device), and every write is copied once more, into the aligned buffer.
 //!
-//! How: the parts are copied into a 4 KiB-aligned buffer of [`BUFFER_BYTES`] kept per thread,
+//! How: the parts are copied (with streaming stores, [`crate::copy_streaming`]) into a 4 KiB-aligned buffer of [`BUFFER_BYTES`] kept per thread,
 //! each full buffer is written at once, the last block is padded with zeros to the alignment
 //! and the file then truncated to its real size; the caller fsyncs. A file system that refuses
 //! `O_DIRECT` at open (tmpfs: `EINVAL`) gets `Ok(None)` and the caller writes it buffered.
@@ -60,7 +60,7 @@ pub(crate) fn write_direct(abs: &Path, parts: &[&[u8]]) -> std::io::Result<Optio
             let mut rest: &[u8] = part;
             while !rest.is_empty() {
                 let n = rest.len().min(BUFFER_BYTES - filled);
-                buf[filled..filled + n].copy_from_slice(&rest[..n]);
+                crate::copy_streaming(&mut buf[filled..filled + n], &rest[..n]);
                 filled += n;
                 rest = &rest[n..];
                 if filled == BUFFER_BYTES {

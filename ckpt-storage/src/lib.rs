@@ -47,6 +47,7 @@ mod opendal_store;
 mod path;
 mod runtime;
 mod stream;
+mod stream_copy;
 #[cfg(feature = "testkit")]
 pub mod testkit;
 mod uri;
@@ -80,6 +81,7 @@ pub use object::{
 pub use opendal_store::OpendalStore;
 pub use path::{file_name, join_path, parent_path, validate_path};
 pub use stream::{BufferStream, ReadStream};
+pub use stream_copy::{copy_streaming, STREAMING_COPY_MIN_BYTES};
 pub use uri::{open, open_local, open_with_retries};
 pub use writer_guard::lease::{WriterLease, DEFAULT_LEASE_TTL_SECS, LEASE_FILE};
 pub use writer_guard::local::LOCAL_LOCK_FILE;

@@ -9,10 +9,11 @@ immutable) of BYTES/4 bytes each (shape
 (BYTES/4/4096, 1024), standard normal values from numpy's default_rng(SEED)), then, timed inside
 this process (the import of JAX and Orbax is not counted), in DIR:
 
-  sync     a CheckpointManager (enable_async_checkpointing=False, max_to_keep=2) saves the tree
-           SAVES times (steps 1..SAVES) with StandardSave: each save's wall time to committed
-  async    a second CheckpointManager (async, max_to_keep=2) saves it SAVES times: the time each
-           save() blocks, and its wall time to committed (save() + wait_until_finished())
+  sync     a CheckpointManager (enable_async_checkpointing=False, max_to_keep=2,
+           enable_background_delete=True) saves the tree SAVES times (steps 1..SAVES) with
+           StandardSave: each save's wall time to committed
+  async    a second CheckpointManager (async, max_to_keep=2, enable_background_delete=True)
+           saves it SAVES times: the time each save() blocks, and its wall time to committed (save() + wait_until_finished())
   restore  a fresh CheckpointManager restores the sync root's latest step with no args, every
            array read into memory (np.asarray), 3 times
 
@@ -49,7 +50,9 @@ def main():
   sync_root = os.path.join(root, "sync")
   mngr = ocp.CheckpointManager(
       sync_root,
-      options=ocp.CheckpointManagerOptions(enable_async_checkpointing=False, max_to_keep=2),
+      options=ocp.CheckpointManagerOptions(
+          enable_async_checkpointing=False, max_to_keep=2, enable_background_delete=True
+      ),
   )
   for step in range(1, saves + 1):
     t = time.perf_counter()
@@ -61,7 +64,9 @@ def main():
   async_root = os.path.join(root, "async")
   mngr = ocp.CheckpointManager(
       async_root,
-      options=ocp.CheckpointManagerOptions(enable_async_checkpointing=True, max_to_keep=2),
+      options=ocp.CheckpointManagerOptions(
+          enable_async_checkpointing=True, max_to_keep=2, enable_background_delete=True
+      ),
   )
   for step in range(1, saves + 1):
     t = time.perf_counter()

@@ -31,6 +31,11 @@ pub fn profile(
     let _ = std::fs::remove_dir_all(&dir);
     let p = Payload::new(layout, bytes, 5)?;
     let e = |e: ckpt_manager::Error| e.to_string();
+    if op == "sync-loop" {
+        let r = sync_loop(&dir, &p.tensors, reps).map_err(e);
+        let _ = std::fs::remove_dir_all(&dir);
+        return r;
+    }
     if op == "alternate" {
         let r = alternate(&dir, &p.tensors, reps).map_err(e);
         let _ = std::fs::remove_dir_all(&dir);
@@ -148,10 +153,14 @@ fn alternate(
     reps: usize,
 ) -> ckpt_manager::Result<()> {
     let open = |name: &str, background: bool| {
-        CheckpointManager::builder(dir.join(name).to_string_lossy())
+        let mut b = CheckpointManager::builder(dir.join(name).to_string_lossy())
             .enable_async_checkpointing(background)
             .max_to_keep(2)
-            .build()
+            .enable_background_delete(std::env::var_os("CKPT_BENCH_BG_DELETE").is_some());
+        if std::env::var_os("CKPT_BENCH_DIRECT_IO").is_some_and(|v| !v.is_empty()) {
+            b = b.direct_io_min_bytes(1 << 20);
+        }
+        b.build()
     };
     let mut sync = open("sync", false)?;
     let mut background = open("async", true)?;
@@ -180,6 +189,38 @@ fn alternate(
     }
     sync.close()?;
     background.close()
+}
+
+/// `sync-loop`: synchronous saves keeping 2 steps (as the `vs-orbax` sync loop), each one's
+/// wall and CPU time (with `CKPT_BENCH_DIRECT_IO`, written with `O_DIRECT`).
+fn sync_loop(
+    dir: &std::path::Path,
+    tensors: &ckpt_manager::handlers::TensorMap,
+    reps: usize,
+) -> ckpt_manager::Result<()> {
+    let mut b = CheckpointManager::builder(dir.join("sync").to_string_lossy())
+        .enable_async_checkpointing(false)
+        .max_to_keep(2)
+        .enable_background_delete(std::env::var_os("CKPT_BENCH_BG_DELETE").is_some());
+    if std::env::var_os("CKPT_BENCH_DIRECT_IO").is_some_and(|v| !v.is_empty()) {
+        b = b.direct_io_min_bytes(1 << 20);
+    }
+    let mut m = b.build()?;
+    for rep in 0..reps {
+        let (t, c) = (Instant::now(), cpu_secs());
+        m.save(
+            rep as u64 + 1,
+            Composite::new().tensors("params", tensors),
+            SaveOptions::default(),
+        )?;
+        println!(
+            "sync-loop {}: {:.1} ms (cpu {:.0} ms)",
+            rep + 1,
+            t.elapsed().as_secs_f64() * 1e3,
+            (cpu_secs() - c) * 1e3
+        );
+    }
+    m.close()
 }
 
 /// CPU time (user + system, every thread) this process has used, in seconds
