@@ -10,14 +10,14 @@
 //!    `saves` times
 //!    synchronously and `saves` times asynchronously (time blocked, time to committed), then
 //!    restores the latest step 3 times; times taken inside Python;
-//! 2. ckpt, in this process, does the same with a tensor item: `saves` synchronous saves,
-//!    `saves` async saves of the borrowed tensors written with `O_DIRECT` (time to committed),
-//!    `saves` async saves of the borrowed tensors (time blocked, time to committed, peak RSS over
-//!    the loop), `saves` async saves of tensors moved in (their clone made before the clock
-//!    starts), 3 restores into new memory, 3 `restore_tensors_into` the tensors it holds
-//!    (memory already faulted in, as a training loop's parameters), 3
-//!    `restore_tensors_mapped` (the file mapped, its checksum verified over the mapping; the
-//!    unmapping is not timed, as Orbax's freeing of its arrays is not);
+//! 2. ckpt, in this process, does the same with a tensor item, its save loops interleaved save
+//!    by save (see [`interleaved_loops`]): per step a sync save, an async save of the borrowed
+//!    tensors (time blocked, time to committed), an async save of tensors moved in (their clone
+//!    made before the clock starts), and the sync and async saves again written with `O_DIRECT`;
+//!    then `saves` async saves alone for the peak RSS; then 3 restores into new memory, 3
+//!    `restore_tensors_into` the tensors it holds (memory already faulted in, as a training
+//!    loop's parameters), 3 `restore_tensors_mapped` (the file mapped, its checksum verified
+//!    over the mapping; the unmapping is not timed, as Orbax's freeing of its arrays is not);
 //! 3. the physical limits: `dd if=/dev/zero bs=1M conv=fdatasync` of the payload's size, and a
 //!    memcpy of the payload into pre-faulted memory.
 //!
@@ -89,54 +89,84 @@ struct Ckpt {
     peak: Option<f64>,
 }
 
-/// `saves` synchronous saves of the borrowed tree into `root` (keeping 2 steps), their times
-/// into `out`; with `direct`, files of 1 MiB or more written with O_DIRECT.
-fn sync_loop(
-    root: &Path,
-    map: &TensorMap,
-    saves: u64,
-    direct: bool,
-    out: &mut Vec<f64>,
-) -> ckpt_manager::Result<()> {
+/// A manager on `root` keeping 2 steps with background deletion; async or not; with
+/// `direct`, files of 1 MiB or more written with O_DIRECT.
+fn open(root: &Path, background: bool, direct: bool) -> ckpt_manager::Result<CheckpointManager> {
     let mut b = CheckpointManager::builder(root.to_string_lossy())
-        .enable_async_checkpointing(false)
+        .enable_async_checkpointing(background)
         .max_to_keep(2)
         .enable_background_delete(true);
     if direct {
         b = b.direct_io_min_bytes(1 << 20);
     }
-    let mut m = b.build()?;
-    for step in 1..=saves {
-        let t = Instant::now();
-        m.save(
-            step,
-            Composite::new().tensors("params", map),
-            SaveOptions::default(),
-        )?;
-        out.push(secs(t));
-    }
-    m.close()
+    b.build()
 }
 
-/// `saves` async saves of the borrowed tree into `root` (keeping 2 steps): time blocked, time
-/// to committed, peak RSS over the loop.
-fn async_loop(root: &Path, map: &TensorMap, saves: u64, c: &mut Ckpt) -> ckpt_manager::Result<()> {
-    let mut m = CheckpointManager::builder(root.to_string_lossy())
-        .max_to_keep(2)
-        .enable_background_delete(true)
-        .build()?;
+/// One save of `item` as `step` on `m`, waited for: (seconds `save` blocked, seconds to
+/// committed).
+fn timed_save(
+    m: &mut CheckpointManager,
+    step: u64,
+    item: Composite<'_>,
+) -> ckpt_manager::Result<(f64, f64)> {
+    let t = Instant::now();
+    m.save(step, item, SaveOptions::default())?;
+    let blocked = secs(t);
+    m.wait_until_finished()?;
+    Ok((blocked, secs(t)))
+}
+
+/// The save loops whose times are compared with each other, interleaved save by save so that
+/// each comparison sees the same machine: this VM's cost of a buffered write depends on whether
+/// the page cache gets recycled or fresh pages, which depends on what ran just before (a loop
+/// run after the O_DIRECT loops, which free no page cache, measured 2.6x slower than one run
+/// after the Orbax loop). Per step: a sync save, an async save of the borrowed tree, an async
+/// save of a clone moved in (made before the clock starts), each into its own root; then a
+/// sync save and an async save of the borrowed tree written with O_DIRECT.
+fn interleaved_loops(
+    dir: &Path,
+    map: &TensorMap,
+    saves: u64,
+    c: &mut Ckpt,
+) -> ckpt_manager::Result<()> {
+    let mut sync = open(&dir.join("sync"), false, false)?;
+    let mut borrowed = open(&dir.join("async"), true, false)?;
+    let mut moved = open(&dir.join("moved"), true, false)?;
+    let mut sync_direct = open(&dir.join("sync-direct"), false, true)?;
+    let mut async_direct = open(&dir.join("async-direct"), true, true)?;
+    let tensors = || Composite::new().tensors("params", map);
+    for step in 1..=saves {
+        c.sync.push(timed_save(&mut sync, step, tensors())?.1);
+        let (b, t) = timed_save(&mut borrowed, step, tensors())?;
+        c.blocked.push(b);
+        c.commit.push(t);
+        let owned = map.clone();
+        let (b, t) = timed_save(
+            &mut moved,
+            step,
+            Composite::new().tensors_owned("params", owned),
+        )?;
+        c.moved_blocked.push(b);
+        c.moved_commit.push(t);
+        c.sync_direct
+            .push(timed_save(&mut sync_direct, step, tensors())?.1);
+        c.commit_direct
+            .push(timed_save(&mut async_direct, step, tensors())?.1);
+    }
+    for m in [borrowed, moved, sync_direct, async_direct] {
+        m.close()?;
+    }
+    sync.close()
+}
+
+/// `saves` async saves of the borrowed tree into `root` (keeping 2 steps), alone in the
+/// process (no other manager's memory): peak RSS over the loop.
+fn peak_loop(root: &Path, map: &TensorMap, saves: u64, c: &mut Ckpt) -> ckpt_manager::Result<()> {
+    let mut m = open(root, true, false)?;
     let reset = sys::reset_peak_rss();
     let base = sys::proc_status_bytes("VmRSS").unwrap_or(0);
     for step in 1..=saves {
-        let t = Instant::now();
-        m.save(
-            step,
-            Composite::new().tensors("params", map),
-            SaveOptions::default(),
-        )?;
-        c.blocked.push(secs(t));
-        m.wait_until_finished()?;
-        c.commit.push(secs(t));
+        timed_save(&mut m, step, Composite::new().tensors("params", map))?;
     }
     if reset {
         // The payload was in memory before the loop: count it once.
@@ -146,67 +176,17 @@ fn async_loop(root: &Path, map: &TensorMap, saves: u64, c: &mut Ckpt) -> ckpt_ma
     m.close()
 }
 
-/// `saves` async saves of the borrowed tree into `root` (keeping 2 steps) written with
-/// `O_DIRECT` (`direct_io_min_bytes` = 1 MiB): time to committed.
-fn async_direct_loop(
-    root: &Path,
-    map: &TensorMap,
-    saves: u64,
-    out: &mut Vec<f64>,
-) -> ckpt_manager::Result<()> {
-    let mut m = CheckpointManager::builder(root.to_string_lossy())
-        .max_to_keep(2)
-        .enable_background_delete(true)
-        .direct_io_min_bytes(1 << 20)
-        .build()?;
-    for step in 1..=saves {
-        let t = Instant::now();
-        m.save(
-            step,
-            Composite::new().tensors("params", map),
-            SaveOptions::default(),
-        )?;
-        m.wait_until_finished()?;
-        out.push(secs(t));
-    }
-    m.close()
-}
-
-/// `saves` async saves of a clone of the tree moved in (made before the clock starts) into
-/// `root` (keeping 2 steps).
-fn moved_loop(root: &Path, map: &TensorMap, saves: u64, c: &mut Ckpt) -> ckpt_manager::Result<()> {
-    let mut m = CheckpointManager::builder(root.to_string_lossy())
-        .max_to_keep(2)
-        .enable_background_delete(true)
-        .build()?;
-    for step in 1..=saves {
-        let owned = map.clone();
-        let t = Instant::now();
-        m.save(
-            step,
-            Composite::new().tensors_owned("params", owned),
-            SaveOptions::default(),
-        )?;
-        c.moved_blocked.push(secs(t));
-        m.wait_until_finished()?;
-        c.moved_commit.push(secs(t));
-    }
-    m.close()
-}
-
 fn ckpt_loops(dir: &Path, map: &TensorMap, saves: u64) -> Result<Ckpt, String> {
     let e = |e: ckpt_manager::Error| e.to_string();
     let mut c = Ckpt::default();
+    interleaved_loops(dir, map, saves, &mut c).map_err(e)?;
+    for sub in ["async", "moved", "sync-direct", "async-direct"] {
+        let _ = std::fs::remove_dir_all(dir.join(sub));
+    }
+    let peak_root = dir.join("peak");
+    peak_loop(&peak_root, map, saves, &mut c).map_err(e)?;
+    let _ = std::fs::remove_dir_all(&peak_root);
     let sync_root = dir.join("sync");
-    sync_loop(&sync_root, map, saves, false, &mut c.sync).map_err(e)?;
-    let direct_root = dir.join("sync-direct");
-    sync_loop(&direct_root, map, saves, true, &mut c.sync_direct).map_err(e)?;
-    let _ = std::fs::remove_dir_all(&direct_root);
-    let async_direct_root = dir.join("async-direct");
-    async_direct_loop(&async_direct_root, map, saves, &mut c.commit_direct).map_err(e)?;
-    let _ = std::fs::remove_dir_all(&async_direct_root);
-    async_loop(&dir.join("async"), map, saves, &mut c).map_err(e)?;
-    moved_loop(&dir.join("moved"), map, saves, &mut c).map_err(e)?;
     let reader = CheckpointManager::builder(sync_root.to_string_lossy())
         .read_only(true)
         .build()
