@@ -11,9 +11,10 @@
 //!    synchronously and `saves` times asynchronously (time blocked, time to committed), then
 //!    restores the latest step 3 times; times taken inside Python;
 //! 2. ckpt, in this process, does the same with a tensor item, its save loops interleaved save
-//!    by save (see [`interleaved_loops`]): per step a sync save, an async save of the borrowed
-//!    tensors (time blocked, time to committed), an async save of tensors moved in (their clone
-//!    made before the clock starts), and the sync and async saves again written with `O_DIRECT`;
+//!    by save, the order rotating (see [`interleaved_loops`]): per step a sync save, an async
+//!    save of the borrowed tensors (time blocked, time to committed), an async save of tensors
+//!    moved in (their clone made before the clock starts); then a loop of the sync and async
+//!    saves written with `O_DIRECT`;
 //!    then `saves` async saves alone for the peak RSS; then 3 restores into new memory, 3
 //!    `restore_tensors_into` the tensors it holds (memory already faulted in, as a training
 //!    loop's parameters), 3 `restore_tensors_mapped` (the file mapped, its checksum verified
@@ -117,46 +118,63 @@ fn timed_save(
 }
 
 /// The save loops whose times are compared with each other, interleaved save by save so that
-/// each comparison sees the same machine: this VM's cost of a buffered write depends on whether
-/// the page cache gets recycled or fresh pages, which depends on what ran just before (a loop
-/// run after the O_DIRECT loops, which free no page cache, measured 2.6x slower than one run
-/// after the Orbax loop). Per step: a sync save, an async save of the borrowed tree, an async
-/// save of a clone moved in (made before the clock starts), each into its own root; then a
-/// sync save and an async save of the borrowed tree written with O_DIRECT.
+/// each comparison sees the same machine. This VM's cost of a buffered write depends on whether
+/// the page cache gets pages just freed (recycled) or fresh ones from the host, that is on what
+/// ran just before: run after the O_DIRECT loops (which free no page cache), a loop measured
+/// 2.6x slower than one run after another buffered loop, and a sync save placed right after
+/// O_DIRECT saves took 2.6 s against 0.7 s for the async save that followed it. So the buffered
+/// saves run in one loop and the O_DIRECT saves in another, and within a loop the order of the
+/// kinds rotates from step to step (each kind follows each other kind equally often). Buffered
+/// loop, per step: a sync save, an async save of the borrowed tree, an async save of a clone
+/// moved in (made before the clock starts), each into its own root. O_DIRECT loop, per step: a
+/// sync save and an async save of the borrowed tree.
 fn interleaved_loops(
     dir: &Path,
     map: &TensorMap,
     saves: u64,
     c: &mut Ckpt,
 ) -> ckpt_manager::Result<()> {
+    let tensors = || Composite::new().tensors("params", map);
     let mut sync = open(&dir.join("sync"), false, false)?;
     let mut borrowed = open(&dir.join("async"), true, false)?;
     let mut moved = open(&dir.join("moved"), true, false)?;
+    for step in 1..=saves {
+        for kind in 0..3 {
+            match (kind + step) % 3 {
+                0 => c.sync.push(timed_save(&mut sync, step, tensors())?.1),
+                1 => {
+                    let (b, t) = timed_save(&mut borrowed, step, tensors())?;
+                    c.blocked.push(b);
+                    c.commit.push(t);
+                }
+                _ => {
+                    let owned = map.clone();
+                    let item = Composite::new().tensors_owned("params", owned);
+                    let (b, t) = timed_save(&mut moved, step, item)?;
+                    c.moved_blocked.push(b);
+                    c.moved_commit.push(t);
+                }
+            }
+        }
+    }
+    borrowed.close()?;
+    moved.close()?;
+    sync.close()?;
     let mut sync_direct = open(&dir.join("sync-direct"), false, true)?;
     let mut async_direct = open(&dir.join("async-direct"), true, true)?;
-    let tensors = || Composite::new().tensors("params", map);
     for step in 1..=saves {
-        c.sync.push(timed_save(&mut sync, step, tensors())?.1);
-        let (b, t) = timed_save(&mut borrowed, step, tensors())?;
-        c.blocked.push(b);
-        c.commit.push(t);
-        let owned = map.clone();
-        let (b, t) = timed_save(
-            &mut moved,
-            step,
-            Composite::new().tensors_owned("params", owned),
-        )?;
-        c.moved_blocked.push(b);
-        c.moved_commit.push(t);
-        c.sync_direct
-            .push(timed_save(&mut sync_direct, step, tensors())?.1);
-        c.commit_direct
-            .push(timed_save(&mut async_direct, step, tensors())?.1);
+        for kind in 0..2 {
+            if (kind + step) % 2 == 0 {
+                c.sync_direct
+                    .push(timed_save(&mut sync_direct, step, tensors())?.1);
+            } else {
+                c.commit_direct
+                    .push(timed_save(&mut async_direct, step, tensors())?.1);
+            }
+        }
     }
-    for m in [borrowed, moved, sync_direct, async_direct] {
-        m.close()?;
-    }
-    sync.close()
+    async_direct.close()?;
+    sync_direct.close()
 }
 
 /// `saves` async saves of the borrowed tree into `root` (keeping 2 steps), alone in the
