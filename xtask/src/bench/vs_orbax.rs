@@ -11,7 +11,7 @@
 //!    synchronously and `saves` times asynchronously (time blocked, time to committed), then
 //!    restores the latest step 3 times; times taken inside Python;
 //! 2. ckpt, in this process, does the same with a tensor item, its save loops interleaved save
-//!    by save, the order rotating (see [`interleaved_loops`]): per step a sync save, an async
+//!    by save, the order rotating (see `interleaved_loops`): per step a sync save, an async
 //!    save of the borrowed tensors (time blocked, time to committed), an async save of tensors
 //!    moved in (their clone made before the clock starts); then a loop of the sync and async
 //!    saves written with `O_DIRECT`;
