@@ -60,7 +60,7 @@ pub use commit::{
     protocol_for, read_step_claim, AtomicRenameProtocol, AtomicityMode, CommitFileProtocol,
     CommitProtocol, StepClaim,
 };
-pub use fresh_memory::{try_zeroed_bytes, HUGE_PAGE_ADVICE_MIN_BYTES};
+pub use fresh_memory::{try_zeroed_bytes, try_zeroed_bytes_unadvised, HUGE_PAGE_ADVICE_MIN_BYTES};
 pub use layer::{provided, StoreLayer};
 pub use layers::{
     sync_files, DeferredSyncStore, RecordingStore, RetryPolicy, RetryStore, VerifyingStore,

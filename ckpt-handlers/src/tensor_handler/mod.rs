@@ -90,7 +90,7 @@ impl CheckpointHandler for TensorHandler {
         let mut stream = dir
             .open_read(Self::FILENAME)
             .map_err(|e| read_error(dir, Self::FILENAME, WHAT, e))?;
-        let read = read_tensors(stream.as_mut());
+        let read = read_tensors(stream.as_mut(), dir.store().capabilities().local);
         match read {
             Ok(raw) => {
                 stream
