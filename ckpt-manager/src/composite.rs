@@ -473,8 +473,8 @@ fn copy_threads() -> usize {
 /// hold [`PARALLEL_COPY_MIN`] bytes or more in all: the arrays are cut into 8 MiB pieces that
 /// the threads take from one queue. This thread takes pieces too, so everything is copied even
 /// if no other thread starts. Pieces are copied with streaming stores
-/// ([`ckpt_storage::copy_streaming`]: the staged bytes are read next by the device, not the CPU). A pair whose lengths differ copies nothing (callers pass equal
-/// lengths).
+/// ([`ckpt_storage::copy_streaming`]: the staged bytes are read next by the device, not the
+/// CPU). A pair whose lengths differ copies nothing (callers pass equal lengths).
 pub(crate) fn parallel_copy_into(pairs: Vec<(&[u8], &mut [u8])>) {
     let total: usize = pairs.iter().map(|(s, _)| s.len()).sum();
     let threads = copy_threads();

@@ -7,9 +7,10 @@
 //! about half the time. The cost: the file is not left in the page cache (a restore right after
 //! reads the device), and every write is copied once more, into the aligned buffer.
 //!
-//! How: the parts are copied (with streaming stores, [`crate::copy_streaming`]) into a 4 KiB-aligned buffer of [`BUFFER_BYTES`] kept per thread,
-//! each full buffer is written at once, the last block is padded with zeros to the alignment
-//! and the file then truncated to its real size; the caller fsyncs. A file system that refuses
+//! How: the parts are copied (with streaming stores, [`crate::copy_streaming`]) into a buffer
+//! of [`BUFFER_BYTES`], aligned to 4 KiB and kept per thread; each full buffer is written at
+//! once, the last block is padded with zeros to the alignment and the file then truncated to
+//! its real size; the caller fsyncs. A file system that refuses
 //! `O_DIRECT` at open (tmpfs: `EINVAL`) gets `Ok(None)` and the caller writes it buffered.
 
 use std::cell::RefCell;

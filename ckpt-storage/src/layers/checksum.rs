@@ -258,8 +258,8 @@ impl crate::StoreLayer for RecordingStore {
 /// rewritten during the restore, after its check, is not caught, as with any check made before
 /// use. (Before, every range read the whole file again: restoring a 1 GiB pytree item ckpt
 /// wrote, read in 1 MiB ranges of 32 MiB data files, read 32 GiB and took 14 s here.) Files not
-/// in the manifest, and every other call, pass through unchecked. Meant for reading a committed step; writing through it changes
-/// nothing in the manifest.
+/// in the manifest, and every other call, pass through unchecked. Meant for reading a committed
+/// step; writing through it changes nothing in the manifest.
 #[derive(Debug)]
 pub struct VerifyingStore {
     inner: Arc<dyn Store>,

@@ -43,7 +43,7 @@ pub fn profile(
     }
     let root = root.map_or_else(|| dir.to_string_lossy().into_owned(), str::to_string);
     let mut builder = CheckpointManager::builder(root).enable_async_checkpointing(op == "capture");
-    if std::env::var_os("CKPT_BENCH_DIRECT_IO").is_some_and(|v| !v.is_empty()) {
+    if direct_io_from_env() {
         builder = builder.direct_io_min_bytes(1 << 20);
     }
     let mut m = builder.build().map_err(e)?;
@@ -152,18 +152,8 @@ fn alternate(
     tensors: &ckpt_manager::handlers::TensorMap,
     reps: usize,
 ) -> ckpt_manager::Result<()> {
-    let open = |name: &str, background: bool| {
-        let mut b = CheckpointManager::builder(dir.join(name).to_string_lossy())
-            .enable_async_checkpointing(background)
-            .max_to_keep(2)
-            .enable_background_delete(std::env::var_os("CKPT_BENCH_BG_DELETE").is_some());
-        if std::env::var_os("CKPT_BENCH_DIRECT_IO").is_some_and(|v| !v.is_empty()) {
-            b = b.direct_io_min_bytes(1 << 20);
-        }
-        b.build()
-    };
-    let mut sync = open("sync", false)?;
-    let mut background = open("async", true)?;
+    let mut sync = open_loop_manager(dir, "sync", false)?;
+    let mut background = open_loop_manager(dir, "async", true)?;
     for rep in 0..reps {
         let step = rep as u64 + 1;
         let item = || Composite::new().tensors("params", tensors);
@@ -198,14 +188,7 @@ fn sync_loop(
     tensors: &ckpt_manager::handlers::TensorMap,
     reps: usize,
 ) -> ckpt_manager::Result<()> {
-    let mut b = CheckpointManager::builder(dir.join("sync").to_string_lossy())
-        .enable_async_checkpointing(false)
-        .max_to_keep(2)
-        .enable_background_delete(std::env::var_os("CKPT_BENCH_BG_DELETE").is_some());
-    if std::env::var_os("CKPT_BENCH_DIRECT_IO").is_some_and(|v| !v.is_empty()) {
-        b = b.direct_io_min_bytes(1 << 20);
-    }
-    let mut m = b.build()?;
+    let mut m = open_loop_manager(dir, "sync", false)?;
     for rep in 0..reps {
         let (t, c) = (Instant::now(), cpu_secs());
         m.save(
@@ -221,6 +204,29 @@ fn sync_loop(
         );
     }
     m.close()
+}
+
+/// Whether `CKPT_BENCH_DIRECT_IO` is set (not empty): saves then write with `O_DIRECT`.
+fn direct_io_from_env() -> bool {
+    std::env::var_os("CKPT_BENCH_DIRECT_IO").is_some_and(|v| !v.is_empty())
+}
+
+/// The manager of a save loop (`alternate`, `sync-loop`) on root `dir/name`, async or not,
+/// keeping 2 steps as the `vs-orbax` loops do; with `CKPT_BENCH_BG_DELETE` set, deleting on
+/// the background deleter; with `CKPT_BENCH_DIRECT_IO`, writing with `O_DIRECT`.
+fn open_loop_manager(
+    dir: &std::path::Path,
+    name: &str,
+    background: bool,
+) -> ckpt_manager::Result<CheckpointManager> {
+    let mut b = CheckpointManager::builder(dir.join(name).to_string_lossy())
+        .enable_async_checkpointing(background)
+        .max_to_keep(2)
+        .enable_background_delete(std::env::var_os("CKPT_BENCH_BG_DELETE").is_some());
+    if direct_io_from_env() {
+        b = b.direct_io_min_bytes(1 << 20);
+    }
+    b.build()
 }
 
 /// CPU time (user + system, every thread) this process has used, in seconds
