@@ -4,8 +4,8 @@
 //! `restore-cold` (page cache dropped before each), `restore-into` (`restore_tensors_into` a
 //! copy of the payload), `restore-mapped` (`restore_tensors_mapped`, verified; unmapping
 //! untimed), `capture` (async save of borrowed items, waited for), `memcpy` (a clone of the
-//! payload), `raw-read`, or `alternate` (a sync save and an async save, in turn: see
-//! `alternate` below), or `pytree-save` / `pytree-restore` / `pytree-restore-into` (the same
+//! payload), `raw-read`, `alternate` (a sync save and an async save, in turn: see
+//! `alternate` below), `sync-loop` or `moved-loop` (see below), or `pytree-save` / `pytree-restore` / `pytree-restore-into` (the same
 //! arrays as one pytree item in Orbax's OCDBT format; `restore_pytree_into` the loop's own
 //! tree); each repetition's seconds are printed. With `CKPT_BENCH_DIRECT_IO` set, saves write
 //! with `O_DIRECT` (`direct_io_min_bytes` = 1 MiB).
@@ -33,6 +33,11 @@ pub fn profile(
     let e = |e: ckpt_manager::Error| e.to_string();
     if op == "sync-loop" {
         let r = sync_loop(&dir, &p.tensors, reps).map_err(e);
+        let _ = std::fs::remove_dir_all(&dir);
+        return r;
+    }
+    if op == "moved-loop" {
+        let r = moved_loop(&dir, &p.tensors, reps).map_err(e);
         let _ = std::fs::remove_dir_all(&dir);
         return r;
     }
@@ -179,6 +184,38 @@ fn alternate(
     }
     sync.close()?;
     background.close()
+}
+
+/// `moved-loop`: async saves of moved-in tensors (a clone made before the clock starts, as the
+/// `fs` section does), each followed by a delete; per save the time blocked, to committed and
+/// the CPU time used.
+fn moved_loop(
+    dir: &std::path::Path,
+    tensors: &ckpt_manager::handlers::TensorMap,
+    reps: usize,
+) -> ckpt_manager::Result<()> {
+    let mut m = open_loop_manager(dir, "moved", true)?;
+    for rep in 0..reps {
+        let step = rep as u64 + 1;
+        let owned = tensors.clone();
+        let (t, c) = (Instant::now(), cpu_secs());
+        m.save(
+            step,
+            Composite::new().tensors_owned("params", owned),
+            SaveOptions::default(),
+        )?;
+        let blocked = t.elapsed().as_secs_f64();
+        m.wait_until_finished()?;
+        println!(
+            "moved-loop {}: blocked {:.2} ms, to committed {:.1} ms (cpu {:.0} ms)",
+            rep + 1,
+            blocked * 1e3,
+            t.elapsed().as_secs_f64() * 1e3,
+            (cpu_secs() - c) * 1e3
+        );
+        m.delete(step)?;
+    }
+    m.close()
 }
 
 /// `sync-loop`: synchronous saves keeping 2 steps (as the `vs-orbax` sync loop), each one's
