@@ -1,7 +1,7 @@
 //! Where an item's arrays are read from: its OCDBT database or a directory per leaf
 //! ([`Source`]), and the chunks of one leaf ([`LeafSource`]).
 
-use super::stream::{stream_decode, STREAM_VALUE_BYTES};
+use super::stream::{stream_decode, stream_decode_run, STREAM_VALUE_BYTES};
 use super::zarr::{self, ArrayMeta};
 use crate::ocdbt::{self, Database, DbFiles};
 use crate::ItemDir;
@@ -110,4 +110,94 @@ impl zarr::ChunkSource for LeafSource<'_, '_> {
         }
         zarr::decode_plain(&self.read(key)?, zstd, out, what)
     }
+
+    /// The chunks whose values fill one data file of at most [`RUN_FILE_BYTES`] between them,
+    /// back to back from its start to its end (as ckpt packs its chunks), make a run read in one
+    /// pass in file order: a checking store verifies the file during that pass, where a ranged
+    /// read of each value would read the file once to check it and again for the value. Any
+    /// other chunk (Orbax's: one value per array in files of up to 2 GiB) is a run of its own,
+    /// so chunks of large files still decode in parallel; and when there would be fewer runs
+    /// than threads, every chunk is.
+    fn runs(&self, keys: &[&str]) -> Vec<Vec<usize>> {
+        let singles = || (0..keys.len()).map(|i| vec![i]).collect();
+        let Source::Ocdbt(db, files) = self.source else {
+            return singles();
+        };
+        let mut by_file: std::collections::BTreeMap<&str, Vec<(u64, u64, usize)>> =
+            std::collections::BTreeMap::new();
+        let mut runs = Vec::new();
+        for (i, key) in keys.iter().enumerate() {
+            match db.get(format!("{}/{key}", self.param).as_bytes()) {
+                Some(ocdbt::Value::Indirect {
+                    file,
+                    offset,
+                    length,
+                }) => by_file
+                    .entry(file.as_str())
+                    .or_default()
+                    .push((*offset, *length, i)),
+                _ => runs.push(vec![i]),
+            }
+        }
+        for (file, mut values) in by_file {
+            values.sort_unstable();
+            let tiles = |size: u64| {
+                let mut at = 0u64;
+                for (offset, length, _) in &values {
+                    if *offset != at {
+                        return false;
+                    }
+                    at = at.saturating_add(*length);
+                }
+                at == size
+            };
+            let whole = values.len() > 1
+                && db
+                    .file_size(files, file)
+                    .is_ok_and(|size| size <= RUN_FILE_BYTES && tiles(size));
+            if whole {
+                runs.push(values.iter().map(|(_, _, i)| *i).collect());
+            } else {
+                runs.extend(values.iter().map(|(_, _, i)| vec![*i]));
+            }
+        }
+        // Fewer runs than threads would decode on fewer cores than chunk by chunk.
+        let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
+        if runs.len() < threads.min(keys.len()) {
+            return singles();
+        }
+        runs
+    }
+
+    /// A run from [`LeafSource::runs`]: its data file streamed once
+    /// ([`ckpt_storage::Store::open_read`]), each value decoded from the stream in file order.
+    fn decode_run(&self, run: &mut [(String, &mut [u8])], zstd: bool, what: &str) -> Result<()> {
+        let Source::Ocdbt(db, files) = self.source else {
+            return zarr::decode_each(self, run, zstd, what);
+        };
+        let mut file: Option<&str> = None;
+        let mut values = Vec::with_capacity(run.len());
+        for (key, out) in run.iter_mut() {
+            let full = format!("{}/{key}", self.param);
+            let Some(ocdbt::Value::Indirect {
+                file: f, length, ..
+            }) = db.get(full.as_bytes())
+            else {
+                return zarr::decode_each(self, run, zstd, what);
+            };
+            if file.is_some_and(|prev| prev != f) {
+                return zarr::decode_each(self, run, zstd, what);
+            }
+            file = Some(f);
+            values.push((*length, &mut **out, format!("{what} chunk {key}")));
+        }
+        match file {
+            Some(file) => stream_decode_run(files, file, &mut values, zstd),
+            None => Ok(()),
+        }
+    }
 }
+
+/// Largest data file, in bytes (64 MiB), whose chunks [`LeafSource::runs`] decodes in one pass
+/// on one thread: ckpt writes files of about [`super::write::DATA_FILE_BYTES`].
+const RUN_FILE_BYTES: u64 = 64 << 20;

@@ -4,7 +4,7 @@
 use super::buffers::BufferPool;
 use super::source::ItemFiles;
 use crate::ocdbt::DbFiles;
-use ckpt_core::{Error, Result};
+use ckpt_core::{Error, ErrorKind, Result};
 use zstd::zstd_safe::{DCtx, DParameter, InBuffer, OutBuffer};
 
 /// Values above this many bytes (1 MiB) are decoded as a stream, [`STREAM_PIECE`] bytes of
@@ -123,6 +123,69 @@ pub(super) fn stream_decode(
         pieces.read_into(out)?;
     }
     pieces.finish()
+}
+
+/// Decodes the values that fill data file `file` back to back, in file order, from one stream
+/// of it ([`ckpt_storage::Store::open_read`], which a checking store verifies as it goes): each
+/// `(length, out, what)` a value of `length` stored bytes decoded into `out` (zstd frames when
+/// `zstd`, else raw bytes), which it must fill exactly. The store's verdict on the whole file
+/// is taken at the end.
+///
+/// # Errors
+/// `Corrupt` naming the value's `what` when it does not decode to `out.len()` bytes (the
+/// store's `Corrupt`, naming the file, instead when a checking store finds the file damaged);
+/// `InvalidArgument` (from the stream) when the values reach beyond the file; as the store.
+pub(super) fn stream_decode_run(
+    files: &ItemFiles<'_>,
+    file: &str,
+    values: &mut [(u64, &mut [u8], String)],
+    zstd: bool,
+) -> Result<()> {
+    let dir = files.0;
+    let mut stream = dir.store().open_read(&dir.nested_path(file)?)?;
+    let mut piece = zstd.then(|| {
+        let mut p = PIECES.take(STREAM_PIECE);
+        p.resize(STREAM_PIECE, 0);
+        p
+    });
+    let decoded = values.iter_mut().try_for_each(|(length, out, what)| {
+        let mut left = *length;
+        match piece.as_mut() {
+            Some(piece) => zstd_into(
+                &mut |buf: &mut [u8]| {
+                    let n = left.min(buf.len() as u64) as usize;
+                    stream.read_exact(&mut buf[..n])?;
+                    left -= n as u64;
+                    Ok(n)
+                },
+                piece,
+                out,
+                what,
+            ),
+            None => {
+                if left != out.len() as u64 {
+                    return Err(Error::corrupt(format!(
+                        "{what}: the stored chunk is {left} bytes, {} expected uncompressed",
+                        out.len()
+                    )));
+                }
+                stream.read_exact(out)
+            }
+        }
+    });
+    if let Some(p) = piece {
+        PIECES.give(p);
+    }
+    match decoded {
+        Ok(()) => stream.finish(),
+        // A value that does not decode in a file the store finds damaged: the store's verdict,
+        // which names the file, is the cause.
+        Err(e) => Err(stream
+            .finish()
+            .err()
+            .filter(|f| f.kind() == ErrorKind::Corrupt)
+            .unwrap_or(e)),
+    }
 }
 
 /// Decodes the zstd frames read by `next` (which fills the start of the buffer it is given and

@@ -268,9 +268,10 @@ pub struct VerifyingStore {
     /// Whether an item file the manifest does not list is refused
     /// ([`VerifyingStore::requiring_recorded_item_files`]).
     require_recorded: bool,
-    /// Paths of manifest files checked whole by a ranged read: later ranges come straight
-    /// from `inner`.
-    verified: Mutex<std::collections::BTreeSet<String>>,
+    /// Per manifest file read by ranges, whether it was checked whole: later ranges come
+    /// straight from `inner`. A thread that wants a file another thread is checking waits for
+    /// that check instead of reading the file again.
+    verified: Mutex<std::collections::BTreeMap<String, Arc<Mutex<bool>>>>,
 }
 
 impl VerifyingStore {
@@ -282,7 +283,7 @@ impl VerifyingStore {
             step_dir: step_dir.to_string(),
             manifest,
             require_recorded: false,
-            verified: Mutex::new(std::collections::BTreeSet::new()),
+            verified: Mutex::new(std::collections::BTreeMap::new()),
         }
     }
 
@@ -360,10 +361,13 @@ impl VerifyingStore {
             ))
             .with_path(self.inner.location(path)));
         }
-        if !lock(&self.verified).contains(path) {
+        let gate = Arc::clone(lock(&self.verified).entry(path.to_string()).or_default());
+        let mut checked = lock(&gate);
+        if !*checked {
             self.open_read(path)?.finish()?;
-            lock(&self.verified).insert(path.to_string());
+            *checked = true;
         }
+        drop(checked);
         if end > expected.size {
             return Err(Error::invalid_argument(format!(
                 "byte range {start}..{end} lies beyond the end of the file ({} bytes)",

@@ -133,32 +133,94 @@ pub trait ChunkSource: Sync {
     fn decode_into(&self, key: &str, zstd: bool, out: &mut [u8], what: &str) -> Result<()> {
         decode_plain(&self.read(key)?, zstd, out, what)
     }
+
+    /// Which of `keys` to decode together, in one pass over what stores them ([`ChunkSource::decode_run`]):
+    /// each run a list of indices into `keys`, in the order to decode them; every index in
+    /// exactly one run. The default: every key a run of its own.
+    fn runs(&self, keys: &[&str]) -> Vec<Vec<usize>> {
+        (0..keys.len()).map(|i| vec![i]).collect()
+    }
+
+    /// Decodes a run of chunks (as [`ChunkSource::runs`] grouped them), each `(key, out)` as
+    /// [`ChunkSource::decode_into`]. The default decodes them one by one.
+    ///
+    /// # Errors
+    /// As [`ChunkSource::decode_into`], for the first chunk that fails (`what` names the array;
+    /// the error names the chunk).
+    fn decode_run(&self, run: &mut [(String, &mut [u8])], zstd: bool, what: &str) -> Result<()> {
+        decode_each(self, run, zstd, what)
+    }
 }
 
-/// Decodes each `(key, destination)` on up to `available_parallelism` threads; the first error
-/// (in chunk order) wins.
+/// Decodes the chunks of `run` one by one, through [`ChunkSource::decode_into`].
+///
+/// # Errors
+/// As [`ChunkSource::decode_into`], for the first chunk that fails.
+pub(crate) fn decode_each<S: ChunkSource + ?Sized>(
+    src: &S,
+    run: &mut [(String, &mut [u8])],
+    zstd: bool,
+    what: &str,
+) -> Result<()> {
+    for (key, out) in run.iter_mut() {
+        src.decode_into(key, zstd, out, &format!("{what} chunk {key}"))?;
+    }
+    Ok(())
+}
+
+/// Decodes each `(key, destination)` on up to `available_parallelism` threads, a run of chunks
+/// (see [`ChunkSource::runs`]) at a time; the first error (in chunk order) wins.
 pub(crate) fn parallel_decode(
     jobs: Vec<(String, &mut [u8])>,
     zstd: bool,
     src: &dyn ChunkSource,
     what: &str,
 ) -> Result<()> {
+    let runs = {
+        let keys: Vec<&str> = jobs.iter().map(|(k, _)| k.as_str()).collect();
+        src.runs(&keys)
+    };
+    let mut slots: Vec<Option<(String, &mut [u8])>> = jobs.into_iter().map(Some).collect();
+    // Each run with the index of its first chunk (for the order of errors).
+    let mut units: Vec<(usize, Vec<(String, &mut [u8])>)> = Vec::with_capacity(runs.len());
+    for run in runs {
+        let first = run.iter().copied().min().unwrap_or(0);
+        let unit: Vec<(String, &mut [u8])> = run
+            .into_iter()
+            .filter_map(|i| slots.get_mut(i).and_then(Option::take))
+            .collect();
+        if !unit.is_empty() {
+            units.push((first, unit));
+        }
+    }
+    // A source that left a chunk out of every run: it is decoded on its own.
+    units.extend(
+        slots
+            .into_iter()
+            .enumerate()
+            .filter_map(|(i, s)| s.map(|job| (i, vec![job]))),
+    );
     let threads = std::thread::available_parallelism()
         .map(|n| n.get())
         .unwrap_or(1)
-        .min(jobs.len());
-    let n = jobs.len();
-    let queue = std::sync::Mutex::new(jobs.into_iter().enumerate().collect::<Vec<_>>());
+        .min(units.len());
+    let n = units.len();
+    // Popped from the end: the runs in reverse, so the first chunks are decoded first.
+    units.reverse();
+    let queue = std::sync::Mutex::new(units);
     let errors: std::sync::Mutex<Vec<(usize, Error)>> = std::sync::Mutex::new(Vec::new());
     let failed = std::sync::atomic::AtomicBool::new(false);
     let work = || loop {
         if failed.load(std::sync::atomic::Ordering::Relaxed) {
             break;
         }
-        let job = queue.lock().ok().and_then(|mut q| q.pop());
-        let Some((i, (key, out))) = job else { break };
-        let at = format!("{what} chunk {key}");
-        if let Err(e) = src.decode_into(&key, zstd, out, &at) {
+        let unit = queue.lock().ok().and_then(|mut q| q.pop());
+        let Some((i, mut run)) = unit else { break };
+        let result = match run.as_mut_slice() {
+            [(key, out)] => src.decode_into(key, zstd, out, &format!("{what} chunk {key}")),
+            run => src.decode_run(run, zstd, what),
+        };
+        if let Err(e) = result {
             failed.store(true, std::sync::atomic::Ordering::Relaxed);
             if let Ok(mut v) = errors.lock() {
                 v.push((i, e));
