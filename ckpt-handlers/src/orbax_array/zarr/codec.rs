@@ -168,6 +168,9 @@ pub(crate) fn decode_each<S: ChunkSource + ?Sized>(
     Ok(())
 }
 
+/// Chunks decoded together: each its key and its destination.
+type Run<'a> = Vec<(String, &'a mut [u8])>;
+
 /// Decodes each `(key, destination)` on up to `available_parallelism` threads, a run of chunks
 /// (see [`ChunkSource::runs`]) at a time; the first error (in chunk order) wins.
 pub(crate) fn parallel_decode(
@@ -182,10 +185,10 @@ pub(crate) fn parallel_decode(
     };
     let mut slots: Vec<Option<(String, &mut [u8])>> = jobs.into_iter().map(Some).collect();
     // Each run with the index of its first chunk (for the order of errors).
-    let mut units: Vec<(usize, Vec<(String, &mut [u8])>)> = Vec::with_capacity(runs.len());
+    let mut units: Vec<(usize, Run<'_>)> = Vec::with_capacity(runs.len());
     for run in runs {
         let first = run.iter().copied().min().unwrap_or(0);
-        let unit: Vec<(String, &mut [u8])> = run
+        let unit: Run<'_> = run
             .into_iter()
             .filter_map(|i| slots.get_mut(i).and_then(Option::take))
             .collect();
