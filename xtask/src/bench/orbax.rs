@@ -144,10 +144,13 @@ fn read_decompress(item: &Path, outs: &mut [Vec<u8>]) -> Result<f64, String> {
 }
 
 /// The decompression floor: the item's chunk values, already in memory (read untimed), zstd
-/// decompressed into `outs` (pre-faulted), one thread per chunk; returns the seconds taken. No
-/// restore of this item can take less on this machine with this zstd; Orbax's restore time
-/// over this is the most any reader could be faster than Orbax here.
-fn decompress_floor(item: &Path, outs: &mut [Vec<u8>]) -> Result<f64, String> {
+/// decompressed into `outs` (pre-faulted), one thread per chunk; or, with `fresh`, into new
+/// buffers of the same sizes allocated in the timed part (zeroed by the kernel as it faults
+/// them in, huge pages advised, as ckpt's restore allocates); returns the seconds taken. No
+/// restore of this item (into existing or into new memory) can take less on this machine with
+/// this zstd: Orbax's restore time over this is the most any reader could be faster than Orbax
+/// here.
+fn decompress_floor(item: &Path, outs: &mut [Vec<u8>], fresh: bool) -> Result<f64, String> {
     let (files, chunks) = chunk_refs(item)?;
     let stored = chunks
         .iter()
@@ -162,8 +165,21 @@ fn decompress_floor(item: &Path, outs: &mut [Vec<u8>]) -> Result<f64, String> {
         ));
     }
     let t = Instant::now();
-    decompress_all(&stored, outs)?;
-    Ok(secs(t))
+    let taken = if fresh {
+        let mut new = outs
+            .iter()
+            .map(|o| ckpt_manager::storage::try_zeroed_bytes(o.len()))
+            .collect::<Option<Vec<_>>>()
+            .ok_or("new buffers cannot be allocated")?;
+        decompress_all(&stored, &mut new)?;
+        let taken = secs(t);
+        drop(new);
+        taken
+    } else {
+        decompress_all(&stored, outs)?;
+        secs(t)
+    };
+    Ok(taken)
 }
 
 /// Runs the section for payload `size` (bytes).
@@ -193,6 +209,7 @@ pub fn orbax_section(b: &mut Bench, cx: &Ctx, size: usize) -> Result<(), String>
     let mut c_own = vec![];
     let (mut raw_w, mut bound, mut floor, mut memcpy, mut peak_r, mut peak_s) =
         (vec![], vec![], vec![], vec![], vec![], vec![]);
+    let mut floor_new = vec![];
     for rep in 0..cx.reps {
         let oroot = dir.join(format!("orbax-{rep}"));
         let out = Command::new(&py)
@@ -256,6 +273,7 @@ pub fn orbax_section(b: &mut Bench, cx: &Ctx, size: usize) -> Result<(), String>
         let physical = |raw_w: &mut Vec<f64>,
                         bound: &mut Vec<f64>,
                         floor: &mut Vec<f64>,
+                        floor_new: &mut Vec<f64>,
                         memcpy: &mut Vec<f64>| {
             let tensors = tree.tensors();
             let raw = dir.join(format!("raw-{rep}.bin"));
@@ -276,7 +294,12 @@ pub fn orbax_section(b: &mut Bench, cx: &Ctx, size: usize) -> Result<(), String>
                 .map(|t| vec![1u8; t.as_bytes().len()])
                 .collect();
             bound.push(read_decompress(&oroot.join("1/default"), &mut outs)?);
-            floor.push(decompress_floor(&oroot.join("1/default"), &mut outs)?);
+            floor.push(decompress_floor(
+                &oroot.join("1/default"),
+                &mut outs,
+                false,
+            )?);
+            floor_new.push(decompress_floor(&oroot.join("1/default"), &mut outs, true)?);
             let t = Instant::now();
             for (o, t) in outs.iter_mut().zip(tensors.values()) {
                 o.copy_from_slice(t.as_bytes());
@@ -286,7 +309,13 @@ pub fn orbax_section(b: &mut Bench, cx: &Ctx, size: usize) -> Result<(), String>
             Ok::<(), String>(())
         };
         if raw_first {
-            physical(&mut raw_w, &mut bound, &mut floor, &mut memcpy)?;
+            physical(
+                &mut raw_w,
+                &mut bound,
+                &mut floor,
+                &mut floor_new,
+                &mut memcpy,
+            )?;
         }
         // ckpt saves the same tree in Orbax's format: buffered, then with O_DIRECT writes of
         // the data files (direct_io_min_bytes = 1 MiB). Peak RSS is the buffered save's.
@@ -332,7 +361,13 @@ pub fn orbax_section(b: &mut Bench, cx: &Ctx, size: usize) -> Result<(), String>
             let _ = std::fs::remove_dir_all(&croot);
         }
         if !raw_first {
-            physical(&mut raw_w, &mut bound, &mut floor, &mut memcpy)?;
+            physical(
+                &mut raw_w,
+                &mut bound,
+                &mut floor,
+                &mut floor_new,
+                &mut memcpy,
+            )?;
         }
         drop(tree);
         let _ = std::fs::remove_dir_all(&oroot);
@@ -383,6 +418,8 @@ pub fn orbax_section(b: &mut Bench, cx: &Ctx, size: usize) -> Result<(), String>
     );
     r.compare(cs2, rw, RatioKind::Speed, None);
     let o_rest_all = o_rest.clone();
+    let o_rest_new = o_rest.clone();
+    let c_rest_floor = c_rest.clone();
     let or = r.time(
         &sec,
         &format!("{key}/orbax_restore"),
@@ -463,6 +500,29 @@ pub fn orbax_section(b: &mut Bench, cx: &Ctx, size: usize) -> Result<(), String>
         bytes,
     );
     r.compare(of, fl, RatioKind::Time, None);
+    let fn_ = r.time(
+        &sec,
+        &format!("{key}/decompress_floor_new"),
+        "zstd decompress alone into new memory (all cores)",
+        floor_new,
+        bytes,
+    );
+    let cr3 = r.time(
+        &sec,
+        &format!("{key}/ckpt_restore_vs_floor_new"),
+        "ckpt restore vs decompress alone into new memory",
+        c_rest_floor,
+        bytes,
+    );
+    r.compare(cr3, fn_, RatioKind::Speed, None);
+    let of2 = r.time(
+        &sec,
+        &format!("{key}/orbax_vs_floor_new"),
+        "Orbax restore() over decompress alone into new memory",
+        o_rest_new,
+        bytes,
+    );
+    r.compare(of2, fn_, RatioKind::Time, None);
     r.time(
         &sec,
         &format!("{key}/memcpy"),
