@@ -26,15 +26,32 @@ const ALIGN: usize = 4096;
 pub(crate) const BUFFER_BYTES: usize = 8 << 20;
 
 thread_local! {
-    /// Each thread's bounce buffer, allocated (and faulted in) once: `ALIGN` bytes more than
-    /// [`BUFFER_BYTES`], so that an aligned window of that size always fits.
-    static BOUNCE: RefCell<Vec<u8>> = const { RefCell::new(Vec::new()) };
+    /// Each thread's two bounce buffers, allocated (and faulted in) once: each `ALIGN` bytes
+    /// more than [`BUFFER_BYTES`], so that an aligned window of that size always fits.
+    static BOUNCE: RefCell<[Vec<u8>; 2]> = const { RefCell::new([Vec::new(), Vec::new()]) };
+}
+
+/// The aligned window of [`BUFFER_BYTES`] in `vec` (grown to hold it on first use).
+fn aligned(vec: &mut Vec<u8>) -> std::io::Result<&mut [u8]> {
+    if vec.len() < BUFFER_BYTES + ALIGN {
+        vec.resize(BUFFER_BYTES + ALIGN, 0);
+    }
+    let offset = vec.as_ptr().align_offset(ALIGN);
+    if offset > ALIGN {
+        return Err(std::io::Error::other(
+            "cannot align the direct-write buffer",
+        ));
+    }
+    Ok(&mut vec[offset..offset + BUFFER_BYTES])
 }
 
 /// Writes `parts`, one after another, as the whole contents of the file at `abs` (created or
 /// truncated) with `O_DIRECT`, and returns the open file for the caller's fsync. Returns
 /// `Ok(None)`, having written nothing, when the file system refuses `O_DIRECT`; the caller then
-/// writes the file the usual way. Does not fsync.
+/// writes the file the usual way. Does not fsync. A file of more than one buffer is written by
+/// a second thread while this one copies the next buffer's bytes (the copy then costs no time
+/// of its own: about a tenth of a 1 GiB write here, 8 MiB at 16 GB/s against ~1.7 GB/s to the
+/// device); where no thread can be started, the copies and writes take turns.
 ///
 /// # Errors
 /// The io error of the open, a write or the final truncation.
@@ -45,41 +62,125 @@ pub(crate) fn write_direct(abs: &Path, parts: &[&[u8]]) -> std::io::Result<Optio
     };
     let total: u64 = parts.iter().map(|p| p.len() as u64).sum();
     BOUNCE.with(|cell| -> std::io::Result<()> {
-        let mut vec = cell.borrow_mut();
-        if vec.len() < BUFFER_BYTES + ALIGN {
-            vec.resize(BUFFER_BYTES + ALIGN, 0);
+        let mut pair = cell.borrow_mut();
+        let [first, second] = &mut *pair;
+        let first = aligned(first)?;
+        if total <= BUFFER_BYTES as u64 {
+            return write_in_turns(&mut file, parts, first);
         }
-        let offset = vec.as_ptr().align_offset(ALIGN);
-        if offset > ALIGN {
-            return Err(std::io::Error::other(
-                "cannot align the direct-write buffer",
-            ));
-        }
-        let buf = &mut vec[offset..offset + BUFFER_BYTES];
-        let mut filled = 0;
-        for part in parts {
-            let mut rest: &[u8] = part;
-            while !rest.is_empty() {
-                let n = rest.len().min(BUFFER_BYTES - filled);
-                crate::copy_streaming(&mut buf[filled..filled + n], &rest[..n]);
-                filled += n;
-                rest = &rest[n..];
-                if filled == BUFFER_BYTES {
-                    file.write_all(buf)?;
-                    filled = 0;
-                }
-            }
-        }
-        if filled > 0 {
-            let padded = filled.div_ceil(ALIGN) * ALIGN;
-            buf[filled..padded].fill(0);
-            file.write_all(&buf[..padded])?;
-        }
-        Ok(())
+        let second = aligned(second)?;
+        write_overlapped(&mut file, parts, [first, second])
     })?;
     // The zeros of the padding go: the file is exactly the parts.
     file.set_len(total)?;
     Ok(Some(file))
+}
+
+/// The bytes of `parts` in pieces of at most [`BUFFER_BYTES`]: each piece filled by `fill`
+/// into a buffer from `take`, then handed to `hand` with its length (the last one padded with
+/// zeros to [`ALIGN`]).
+fn pieces<'b>(
+    parts: &[&[u8]],
+    mut take: impl FnMut() -> std::io::Result<&'b mut [u8]>,
+    mut hand: impl FnMut(&'b mut [u8], usize) -> std::io::Result<()>,
+) -> std::io::Result<()> {
+    let mut buf = take()?;
+    let mut filled = 0;
+    for part in parts {
+        let mut rest: &[u8] = part;
+        while !rest.is_empty() {
+            let n = rest.len().min(BUFFER_BYTES - filled);
+            crate::copy_streaming(&mut buf[filled..filled + n], &rest[..n]);
+            filled += n;
+            rest = &rest[n..];
+            if filled == BUFFER_BYTES {
+                hand(buf, BUFFER_BYTES)?;
+                buf = take()?;
+                filled = 0;
+            }
+        }
+    }
+    if filled > 0 {
+        let padded = filled.div_ceil(ALIGN) * ALIGN;
+        buf[filled..padded].fill(0);
+        hand(buf, padded)?;
+    }
+    Ok(())
+}
+
+/// Copies and writes in turn, through one buffer.
+fn write_in_turns(file: &mut File, parts: &[&[u8]], buf: &mut [u8]) -> std::io::Result<()> {
+    let slot = std::cell::Cell::new(Some(buf));
+    pieces(
+        parts,
+        || {
+            slot.take()
+                .ok_or_else(|| std::io::Error::other("the direct-write buffer is in use"))
+        },
+        |b, len| {
+            let r = file.write_all(&b[..len]);
+            slot.set(Some(b));
+            r
+        },
+    )
+}
+
+/// Copies into one buffer while a writer thread writes the other.
+fn write_overlapped(file: &mut File, parts: &[&[u8]], bufs: [&mut [u8]; 2]) -> std::io::Result<()> {
+    use std::sync::mpsc::sync_channel;
+    let [a, b] = bufs;
+    // The writer thread's, or this thread's if none can be started.
+    let file = std::sync::Mutex::new(file);
+    let file = &file;
+    std::thread::scope(|scope| {
+        // Full buffers to the writer; empty ones back.
+        let (to_writer, full) = sync_channel::<(&mut [u8], usize)>(2);
+        let (to_copier, empty) = sync_channel::<&mut [u8]>(2);
+        let _ = to_copier.send(a);
+        let _ = to_copier.send(b);
+        let writer = std::thread::Builder::new()
+            .name("ckpt-direct-write".into())
+            .spawn_scoped(scope, move || -> std::io::Result<()> {
+                let mut file = file.lock().unwrap_or_else(|p| p.into_inner());
+                for (buf, len) in full {
+                    file.write_all(&buf[..len])?;
+                    // The copier may have stopped already (its error wins).
+                    let _ = to_copier.send(buf);
+                }
+                Ok(())
+            });
+        let writer = match writer {
+            Ok(w) => w,
+            Err(_) => {
+                // No thread: take the buffers back and take turns with one of them.
+                drop(to_writer);
+                let first = empty
+                    .try_recv()
+                    .map_err(|_| std::io::Error::other("the direct-write buffer is lost"))?;
+                let mut file = file.lock().unwrap_or_else(|p| p.into_inner());
+                return write_in_turns(&mut file, parts, first);
+            }
+        };
+        let copied = pieces(
+            parts,
+            || {
+                empty
+                    .recv()
+                    .map_err(|_| std::io::Error::other("the direct-write thread stopped"))
+            },
+            |buf, len| {
+                to_writer
+                    .send((buf, len))
+                    .map_err(|_| std::io::Error::other("the direct-write thread stopped"))
+            },
+        );
+        drop(to_writer);
+        let written = writer
+            .join()
+            .unwrap_or_else(|_| Err(std::io::Error::other("the direct-write thread panicked")));
+        // The writer's error is the cause of the copier's "stopped".
+        written.and(copied)
+    })
 }
 
 /// The file at `abs` created or truncated for writing with `O_DIRECT`; `None` when the file
@@ -122,7 +223,11 @@ mod tests {
             4096,
             4097,
             BUFFER_BYTES - 1,
+            BUFFER_BYTES,
             BUFFER_BYTES + 5000,
+            // Both buffers in flight, each reused: copies overlapping writes.
+            3 * BUFFER_BYTES + 17,
+            4 * BUFFER_BYTES,
         ] {
             let data: Vec<u8> = (0..size).map(|i| (i * 31 % 251) as u8).collect();
             let cut = size / 3;
