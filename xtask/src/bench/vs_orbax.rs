@@ -19,7 +19,8 @@
 //!    `restore_tensors_into` the tensors it holds (memory already faulted in, as a training
 //!    loop's parameters), 3 `restore_tensors_mapped` (the file mapped, its checksum verified
 //!    over the mapping; the unmapping is not timed, as Orbax's freeing of its arrays is not);
-//! 3. the physical limits: `dd if=/dev/zero bs=1M conv=fdatasync` of the payload's size, and a
+//! 3. the physical limits: `dd if=/dev/zero bs=1M conv=fdatasync` of the payload's size (alone,
+//!    and as a loop keeping 2 files does it: the file two back unlinked beside it), and a
 //!    memcpy of the payload into pre-faulted memory, and the copy floor (the same copy with
 //!    streaming stores on every core: what an async save of borrowed bytes cannot block for
 //!    less than).
@@ -279,6 +280,13 @@ fn copy_floor(pre: &mut [Vec<u8>], map: &TensorMap) -> f64 {
 
 /// `dd if=/dev/zero of=FILE bs=1M count=<size in MiB> conv=fdatasync`: its wall time.
 fn dd(file: &Path, size: usize) -> Result<f64, String> {
+    let s = dd_kept(file, size)?;
+    let _ = std::fs::remove_file(file);
+    Ok(s)
+}
+
+/// [`dd`] without removing the file.
+fn dd_kept(file: &Path, size: usize) -> Result<f64, String> {
     let t = Instant::now();
     let out = Command::new("dd")
         .arg("if=/dev/zero")
@@ -287,11 +295,35 @@ fn dd(file: &Path, size: usize) -> Result<f64, String> {
         .output()
         .map_err(|e| format!("dd: {e}"))?;
     let s = secs(t);
-    let _ = std::fs::remove_file(file);
     if !out.status.success() {
         return Err(format!("dd: {}", String::from_utf8_lossy(&out.stderr)));
     }
     Ok(s)
+}
+
+/// `dd` as a save loop keeping 2 steps writes: a new file (`name` in `dir`), while the oldest of
+/// `kept` is unlinked on another thread, as background deletion does (on this machine's ext4,
+/// mounted `discard`, an unlink frees the blocks on the device); the file joins `kept`. Returns
+/// `dd`'s wall time.
+fn dd_keep_two(
+    dir: &Path,
+    name: &str,
+    size: usize,
+    kept: &mut std::collections::VecDeque<std::path::PathBuf>,
+) -> Result<f64, String> {
+    let file = dir.join(name);
+    let old = if kept.len() >= 2 {
+        kept.pop_front()
+    } else {
+        None
+    };
+    let deleting = old.map(|p| std::thread::spawn(move || std::fs::remove_file(p)));
+    let s = dd_kept(&file, size);
+    if let Some(h) = deleting {
+        let _ = h.join();
+    }
+    kept.push_back(file);
+    s
 }
 
 /// Orbax's loops over one repetition (lists of seconds, as the script prints them).
@@ -412,6 +444,11 @@ pub fn vs_orbax_section(b: &mut Bench, cx: &Ctx, size: usize, saves: u64) -> Res
     let map = tree(size, 0x0ba5 ^ size as u64)?;
     let mut s = Samples::default();
     let mut peaks = Vec::new();
+    // Two files for the first repetitions' `dd` keeping 2 to unlink (untimed).
+    let mut dd_files = std::collections::VecDeque::new();
+    for name in ["dd-keep-a.bin", "dd-keep-b.bin"] {
+        dd_keep_two(&dir, name, size, &mut dd_files)?;
+    }
     for rep in 0..cx.reps {
         let odir = dir.join(format!("orbax-{rep}"));
         let cdir = dir.join(format!("ckpt-{rep}"));
@@ -451,6 +488,10 @@ pub fn vs_orbax_section(b: &mut Bench, cx: &Ctx, size: usize, saves: u64) -> Res
             run_orbax(&mut s)?;
         }
         s.push("dd", dd(&dir.join("dd.bin"), size)?);
+        s.push(
+            "dd_keep_two",
+            dd_keep_two(&dir, &format!("dd-keep-{rep}.bin"), size, &mut dd_files)?,
+        );
         let mut pre: Vec<Vec<u8>> = map
             .values()
             .map(|t| vec![1u8; t.as_bytes().len()])
@@ -519,6 +560,24 @@ pub fn vs_orbax_section(b: &mut Bench, cx: &Ctx, size: usize, saves: u64) -> Res
         "ckpt sync save, O_DIRECT, steady, vs dd",
     );
     rows.r.compare(c_d2, dd_row, Speed, Some((Ge, 0.9)));
+    // The same, beside dd in a loop that keeps 2 files, as the save loops keep 2 steps.
+    let dd2 = rows.add(
+        "dd_keep_two",
+        "dd_keep_two",
+        "dd conv=fdatasync, the file two back unlinked beside it",
+    );
+    let c_sync3 = rows.add(
+        "ckpt_sync_vs_dd_keep_two",
+        "ckpt_sync",
+        "ckpt sync save, steady, vs dd keeping 2",
+    );
+    rows.r.compare(c_sync3, dd2, Speed, None);
+    let c_d4 = rows.add(
+        "ckpt_sync_direct_vs_dd_keep_two",
+        "ckpt_sync_direct",
+        "ckpt sync save, O_DIRECT, steady, vs dd keeping 2",
+    );
+    rows.r.compare(c_d4, dd2, Speed, None);
     let c_d3 = rows.add(
         "ckpt_sync_direct_vs_buffered",
         "ckpt_sync_direct",
