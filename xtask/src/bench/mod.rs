@@ -473,7 +473,7 @@ pub fn bench_main(args: &[String]) -> ExitCode {
             Some((op.clone(), layout, bytes, reps, args.get(5).cloned()))
         })();
         let Some((op, layout, bytes, reps, root)) = parsed else {
-            eprintln!("usage: ckpt-bench profile save|restore|restore-cold|restore-into|restore-mapped|capture|memcpy|raw-read|alternate LAYOUT SIZE [REPS [ROOT]]");
+            eprintln!("usage: ckpt-bench profile save|restore|restore-cold|restore-into|restore-mapped|capture|memcpy|raw-read|alternate|sync-loop|moved-loop|pytree-save|pytree-restore|pytree-restore-into one|mixed64 SIZE [REPS [ROOT]]");
             return ExitCode::from(2);
         };
         return match profile::profile(&op, layout, bytes, reps, root.as_deref()) {
