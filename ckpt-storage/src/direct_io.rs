@@ -126,11 +126,7 @@ fn write_in_turns(file: &mut File, parts: &[&[u8]], buf: &mut [u8]) -> std::io::
 }
 
 /// Copies into one buffer while a writer thread writes the other.
-fn write_overlapped(
-    file: &mut File,
-    parts: &[&[u8]],
-    bufs: [&mut [u8]; 2],
-) -> std::io::Result<()> {
+fn write_overlapped(file: &mut File, parts: &[&[u8]], bufs: [&mut [u8]; 2]) -> std::io::Result<()> {
     use std::sync::mpsc::sync_channel;
     let [a, b] = bufs;
     // The writer thread's, or this thread's if none can be started.
