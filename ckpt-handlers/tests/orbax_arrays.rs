@@ -277,19 +277,9 @@ fn bad_trees_are_refused() {
 #[test]
 fn large_arrays_chunked_and_streamed() {
     use ckpt_handlers::ocdbt::{layout, Entry, Stored};
-    let mut x = 0x9e37_79b9_7f4a_7c15u64;
-    let mut rnd = |n: usize| -> Vec<u8> {
-        (0..n)
-            .map(|_| {
-                x ^= x << 13;
-                x ^= x >> 7;
-                x ^= x << 17;
-                x as u8
-            })
-            .collect()
-    };
-    let a = Tensor::new(DType::U8, [20 << 20], rnd(20 << 20)).unwrap();
-    let b = Tensor::new(DType::U8, [5, 4 << 20], rnd(20 << 20)).unwrap();
+    let rnd = |seed| common::random_bytes(20 << 20, seed);
+    let a = Tensor::new(DType::U8, [20 << 20], rnd(0x9e37_79b9_7f4a_7c15)).unwrap();
+    let b = Tensor::new(DType::U8, [5, 4 << 20], rnd(0x2545_f491_4f6c_dd1d)).unwrap();
     let tree = PyTree::dict().with("a", a).with("b", b);
     let (tmp, store) = common::local();
     let dir = ItemDir::new(&store, "item");
@@ -448,15 +438,7 @@ fn restore_into_fills_the_callers_tree_in_every_layout() {
 fn chunks_filling_a_data_file_are_read_and_verified_in_one_pass() {
     use ckpt_storage::{ChecksumManifest, CountingStore, FileChecksum, VerifyingStore};
     use std::sync::Arc;
-    let mut x = 0x9e37_79b9_7f4a_7c15u64;
-    let data: Vec<u8> = (0..64 << 20)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            x as u8
-        })
-        .collect();
+    let data = common::random_bytes(64 << 20, 0x9e37_79b9_7f4a_7c15);
     // Cut along the leading dimension: [16384, 1024] chunks of 16 MiB, each a contiguous run
     // of the array, two to a data file (ckpt's 32 MiB groups): two files, two runs.
     let a = Tensor::new(DType::U8, [65536, 1024], data).unwrap();

@@ -19,3 +19,17 @@ pub fn local() -> (tempfile::TempDir, LocalStore) {
 pub fn read(store: &dyn Store, path: &str) -> Vec<u8> {
     store.read(path).expect("read")
 }
+
+/// `n` pseudo-random bytes (xorshift64 from `seed`, which must not be 0): data zstd cannot
+/// shrink, the same on every run.
+pub fn random_bytes(n: usize, seed: u64) -> Vec<u8> {
+    let mut x = seed;
+    (0..n)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x as u8
+        })
+        .collect()
+}
