@@ -18,7 +18,7 @@
 //! Targets (issue 13): restore ≥ 3× Orbax's and ≥ 0.7× the read + decompress bound; save ≥ 4×
 //! Orbax's; peak RSS ≤ payload + 64 MiB for both.
 
-use super::report::{Cmp, RatioKind};
+use super::report::{Cmp, RatioKind, Report};
 use super::{sys, Bench, Ctx};
 use ckpt_manager::handlers::ocdbt::{Database, DbFiles, Value};
 use ckpt_manager::handlers::PyTree;
@@ -180,6 +180,36 @@ fn decompress_floor(item: &Path, outs: &mut [Vec<u8>], fresh: bool) -> Result<f6
         secs(t)
     };
     Ok(taken)
+}
+
+/// A row's comparison: with the row at this index, as this kind of ratio, against this
+/// target (if any).
+type Versus = (usize, RatioKind, Option<(Cmp, f64)>);
+
+/// The rows of one size of the section being added to the report.
+struct Table<'a> {
+    r: &'a mut Report,
+    sec: &'a str,
+    key: &'a str,
+    bytes: Option<u64>,
+}
+
+impl Table<'_> {
+    /// Adds the timing row `id` (shown as `name`) from `samples` (seconds); with `vs`, compares
+    /// it with that earlier row (ratio kind, target). Returns the row's index.
+    fn row(&mut self, id: &str, name: &str, samples: &[f64], vs: Option<Versus>) -> usize {
+        let row = self.r.time(
+            self.sec,
+            &format!("{}/{id}", self.key),
+            name,
+            samples.to_vec(),
+            self.bytes,
+        );
+        if let Some((base, kind, target)) = vs {
+            self.r.compare(row, base, kind, target);
+        }
+        row
+    }
 }
 
 /// Runs the section for payload `size` (bytes).
@@ -377,159 +407,111 @@ pub fn orbax_section(b: &mut Bench, cx: &Ctx, size: usize) -> Result<(), String>
             rep + 1
         );
     }
-    let r = &mut b.report;
-    let bytes = Some(size as u64);
-    let os = r.time(
-        &sec,
-        &format!("{key}/orbax_save"),
-        "Orbax StandardSave (sync)",
-        o_save,
-        bytes,
-    );
-    let cs = r.time(
-        &sec,
-        &format!("{key}/ckpt_save"),
+    let mut t = Table {
+        r: &mut b.report,
+        sec: &sec,
+        key: &key,
+        bytes: Some(size as u64),
+    };
+    use RatioKind::{Speed, Time};
+    let at_least = |x: f64| Some((Cmp::Ge, x));
+    let os = t.row("orbax_save", "Orbax StandardSave (sync)", &o_save, None);
+    t.row(
+        "ckpt_save",
         "ckpt save, Orbax format (sync)",
-        c_save.clone(),
-        bytes,
+        &c_save,
+        Some((os, Speed, at_least(4.0))),
     );
-    r.compare(cs, os, RatioKind::Speed, Some((Cmp::Ge, 4.0)));
-    let cd = r.time(
-        &sec,
-        &format!("{key}/ckpt_save_direct"),
+    t.row(
+        "ckpt_save_direct",
         "ckpt save, Orbax format, O_DIRECT (sync)",
-        c_direct,
-        bytes,
+        &c_direct,
+        Some((os, Speed, at_least(4.0))),
     );
-    r.compare(cd, os, RatioKind::Speed, Some((Cmp::Ge, 4.0)));
-    let rw = r.time(
-        &sec,
-        &format!("{key}/raw_write"),
-        "raw write+fsync",
-        raw_w,
-        bytes,
-    );
-    let cs2 = r.time(
-        &sec,
-        &format!("{key}/ckpt_save_vs_raw"),
+    let rw = t.row("raw_write", "raw write+fsync", &raw_w, None);
+    t.row(
+        "ckpt_save_vs_raw",
         "ckpt save, Orbax format, vs disk",
-        c_save,
-        bytes,
+        &c_save,
+        Some((rw, Speed, None)),
     );
-    r.compare(cs2, rw, RatioKind::Speed, None);
-    let o_rest_all = o_rest.clone();
-    let o_rest_new = o_rest.clone();
-    let c_rest_floor = c_rest.clone();
-    let or = r.time(
-        &sec,
-        &format!("{key}/orbax_restore"),
-        "Orbax restore()",
-        o_rest,
-        bytes,
-    );
-    let cr = r.time(
-        &sec,
-        &format!("{key}/ckpt_restore"),
+    let or = t.row("orbax_restore", "Orbax restore()", &o_rest, None);
+    t.row(
+        "ckpt_restore",
         "ckpt restore of Orbax's item",
-        c_rest.clone(),
-        bytes,
+        &c_rest,
+        Some((or, Speed, at_least(3.0))),
     );
-    let co = r.time(
-        &sec,
-        &format!("{key}/ckpt_restore_own"),
+    t.row(
+        "ckpt_restore_own",
         "ckpt restore of its own item (checksums verified)",
-        c_own,
-        bytes,
+        &c_own,
+        Some((or, Speed, None)),
     );
-    r.compare(co, or, RatioKind::Speed, None);
-    r.compare(cr, or, RatioKind::Speed, Some((Cmp::Ge, 3.0)));
-    let bd = r.time(
-        &sec,
-        &format!("{key}/read_decompress"),
+    let bd = t.row(
+        "read_decompress",
         "raw read + zstd decompress",
-        bound,
-        bytes,
+        &bound,
+        None,
     );
-    let cr2 = r.time(
-        &sec,
-        &format!("{key}/ckpt_restore_vs_bound"),
+    t.row(
+        "ckpt_restore_vs_bound",
         "ckpt restore vs read+decompress",
-        c_rest,
-        bytes,
+        &c_rest,
+        Some((bd, Speed, at_least(0.7))),
     );
-    r.compare(cr2, bd, RatioKind::Speed, Some((Cmp::Ge, 0.7)));
-    let c_into_floor = c_into.clone();
-    let ci = r.time(
-        &sec,
-        &format!("{key}/ckpt_restore_into"),
+    t.row(
+        "ckpt_restore_into",
         "ckpt restore_pytree_into, Orbax's item",
-        c_into.clone(),
-        bytes,
+        &c_into,
+        Some((or, Speed, at_least(3.0))),
     );
-    r.compare(ci, or, RatioKind::Speed, Some((Cmp::Ge, 3.0)));
-    let ci2 = r.time(
-        &sec,
-        &format!("{key}/ckpt_restore_into_vs_bound"),
+    t.row(
+        "ckpt_restore_into_vs_bound",
         "ckpt restore_pytree_into vs read+decompress",
-        c_into,
-        bytes,
+        &c_into,
+        Some((bd, Speed, at_least(0.7))),
     );
-    r.compare(ci2, bd, RatioKind::Speed, Some((Cmp::Ge, 0.7)));
-    let fl = r.time(
-        &sec,
-        &format!("{key}/decompress_floor"),
+    // The floors: Orbax's restore over them is the most any restore could be faster than
+    // Orbax's on this machine (the 3x target is out of reach in a run where it is below 3).
+    let fl = t.row(
+        "decompress_floor",
         "zstd decompress alone (in memory, all cores)",
-        floor.clone(),
-        bytes,
+        &floor,
+        None,
     );
-    let ci3 = r.time(
-        &sec,
-        &format!("{key}/ckpt_restore_into_vs_floor"),
+    t.row(
+        "ckpt_restore_into_vs_floor",
         "ckpt restore_pytree_into vs decompress alone",
-        c_into_floor,
-        bytes,
+        &c_into,
+        Some((fl, Speed, None)),
     );
-    r.compare(ci3, fl, RatioKind::Speed, None);
-    // The most any restore could be faster than Orbax's on this machine: the 3x target is
-    // out of reach in a run where this is below 3.
-    let of = r.time(
-        &sec,
-        &format!("{key}/orbax_vs_floor"),
+    t.row(
+        "orbax_vs_floor",
         "Orbax restore() over decompress alone",
-        o_rest_all,
-        bytes,
+        &o_rest,
+        Some((fl, Time, None)),
     );
-    r.compare(of, fl, RatioKind::Time, None);
-    let fn_ = r.time(
-        &sec,
-        &format!("{key}/decompress_floor_new"),
+    let fln = t.row(
+        "decompress_floor_new",
         "zstd decompress alone into new memory (all cores)",
-        floor_new,
-        bytes,
+        &floor_new,
+        None,
     );
-    let cr3 = r.time(
-        &sec,
-        &format!("{key}/ckpt_restore_vs_floor_new"),
+    t.row(
+        "ckpt_restore_vs_floor_new",
         "ckpt restore vs decompress alone into new memory",
-        c_rest_floor,
-        bytes,
+        &c_rest,
+        Some((fln, Speed, None)),
     );
-    r.compare(cr3, fn_, RatioKind::Speed, None);
-    let of2 = r.time(
-        &sec,
-        &format!("{key}/orbax_vs_floor_new"),
+    t.row(
+        "orbax_vs_floor_new",
         "Orbax restore() over decompress alone into new memory",
-        o_rest_new,
-        bytes,
+        &o_rest,
+        Some((fln, Time, None)),
     );
-    r.compare(of2, fn_, RatioKind::Time, None);
-    r.time(
-        &sec,
-        &format!("{key}/memcpy"),
-        "memcpy, pre-faulted",
-        memcpy,
-        bytes,
-    );
+    t.row("memcpy", "memcpy, pre-faulted", &memcpy, None);
+    let r = t.r;
     let limit = size as f64 + MIB64;
     if !peak_r.is_empty() {
         let pr = r.bytes(
