@@ -53,7 +53,6 @@ pub fn decode_array(
         }
         return Ok(());
     }
-    let item = meta.dtype.size_in_bytes();
     let chunk_bytes = checked_sizes(meta.dtype, &meta.chunks)
         .map(|(_, b)| b)
         .ok_or_else(|| bad(what, "chunk size overflows"))?;
@@ -90,27 +89,114 @@ pub fn decode_array(
     if !any_rest {
         return Ok(());
     }
-    // The same walk again gives the same decisions: what went direct above is skipped.
+    // The same walk again gives the same decisions: what went direct above is skipped. The
+    // other chunks are decoded a batch at a time, on several threads when they are small enough
+    // for a scratch buffer per thread, each copied into place under a lock (the copy is a
+    // small part of a chunk's decoding).
     let total = out.len();
-    let mut scratch = ckpt_storage::try_zeroed_bytes(chunk_bytes).ok_or_else(|| {
-        bad(
-            what,
-            format!("a chunk of {chunk_bytes} bytes cannot be allocated"),
-        )
-    })?;
+    let threads = if chunk_bytes <= PARALLEL_SCATTER_MAX_CHUNK {
+        std::thread::available_parallelism().map_or(1, |n| n.get())
+    } else {
+        1
+    };
+    let out = std::sync::Mutex::new(out);
+    let mut batch: Vec<Vec<usize>> = Vec::new();
     let mut consumed = 0usize;
     for index in chunk_grid(meta) {
         if let Some(r) = direct_range(&index, consumed, total - consumed) {
             consumed = r.end;
             continue;
         }
-        let key = chunk_key(meta.version, &index);
-        let at = format!("{what} chunk {key}");
-        src.decode_into(&key, meta.zstd, &mut scratch, &at)?;
-        let origin: Vec<usize> = index.iter().zip(&meta.chunks).map(|(i, c)| i * c).collect();
-        scatter(&meta.shape, &meta.chunks, &origin, item, &scratch, out);
+        batch.push(index);
+        if batch.len() == DECODE_BATCH {
+            scatter_batch(
+                meta,
+                &std::mem::take(&mut batch),
+                chunk_bytes,
+                threads,
+                &out,
+                src,
+                what,
+            )?;
+        }
     }
-    Ok(())
+    scatter_batch(meta, &batch, chunk_bytes, threads, &out, src, what)
+}
+
+/// Chunks of at most this many bytes (64 MiB) that are not contiguous runs of their array are
+/// decoded on several threads, each with a scratch buffer of one chunk.
+const PARALLEL_SCATTER_MAX_CHUNK: usize = 64 << 20;
+
+/// Decodes the chunks at `indices` (none a contiguous run of the array) into scratch buffers of
+/// `chunk_bytes`, on up to `threads` threads, and copies each into its place in `out`; the
+/// first error (in chunk order) wins.
+fn scatter_batch(
+    meta: &ArrayMeta,
+    indices: &[Vec<usize>],
+    chunk_bytes: usize,
+    threads: usize,
+    out: &std::sync::Mutex<&mut [u8]>,
+    src: &dyn ChunkSource,
+    what: &str,
+) -> Result<()> {
+    if indices.is_empty() {
+        return Ok(());
+    }
+    let item = meta.dtype.size_in_bytes();
+    let next = std::sync::atomic::AtomicUsize::new(0);
+    let failed = std::sync::atomic::AtomicBool::new(false);
+    let errors: std::sync::Mutex<Vec<(usize, Error)>> = std::sync::Mutex::new(Vec::new());
+    let fail = |i: usize, e: Error| {
+        failed.store(true, std::sync::atomic::Ordering::Relaxed);
+        if let Ok(mut v) = errors.lock() {
+            v.push((i, e));
+        }
+    };
+    let work = || {
+        let Some(mut scratch) = ckpt_storage::try_zeroed_bytes(chunk_bytes) else {
+            fail(
+                next.load(std::sync::atomic::Ordering::Relaxed),
+                bad(
+                    what,
+                    format!("a chunk of {chunk_bytes} bytes cannot be allocated"),
+                ),
+            );
+            return;
+        };
+        loop {
+            if failed.load(std::sync::atomic::Ordering::Relaxed) {
+                break;
+            }
+            let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            let Some(index) = indices.get(i) else { break };
+            let key = chunk_key(meta.version, index);
+            let at = format!("{what} chunk {key}");
+            if let Err(e) = src.decode_into(&key, meta.zstd, &mut scratch, &at) {
+                fail(i, e);
+                break;
+            }
+            let origin: Vec<usize> = index.iter().zip(&meta.chunks).map(|(i, c)| i * c).collect();
+            let mut out = out.lock().unwrap_or_else(|p| p.into_inner());
+            scatter(&meta.shape, &meta.chunks, &origin, item, &scratch, &mut out);
+        }
+    };
+    let threads = threads.min(indices.len()).max(1);
+    if threads == 1 {
+        work();
+    } else {
+        std::thread::scope(|s| {
+            for _ in 1..threads {
+                s.spawn(work);
+            }
+            work();
+        });
+    }
+    let mut errs = errors.into_inner().unwrap_or_default();
+    errs.sort_by_key(|(i, _)| *i);
+    match errs.into_iter().next() {
+        Some((_, e)) => Err(e),
+        None => Ok(()),
+    }
 }
 
 /// How many directly decoded chunks are handed to the decoding threads at a time.

@@ -161,4 +161,35 @@ mod tests {
         decode_array(&meta, &mut out, &Map(stored), "t").unwrap();
         assert_eq!(out, data);
     }
+
+    /// Chunks cut across the trailing dimension (none a contiguous run of the array), more of
+    /// them than one batch: decoded on several threads, each copied into its place; a chunk
+    /// that does not decode fails the array, naming the first such chunk.
+    #[test]
+    fn scattered_chunks_decode_in_batches_and_the_first_bad_one_is_named() {
+        struct Map(std::collections::BTreeMap<String, Vec<u8>>);
+        impl ChunkSource for Map {
+            fn read(&self, key: &str) -> Result<Vec<u8>> {
+                Ok(self.0[key].clone())
+            }
+        }
+        let (shape, chunks) = ([41usize, 119], [1usize, 2]);
+        let data: Vec<u8> = (0..41 * 119).map(|i| (i * 7 % 253) as u8).collect();
+        let meta = parse_zarray(&zarray_bytes(DType::U8, &shape, &chunks), "t").unwrap();
+        let mut stored = std::collections::BTreeMap::new();
+        for index in chunk_grid(&meta) {
+            let raw = chunk_data(DType::U8, &shape, &chunks, &index, &data);
+            stored.insert(chunk_key(ZarrVersion::V2, &index), compress(&raw).unwrap());
+        }
+        assert!(stored.len() > 2 * 1024, "{} chunks", stored.len());
+        let mut out = vec![0u8; data.len()];
+        decode_array(&meta, &mut out, &Map(stored.clone()), "t").unwrap();
+        assert_eq!(out, data);
+        for bad in ["30.7", "3.50"] {
+            stored.insert(bad.to_string(), b"not zstd".to_vec());
+        }
+        let e = decode_array(&meta, &mut out, &Map(stored), "t").unwrap_err();
+        assert_eq!(e.kind(), ckpt_core::ErrorKind::Corrupt, "{e}");
+        assert!(e.message().contains("chunk 3.50"), "{e}");
+    }
 }
