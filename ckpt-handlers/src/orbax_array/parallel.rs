@@ -27,12 +27,7 @@ pub(super) fn in_parallel<T: Send>(n: usize, job: impl Fn(usize) -> T + Sync) ->
         .unwrap_or(1)
         .min(n)
         .max(1);
-    std::thread::scope(|s| {
-        for _ in 1..threads {
-            s.spawn(work);
-        }
-        work();
-    });
+    on_threads(threads, work);
     results
         .into_iter()
         .map(|slot| {
@@ -42,4 +37,31 @@ pub(super) fn in_parallel<T: Send>(n: usize, job: impl Fn(usize) -> T + Sync) ->
                 .ok_or_else(|| Error::new(ErrorKind::Handler, "a restore thread failed"))
         })
         .collect()
+}
+
+/// Runs `work` on `threads` threads at once (this one included, the others scoped), and
+/// returns when every one has returned. `work` is expected to take its jobs from a shared
+/// queue until it is empty.
+pub(crate) fn on_threads(threads: usize, work: impl Fn() + Sync) {
+    if threads <= 1 {
+        work();
+        return;
+    }
+    std::thread::scope(|s| {
+        for _ in 1..threads {
+            s.spawn(&work);
+        }
+        work();
+    });
+}
+
+/// The error of the lowest job index among `errors` (jobs on several threads, the first
+/// error in job order wins), or `Ok`.
+pub(crate) fn first_error(errors: std::sync::Mutex<Vec<(usize, Error)>>) -> Result<()> {
+    let mut errs = errors.into_inner().unwrap_or_default();
+    errs.sort_by_key(|(i, _)| *i);
+    match errs.into_iter().next() {
+        Some((_, e)) => Err(e),
+        None => Ok(()),
+    }
 }

@@ -213,16 +213,7 @@ fn encode_group(jobs: &[&Job<'_>]) -> Result<Vec<Vec<u8>>> {
             *s = Some(r);
         }
     };
-    if threads == 1 {
-        work();
-    } else {
-        std::thread::scope(|s| {
-            for _ in 1..threads {
-                s.spawn(work);
-            }
-            work();
-        });
-    }
+    super::parallel::on_threads(threads, work);
     slots
         .into_iter()
         .map(|s| {

@@ -2,6 +2,7 @@
 //! encoding (zstd level 1, as Orbax).
 
 use super::*;
+use crate::orbax_array::parallel::{first_error, on_threads};
 
 /// Decompresses (or takes) one stored chunk into `out`, which it must fill exactly.
 ///
@@ -180,23 +181,8 @@ fn scatter_batch(
             scatter(&meta.shape, &meta.chunks, &origin, item, &scratch, &mut out);
         }
     };
-    let threads = threads.min(indices.len()).max(1);
-    if threads == 1 {
-        work();
-    } else {
-        std::thread::scope(|s| {
-            for _ in 1..threads {
-                s.spawn(work);
-            }
-            work();
-        });
-    }
-    let mut errs = errors.into_inner().unwrap_or_default();
-    errs.sort_by_key(|(i, _)| *i);
-    match errs.into_iter().next() {
-        Some((_, e)) => Err(e),
-        None => Ok(()),
-    }
+    on_threads(threads.min(indices.len()), work);
+    first_error(errors)
 }
 
 /// How many directly decoded chunks are handed to the decoding threads at a time.
@@ -316,22 +302,8 @@ pub(crate) fn parallel_decode(
             }
         }
     };
-    if threads <= 1 || n <= 1 {
-        work();
-    } else {
-        std::thread::scope(|s| {
-            for _ in 1..threads {
-                s.spawn(work);
-            }
-            work();
-        });
-    }
-    let mut errs = errors.into_inner().unwrap_or_default();
-    errs.sort_by_key(|(i, _)| *i);
-    match errs.into_iter().next() {
-        Some((_, e)) => Err(e),
-        None => Ok(()),
-    }
+    on_threads(if n <= 1 { 1 } else { threads }, work);
+    first_error(errors)
 }
 
 /// Decodes one zarr v3 shard (`sharding_indexed`) into `out`.
