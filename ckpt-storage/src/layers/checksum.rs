@@ -341,9 +341,9 @@ impl VerifyingStore {
         }
     }
 
-    /// Checks the whole file at `path` against `expected` once (streamed through
-    /// [`VerifyingStream`]: size first, then CRC32C), unless an earlier call did; then checks
-    /// that `start .. end` lies inside it.
+    /// Checks that `start .. end` lies inside the file's recorded size (nothing is read when it
+    /// does not), then the whole file at `path` against `expected`, once (streamed through
+    /// [`VerifyingStream`]: size first, then CRC32C), unless an earlier call did.
     ///
     /// # Errors
     /// `Corrupt` when the file does not match; `InvalidArgument` for a range that is reversed
@@ -361,19 +361,20 @@ impl VerifyingStore {
             ))
             .with_path(self.inner.location(path)));
         }
-        let gate = Arc::clone(lock(&self.verified).entry(path.to_string()).or_default());
-        let mut checked = lock(&gate);
-        if !*checked {
-            self.open_read(path)?.finish()?;
-            *checked = true;
-        }
-        drop(checked);
+        // Against the recorded size, before anything is read: a range no intact file can hold
+        // is refused at once.
         if end > expected.size {
             return Err(Error::invalid_argument(format!(
                 "byte range {start}..{end} lies beyond the end of the file ({} bytes)",
                 expected.size
             ))
             .with_path(self.inner.location(path)));
+        }
+        let gate = Arc::clone(lock(&self.verified).entry(path.to_string()).or_default());
+        let mut checked = lock(&gate);
+        if !*checked {
+            self.open_read(path)?.finish()?;
+            *checked = true;
         }
         Ok(())
     }
@@ -714,6 +715,16 @@ mod tests {
         }
         let e = v.read_range("s/f", 10..(n as u64 + 1)).unwrap_err();
         assert_eq!(e.kind(), ErrorKind::InvalidArgument, "{e}");
+        // A range beyond the recorded size is refused before anything is read.
+        let fresh = VerifyingStore::new(counting.clone(), "s", {
+            let mut m = ChecksumManifest::new();
+            m.insert("f", FileChecksum::of(&d));
+            m
+        });
+        counting.reset();
+        let e = fresh.read_range("s/f", 0..(n as u64 + 1)).unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::InvalidArgument, "{e}");
+        assert_eq!(counting.counts().bytes_read, 0);
         #[allow(clippy::reversed_empty_ranges)]
         let e = v.read_range("s/f", 10..5).unwrap_err();
         assert_eq!(e.kind(), ErrorKind::InvalidArgument, "{e}");
