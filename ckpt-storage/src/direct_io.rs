@@ -76,9 +76,9 @@ pub(crate) fn write_direct(abs: &Path, parts: &[&[u8]]) -> std::io::Result<Optio
     Ok(Some(file))
 }
 
-/// The bytes of `parts` in pieces of at most [`BUFFER_BYTES`]: each piece filled by `fill`
-/// into a buffer from `take`, then handed to `hand` with its length (the last one padded with
-/// zeros to [`ALIGN`]).
+/// The bytes of `parts` in pieces of at most [`BUFFER_BYTES`]: each piece copied into a buffer
+/// from `take`, then handed to `hand` with its length (the last one padded with zeros to
+/// [`ALIGN`]).
 fn pieces<'b>(
     parts: &[&[u8]],
     mut take: impl FnMut() -> std::io::Result<&'b mut [u8]>,

@@ -21,51 +21,6 @@ const STREAM_PIECE: usize = 1 << 20;
 /// threads that end with it.
 static PIECES: BufferPool = BufferPool::new(8, 8 * STREAM_PIECE);
 
-/// Where the pieces of a value come from.
-enum Pieces<'f> {
-    /// Ranged reads of bytes `pos .. end` of a file.
-    Ranged {
-        files: &'f ItemFiles<'f>,
-        file: &'f str,
-        pos: u64,
-        end: u64,
-    },
-    /// A whole file, streamed ([`ckpt_storage::Store::open_read`]).
-    Stream(Box<dyn ckpt_storage::ReadStream + 'f>),
-}
-
-impl Pieces<'_> {
-    /// Bytes of the value not read yet.
-    fn left(&self) -> u64 {
-        match self {
-            Pieces::Ranged { pos, end, .. } => end - pos,
-            Pieces::Stream(s) => s.size() - s.position(),
-        }
-    }
-
-    /// Reads the next `buf.len()` bytes of the value into `buf`.
-    fn read_into(&mut self, buf: &mut [u8]) -> Result<()> {
-        match self {
-            Pieces::Ranged {
-                files, file, pos, ..
-            } => {
-                files.read_range_into(file, *pos, buf)?;
-                *pos += buf.len() as u64;
-                Ok(())
-            }
-            Pieces::Stream(s) => s.read_exact(buf),
-        }
-    }
-
-    /// A whole file's store checks it once it has been read to its end.
-    fn finish(self) -> Result<()> {
-        match self {
-            Pieces::Stream(s) => s.finish(),
-            Pieces::Ranged { .. } => Ok(()),
-        }
-    }
-}
-
 /// Decodes the value at `file[offset .. offset + length]` (the whole file when `whole_file`)
 /// into `out` — a zstd frame (or several, back to back) when `zstd`, else raw bytes — which
 /// must fill `out` exactly; a checking store's verdict on a whole file is taken at the end.
@@ -86,43 +41,29 @@ pub(super) fn stream_decode(
     out: &mut [u8],
     what: &str,
 ) -> Result<()> {
-    let mut pieces = if whole_file {
+    if whole_file {
+        // A whole file streamed (`open_read`): its store checks it once it is read to its end.
         let dir = files.0;
-        Pieces::Stream(dir.store().open_read(&dir.nested_path(file)?)?)
-    } else {
-        Pieces::Ranged {
-            files,
-            file,
-            pos: offset,
-            end: offset + length,
-        }
-    };
-    if zstd {
-        let mut piece = PIECES.take(STREAM_PIECE);
-        piece.resize(STREAM_PIECE, 0);
-        let decoded = zstd_into(
-            &mut |buf: &mut [u8]| {
-                let n = (pieces.left().min(buf.len() as u64)) as usize;
-                pieces.read_into(&mut buf[..n])?;
-                Ok(n)
+        let mut stream = dir.store().open_read(&dir.nested_path(file)?)?;
+        with_piece(zstd, |piece| {
+            decode_value(&mut |b| stream.read_exact(b), length, piece, out, what)
+        })?;
+        return stream.finish();
+    }
+    let mut pos = offset;
+    with_piece(zstd, |piece| {
+        decode_value(
+            &mut |b| {
+                files.read_range_into(file, pos, b)?;
+                pos += b.len() as u64;
+                Ok(())
             },
-            &mut piece,
+            length,
+            piece,
             out,
             what,
-        );
-        PIECES.give(piece);
-        decoded?;
-    } else {
-        if pieces.left() != out.len() as u64 {
-            return Err(Error::corrupt(format!(
-                "{what}: the stored chunk is {} bytes, {} expected uncompressed",
-                pieces.left(),
-                out.len()
-            )));
-        }
-        pieces.read_into(out)?;
-    }
-    pieces.finish()
+        )
+    })
 }
 
 /// Decodes the values that fill data file `file` back to back, in file order, from one stream
@@ -143,39 +84,12 @@ pub(super) fn stream_decode_run(
 ) -> Result<()> {
     let dir = files.0;
     let mut stream = dir.store().open_read(&dir.nested_path(file)?)?;
-    let mut piece = zstd.then(|| {
-        let mut p = PIECES.take(STREAM_PIECE);
-        p.resize(STREAM_PIECE, 0);
-        p
+    let decoded = with_piece(zstd, |mut piece| {
+        values.iter_mut().try_for_each(|(length, out, what)| {
+            let read = &mut |b: &mut [u8]| stream.read_exact(b);
+            decode_value(read, *length, piece.as_deref_mut(), out, what)
+        })
     });
-    let decoded = values.iter_mut().try_for_each(|(length, out, what)| {
-        let mut left = *length;
-        match piece.as_mut() {
-            Some(piece) => zstd_into(
-                &mut |buf: &mut [u8]| {
-                    let n = left.min(buf.len() as u64) as usize;
-                    stream.read_exact(&mut buf[..n])?;
-                    left -= n as u64;
-                    Ok(n)
-                },
-                piece,
-                out,
-                what,
-            ),
-            None => {
-                if left != out.len() as u64 {
-                    return Err(Error::corrupt(format!(
-                        "{what}: the stored chunk is {left} bytes, {} expected uncompressed",
-                        out.len()
-                    )));
-                }
-                stream.read_exact(out)
-            }
-        }
-    });
-    if let Some(p) = piece {
-        PIECES.give(p);
-    }
     match decoded {
         Ok(()) => stream.finish(),
         // A value that does not decode in a file the store finds damaged: the store's verdict,
@@ -186,6 +100,56 @@ pub(super) fn stream_decode_run(
             .filter(|f| f.kind() == ErrorKind::Corrupt)
             .unwrap_or(e)),
     }
+}
+
+/// `f` given a piece buffer of [`STREAM_PIECE`] bytes from [`PIECES`] when `zstd` (given back
+/// afterwards), else `None`.
+fn with_piece<T>(zstd: bool, f: impl FnOnce(Option<&mut [u8]>) -> T) -> T {
+    if !zstd {
+        return f(None);
+    }
+    let mut piece = PIECES.take(STREAM_PIECE);
+    piece.resize(STREAM_PIECE, 0);
+    let r = f(Some(&mut piece));
+    PIECES.give(piece);
+    r
+}
+
+/// Decodes a value of `length` stored bytes, which `read` gives in order (each call fills the
+/// buffer it is given with the next bytes), into `out`: zstd frames through `piece` when there
+/// is one, else raw bytes read straight into `out`, which must be `length` bytes.
+///
+/// # Errors
+/// `Corrupt` naming `what` when the value does not decode to exactly `out.len()` bytes; as
+/// `read`.
+fn decode_value(
+    read: &mut dyn FnMut(&mut [u8]) -> Result<()>,
+    length: u64,
+    piece: Option<&mut [u8]>,
+    out: &mut [u8],
+    what: &str,
+) -> Result<()> {
+    let Some(piece) = piece else {
+        if length != out.len() as u64 {
+            return Err(Error::corrupt(format!(
+                "{what}: the stored chunk is {length} bytes, {} expected uncompressed",
+                out.len()
+            )));
+        }
+        return read(out);
+    };
+    let mut left = length;
+    zstd_into(
+        &mut |buf: &mut [u8]| {
+            let n = left.min(buf.len() as u64) as usize;
+            read(&mut buf[..n])?;
+            left -= n as u64;
+            Ok(n)
+        },
+        piece,
+        out,
+        what,
+    )
 }
 
 /// Decodes the zstd frames read by `next` (which fills the start of the buffer it is given and
