@@ -165,6 +165,18 @@ macro_rules! manager_options {
                 /// (configure the store itself). ckpt's own (issue 14).
                 direct_io_min_bytes: Option<u64> = None, "form::number_or_off",
                     set(bytes: u64) => Some(bytes);
+                /// On a local root opened by URI or path ([`crate::CheckpointManager::open`],
+                /// `builder(root)`): write every durable file of at least this many bytes with
+                /// write-behind, its writeback started piece by piece as it is written and its
+                /// pages dropped from the page cache once on the device
+                /// ([`ckpt_storage::LocalStore::with_write_behind`]; default 8 MiB, `None` or in
+                /// a config `false`: plain buffered writes that stay in the page cache). A
+                /// 1 GiB save here: 0.5–0.9 s against 0.8–3.8 s plain; the step is then not in
+                /// the page cache. Ignored for other stores, for files written with
+                /// `direct_io_min_bytes`, and for `builder_with_store` (configure the store
+                /// itself). ckpt's own (issue 14).
+                write_behind_min_bytes: Option<u64> = Some(ckpt_storage::WRITE_BEHIND_MIN_BYTES),
+                    "form::number_or_off", set(bytes: Option<u64>) => bytes;
                 /// With a [`coordinator`](crate::CheckpointManagerOptions::coordinator): how long
                 /// (seconds) each process waits at one phase of a multi-process operation
                 /// (opening, the save decision, each phase of a save, a delete) for the others

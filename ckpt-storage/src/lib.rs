@@ -51,6 +51,7 @@ mod stream_copy;
 #[cfg(feature = "testkit")]
 pub mod testkit;
 mod uri;
+mod write_behind;
 pub mod writer_guard;
 
 pub use checksum_manifest::{
@@ -70,7 +71,7 @@ pub use layers::{
     CountingStore, FaultRule, FaultStore, Gate, LatencyStore, LoggedOp, OpCounts, OpKind,
     PathPattern,
 };
-pub use local_store::LocalStore;
+pub use local_store::{LocalStore, WRITE_BEHIND_MIN_BYTES};
 pub use mapped::MappedFile;
 #[cfg(any(feature = "s3", feature = "gcs", feature = "azblob"))]
 pub use object::install_http_transport;

@@ -4,7 +4,10 @@
 //! What a checkpoint store needs of a local file system, and how it is done here:
 //! * writes create the missing parent directories, then `write_all` each part straight from the
 //!   caller's buffers, then `sync_all` (none for [`Store::write_parts_unsynced`], whose fsync is
-//!   [`Store::sync_file`]); [`Store::write_if_absent`] is `O_CREAT | O_EXCL` (`create_new`);
+//!   [`Store::sync_file`]); durable files of 8 MiB or more start their writeback piece by piece
+//!   as they are written and leave the page cache once on the device
+//!   ([`LocalStore::with_write_behind`]); [`Store::write_if_absent`] is `O_CREAT | O_EXCL`
+//!   (`create_new`);
 //! * `rename` is a plain `rename(2)` (directories too), after checking that the target does not
 //!   exist (`rename(2)` would replace a file or an empty directory) and creating its parent;
 //! * `stat`, `delete` and `delete_prefix` never follow a symbolic link (deleting a link removes
@@ -33,6 +36,10 @@ use std::io::Write as _;
 use std::ops::Range;
 use std::path::{Component, Path, PathBuf};
 
+/// The default size (bytes) from which [`LocalStore`] writes durable files with write-behind
+/// ([`LocalStore::with_write_behind`]): 8 MiB, one piece.
+pub const WRITE_BEHIND_MIN_BYTES: u64 = crate::write_behind::PIECE_BYTES;
+
 /// A [`Store`] on the local file system below a root directory.
 ///
 /// Every call blocks the calling thread (plain `std::fs`).
@@ -50,6 +57,9 @@ pub struct LocalStore {
     /// Durable writes of at least this many bytes go through `O_DIRECT`
     /// ([`LocalStore::with_direct_io`]); `None`: never.
     direct_io_min_bytes: Option<u64>,
+    /// Durable buffered writes of at least this many bytes use write-behind
+    /// ([`LocalStore::with_write_behind`]); `None`: never.
+    write_behind_min_bytes: Option<u64>,
 }
 
 impl fmt::Debug for LocalStore {
@@ -58,6 +68,9 @@ impl fmt::Debug for LocalStore {
         d.field("location", &self.location(""));
         if let Some(min) = self.direct_io_min_bytes {
             d.field("direct_io_min_bytes", &min);
+        }
+        if self.write_behind_min_bytes != Some(WRITE_BEHIND_MIN_BYTES) {
+            d.field("write_behind_min_bytes", &self.write_behind_min_bytes);
         }
         d.finish()
     }
@@ -80,6 +93,7 @@ impl LocalStore {
         Ok(LocalStore {
             root,
             direct_io_min_bytes: None,
+            write_behind_min_bytes: Some(WRITE_BEHIND_MIN_BYTES),
         })
     }
 
@@ -94,6 +108,25 @@ impl LocalStore {
     /// (tmpfs) and other systems are written as before.
     pub fn with_direct_io(mut self, min_bytes: u64) -> Self {
         self.direct_io_min_bytes = Some(min_bytes);
+        self
+    }
+
+    /// This store, writing every durable file ([`Store::write`], [`Store::write_parts`]) of at
+    /// least `min_bytes` bytes with write-behind, or none with `None`. The default is
+    /// [`WRITE_BEHIND_MIN_BYTES`] (8 MiB). ckpt's own (issue 14).
+    ///
+    /// Write-behind: the file goes through the page cache as usual, but the writeback of each
+    /// 8 MiB piece starts as soon as it is written (`sync_file_range(2)`), and each piece's
+    /// pages leave the cache once on the device, four pieces behind the writer
+    /// (`POSIX_FADV_DONTNEED`); then the file is fsynced as always. The device is busy from
+    /// the first piece instead of from the fsync, and the file holds at most 40 MiB of page
+    /// cache, reused piece after piece. On this project's VMs a 1 GiB save went from 0.8–3.8 s
+    /// to 0.5–0.9 s (`ckpt-bench profile sync-loop`). In exchange the file is not left in the
+    /// page cache: a restore right after the save reads the device. Linux only; elsewhere, and
+    /// on file systems that cannot start a range's writeback, the file is written plainly.
+    /// Files written with `O_DIRECT` ([`LocalStore::with_direct_io`]) do not use it.
+    pub fn with_write_behind(mut self, min_bytes: Option<u64>) -> Self {
+        self.write_behind_min_bytes = min_bytes;
         self
     }
 
@@ -169,6 +202,13 @@ impl LocalStore {
             }
         }
         let mut f = std::fs::File::create(&abs).map_err(|e| self.io_err(e, "write", path))?;
+        if sync && self.write_behind_min_bytes.is_some_and(|min| total >= min) {
+            crate::write_behind::write_behind(&mut f, parts)
+                .map_err(|e| self.io_err(e, "write", path))?;
+            f.sync_all().map_err(|e| self.io_err(e, "fsync", path))?;
+            crate::write_behind::drop_cached(&f);
+            return Ok(());
+        }
         for part in parts {
             f.write_all(part)
                 .map_err(|e| self.io_err(e, "write", path))?;

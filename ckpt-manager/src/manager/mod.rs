@@ -184,9 +184,15 @@ impl CheckpointManager {
     /// `InvalidArgument` for an unknown URI scheme or a root that is a file; otherwise as
     /// [`CheckpointManager::with_store`].
     pub fn open(root: &str, options: CheckpointManagerOptions) -> Result<Self> {
-        if let Some(min) = options.direct_io_min_bytes {
+        let write_behind = options.write_behind_min_bytes;
+        let default_writes = write_behind == Some(ckpt_storage::WRITE_BEHIND_MIN_BYTES);
+        if options.direct_io_min_bytes.is_some() || !default_writes {
             if let Some(local) = ckpt_storage::open_local(root)? {
-                return Self::with_store(Arc::new(local.with_direct_io(min)), options);
+                let mut local = local.with_write_behind(write_behind);
+                if let Some(min) = options.direct_io_min_bytes {
+                    local = local.with_direct_io(min);
+                }
+                return Self::with_store(Arc::new(local), options);
             }
         }
         // Retries come from the manager's own policy (OpenRoot::open), not from `open`'s default.

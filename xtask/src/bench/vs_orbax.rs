@@ -81,6 +81,9 @@ struct Ckpt {
     sync: Vec<f64>,
     /// The same sync saves with `direct_io_min_bytes` = 1 MiB (O_DIRECT writes).
     sync_direct: Vec<f64>,
+    /// The same sync saves written plainly (`write_behind_min_bytes(None)`), in a loop of
+    /// their own after the default's.
+    sync_plain: Vec<f64>,
     blocked: Vec<f64>,
     commit: Vec<f64>,
     /// The borrowed async saves written with O_DIRECT: time to committed.
@@ -93,15 +96,28 @@ struct Ckpt {
     peak: Option<f64>,
 }
 
-/// A manager on `root` keeping 2 steps with background deletion; async or not; with
-/// `direct`, files of 1 MiB or more written with O_DIRECT.
-fn open(root: &Path, background: bool, direct: bool) -> ckpt_manager::Result<CheckpointManager> {
+/// How a loop's manager writes its large files.
+#[derive(Clone, Copy, PartialEq)]
+enum Writes {
+    /// The default: write-behind from 8 MiB (`write_behind_min_bytes`).
+    Behind,
+    /// Plain buffered writes, left in the page cache (`write_behind_min_bytes(None)`).
+    Plain,
+    /// O_DIRECT from 1 MiB (`direct_io_min_bytes`).
+    Direct,
+}
+
+/// A manager on `root` keeping 2 steps with background deletion; async or not; writing as
+/// `writes` says.
+fn open(root: &Path, background: bool, writes: Writes) -> ckpt_manager::Result<CheckpointManager> {
     let mut b = CheckpointManager::builder(root.to_string_lossy())
         .enable_async_checkpointing(background)
         .max_to_keep(2)
         .enable_background_delete(true);
-    if direct {
-        b = b.direct_io_min_bytes(1 << 20);
+    match writes {
+        Writes::Behind => {}
+        Writes::Plain => b = b.write_behind_min_bytes(None),
+        Writes::Direct => b = b.direct_io_min_bytes(1 << 20),
     }
     b.build()
 }
@@ -138,9 +154,9 @@ fn interleaved_loops(
     c: &mut Ckpt,
 ) -> ckpt_manager::Result<()> {
     let tensors = || Composite::new().tensors("params", map);
-    let mut sync = open(&dir.join("sync"), false, false)?;
-    let mut borrowed = open(&dir.join("async"), true, false)?;
-    let mut moved = open(&dir.join("moved"), true, false)?;
+    let mut sync = open(&dir.join("sync"), false, Writes::Behind)?;
+    let mut borrowed = open(&dir.join("async"), true, Writes::Behind)?;
+    let mut moved = open(&dir.join("moved"), true, Writes::Behind)?;
     for step in 1..=saves {
         for kind in 0..3 {
             match (kind + step) % 3 {
@@ -163,8 +179,14 @@ fn interleaved_loops(
     borrowed.close()?;
     moved.close()?;
     sync.close()?;
-    let mut sync_direct = open(&dir.join("sync-direct"), false, true)?;
-    let mut async_direct = open(&dir.join("async-direct"), true, true)?;
+    let mut plain = open(&dir.join("sync-plain"), false, Writes::Plain)?;
+    for step in 1..=saves {
+        c.sync_plain
+            .push(timed_save(&mut plain, step, tensors())?.1);
+    }
+    plain.close()?;
+    let mut sync_direct = open(&dir.join("sync-direct"), false, Writes::Direct)?;
+    let mut async_direct = open(&dir.join("async-direct"), true, Writes::Direct)?;
     for step in 1..=saves {
         for kind in 0..2 {
             if (kind + step) % 2 == 0 {
@@ -183,7 +205,7 @@ fn interleaved_loops(
 /// `saves` async saves of the borrowed tree into `root` (keeping 2 steps), alone in the
 /// process (no other manager's memory): peak RSS over the loop.
 fn peak_loop(root: &Path, map: &TensorMap, saves: u64, c: &mut Ckpt) -> ckpt_manager::Result<()> {
-    let mut m = open(root, true, false)?;
+    let mut m = open(root, true, Writes::Behind)?;
     let reset = sys::reset_peak_rss();
     let base = sys::proc_status_bytes("VmRSS").unwrap_or(0);
     for step in 1..=saves {
@@ -201,7 +223,13 @@ fn ckpt_loops(dir: &Path, map: &TensorMap, saves: u64) -> Result<Ckpt, String> {
     let e = |e: ckpt_manager::Error| e.to_string();
     let mut c = Ckpt::default();
     interleaved_loops(dir, map, saves, &mut c).map_err(e)?;
-    for sub in ["async", "moved", "sync-direct", "async-direct"] {
+    for sub in [
+        "async",
+        "moved",
+        "sync-plain",
+        "sync-direct",
+        "async-direct",
+    ] {
         let _ = std::fs::remove_dir_all(dir.join(sub));
     }
     let peak_root = dir.join("peak");
@@ -472,6 +500,7 @@ pub fn vs_orbax_section(b: &mut Bench, cx: &Ctx, size: usize, saves: u64) -> Res
         let _ = std::fs::remove_dir_all(&cdir);
         s.push("ckpt_sync_first", first(&c.sync));
         s.push("ckpt_sync", steady(&c.sync));
+        s.push("ckpt_sync_plain", steady(&c.sync_plain));
         s.push("ckpt_sync_direct_first", first(&c.sync_direct));
         s.push("ckpt_sync_direct", steady(&c.sync_direct));
         s.push("ckpt_blocked_first", first(&c.blocked));
@@ -581,9 +610,20 @@ pub fn vs_orbax_section(b: &mut Bench, cx: &Ctx, size: usize, saves: u64) -> Res
     let c_d3 = rows.add(
         "ckpt_sync_direct_vs_buffered",
         "ckpt_sync_direct",
-        "ckpt sync save, O_DIRECT vs buffered, steady",
+        "ckpt sync save, O_DIRECT vs write-behind (default), steady",
     );
     rows.r.compare(c_d3, c_sync, Speed, None);
+    let c_p = rows.add(
+        "ckpt_sync_plain",
+        "ckpt_sync_plain",
+        "ckpt sync save, plain buffered (write-behind off), steady",
+    );
+    let c_p2 = rows.add(
+        "ckpt_sync_vs_plain",
+        "ckpt_sync",
+        "ckpt sync save, write-behind (default) vs plain buffered, steady",
+    );
+    rows.r.compare(c_p2, c_p, Speed, None);
     let o_bf = rows.add(
         "orbax_blocked_first",
         "orbax_blocked_first",
