@@ -8,7 +8,8 @@
 //! `alternate` below), `sync-loop` or `moved-loop` (see below), or `pytree-save` / `pytree-restore` / `pytree-restore-into` (the same
 //! arrays as one pytree item in Orbax's OCDBT format; `restore_pytree_into` the loop's own
 //! tree); each repetition's seconds are printed. With `CKPT_BENCH_DIRECT_IO` set, saves write
-//! with `O_DIRECT` (`direct_io_min_bytes` = 1 MiB).
+//! with `O_DIRECT` (`direct_io_min_bytes` = 1 MiB); with `CKPT_BENCH_PLAIN`, plainly into the
+//! page cache (`write_behind_min_bytes(None)`; the default is write-behind).
 
 use super::payload::{Layout, Payload};
 use super::{sys, target_dir};
@@ -47,11 +48,8 @@ pub fn profile(
         return r;
     }
     let root = root.map_or_else(|| dir.to_string_lossy().into_owned(), str::to_string);
-    let mut builder = CheckpointManager::builder(root).enable_async_checkpointing(op == "capture");
-    if direct_io_from_env() {
-        builder = builder.direct_io_min_bytes(1 << 20);
-    }
-    let mut m = builder.build().map_err(e)?;
+    let builder = CheckpointManager::builder(root).enable_async_checkpointing(op == "capture");
+    let mut m = writes_from_env(builder).build().map_err(e)?;
     let pytree = op.starts_with("pytree-");
     let mut my_tree: Option<PyTree> = None;
     // A root that already holds step 1 (e.g. one Orbax wrote, whose item is `default`) is
@@ -248,22 +246,33 @@ fn direct_io_from_env() -> bool {
     std::env::var_os("CKPT_BENCH_DIRECT_IO").is_some_and(|v| !v.is_empty())
 }
 
+/// `builder` writing as the environment says: `O_DIRECT` from 1 MiB with `CKPT_BENCH_DIRECT_IO`,
+/// plain buffered writes (write-behind off) with `CKPT_BENCH_PLAIN`, else the default.
+fn writes_from_env(
+    mut builder: ckpt_manager::CheckpointManagerBuilder,
+) -> ckpt_manager::CheckpointManagerBuilder {
+    if direct_io_from_env() {
+        builder = builder.direct_io_min_bytes(1 << 20);
+    }
+    if std::env::var_os("CKPT_BENCH_PLAIN").is_some_and(|v| !v.is_empty()) {
+        builder = builder.write_behind_min_bytes(None);
+    }
+    builder
+}
+
 /// The manager of a save loop (`alternate`, `sync-loop`) on root `dir/name`, async or not,
 /// keeping 2 steps as the `vs-orbax` loops do; with `CKPT_BENCH_BG_DELETE` set, deleting on
-/// the background deleter; with `CKPT_BENCH_DIRECT_IO`, writing with `O_DIRECT`.
+/// the background deleter; writing as [`writes_from_env`] says.
 fn open_loop_manager(
     dir: &std::path::Path,
     name: &str,
     background: bool,
 ) -> ckpt_manager::Result<CheckpointManager> {
-    let mut b = CheckpointManager::builder(dir.join(name).to_string_lossy())
+    let b = CheckpointManager::builder(dir.join(name).to_string_lossy())
         .enable_async_checkpointing(background)
         .max_to_keep(2)
         .enable_background_delete(std::env::var_os("CKPT_BENCH_BG_DELETE").is_some());
-    if direct_io_from_env() {
-        b = b.direct_io_min_bytes(1 << 20);
-    }
-    b.build()
+    writes_from_env(b).build()
 }
 
 /// CPU time (user + system, every thread) this process has used, in seconds
