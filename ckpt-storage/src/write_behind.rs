@@ -9,7 +9,7 @@
 //! freed memory back to their host every new page-cache page is faulted in afresh (0.3–3 s per
 //! GiB measured here). With write-behind the device is busy from the first piece on, and the
 //! pages of the pieces already written are reused for the next ones. Measured on this machine
-//! (1 GiB, 8 MiB pieces, 4 behind, keeping 2 files as a save loop does): 428–556 ms against
+//! (1 GiB, 8 MiB pieces, 4 behind, keeping 2 files as a save loop does): 448–536 ms against
 //! 532–629 ms with `O_DIRECT` and 1.2–3.2 s plain buffered. The same trade as `O_DIRECT`: the
 //! file is not left in the page cache (a restore right after the save reads the device), and a
 //! large checkpoint does not push other data (a data set) out of the cache.
