@@ -6,7 +6,8 @@ use ckpt_manager::handlers::{DType, PyTree, Tensor, TensorMap};
 use ckpt_manager::{CheckpointManager, CheckpointManagerBuilder, Composite, SaveOptions};
 
 /// A tensors item of `rows` × 1 Mi float32 plus a small tensor, and a pytree of one u8 leaf of
-/// `tree_mib` MiB.
+/// `tree_mib` MiB of pseudo-random bytes (zstd leaves them as large as they are, so the pytree's
+/// data files are as large as the leaf's chunks).
 fn items(rows: usize, tree_mib: u32) -> (TensorMap, PyTree) {
     let mut t = TensorMap::new();
     let w: Vec<f32> = (0..rows << 20).map(|i| i as f32 * 0.25).collect();
@@ -20,11 +21,24 @@ fn items(rows: usize, tree_mib: u32) -> (TensorMap, PyTree) {
         Tensor::new(
             DType::U8,
             [(tree_mib as usize) << 20],
-            (0..tree_mib << 20).map(|i| (i % 17) as u8).collect(),
+            xorshift_bytes((tree_mib as usize) << 20),
         )
         .unwrap(),
     );
     (t, tree)
+}
+
+/// `n` pseudo-random bytes (xorshift64), which zstd cannot shrink.
+fn xorshift_bytes(n: usize) -> Vec<u8> {
+    let mut x: u64 = 0x9E37_79B9_7F4A_7C15;
+    let mut out = Vec::with_capacity(n);
+    while out.len() < n {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        out.extend_from_slice(&x.to_le_bytes()[..(n - out.len()).min(8)]);
+    }
+    out
 }
 
 /// Saves `t` and `tree` as step 1 through the manager `builder` makes (sync, then async on a
@@ -76,8 +90,11 @@ fn saves_written_with_o_direct_restore_and_verify() {
 #[test]
 fn saves_written_behind_restore_and_verify() {
     let dir = tempfile::tempdir().unwrap();
-    // 36 MiB: four whole 8 MiB pieces and a part, so pieces are waited for and dropped.
-    let (t, tree) = items(9, 20);
+    // A 48 MiB tensors file: six whole 8 MiB pieces, so the first two are waited for and
+    // dropped while the writer goes on (from the fifth piece on). A sync save's pytree data
+    // file of 16 MiB or more is written behind too, without reaching that point (an async
+    // save writes a borrowed pytree before `save` returns, without fsync: plainly).
+    let (t, tree) = items(12, 24);
     let settings = [
         ("default", ckpt_storage::WRITE_BEHIND_MIN_BYTES.into()),
         ("every-file", Some(1)),

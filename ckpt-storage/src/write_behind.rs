@@ -26,6 +26,7 @@ pub(crate) const PIECE_BYTES: u64 = 8 << 20;
 /// How many pieces may be in writeback at once, behind the writer: the piece this many back is
 /// waited for and dropped from the cache before the next is written (32 MiB of page cache per
 /// file at most, beyond the piece being written).
+#[cfg(target_os = "linux")]
 const PIECES_IN_FLIGHT: u64 = 4;
 
 /// Writes `parts`, one after another, to `file` (just created or truncated, positioned at 0),
@@ -58,13 +59,16 @@ pub(crate) fn write_behind(file: &mut File, parts: &[&[u8]]) -> std::io::Result<
 
 /// Piece `index` is written: its writeback starts, and the piece [`PIECES_IN_FLIGHT`] back is
 /// waited for and dropped from the cache. `Ok(false)` when the file system cannot start a
-/// range's writeback (`EINVAL`, `ENOSYS`, `EOPNOTSUPP`): nothing is lost, the fsync writes it.
+/// range's writeback (`EINVAL`, `ENOSYS`, `EOPNOTSUPP`, `ESPIPE` from the call that only starts
+/// it): nothing is lost, the fsync writes the rest. Any error of the call that waits is the
+/// write's error: that call takes the descriptor's writeback error, which the fsync would then
+/// no longer see.
 #[cfg(target_os = "linux")]
 fn piece_written(file: &File, index: u64) -> std::io::Result<bool> {
     use std::os::fd::AsRawFd as _;
     let fd = file.as_raw_fd();
-    let piece = |i: u64| -> (libc::off64_t, libc::off64_t) {
-        // At most (u64::MAX / 8 MiB) pieces: the offset fits an i64 for any real file.
+    // (offset, length) of piece `i`, bytes; the offset fits an i64 for any real file.
+    let piece = |i: u64| -> (i64, i64) {
         let start = i.saturating_mul(PIECE_BYTES).min(i64::MAX as u64) as i64;
         (start, PIECE_BYTES as i64)
     };
@@ -73,7 +77,11 @@ fn piece_written(file: &File, index: u64) -> std::io::Result<bool> {
     // passed.
     let started = unsafe { libc::sync_file_range(fd, start, len, libc::SYNC_FILE_RANGE_WRITE) };
     if started != 0 {
-        return unsupported(std::io::Error::last_os_error());
+        let e = std::io::Error::last_os_error();
+        return match e.raw_os_error() {
+            Some(libc::EINVAL | libc::ENOSYS | libc::EOPNOTSUPP | libc::ESPIPE) => Ok(false),
+            _ => Err(e),
+        };
     }
     if index < PIECES_IN_FLIGHT {
         return Ok(true);
@@ -84,22 +92,22 @@ fn piece_written(file: &File, index: u64) -> std::io::Result<bool> {
         | libc::SYNC_FILE_RANGE_WAIT_AFTER;
     // SAFETY: as above.
     if unsafe { libc::sync_file_range(fd, start, len, all) } != 0 {
-        return unsupported(std::io::Error::last_os_error());
+        return Err(std::io::Error::last_os_error());
     }
-    // Advice only: its failure changes nothing written.
-    // SAFETY: as above.
-    let _ = unsafe { libc::posix_fadvise(fd, start, len, libc::POSIX_FADV_DONTNEED) };
+    // Advice only: its failure changes nothing written (and where `off_t` is 32 bits, a range
+    // beyond 2 GiB is left in the cache).
+    if let (Some(start), Some(len)) = (off_t(start), off_t(len)) {
+        // SAFETY: as above.
+        let _ = unsafe { libc::posix_fadvise(fd, start, len, libc::POSIX_FADV_DONTNEED) };
+    }
     Ok(true)
 }
 
-/// `Ok(false)` for the errors that say the file system cannot do a range's writeback; the
-/// error itself otherwise (`EIO`: the device failed the write).
+/// `v` as the platform's `off_t`: `None` where it does not fit (32-bit `off_t`).
 #[cfg(target_os = "linux")]
-fn unsupported(e: std::io::Error) -> std::io::Result<bool> {
-    match e.raw_os_error() {
-        Some(libc::EINVAL | libc::ENOSYS | libc::EOPNOTSUPP | libc::ESPIPE) => Ok(false),
-        _ => Err(e),
-    }
+#[allow(clippy::unnecessary_fallible_conversions)] // infallible only where off_t is 64 bits
+fn off_t(v: i64) -> Option<libc::off_t> {
+    libc::off_t::try_from(v).ok()
 }
 
 /// Elsewhere: the writes only; the fsync does the rest.

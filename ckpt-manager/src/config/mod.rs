@@ -51,8 +51,8 @@ macro_rules! define_config {
         /// `#[typetag::serde]`, including a third-party crate's, as long as the program links
         /// that crate). `best_mode` is `"min"` or `"max"`; `atomicity` is `"auto"`,
         /// `"atomic_rename"` or `"commit_file"`. `save_interval_steps`,
-        /// `writer_lease_ttl_secs` and `async_staging_max_bytes` are a number, or `false` (or
-        /// JSON `null`) for off — TOML has no null. Unknown fields, at the top level and inside
+        /// `writer_lease_ttl_secs`, `async_staging_max_bytes`, `direct_io_min_bytes` and
+        /// `write_behind_min_bytes` are a number, or `false` (or JSON `null`) for off — TOML has no null. Unknown fields, at the top level and inside
         /// policies, are rejected.
         ///
         /// Not part of a config (they are code, not data): `step_name_format`, `retry`,
