@@ -55,13 +55,36 @@ pub(crate) fn on_threads(threads: usize, work: impl Fn() + Sync) {
     });
 }
 
-/// The error of the lowest job index among `errors` (jobs on several threads, the first
-/// error in job order wins), or `Ok`.
-pub(crate) fn first_error(errors: std::sync::Mutex<Vec<(usize, Error)>>) -> Result<()> {
-    let mut errs = errors.into_inner().unwrap_or_default();
-    errs.sort_by_key(|(i, _)| *i);
-    match errs.into_iter().next() {
-        Some((_, e)) => Err(e),
-        None => Ok(()),
+/// The errors of jobs run on several threads: once one is recorded, [`Failures::any`] tells
+/// the threads to stop taking jobs; the error of the lowest job index is the result.
+#[derive(Default)]
+pub(crate) struct Failures {
+    failed: std::sync::atomic::AtomicBool,
+    errors: std::sync::Mutex<Vec<(usize, Error)>>,
+}
+
+impl Failures {
+    /// Records job `job`'s error.
+    pub(crate) fn record(&self, job: usize, e: Error) {
+        self.failed.store(true, Ordering::Relaxed);
+        if let Ok(mut v) = self.errors.lock() {
+            v.push((job, e));
+        }
+    }
+
+    /// Whether any job has failed.
+    pub(crate) fn any(&self) -> bool {
+        self.failed.load(Ordering::Relaxed)
+    }
+
+    /// The error of the lowest job index recorded (jobs on several threads, the first error in
+    /// job order wins), or `Ok`.
+    pub(crate) fn into_result(self) -> Result<()> {
+        let mut errs = self.errors.into_inner().unwrap_or_default();
+        errs.sort_by_key(|(i, _)| *i);
+        match errs.into_iter().next() {
+            Some((_, e)) => Err(e),
+            None => Ok(()),
+        }
     }
 }

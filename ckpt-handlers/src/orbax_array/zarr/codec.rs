@@ -2,7 +2,7 @@
 //! encoding (zstd level 1, as Orbax).
 
 use super::*;
-use crate::orbax_array::parallel::{first_error, on_threads};
+use crate::orbax_array::parallel::{on_threads, Failures};
 
 /// Decompresses (or takes) one stored chunk into `out`, which it must fill exactly.
 ///
@@ -145,17 +145,10 @@ fn scatter_batch(
     }
     let item = meta.dtype.size_in_bytes();
     let next = std::sync::atomic::AtomicUsize::new(0);
-    let failed = std::sync::atomic::AtomicBool::new(false);
-    let errors: std::sync::Mutex<Vec<(usize, Error)>> = std::sync::Mutex::new(Vec::new());
-    let fail = |i: usize, e: Error| {
-        failed.store(true, std::sync::atomic::Ordering::Relaxed);
-        if let Ok(mut v) = errors.lock() {
-            v.push((i, e));
-        }
-    };
+    let failures = Failures::default();
     let work = || {
         let Some(mut scratch) = ckpt_storage::try_zeroed_bytes(chunk_bytes) else {
-            fail(
+            failures.record(
                 next.load(std::sync::atomic::Ordering::Relaxed),
                 bad(
                     what,
@@ -165,7 +158,7 @@ fn scatter_batch(
             return;
         };
         loop {
-            if failed.load(std::sync::atomic::Ordering::Relaxed) {
+            if failures.any() {
                 break;
             }
             let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
@@ -173,7 +166,7 @@ fn scatter_batch(
             let key = chunk_key(meta.version, index);
             let at = format!("{what} chunk {key}");
             if let Err(e) = src.decode_into(&key, meta.zstd, &mut scratch, &at) {
-                fail(i, e);
+                failures.record(i, e);
                 break;
             }
             let origin: Vec<usize> = index.iter().zip(&meta.chunks).map(|(i, c)| i * c).collect();
@@ -182,7 +175,7 @@ fn scatter_batch(
         }
     };
     on_threads(threads.min(indices.len()), work);
-    first_error(errors)
+    failures.into_result()
 }
 
 /// How many directly decoded chunks are handed to the decoding threads at a time.
@@ -283,10 +276,9 @@ pub(crate) fn parallel_decode(
     // Popped from the end: the runs in reverse, so the first chunks are decoded first.
     units.reverse();
     let queue = std::sync::Mutex::new(units);
-    let errors: std::sync::Mutex<Vec<(usize, Error)>> = std::sync::Mutex::new(Vec::new());
-    let failed = std::sync::atomic::AtomicBool::new(false);
+    let failures = Failures::default();
     let work = || loop {
-        if failed.load(std::sync::atomic::Ordering::Relaxed) {
+        if failures.any() {
             break;
         }
         let unit = queue.lock().ok().and_then(|mut q| q.pop());
@@ -296,14 +288,11 @@ pub(crate) fn parallel_decode(
             run => src.decode_run(run, zstd, what),
         };
         if let Err(e) = result {
-            failed.store(true, std::sync::atomic::Ordering::Relaxed);
-            if let Ok(mut v) = errors.lock() {
-                v.push((i, e));
-            }
+            failures.record(i, e);
         }
     };
     on_threads(if n <= 1 { 1 } else { threads }, work);
-    first_error(errors)
+    failures.into_result()
 }
 
 /// Decodes one zarr v3 shard (`sharding_indexed`) into `out`.
