@@ -241,9 +241,9 @@ fn sync_loop(
     m.close()
 }
 
-/// Whether `CKPT_BENCH_DIRECT_IO` is set (not empty): saves then write with `O_DIRECT`.
-fn direct_io_from_env() -> bool {
-    std::env::var_os("CKPT_BENCH_DIRECT_IO").is_some_and(|v| !v.is_empty())
+/// Whether the environment variable `name` is set to something (not empty).
+fn env_flag(name: &str) -> bool {
+    std::env::var_os(name).is_some_and(|v| !v.is_empty())
 }
 
 /// `builder` writing as the environment says: `O_DIRECT` from 1 MiB with `CKPT_BENCH_DIRECT_IO`,
@@ -251,10 +251,10 @@ fn direct_io_from_env() -> bool {
 fn writes_from_env(
     mut builder: ckpt_manager::CheckpointManagerBuilder,
 ) -> ckpt_manager::CheckpointManagerBuilder {
-    if direct_io_from_env() {
+    if env_flag("CKPT_BENCH_DIRECT_IO") {
         builder = builder.direct_io_min_bytes(1 << 20);
     }
-    if std::env::var_os("CKPT_BENCH_PLAIN").is_some_and(|v| !v.is_empty()) {
+    if env_flag("CKPT_BENCH_PLAIN") {
         builder = builder.write_behind_min_bytes(None);
     }
     builder
